@@ -1,0 +1,10 @@
+#pragma once
+// libmnl and the rtnetlink UAPI it speaks.
+#include <libmnl/libmnl.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/if_link.h>
+#include <linux/if_addr.h>
+#include <linux/neighbour.h>
+#include <linux/veth.h>
+#include <linux/if_arp.h>

@@ -1,0 +1,24 @@
+#define _GNU_SOURCE
+#include "clinux.h"
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/vfs.h>
+
+int clinux_enter_netns(int fd) { return setns(fd, CLONE_NEWNET); }
+
+long clinux_fs_magic(int fd)
+{
+	struct statfs fs;
+	return fstatfs(fd, &fs) == 0 ? (long)fs.f_type : -1;
+}
+
+long clinux_fs_magic_at(const char *path)
+{
+	struct statfs fs;
+	return statfs(path, &fs) == 0 ? (long)fs.f_type : -1;
+}
+
+int clinux_mount_bpffs(const char *path) { return mount("bpf", path, "bpf", 0, "mode=0700"); }
+
+int clinux_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }

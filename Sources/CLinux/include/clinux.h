@@ -1,0 +1,17 @@
+#pragma once
+// The few Linux calls that Glibc's Swift overlay does not import (they need _GNU_SOURCE).
+
+/// setns(fd, CLONE_NEWNET): moves the calling thread into the network namespace behind fd.
+int clinux_enter_netns(int fd);
+
+/// The f_type of the filesystem holding fd (statfs(2) magic), or -1 with errno set.
+long clinux_fs_magic(int fd);
+
+/// The f_type of the filesystem holding path, or -1 with errno set.
+long clinux_fs_magic_at(const char *path);
+
+/// mount(2) of a bpf filesystem at path.
+int clinux_mount_bpffs(const char *path);
+
+/// memfd_create(name, MFD_CLOEXEC).
+int clinux_memfd(const char *name);

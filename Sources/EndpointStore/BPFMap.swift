@@ -1,0 +1,126 @@
+import CLibBPF
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A BPF map pinned in bpffs, seen through libbpf's syscall wrappers.
+/// Keys and values are fixed-size byte strings; the table types above give them meaning.
+final class BPFMap {
+    let path: String
+    let keySize: Int
+    let valueSize: Int
+    private let descriptor: FileDescriptor
+
+    struct Layout {
+        let name: String
+        let type: bpf_map_type
+        let keySize: Int
+        let valueSize: Int
+        let maxEntries: Int
+    }
+
+    private init(path: String, descriptor: FileDescriptor, layout: Layout) {
+        self.path = path
+        self.descriptor = descriptor
+        self.keySize = layout.keySize
+        self.valueSize = layout.valueSize
+    }
+
+    deinit { try? descriptor.close() }
+
+    /// Opens the map pinned at `path`, or creates and pins it. A concurrent run that pins first wins
+    /// and both end up with the same map. A pinned map whose sizes differ from `layout` is refused.
+    static func openOrCreate(at path: String, _ layout: Layout) throws(StoreError) -> BPFMap {
+        if let map = try open(at: path, layout) { return map }
+        var options = bpf_map_create_opts()
+        options.sz = MemoryLayout<bpf_map_create_opts>.size
+        // Entries are allocated as pods come, not up front: an idle node pays for nothing.
+        options.map_flags = UInt32(BPF_F_NO_PREALLOC)
+        let fd = bpf_map_create(layout.type, layout.name, UInt32(layout.keySize), UInt32(layout.valueSize),
+                                UInt32(layout.maxEntries), &options)
+        guard fd >= 0 else { throw StoreError("create map \(layout.name)", Errno(rawValue: -fd)) }
+        let descriptor = FileDescriptor(rawValue: fd)
+        let pinned = bpf_obj_pin(fd, path)
+        if pinned == 0 { return BPFMap(path: path, descriptor: descriptor, layout: layout) }
+        try? descriptor.close()
+        if -pinned == EEXIST, let map = try open(at: path, layout) { return map }
+        throw StoreError("pin map at \(path)", Errno(rawValue: -pinned))
+    }
+
+    /// The map pinned at `path`, or nil when nothing is pinned there.
+    static func open(at path: String, _ layout: Layout) throws(StoreError) -> BPFMap? {
+        let fd = bpf_obj_get(path)
+        if fd < 0 {
+            if -fd == ENOENT { return nil }
+            throw StoreError("open pinned map \(path)", Errno(rawValue: -fd))
+        }
+        let descriptor = FileDescriptor(rawValue: fd)
+        var info = bpf_map_info()
+        var length = UInt32(MemoryLayout<bpf_map_info>.size)
+        let status = bpf_obj_get_info_by_fd(fd, &info, &length)
+        guard status == 0 else {
+            try? descriptor.close()
+            throw StoreError("inspect pinned map \(path)", Errno(rawValue: -status))
+        }
+        guard info.key_size == layout.keySize, info.value_size == layout.valueSize else {
+            try? descriptor.close()
+            throw StoreError("pinned map \(path) has key/value sizes \(info.key_size)/\(info.value_size), "
+                             + "this swiftpath expects \(layout.keySize)/\(layout.valueSize)")
+        }
+        return BPFMap(path: path, descriptor: descriptor, layout: layout)
+    }
+
+    func lookup(_ key: [UInt8]) throws(StoreError) -> [UInt8]? {
+        precondition(key.count == keySize)
+        var value = [UInt8](repeating: 0, count: valueSize)
+        let status = bpf_map_lookup_elem(descriptor.rawValue, key, &value)
+        if status == 0 { return value }
+        if -status == ENOENT { return nil }
+        throw StoreError("look up in \(path)", Errno(rawValue: -status))
+    }
+
+    /// Inserts `key` only if absent. Returns false when the key was already there.
+    func insert(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) -> Bool {
+        let status = update(key, value, flags: UInt64(BPF_NOEXIST))
+        if status == 0 { return true }
+        if -status == EEXIST { return false }
+        throw StoreError("insert into \(path)", Errno(rawValue: -status))
+    }
+
+    func upsert(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) {
+        let status = update(key, value, flags: UInt64(BPF_ANY))
+        guard status == 0 else { throw StoreError("update \(path)", Errno(rawValue: -status)) }
+    }
+
+    private func update(_ key: [UInt8], _ value: [UInt8], flags: UInt64) -> Int32 {
+        precondition(key.count == keySize && value.count == valueSize)
+        return bpf_map_update_elem(descriptor.rawValue, key, value, flags)
+    }
+
+    /// Deletes `key`. Returns false when it was not there.
+    @discardableResult
+    func delete(_ key: [UInt8]) throws(StoreError) -> Bool {
+        let status = bpf_map_delete_elem(descriptor.rawValue, key)
+        if status == 0 { return true }
+        if -status == ENOENT { return false }
+        throw StoreError("delete from \(path)", Errno(rawValue: -status))
+    }
+
+    /// Every key and value. Taken as a snapshot: callers may change the map while they walk it.
+    func entries() throws(StoreError) -> [(key: [UInt8], value: [UInt8])] {
+        var result: [(key: [UInt8], value: [UInt8])] = []
+        var previous: [UInt8]? = nil
+        var next = [UInt8](repeating: 0, count: keySize)
+        while true {
+            let status: Int32
+            if let key = previous { status = bpf_map_get_next_key(descriptor.rawValue, key, &next) }
+            else { status = bpf_map_get_next_key(descriptor.rawValue, nil, &next) }
+            if -status == ENOENT { break }
+            guard status == 0 else { throw StoreError("walk \(path)", Errno(rawValue: -status)) }
+            if let value = try lookup(next) { result.append((next, value)) }
+            previous = next
+        }
+        return result
+    }
+}

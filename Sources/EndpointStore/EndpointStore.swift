@@ -1,0 +1,101 @@
+import CLinux
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The node's shared state: a folder in bpffs holding pinned maps, used by every short-lived run
+/// of the plugin and by the CLI. Mutations that read before they write take `withLock`.
+public final class EndpointStore {
+    public static let defaultRoot = "/sys/fs/bpf/swiftpath"
+
+    public let root: String
+    private let directory: FileDescriptor
+    let endpoints: BPFMap
+    let leases: BPFMap
+    let cursors: BPFMap
+
+    private init(root: String, directory: FileDescriptor, endpoints: BPFMap, leases: BPFMap, cursors: BPFMap) {
+        self.root = root
+        self.directory = directory
+        self.endpoints = endpoints
+        self.leases = leases
+        self.cursors = cursors
+    }
+
+    deinit { try? directory.close() }
+
+    /// Opens the store at `root`, creating its folder and maps (and mounting bpffs at
+    /// /sys/fs/bpf when nothing is mounted there) if they do not exist yet.
+    public static func open(root: String = defaultRoot) throws(StoreError) -> EndpointStore {
+        try prepareFolder(root)
+        let directory: FileDescriptor
+        do {
+            directory = try FileDescriptor.open(FilePath(root), .readOnly, options: [.directory, .closeOnExec])
+        } catch {
+            throw StoreError("open store \(root)", error as? Errno)
+        }
+        let maps = try withLock(directory, root: root) { () throws(StoreError) in
+            (try BPFMap.openOrCreate(at: root + "/endpoints_v1", EndpointRecord.layout),
+             try BPFMap.openOrCreate(at: root + "/ip_leases_v1", Lease.layout),
+             try BPFMap.openOrCreate(at: root + "/ip_cursors_v1", Lease.cursorLayout))
+        }
+        return EndpointStore(root: root, directory: directory, endpoints: maps.0, leases: maps.1, cursors: maps.2)
+    }
+
+    /// Opens an existing store read-only in spirit: nil when `root` holds none (the CLI's view).
+    public static func openExisting(root: String = defaultRoot) throws(StoreError) -> EndpointStore? {
+        guard access(root + "/endpoints_v1", F_OK) == 0 else { return nil }
+        return try open(root: root)
+    }
+
+    /// Runs `body` holding the store's exclusive lock (flock on the folder), so that concurrent
+    /// plugin runs see each other's read-modify-write sequences whole.
+    public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(StoreError) -> Result<T, E> {
+        try Self.withLock(directory, root: root) { () throws(StoreError) -> Result<T, E> in
+            do throws(E) { return .success(try body()) } catch { return .failure(error) }
+        }
+    }
+
+    private static func withLock<T>(_ directory: FileDescriptor, root: String,
+                                    _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+        while flock(directory.rawValue, LOCK_EX) != 0 {
+            guard Errno.current == .interrupted else { throw StoreError("lock store \(root)", .current) }
+        }
+        defer { flock(directory.rawValue, LOCK_UN) }
+        return try body()
+    }
+
+    /// Makes sure `root` is a folder on a bpf filesystem.
+    private static func prepareFolder(_ root: String) throws(StoreError) {
+        // bpffs refuses names with a '.', so a root with one could never hold a pin.
+        guard root.hasPrefix("/"), root.count > 1, !root.contains(".") else {
+            throw StoreError("store root \(root) must be an absolute path without '.'")
+        }
+        if clinux_fs_magic_at(root) == bpffsMagic { return }
+        let parent = root.split(separator: "/").dropLast().map(String.init).joined(separator: "/")
+        let parentPath = "/" + parent
+        if clinux_fs_magic_at(parentPath) != bpffsMagic {
+            // The usual node has /sys/fs/bpf as an empty mount point until something mounts it.
+            guard parentPath == "/sys/fs/bpf", clinux_mount_bpffs(parentPath) == 0 else {
+                throw StoreError("\(parentPath) is not a bpf filesystem (mount -t bpf bpf \(parentPath))", .current)
+            }
+        }
+        guard mkdir(root, 0o700) == 0 || Errno.current == .fileExists else {
+            throw StoreError("create store folder \(root)", .current)
+        }
+    }
+
+    /// Removes every pinned map and the folder itself. Links to the maps held elsewhere keep
+    /// them alive until closed; the store is gone for every later run.
+    public func destroy() throws(StoreError) {
+        for map in [endpoints, leases, cursors] where unlink(map.path) != 0 && Errno.current != .noSuchFileOrDirectory {
+            throw StoreError("unpin \(map.path)", .current)
+        }
+        guard rmdir(root) == 0 || Errno.current == .noSuchFileOrDirectory else {
+            throw StoreError("remove store folder \(root)", .current)
+        }
+    }
+}
+
+private let bpffsMagic = 0xcafe_4a11

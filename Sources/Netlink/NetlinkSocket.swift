@@ -1,0 +1,159 @@
+import CLibMNL
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An rtnetlink socket, bound to the network namespace of the thread that opened it.
+public final class NetlinkSocket {
+    private let socket: OpaquePointer
+    private let portID: UInt32
+    private var sequence: UInt32
+    private let buffer: UnsafeMutableRawBufferPointer
+
+    static let bufferSize = 32 * 1024
+
+    public init() throws(NetlinkError) {
+        guard let socket = mnl_socket_open(NETLINK_ROUTE) else {
+            throw NetlinkError("open rtnetlink socket", .current)
+        }
+        guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
+            let errno = Errno.current
+            mnl_socket_close(socket)
+            throw NetlinkError("bind rtnetlink socket", errno)
+        }
+        self.socket = socket
+        self.portID = mnl_socket_get_portid(socket)
+        self.sequence = UInt32(truncatingIfNeeded: time(nil))
+        self.buffer = .allocate(byteCount: Self.bufferSize, alignment: 8)
+    }
+
+    deinit {
+        mnl_socket_close(socket)
+        buffer.deallocate()
+    }
+
+    /// Builds a request in the socket's buffer, sends it and collects the answer.
+    ///
+    /// A request with `NLM_F_ACK` returns once acknowledged; a `NLM_F_DUMP` request returns every
+    /// message of the dump; a plain request returns the one reply.
+    @discardableResult
+    func request(_ operation: @autoclosure () -> String, type: Int, flags: Int32,
+                 build: (MessageBuilder) -> Void) throws(NetlinkError) -> [NetlinkMessage] {
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        let header = mnl_nlmsg_put_header(buffer.baseAddress)!
+        sequence &+= 1
+        header.pointee.nlmsg_type = UInt16(type)
+        header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | flags)
+        header.pointee.nlmsg_seq = sequence
+        build(MessageBuilder(header: header))
+
+        guard mnl_socket_sendto(socket, header, Int(header.pointee.nlmsg_len)) >= 0 else {
+            throw NetlinkError(operation(), .current)
+        }
+        let collector = MessageCollector()
+        let context = Unmanaged.passUnretained(collector).toOpaque()
+        let isDump = flags & NLM_F_DUMP == NLM_F_DUMP
+        while true {
+            let received = mnl_socket_recvfrom(socket, buffer.baseAddress, Self.bufferSize)
+            guard received >= 0 else { throw NetlinkError(operation(), .current) }
+            let status = mnl_cb_run(buffer.baseAddress, received, sequence, portID, collectMessage, context)
+            if status == MNL_CB_ERROR { throw NetlinkError(operation(), .current) }
+            if status == MNL_CB_STOP || !isDump && flags & NLM_F_ACK == 0 { break }
+        }
+        return collector.messages
+    }
+}
+
+private final class MessageCollector {
+    var messages: [NetlinkMessage] = []
+}
+
+private let collectMessage: mnl_cb_t = { header, context in
+    guard let header, let context else { return MNL_CB_OK }
+    let collector = Unmanaged<MessageCollector>.fromOpaque(context).takeUnretainedValue()
+    let length = Int(header.pointee.nlmsg_len)
+    collector.messages.append(NetlinkMessage(bytes: Array(UnsafeRawBufferPointer(start: header, count: length))))
+    return MNL_CB_OK
+}
+
+/// Appends a fixed header and attributes to a request, through libmnl.
+struct MessageBuilder {
+    let header: UnsafeMutablePointer<nlmsghdr>
+
+    /// Reserves the family header (ifinfomsg, ifaddrmsg, rtmsg, ndmsg) and lets `fill` set it.
+    func family<Header>(_ type: Header.Type, _ fill: (inout Header) -> Void) {
+        let raw = mnl_nlmsg_put_extra_header(header, MemoryLayout<Header>.size)!
+        fill(&raw.assumingMemoryBound(to: Header.self).pointee)
+    }
+
+    func put(_ type: Int, _ value: UInt32) { mnl_attr_put_u32(header, UInt16(type), value) }
+    func put(_ type: Int, _ value: UInt8) { mnl_attr_put_u8(header, UInt16(type), value) }
+    func put(_ type: Int, _ value: String) { mnl_attr_put_strz(header, UInt16(type), value) }
+    func put(_ type: Int, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { mnl_attr_put(header, UInt16(type), $0.count, $0.baseAddress) }
+    }
+
+    func nest(_ type: Int, _ body: () -> Void) {
+        let start = mnl_attr_nest_start(header, UInt16(type))
+        body()
+        mnl_attr_nest_end(header, start)
+    }
+}
+
+/// One message of a reply, copied out of the receive buffer.
+struct NetlinkMessage {
+    let bytes: [UInt8]
+
+    /// Runs `body` with the family header and a table of the attributes that follow it.
+    func withContents<Header, T>(_ type: Header.Type, _ body: (Header, AttributeTable) -> T) -> T {
+        bytes.withUnsafeBytes { raw in
+            let header = raw.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
+            let family = mnl_nlmsg_get_payload(header)!.loadUnaligned(as: Header.self)
+            let table = AttributeTable()
+            mnl_attr_parse(header, UInt32(MemoryLayout<Header>.size), collectAttribute, table.slots)
+            defer { table.release() }
+            return body(family, table)
+        }
+    }
+}
+
+/// Attributes of one message or nest, by type. Valid only inside the closure that received it.
+final class AttributeTable {
+    static let capacity = 128
+    let slots = UnsafeMutablePointer<UnsafePointer<nlattr>?>.allocate(capacity: capacity)
+    private var children: [AttributeTable] = []
+
+    init() { slots.initialize(repeating: nil, count: Self.capacity) }
+
+    func release() {
+        children.forEach { $0.release() }
+        slots.deallocate()
+    }
+
+    subscript(type: Int) -> UnsafePointer<nlattr>? { type < Self.capacity ? slots[type] : nil }
+
+    func u32(_ type: Int) -> UInt32? { self[type].map { mnl_attr_get_u32($0) } }
+    func u8(_ type: Int) -> UInt8? { self[type].map { mnl_attr_get_u8($0) } }
+    func string(_ type: Int) -> String? { self[type].map { String(cString: mnl_attr_get_str($0)) } }
+    func bytes(_ type: Int) -> [UInt8]? {
+        self[type].map { Array(UnsafeRawBufferPointer(start: mnl_attr_get_payload($0), count: Int(mnl_attr_get_payload_len($0)))) }
+    }
+
+    func nested(_ type: Int) -> AttributeTable? {
+        guard let attribute = self[type] else { return nil }
+        let child = AttributeTable()
+        children.append(child)
+        mnl_attr_parse_nested(attribute, collectAttribute, child.slots)
+        return child
+    }
+}
+
+private let collectAttribute: mnl_attr_cb_t = { attribute, context in
+    guard let attribute, let context else { return MNL_CB_OK }
+    let type = Int(mnl_attr_get_type(attribute))
+    if type < AttributeTable.capacity {
+        context.assumingMemoryBound(to: UnsafePointer<nlattr>?.self)[type] = attribute
+    }
+    return MNL_CB_OK
+}

@@ -1,0 +1,83 @@
+import CLibMNL
+import NetAddress
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A route of the main table.
+public struct Route: Equatable, Sendable, CustomStringConvertible {
+    public let destination: IPPrefix
+    public let gateway: IPAddress?
+    public let outputIndex: Int32?
+    /// The gateway is reachable on the device without a covering subnet route.
+    public let onLink: Bool
+
+    public init(destination: IPPrefix, gateway: IPAddress? = nil, outputIndex: Int32?, onLink: Bool = false) {
+        self.destination = destination
+        self.gateway = gateway
+        self.outputIndex = outputIndex
+        self.onLink = onLink
+    }
+
+    public var description: String {
+        "\(destination.network)/\(destination.length)" + (gateway.map { " via \($0)" } ?? "")
+            + (outputIndex.map { " dev #\($0)" } ?? "") + (onLink ? " onlink" : "")
+    }
+}
+
+extension NetlinkSocket {
+    public func addRoute(_ route: Route) throws(NetlinkError) {
+        try request("add route \(route)", type: Int(RTM_NEWROUTE),
+                    flags: NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK) { message in
+            Self.describe(route, in: message)
+        }
+    }
+
+    /// Deletes `route`; returns false when there was no such route.
+    @discardableResult
+    public func deleteRoute(_ route: Route) throws(NetlinkError) -> Bool {
+        do {
+            try request("delete route \(route)", type: Int(RTM_DELROUTE), flags: NLM_F_ACK) { message in
+                Self.describe(route, in: message)
+            }
+            return true
+        } catch where error.errno == .noSuchProcess {
+            return false
+        }
+    }
+
+    private static func describe(_ route: Route, in message: MessageBuilder) {
+        let family = route.destination.family
+        message.family(rtmsg.self) {
+            $0.rtm_family = UInt8(family.addressFamily)
+            $0.rtm_dst_len = UInt8(route.destination.length)
+            $0.rtm_table = UInt8(RT_TABLE_MAIN.rawValue)
+            $0.rtm_protocol = UInt8(RTPROT_STATIC)
+            $0.rtm_scope = UInt8(route.gateway == nil ? RT_SCOPE_LINK.rawValue : RT_SCOPE_UNIVERSE.rawValue)
+            $0.rtm_type = UInt8(RTN_UNICAST)
+            $0.rtm_flags = route.onLink ? UInt32(RTNH_F_ONLINK) : 0
+        }
+        if route.destination.length > 0 { message.put(Int(RTA_DST.rawValue), route.destination.network.bytes) }
+        if let gateway = route.gateway { message.put(Int(RTA_GATEWAY.rawValue), gateway.bytes) }
+        if let index = route.outputIndex { message.put(Int(RTA_OIF.rawValue), UInt32(index)) }
+    }
+
+    /// The unicast routes of the main table for `family`.
+    public func routes(family: IPAddress.Family) throws(NetlinkError) -> [Route] {
+        try request("dump routes", type: Int(RTM_GETROUTE), flags: NLM_F_DUMP) { message in
+            message.family(rtmsg.self) { $0.rtm_family = UInt8(family.addressFamily) }
+        }.compactMap { message in
+            message.withContents(rtmsg.self) { header, attributes -> Route? in
+                let table = attributes.u32(Int(RTA_TABLE.rawValue)) ?? UInt32(header.rtm_table)
+                guard table == RT_TABLE_MAIN.rawValue, header.rtm_type == UInt8(RTN_UNICAST) else { return nil }
+                let destination = attributes.bytes(Int(RTA_DST.rawValue)).flatMap { IPAddress(bytes: $0) }
+                    ?? IPAddress(family: family, value: 0)
+                guard let prefix = IPPrefix(address: destination, length: Int(header.rtm_dst_len)) else { return nil }
+                return Route(destination: prefix,
+                             gateway: attributes.bytes(Int(RTA_GATEWAY.rawValue)).flatMap { IPAddress(bytes: $0) },
+                             outputIndex: attributes.u32(Int(RTA_OIF.rawValue)).map { Int32(bitPattern: $0) },
+                             onLink: header.rtm_flags & UInt32(RTNH_F_ONLINK) != 0)
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `swiftpath` run by an operator (no CNI_COMMAND in the environment).
+public struct SwiftpathCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "swiftpath",
+        abstract: "A CNI plugin with a BPF datapath. Run with CNI_COMMAND set, it speaks CNI; without, it is this CLI.",
+        subcommands: [EndpointCommand.self])
+
+    public init() {}
+}

@@ -1,0 +1,205 @@
+import CNIProtocol
+import EndpointStore
+import IPAM
+import NetAddress
+import Netlink
+import Netns
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The two ends of a pod's veth, as ADD made them.
+struct VethPair {
+    let host: Link
+    let pod: Link
+}
+
+extension Plugin {
+    /// ADD: checks its input, leases addresses, wires the veth, records the endpoint, and
+    /// undoes every step already done when a later one fails.
+    func add() throws(CNIError) -> CNIResult {
+        let podNamespace = try openPodNamespace()
+        let podNetlink = try netlink(in: podNamespace)
+        try ensureInterfaceIsFree(podNetlink)
+        let host = try hostNetlink()
+        let store = try openStore()
+        let ipam = try addressManager(store: store)
+        let mtu = if let configured = settings.mtu { configured } else { try uplinkMTU(host) }
+
+        var rollback = Rollback(log: log)
+        do throws(CNIError) {
+            let addressing = try ipam.allocate(for: attachment)
+            rollback.onFailure("IPAM lease") { try ipam.release(for: attachment, addresses: addressing.ips.map(\.address.address)) }
+
+            let veth = try createVeth(host: host, pod: podNetlink, podNamespace: podNamespace, mtu: mtu)
+            rollback.onFailure("veth \(veth.host.name)") { try host.deleteLink(index: veth.host.index) }
+
+            let gateways = type(of: ipam).gateways(of: addressing)
+            try configurePod(podNetlink, veth: veth, addressing: addressing, gateways: gateways)
+            try configureHost(host, veth: veth, addressing: addressing)
+            try recordEndpoint(store, veth: veth, addressing: addressing, source: ipam.source, mtu: mtu)
+            log("added \(veth.host.name) <-> \(environment.netns):\(environment.ifname) with \(addressing.ips.map(\.address.description))")
+            return result(veth: veth, addressing: addressing, gateways: gateways, mtu: mtu)
+        } catch {
+            rollback.run()
+            throw error
+        }
+    }
+
+    func openPodNamespace() throws(CNIError) -> NetworkNamespace {
+        guard environment.netns.utf8.count <= EndpointRecord.maxNetnsPathLength else {
+            throw CNIError(.invalidEnvironment, "CNI_NETNS is longer than \(EndpointRecord.maxNetnsPathLength) characters")
+        }
+        do { return try NetworkNamespace.open(environment.netns) } catch {
+            throw CNIError(.invalidEnvironment, "CNI_NETNS \"\(environment.netns)\" is not a network namespace",
+                           details: error.description)
+        }
+    }
+
+    /// A netlink socket bound to `namespace`: opened there, then used from the host.
+    func netlink(in namespace: NetworkNamespace) throws(CNIError) -> NetlinkSocket {
+        do { return try namespace.run { try NetlinkSocket() } } catch let error as NetlinkError {
+            throw CNIError(netlink: error)
+        } catch {
+            throw CNIError(.ioFailure, "cannot enter netns \(namespace.path)", details: "\(error)")
+        }
+    }
+
+    /// ADD must fail, before changing anything, when the pod already has an interface of that name.
+    func ensureInterfaceIsFree(_ podNetlink: NetlinkSocket) throws(CNIError) {
+        let existing: Link?
+        do { existing = try podNetlink.link(named: environment.ifname) } catch { throw CNIError(netlink: error) }
+        if existing != nil {
+            throw CNIError(.interfaceExists, "interface \(environment.ifname) already exists in \(environment.netns)")
+        }
+    }
+
+    /// The MTU of the device that carries the default route (IPv4 first), or 1500 without one.
+    func uplinkMTU(_ netlink: NetlinkSocket) throws(CNIError) -> Int {
+        do {
+            for family in [IPAddress.Family.v4, .v6] {
+                let route = try netlink.routes(family: family).first { $0.destination.length == 0 && $0.outputIndex != nil }
+                if let index = route?.outputIndex, let link = try netlink.link(index: index) { return link.mtu }
+            }
+            return 1500
+        } catch {
+            throw CNIError(netlink: error)
+        }
+    }
+
+    func createVeth(host: NetlinkSocket, pod: NetlinkSocket, podNamespace: NetworkNamespace,
+                    mtu: Int) throws(CNIError) -> VethPair {
+        do {
+            try host.createVethPair(name: hostInterfaceName, peerName: environment.ifname,
+                                    peerNamespace: podNamespace.descriptor, mtu: mtu)
+        } catch where error.errno == .fileExists {
+            throw CNIError(.interfaceExists, "host interface \(hostInterfaceName) already exists",
+                           details: "an attachment of \(attachment.containerID)/\(attachment.ifname) is already wired; DEL it first")
+        } catch {
+            throw CNIError(netlink: error)
+        }
+        do {
+            guard let hostEnd = try host.link(named: hostInterfaceName), let podEnd = try pod.link(named: environment.ifname) else {
+                throw CNIError(.netlinkFailure, "veth \(hostInterfaceName) vanished right after it was created")
+            }
+            return VethPair(host: hostEnd, pod: podEnd)
+        } catch let error as NetlinkError {
+            throw CNIError(netlink: error)
+        } catch {
+            throw error as! CNIError
+        }
+    }
+
+    /// Inside the pod: link up, /32 and /128 addresses, a permanent neighbour for each gateway
+    /// (so the pod never resolves it), and routes through the gateways.
+    func configurePod(_ netlink: NetlinkSocket, veth: VethPair, addressing: CNIResult,
+                      gateways: [IPAddress.Family: IPAddress]) throws(CNIError) {
+        guard let hostMAC = veth.host.mac else { throw CNIError(.netlinkFailure, "\(veth.host.name) has no MAC address") }
+        do {
+            try netlink.setUp(index: veth.pod.index)
+            for ip in addressing.ips { try netlink.addAddress(.host(ip.address.address), index: veth.pod.index) }
+            for gateway in gateways.values.sorted() {
+                try netlink.addPermanentNeighbour(gateway, mac: hostMAC, index: veth.pod.index)
+            }
+            for route in podRoutes(addressing: addressing, gateways: gateways) {
+                try netlink.addRoute(Route(destination: route.dst, gateway: route.gw, outputIndex: veth.pod.index, onLink: true))
+            }
+        } catch {
+            throw CNIError(netlink: error)
+        }
+    }
+
+    /// The routes the pod gets: the IPAM's, then a default route for each family it lacks one for.
+    func podRoutes(addressing: CNIResult, gateways: [IPAddress.Family: IPAddress]) -> [CNIResult.Route] {
+        var routes: [CNIResult.Route] = []
+        for route in addressing.routes where gateways[route.dst.family] != nil {
+            let normalized = IPPrefix(address: route.dst.network, length: route.dst.length)!
+            guard !routes.contains(where: { $0.dst == normalized }) else { continue }
+            routes.append(.init(dst: normalized, gw: route.gw ?? gateways[route.dst.family]))
+        }
+        for (family, gateway) in gateways.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            let any = IPPrefix(address: IPAddress(family: family, value: 0), length: 0)!
+            if !routes.contains(where: { $0.dst == any }) { routes.append(.init(dst: any, gw: gateway)) }
+        }
+        return routes
+    }
+
+    /// On the host: the host end up, a route and a permanent neighbour for each pod address, and the
+    /// forwarding sysctls that let the node route for its pods.
+    func configureHost(_ netlink: NetlinkSocket, veth: VethPair, addressing: CNIResult) throws(CNIError) {
+        guard let podMAC = veth.pod.mac else { throw CNIError(.netlinkFailure, "\(veth.pod.name) has no MAC address") }
+        do {
+            try netlink.setUp(index: veth.host.index)
+            for ip in addressing.ips {
+                let address = ip.address.address
+                try netlink.addRoute(Route(destination: .host(address), outputIndex: veth.host.index))
+                try netlink.addPermanentNeighbour(address, mac: podMAC, index: veth.host.index)
+            }
+        } catch {
+            throw CNIError(netlink: error)
+        }
+        do {
+            let families = Set(addressing.ips.map(\.address.family))
+            if families.contains(.v4) {
+                try Sysctl.ensure("net/ipv4/ip_forward", "1")
+                // The pod's source must not be judged by the host's other routes.
+                try Sysctl.ensure("net/ipv4/conf/\(veth.host.name)/rp_filter", "0")
+            }
+            if families.contains(.v6) { try Sysctl.ensure("net/ipv6/conf/all/forwarding", "1") }
+        } catch {
+            throw CNIError(system: error)
+        }
+    }
+
+    func recordEndpoint(_ store: EndpointStore, veth: VethPair, addressing: CNIResult,
+                        source: EndpointRecord.AddressSource, mtu: Int) throws(CNIError) {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let record = EndpointRecord(
+            containerID: attachment.containerID, ifname: attachment.ifname, network: config.name,
+            netns: environment.netns, hostIndex: veth.host.index, hostName: veth.host.name,
+            hostMAC: veth.host.mac ?? .zero, podIndex: veth.pod.index, podMAC: veth.pod.mac ?? .zero, mtu: mtu,
+            addresses: addressing.ips.prefix(EndpointRecord.maxAddresses).map { .host($0.address.address) },
+            addressSource: source, created: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec))
+        let inserted: Bool
+        do { inserted = try store.insert(record) } catch { throw CNIError(store: error) }
+        guard inserted else {
+            throw CNIError(.interfaceExists, "the store already records \(attachment.containerID)/\(attachment.ifname)")
+        }
+    }
+
+    /// The CNI result: the previous plugins' result (when chained) extended with ours.
+    func result(veth: VethPair, addressing: CNIResult, gateways: [IPAddress.Family: IPAddress], mtu: Int) -> CNIResult {
+        var result = config.prevResult ?? CNIResult()
+        let hostIndex = result.interfaces.count
+        result.interfaces.append(.init(name: veth.host.name, mac: veth.host.mac?.description))
+        result.interfaces.append(.init(name: veth.pod.name, mac: veth.pod.mac?.description, mtu: mtu, sandbox: environment.netns))
+        for ip in addressing.ips {
+            result.ips.append(.init(address: .host(ip.address.address), gateway: gateways[ip.address.family],
+                                    interface: hostIndex + 1))
+        }
+        result.routes += podRoutes(addressing: addressing, gateways: gateways)
+        if result.dns == CNIResult.DNS() { result.dns = addressing.dns }
+        return result
+    }
+}

@@ -1,0 +1,92 @@
+import CNIProtocol
+import EndpointStore
+import IPAM
+import NetAddress
+import Netlink
+
+extension Plugin {
+    /// CHECK: compares what is on the node with what ADD reported (prevResult) and recorded.
+    func check() throws(CNIError) {
+        guard let expected = config.prevResult else {
+            throw CNIError(.invalidNetworkConfig, "missing key \"prevResult\" in network config", details: "CHECK needs it")
+        }
+        let store = try openStore()
+        guard let record = try storeCall({ () throws(StoreError) in
+            try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
+        }) else {
+            throw CNIError(.unknownContainer, "no swiftpath endpoint for \(attachment.containerID)/\(attachment.ifname)")
+        }
+        let podNetlink = try netlink(in: openPodNamespace())
+        let host = try hostNetlink()
+        try checkPod(podNetlink, record: record, expected: expected)
+        try checkHost(host, record: record)
+        let ipam = try addressManager(store: store)
+        try ipam.check(for: attachment, expecting: record.addresses.map(\.address))
+    }
+
+    private func checkPod(_ netlink: NetlinkSocket, record: EndpointRecord, expected: CNIResult) throws(CNIError) {
+        do {
+            guard let link = try netlink.link(named: environment.ifname) else {
+                throw drift("interface \(environment.ifname) is missing from \(environment.netns)")
+            }
+            let podIndex = expected.interfaces.firstIndex { $0.name == environment.ifname && $0.sandbox != nil }
+            if let podIndex, let mac = expected.interfaces[podIndex].mac, MACAddress(mac) != link.mac {
+                throw drift("interface \(environment.ifname) has MAC \(link.mac?.description ?? "none"), prevResult says \(mac)")
+            }
+            guard link.isUp else { throw drift("interface \(environment.ifname) is down") }
+
+            let present = Set(try netlink.addresses(index: link.index).map(\.address))
+            let wanted = expected.ips.filter { $0.interface == nil || $0.interface == podIndex }
+            for ip in wanted where !present.contains(ip.address.address) {
+                throw drift("address \(ip.address) is missing from \(environment.ifname)")
+            }
+
+            let families = Set(wanted.map(\.address.family))
+            var routes: [Route] = []
+            for family in families.sorted(by: { $0.rawValue < $1.rawValue }) { routes += try netlink.routes(family: family) }
+            for route in expected.routes where families.contains(route.dst.family) {
+                let found = routes.contains {
+                    $0.destination.network == route.dst.network && $0.destination.length == route.dst.length
+                        && $0.gateway == route.gw && $0.outputIndex == link.index
+                }
+                if !found { throw drift("route \(route.dst)\(route.gw.map { " via \($0)" } ?? "") is missing in the pod") }
+            }
+
+            let neighbours = try netlink.neighbours(index: link.index)
+            for gateway in Set(wanted.compactMap(\.gateway)) {
+                let entry = neighbours.first { $0.address == gateway }
+                guard let entry, entry.isPermanent, entry.mac == record.hostMAC else {
+                    throw drift("the permanent neighbour entry for gateway \(gateway) -> \(record.hostMAC) is missing")
+                }
+            }
+        } catch let error as NetlinkError {
+            throw CNIError(netlink: error)
+        } catch {
+            throw error as! CNIError
+        }
+    }
+
+    private func checkHost(_ netlink: NetlinkSocket, record: EndpointRecord) throws(CNIError) {
+        do {
+            guard let link = try netlink.link(index: record.hostIndex), link.name == record.hostName else {
+                throw drift("host interface \(record.hostName) is missing")
+            }
+            guard link.isUp else { throw drift("host interface \(record.hostName) is down") }
+            let families = Set(record.addresses.map(\.family))
+            var routes: [Route] = []
+            for family in families.sorted(by: { $0.rawValue < $1.rawValue }) { routes += try netlink.routes(family: family) }
+            for address in record.addresses {
+                let found = routes.contains { $0.destination == address && $0.outputIndex == link.index && $0.gateway == nil }
+                if !found { throw drift("host route \(address) dev \(record.hostName) is missing") }
+            }
+        } catch let error as NetlinkError {
+            throw CNIError(netlink: error)
+        } catch {
+            throw error as! CNIError
+        }
+    }
+
+    private func drift(_ what: String) -> CNIError {
+        CNIError(.checkFailed, what, details: "attachment \(attachment.containerID)/\(attachment.ifname)")
+    }
+}

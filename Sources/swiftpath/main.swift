@@ -1,0 +1,21 @@
+import CNIProtocol
+import SwiftpathCLI
+import SwiftpathPlugin
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A runtime runs us with CNI_COMMAND set; anyone else gets the operator's CLI.
+if let command = getenv("CNI_COMMAND"), command.pointee != 0 {
+    var stdin: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while let count = try? chunk.withUnsafeMutableBytes({ try FileDescriptor.standardInput.read(into: $0) }), count > 0 {
+        stdin += chunk[..<count]
+    }
+    let (output, status) = Plugin.main(environment: processEnvironment(), stdin: stdin)
+    _ = try? FileDescriptor.standardOutput.writeAll(output + (output.isEmpty ? [] : [0x0a]))
+    exit(status)
+} else {
+    SwiftpathCommand.main()
+}
