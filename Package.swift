@@ -68,6 +68,6 @@ let package = Package(
         .testTarget(name: "NetAddressTests", dependencies: ["NetAddress"]),
         .testTarget(name: "CNIProtocolTests", dependencies: ["CNIProtocol"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["NetAddress"]),
+        .testTarget(name: "IntegrationTests", swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -17,7 +17,7 @@ public struct DelegatedIPAM: AddressManager {
     }
 
     public func allocate(for attachment: Attachment) throws(CNIError) -> CNIResult {
-        let output = try executor.run(type, command: .add, stdin: config.raw)
+        let output = try invoke(.add)
         let result = try CNIResult.decode(output, what: "\(type) result")
         guard !result.ips.isEmpty else {
             try? release(for: attachment, addresses: nil)
@@ -27,16 +27,16 @@ public struct DelegatedIPAM: AddressManager {
     }
 
     public func release(for attachment: Attachment, addresses: [IPAddress]?) throws(CNIError) {
-        _ = try executor.run(type, command: .del, overrides: overrides(for: attachment), stdin: config.raw)
+        _ = try invoke(.del, overrides: overrides(for: attachment))
     }
 
     public func check(for attachment: Attachment, expecting addresses: [IPAddress]) throws(CNIError) {
-        _ = try executor.run(type, command: .check, overrides: overrides(for: attachment), stdin: config.raw)
+        _ = try invoke(.check, overrides: overrides(for: attachment))
     }
 
     public func collectGarbage(keeping valid: Set<Attachment>, stale: [Attachment]) throws(CNIError) {
-        if try speaksGCAndStatus() {
-            _ = try executor.run(type, command: .gc, stdin: config.raw)
+        if try supportedVersions().contains(.v1_1_0) {
+            _ = try invoke(.gc)
         } else {
             // Plugins older than CNI 1.1 have no GC: release what GC found stale one by one.
             for attachment in stale { try release(for: attachment, addresses: nil) }
@@ -47,19 +47,34 @@ public struct DelegatedIPAM: AddressManager {
         guard executor.find(type) != nil else {
             throw CNIError(.pluginNotAvailable, "IPAM plugin \(type) is not in CNI_PATH \(executor.searchPath.joined(separator: ":"))")
         }
-        guard try speaksGCAndStatus() else { return }
+        guard try supportedVersions().contains(.v1_1_0) else { return }
         do {
-            _ = try executor.run(type, command: .status, stdin: config.raw)
+            _ = try invoke(.status)
         } catch {
             throw CNIError(.pluginNotAvailable, "IPAM plugin \(type) is not available", details: error.description)
         }
     }
 
-    private func speaksGCAndStatus() throws(CNIError) -> Bool {
+    /// Runs the plugin with the runtime's config. A plugin that does not speak the config's version
+    /// (Debian's host-local stops at 1.0.0) is asked again in the newest version both speak, so a
+    /// 1.1.0 conflist can still delegate to it.
+    private func invoke(_ command: CNICommand, overrides: [String: String] = [:]) throws(CNIError) -> [UInt8] {
+        do {
+            return try executor.run(type, command: command, overrides: overrides, stdin: config.raw)
+        } catch where error.code == .incompatibleVersion {
+            guard let common = try supportedVersions().filter({ $0 <= config.cniVersion }).max(),
+                  common != config.cniVersion,
+                  case .object(var object) = try JSONCoding.decode(JSONValue.self, from: config.raw) else { throw error }
+            object["cniVersion"] = .string(common.rawValue)
+            return try executor.run(type, command: command, overrides: overrides, stdin: JSONCoding.encode(JSONValue.object(object)))
+        }
+    }
+
+    private func supportedVersions() throws(CNIError) -> [CNIVersion] {
         struct Versions: Decodable { var supportedVersions: [String]? }
         let output = try executor.run(type, command: .version, stdin: Array(#"{"cniVersion":"1.1.0"}"#.utf8))
         let versions = try JSONCoding.decode(Versions.self, from: output, what: "\(type) VERSION answer")
-        return versions.supportedVersions?.contains(CNIVersion.v1_1_0.rawValue) ?? false
+        return (versions.supportedVersions ?? []).compactMap(CNIVersion.init(rawValue:))
     }
 
     /// A DEL or CHECK for one attachment; the netns may be gone, and the IPAM plugin never needs it.

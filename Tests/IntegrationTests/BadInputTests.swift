@@ -1,0 +1,109 @@
+import Foundation
+import XCTest
+
+/// Bad input gets the spec's error code and changes nothing on the node.
+final class BadInputTests: XCTestCase {
+    private func assertNothingChanged(_ node: TestNode, file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertEqual(try node.hostVeths(), [], "no veth left", file: file, line: line)
+        XCTAssertEqual(try node.endpoints().count, 0, "no record left", file: file, line: line)
+        if FileManager.default.fileExists(atPath: "\(node.storeRoot)/ip_leases_v1") {
+            XCTAssertEqual(try node.leaseCount(), 0, "no lease left", file: file, line: line)
+        }
+        XCTAssertEqual(node.hostLocalReservations(), [], "no host-local reservation left", file: file, line: line)
+    }
+
+    func testMalformedJSONIsCode6() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("bad")
+        for text in ["{not json", "", "[1, 2", #"{"cniVersion": "1.1.0", "name": "x", "#] {
+            let outcome = try node.cni("ADD", containerID: "ctr-bad", netns: pod, rawConfig: text)
+            XCTAssertEqual(outcome.errorCode, 6, "\(text): \(outcome.stdout)")
+            XCTAssertNotEqual(outcome.status, 0)
+        }
+        try assertNothingChanged(node)
+    }
+
+    func testMissingOrInvalidEnvironmentIsCode4NamingTheVariable() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("env")
+        let cases: [(String, [String: String?], String)] = [
+            ("CNI_CONTAINERID", ["CNI_CONTAINERID": nil], ""),
+            ("CNI_NETNS", ["CNI_NETNS": nil], "ctr"),
+            ("CNI_IFNAME", ["CNI_IFNAME": nil], "ctr"),
+            ("CNI_PATH", ["CNI_PATH": nil], "ctr"),
+            ("CNI_IFNAME", ["CNI_IFNAME": "this-name-is-far-too-long"], "ctr"),
+            ("CNI_IFNAME", ["CNI_IFNAME": "eth/0"], "ctr"),
+            ("CNI_CONTAINERID", [:], "-leading-dash"),
+            ("CNI_COMMAND", ["CNI_COMMAND": "FROB"], "ctr"),
+            ("CNI_NETNS", ["CNI_NETNS": "/tmp"], "ctr"),
+        ]
+        for (variable, environment, containerID) in cases {
+            var env = environment
+            if env["CNI_NETNS"] == nil, !environment.keys.contains("CNI_NETNS") { env["CNI_NETNS"] = pod }
+            let outcome = try node.cni("ADD", containerID: containerID, netns: pod, config: node.config(), environment: env)
+            XCTAssertEqual(outcome.errorCode, 4, "\(variable): \(outcome.stdout)")
+            XCTAssertTrue(outcome.errorMessage.contains(variable), "the error names \(variable): \(outcome.errorMessage)")
+        }
+        try assertNothingChanged(node)
+    }
+
+    func testUnknownVersionIsCode1() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("ver")
+        for version in ["0.2.0", "9.9.9", nil] as [String?] {
+            var config = node.config()
+            config["cniVersion"] = version
+            let outcome = try node.cni("ADD", containerID: "ctr-ver", netns: pod, config: config)
+            XCTAssertEqual(outcome.errorCode, 1, "\(version ?? "no version"): \(outcome.stdout)")
+        }
+        let check = try node.cni("CHECK", containerID: "ctr-ver", netns: pod, config: node.config(version: "0.3.1"))
+        XCTAssertEqual(check.errorCode, 1, "CHECK needs 0.4.0: \(check.stdout)")
+        try assertNothingChanged(node)
+    }
+
+    func testInvalidConfigIsCode7NamingTheKey() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("cfg")
+        let builtinRanges = { (range: [String: Any]) -> [String: Any] in ["type": "swiftpath", "ranges": [range]] }
+        let cases: [(String, [String: Any])] = [
+            ("mtu", ["mtu": 10]),
+            ("mtu", ["mtu": "big"]),
+            ("name", ["name": "bad name!"]),
+            ("ipam.type", ["ipam": ["type": "no-such-ipam"]]),
+            ("ipam.type", ["ipam": ["ranges": []]]),
+            ("ipam.ranges", ["ipam": ["type": "swiftpath", "ranges": []]]),
+            ("ipam.ranges[0].subnet", ["ipam": builtinRanges(["subnet": "10.1.2.300/24"])]),
+            ("ipam.ranges[0].subnet", ["ipam": builtinRanges(["subnet": "10.1.2.0/31"])]),
+            ("ipam.ranges[0].rangeStart", ["ipam": builtinRanges(["subnet": "10.1.2.0/24", "rangeStart": "10.9.9.9"])]),
+            ("ipam.ranges[0].rangeEnd", ["ipam": builtinRanges(["subnet": "10.1.2.0/24", "rangeEnd": "10.1.2.255"])]),
+            ("bpffsRoot", ["bpffsRoot": "relative/path"]),
+            ("ipam", ["ipam": "host-local"]),
+        ]
+        for (key, change) in cases {
+            var config = node.config()
+            for (field, value) in change { config[field] = value }
+            let outcome = try node.cni("ADD", containerID: "ctr-cfg", netns: pod, config: config)
+            XCTAssertEqual(outcome.errorCode, 7, "\(key): \(outcome.stdout)")
+            XCTAssertTrue(outcome.errorMessage.contains("\"\(key)\""), "the error names \(key): \(outcome.errorMessage)")
+        }
+        // Unknown keys are ignored, as the CNI conventions expect.
+        let tolerant = try node.cni("ADD", containerID: "ctr-cfg", netns: pod, config: node.config(extra: ["someFutureKey": [1, 2]]))
+        XCTAssertEqual(tolerant.status, 0, tolerant.stdout)
+        XCTAssertEqual(try node.cni("DEL", containerID: "ctr-cfg", netns: pod, config: node.config()).status, 0)
+        try assertNothingChanged(node)
+    }
+
+    func testExhaustedRangeRollsBackTheOtherFamily() throws {
+        let node = try TestNode(self)
+        let ranges: [[String: Any]] = [["subnet": "10.125.0.0/30"], ["subnet": "fd00:125::/64"]]
+        let config = node.config(extra: ["ipam": ["type": "swiftpath", "ranges": ranges]])
+        // A /30 holds network, gateway, one pod address and broadcast.
+        let first = try node.makePod("ex1"), second = try node.makePod("ex2")
+        XCTAssertEqual(try node.cni("ADD", containerID: "ctr-ex1", netns: first, config: config).status, 0)
+        let outcome = try node.cni("ADD", containerID: "ctr-ex2", netns: second, config: config)
+        XCTAssertEqual(outcome.errorCode, 103, outcome.stdout)
+        XCTAssertEqual(try node.leaseCount(), 2, "only the first pod's two leases remain")
+        XCTAssertEqual(try node.hostVeths().count, 1)
+        XCTAssertEqual(try node.inPod(second, "ip", "link", "show", "eth0").status, 1)
+    }
+}

@@ -1,0 +1,225 @@
+import Foundation
+import XCTest
+
+/// Runs a program and returns its exit status and output. Tests use real tools (ip, ping) and the
+/// real plugin binary, exactly as a runtime would run it.
+@discardableResult
+func runProcess(_ argv: [String], environment: [String: String]? = nil, stdin: String = "") throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = argv
+    if let environment { process.environment = environment }
+    let input = Pipe(), output = Pipe(), errors = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    input.fileHandleForWriting.write(Data(stdin.utf8))
+    try input.fileHandleForWriting.close()
+    let out = output.fileHandleForReading.readDataToEndOfFile()
+    let err = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    // Foundation keeps pipe ends open until the handles are freed; close them now, or a long test
+    // run exhausts its descriptors and the cleanup commands at the end cannot start.
+    for handle in [input.fileHandleForReading, output.fileHandleForReading, output.fileHandleForWriting,
+                   errors.fileHandleForReading, errors.fileHandleForWriting] {
+        try? handle.close()
+    }
+    return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+}
+
+/// `ip` and friends; a failure here is a broken test environment, reported as such.
+@discardableResult
+func shell(_ argv: String...) throws -> String {
+    let result = try runProcess(argv)
+    guard result.status == 0 else {
+        throw NSError(domain: "sh", code: Int(result.status),
+                      userInfo: [NSLocalizedDescriptionKey: "\(argv.joined(separator: " ")): \(result.stderr)"])
+    }
+    return result.stdout
+}
+
+/// The built plugin, next to the test bundle in the build folder.
+let pluginBinary: String = {
+    if let path = ProcessInfo.processInfo.environment["SWIFTPATH_BIN"] { return path }
+    var folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("swiftpath").path), folder.path != "/" {
+        folder.deleteLastPathComponent()
+    }
+    return folder.appendingPathComponent("swiftpath").path
+}()
+
+/// Where Debian's containernetworking-plugins put host-local and ptp.
+let referencePlugins = "/usr/lib/cni"
+
+private let runID = String(getpid() % 100_000)
+nonisolated(unsafe) private var nodeCounter = 0
+
+/// A simulated node: its own netns (the plugin runs inside it through nsenter, as the design notes
+/// say), its own bpffs store root, pods as further netns. Everything it makes carries a unique
+/// prefix and is removed by `tearDown`, which the test case registers at once.
+final class TestNode {
+    let prefix: String
+    let netns: String
+    let storeRoot: String
+    let network: String
+    let ipamDataDir: String
+    private(set) var pods: [String] = []
+
+    init(_ testCase: XCTestCase) throws {
+        nodeCounter += 1
+        prefix = "spt\(runID)n\(nodeCounter)"
+        netns = "\(prefix)-node"
+        storeRoot = "/sys/fs/bpf/\(prefix)"
+        network = "\(prefix)-net"
+        ipamDataDir = "/tmp/\(prefix)-ipam"
+        testCase.addTeardownBlock { [self] in self.tearDown() }
+        try shell("ip", "netns", "add", netns)
+        try exec("ip", "link", "set", "lo", "up")
+        // A node address, the source of the node's own packets to its pods.
+        try exec("ip", "addr", "add", "192.0.2.1/32", "dev", "lo")
+        try exec("ip", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad")
+    }
+
+    /// A command run inside the node's netns.
+    @discardableResult
+    func exec(_ argv: String...) throws -> String { try sh(["nsenter", "--net=/run/netns/\(netns)"] + argv) }
+
+    func sh(_ argv: [String]) throws -> String {
+        let result = try runProcess(argv)
+        guard result.status == 0 else {
+            throw NSError(domain: "sh", code: Int(result.status),
+                          userInfo: [NSLocalizedDescriptionKey: "\(argv.joined(separator: " ")): \(result.stderr)"])
+        }
+        return result.stdout
+    }
+
+    /// Makes a pod netns and returns its path.
+    func makePod(_ name: String) throws -> String {
+        let podNetns = "\(prefix)-\(name)"
+        try shell("ip", "netns", "add", podNetns)
+        pods.append(podNetns)
+        return "/run/netns/\(podNetns)"
+    }
+
+    func deletePod(_ path: String) throws {
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        try shell("ip", "netns", "del", name)
+        pods.removeAll { $0 == name }
+    }
+
+    /// A command run inside a pod.
+    func inPod(_ path: String, _ argv: String...) throws -> (status: Int32, stdout: String, stderr: String) {
+        try runProcess(["nsenter", "--net=\(path)"] + argv)
+    }
+
+    /// The conflist entry for this node, with the built-in allocator or host-local.
+    func config(ipam: IPAMKind = .builtin, version: String = "1.1.0", extra: [String: Any] = [:]) -> [String: Any] {
+        var config: [String: Any] = [
+            "cniVersion": version, "name": network, "type": "swiftpath", "bpffsRoot": storeRoot,
+            "logFile": "/tmp/\(prefix).log",
+        ]
+        switch ipam {
+        case .builtin:
+            config["ipam"] = ["type": "swiftpath", "ranges": [["subnet": "10.123.0.0/24"], ["subnet": "fd00:123::/64"]]]
+        case .hostLocal:
+            config["ipam"] = ["type": "host-local", "dataDir": ipamDataDir,
+                              "ranges": [[["subnet": "10.124.0.0/24"]], [["subnet": "fd00:124::/64"]]]]
+        }
+        for (key, value) in extra { config[key] = value }
+        return config
+    }
+
+    /// Runs the plugin as a runtime does: CNI_* in the environment, the config on stdin.
+    func cni(_ command: String, containerID: String = "", netns: String = "", ifname: String = "eth0",
+             config: [String: Any], environment extra: [String: String?] = [:]) throws -> CNIOutcome {
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)
+        return try cni(command, containerID: containerID, netns: netns, ifname: ifname, rawConfig: json, environment: extra)
+    }
+
+    func cni(_ command: String, containerID: String = "", netns: String = "", ifname: String = "eth0",
+             rawConfig: String, environment extra: [String: String?] = [:]) throws -> CNIOutcome {
+        var environment = [
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": containerID,
+            "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": referencePlugins,
+        ]
+        for (key, value) in extra { environment[key] = value }
+        let result = try runProcess(["nsenter", "--net=/run/netns/\(self.netns)", pluginBinary],
+                             environment: environment, stdin: rawConfig)
+        return CNIOutcome(status: result.status, stdout: result.stdout, stderr: result.stderr)
+    }
+
+    func add(_ containerID: String, pod: String, ipam: IPAMKind = .builtin, version: String = "1.1.0") throws -> [String: Any] {
+        let outcome = try cni("ADD", containerID: containerID, netns: pod, config: config(ipam: ipam, version: version))
+        XCTAssertEqual(outcome.status, 0, "ADD failed: \(outcome.stdout) \(outcome.stderr)")
+        return try outcome.json()
+    }
+
+    /// Links of the node netns whose names swiftpath gives host ends.
+    func hostVeths() throws -> [String] {
+        try exec("ip", "-o", "link", "show", "type", "veth").split(separator: "\n")
+            .map { String($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces).split(separator: "@")[0]) }
+    }
+
+    func endpoints() throws -> [[String: Any]] {
+        let result = try runProcess([pluginBinary, "endpoint", "list", "--root", storeRoot, "-o", "json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]] ?? []
+    }
+
+    /// How many addresses the built-in allocator has leased (read with bpftool, not with swiftpath).
+    func leaseCount() throws -> Int {
+        let dump = try sh(["bpftool", "-j", "map", "dump", "pinned", "\(storeRoot)/ip_leases_v1"])
+        return (try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [Any])?.count ?? -1
+    }
+
+    /// The addresses host-local holds (one file per address in its data dir).
+    func hostLocalReservations() -> [String] {
+        let folder = "\(ipamDataDir)/\(network)"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+            .filter { $0.contains(".") || $0.contains(":") }.filter { !$0.hasPrefix("last_reserved") && $0 != "lock" }
+    }
+
+    func tearDown() {
+        defer { XCTAssertEqual(runningPodNamespaces(), [], "teardown removed every netns of \(prefix)") }
+        for pod in pods { _ = try? runProcess(["ip", "netns", "del", pod]) }
+        _ = try? runProcess(["ip", "netns", "del", netns])
+        for pin in (try? FileManager.default.contentsOfDirectory(atPath: storeRoot)) ?? [] {
+            unlink("\(storeRoot)/\(pin)")
+        }
+        rmdir(storeRoot)
+        try? FileManager.default.removeItem(atPath: ipamDataDir)
+        try? FileManager.default.removeItem(atPath: "/tmp/\(prefix).log")
+    }
+}
+
+/// The netns of this node still present: the check that teardown really ran.
+extension TestNode {
+    func runningPodNamespaces() -> [String] {
+        ((try? runProcess(["ip", "netns", "list"]).stdout) ?? "").split(separator: "\n")
+            .compactMap { $0.split(separator: " ").first.map(String.init) }.filter { $0.hasPrefix(prefix + "-") }
+    }
+}
+
+enum IPAMKind { case builtin, hostLocal }
+
+struct CNIOutcome {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+
+    func json() throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any] ?? [:]
+    }
+
+    /// The `code` of a CNI error object on stdout.
+    var errorCode: Int? { (try? json())?["code"] as? Int }
+    var errorMessage: String { ((try? json())?["msg"] as? String) ?? stdout }
+}
+
+extension Dictionary where Key == String, Value == Any {
+    /// The pod addresses of a CNI result, without prefix lengths.
+    var podAddresses: [String] {
+        ((self["ips"] as? [[String: Any]]) ?? []).compactMap { ($0["address"] as? String)?.split(separator: "/").first.map(String.init) }
+    }
+}
