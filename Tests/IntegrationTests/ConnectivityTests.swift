@@ -99,4 +99,33 @@ final class ConnectivityTests: XCTestCase {
         let host = try node.hostVeths().first ?? "-"
         XCTAssertTrue(try node.exec("ip", "link", "show", host).contains("mtu 1400"))
     }
+
+    /// The conflists in cni-conf/ work as shipped (with this node's store and IPAM folder).
+    func testShippedConfigsWork() throws {
+        let node = try TestNode(self)
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../cni-conf")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".conflist") }.sorted()
+        XCTAssertEqual(files.count, 2, "\(files)")
+        for (index, file) in files.enumerated() {
+            let conflist = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent(file))) as! [String: Any]
+            var entry = (conflist["plugins"] as! [[String: Any]])[0]
+            entry["cniVersion"] = conflist["cniVersion"]
+            entry["name"] = node.network
+            entry["bpffsRoot"] = node.storeRoot
+            entry["logFile"] = "/tmp/\(node.prefix).log"
+            if var ipam = entry["ipam"] as? [String: Any], ipam["type"] as? String == "host-local" {
+                ipam["dataDir"] = node.ipamDataDir
+                entry["ipam"] = ipam
+            }
+            let pod = try node.makePod("shipped\(index)")
+            let add = try node.cni("ADD", containerID: "ctr-\(index)", netns: pod, config: entry)
+            XCTAssertEqual(add.status, 0, "\(file): \(add.stdout)")
+            XCTAssertEqual(try add.json().podAddresses.count, 2, "\(file) is dual stack")
+            for address in try add.json().podAddresses {
+                let ping = try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", "ping", "-c1", "-W2", address])
+                XCTAssertEqual(ping.status, 0, "\(file): node -> \(address)")
+            }
+            XCTAssertEqual(try node.cni("DEL", containerID: "ctr-\(index)", netns: pod, config: entry).status, 0)
+        }
+    }
 }

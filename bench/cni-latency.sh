@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# CNI ADD/DEL latency: swiftpath (built-in allocator, host-local) against the reference ptp plugin
+# with host-local, and the kernel's floor (a bare veth create/delete with iproute2).
+#
+# Everything runs inside a node netns this script makes; each round runs every contender once,
+# interleaved (A B C A B C ...), so a noisy neighbour hurts them alike. Prints medians, min and
+# max in milliseconds and writes JSON next to the table.
+#
+#   bench/cni-latency.sh [ROUNDS]        (default 30; needs root, a built swiftpath)
+set -euo pipefail
+rounds=${1:-30}
+here=$(cd "$(dirname "$0")/.." && pwd)
+plugin=${SWIFTPATH_BIN:-$here/.build/release/swiftpath}
+ref=${CNI_REFERENCE_PATH:-/usr/lib/cni}
+[ -x "$plugin" ] || { echo "build first: swift build -c release --static-swift-stdlib" >&2; exit 1; }
+[ -x "$ref/ptp" ] && [ -x "$ref/host-local" ] || { echo "needs containernetworking-plugins in $ref" >&2; exit 1; }
+
+id="spb$$"
+node="$id-node"
+work=$(mktemp -d "/tmp/$id.XXXX")
+store="/sys/fs/bpf/$id"
+cleanup() {
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
+  rm -f "$store"/* 2>/dev/null || true; rmdir "$store" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ip netns add "$node"
+ip -n "$node" link set lo up
+ip -n "$node" addr add 192.0.2.1/32 dev lo
+
+conf_swiftpath_builtin() { cat <<JSON
+{"cniVersion":"1.0.0","name":"$id-a","type":"swiftpath","bpffsRoot":"$store","logFile":"$work/log",
+ "ipam":{"type":"swiftpath","ranges":[{"subnet":"10.201.0.0/16"}]}}
+JSON
+}
+conf_swiftpath_hostlocal() { cat <<JSON
+{"cniVersion":"1.0.0","name":"$id-b","type":"swiftpath","bpffsRoot":"$store","logFile":"$work/log",
+ "ipam":{"type":"host-local","dataDir":"$work/ipam","ranges":[[{"subnet":"10.202.0.0/16"}]]}}
+JSON
+}
+conf_ptp() { cat <<JSON
+{"cniVersion":"1.0.0","name":"$id-c","type":"ptp",
+ "ipam":{"type":"host-local","dataDir":"$work/ipam","ranges":[[{"subnet":"10.203.0.0/16"}]]}}
+JSON
+}
+conf_swiftpath_builtin > "$work/swiftpath-builtin.json"
+conf_swiftpath_hostlocal > "$work/swiftpath-hostlocal.json"
+conf_ptp > "$work/ptp.json"
+
+# One timed call, run inside the node netns by the driver below; prints milliseconds.
+cat > "$work/driver.sh" <<'DRIVER'
+#!/usr/bin/env bash
+set -euo pipefail
+now() { date +%s%N; }
+contender=$1 verb=$2 pod=$3 binary=$4 config=$5
+if [ "$contender" = kernel ]; then
+  t0=$(now)
+  n=${pod##*-}
+  if [ "$verb" = ADD ]; then ip link add "kb$n" type veth peer name "kp$n"; else ip link del "kb$n"; fi
+  t1=$(now)
+else
+  t0=$(now)
+  CNI_COMMAND=$verb CNI_CONTAINERID="c$pod" CNI_NETNS="/run/netns/$pod" CNI_IFNAME=eth0 \
+    CNI_PATH="$CNI_REF" "$binary" < "$config" > /dev/null
+  t1=$(now)
+fi
+echo $(( (t1 - t0) / 1000 ))
+DRIVER
+chmod +x "$work/driver.sh"
+
+contenders=(swiftpath-builtin swiftpath-hostlocal ptp kernel)
+binary_of() { case $1 in swiftpath-*) echo "$plugin";; ptp) echo "$ref/ptp";; *) echo -;; esac; }
+config_of() { case $1 in kernel) echo -;; *) echo "$work/$1.json";; esac; }
+
+for c in "${contenders[@]}"; do : > "$work/$c.ADD"; : > "$work/$c.DEL"; done
+for round in $(seq 1 "$rounds"); do
+  for c in "${contenders[@]}"; do
+    pod="$id-$c-$round"
+    [ "$c" = kernel ] || ip netns add "$pod"
+    CNI_REF=$ref nsenter --net="/run/netns/$node" "$work/driver.sh" "$c" ADD "$pod" "$(binary_of "$c")" "$(config_of "$c")" >> "$work/$c.ADD"
+  done
+done
+for round in $(seq 1 "$rounds"); do
+  for c in "${contenders[@]}"; do
+    pod="$id-$c-$round"
+    CNI_REF=$ref nsenter --net="/run/netns/$node" "$work/driver.sh" "$c" DEL "$pod" "$(binary_of "$c")" "$(config_of "$c")" >> "$work/$c.DEL"
+  done
+done
+
+python3 - "$work" "$rounds" "${contenders[@]}" <<'PY'
+import json, statistics, sys, os, datetime, platform
+work, rounds, contenders = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+rows, out = [], {"date": datetime.datetime.utcnow().isoformat() + "Z", "kernel": platform.release(),
+                 "cpus": os.cpu_count(), "rounds": rounds, "unit": "ms", "results": {}}
+ptp = {}
+for verb in ("ADD", "DEL"):
+    for c in contenders:
+        samples = [int(x) / 1000 for x in open(f"{work}/{c}.{verb}").read().split()]
+        med = statistics.median(samples)
+        out["results"].setdefault(c, {})[verb] = {"median": med, "min": min(samples), "max": max(samples)}
+        if c == "ptp": ptp[verb] = med
+for verb in ("ADD", "DEL"):
+    print(f"\n{verb} ({rounds} rounds, ms)        median     min     max   vs ptp+host-local")
+    for c in contenders:
+        r = out["results"][c][verb]
+        ratio = r["median"] / ptp[verb] if ptp.get(verb) else float("nan")
+        print(f"  {c:<22} {r['median']:8.2f} {r['min']:7.2f} {r['max']:7.2f}   {ratio:5.2f}")
+path = os.environ.get("BENCH_JSON", "")
+if path:
+    json.dump(out, open(path, "w"), indent=2)
+    print(f"\nJSON: {path}")
+PY

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The main job: a node (a netns) with two pods wired by swiftpath, talking over IPv4 and IPv6.
+# Everything it makes is named swdemo-$$ and removed on exit, whatever happens. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+swift build -c release --static-swift-stdlib 2>&1 | tail -1
+plugin=$PWD/.build/release/swiftpath
+
+id="swdemo$$"
+node="$id-node"
+store="/sys/fs/bpf/$id"
+config=$(mktemp)
+cleanup() {
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$id-" || true); do ip netns del "$ns"; done
+  rm -f "$store"/* 2>/dev/null || true; rmdir "$store" 2>/dev/null || true
+  rm -f "$config"
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+in_node() { nsenter --net="/run/netns/$node" "$@"; }
+
+step "a node netns with an address of its own, and two pod netns"
+ip netns add "$node"
+ip -n "$node" link set lo up
+ip -n "$node" addr add 192.0.2.1/32 dev lo
+ip -n "$node" addr add 2001:db8::1/128 dev lo nodad
+ip netns add "$id-pod-a"
+ip netns add "$id-pod-b"
+
+# The shipped conflist's plugin entry, with a store of the demo's own.
+python3 - "$store" > "$config" <<'PY'
+import json, sys
+entry = json.load(open("cni-conf/10-swiftpath.conflist"))["plugins"][0]
+entry.update(cniVersion="1.1.0", name="swdemo", bpffsRoot=sys.argv[1])
+entry.pop("logFile")
+print(json.dumps(entry))
+PY
+
+cni() {  # VERB POD
+  CNI_COMMAND=$1 CNI_CONTAINERID="demo-$2" CNI_NETNS="/run/netns/$id-$2" CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \
+    in_node "$plugin" < "$config"
+}
+
+step "ADD pod-a (what the runtime gets back)"
+cni ADD pod-a
+step "ADD pod-b"
+cni ADD pod-b > /dev/null && echo "ok"
+
+step "inside pod-a"
+ip -n "$id-pod-a" -br addr show eth0
+ip -n "$id-pod-a" route; ip -n "$id-pod-a" -6 route show default
+ip -n "$id-pod-a" neigh show dev eth0
+
+step "the store's endpoints"
+"$plugin" endpoint list --root "$store"
+
+b4=$(ip -n "$id-pod-b" -4 -br addr show eth0 | awk '{print $3}' | cut -d/ -f1)
+b6=$(ip -n "$id-pod-b" -6 -br addr show eth0 | awk '{print $3}' | cut -d/ -f1)
+a4=$(ip -n "$id-pod-a" -4 -br addr show eth0 | awk '{print $3}' | cut -d/ -f1)
+step "pod-a -> pod-b over IPv4 ($b4) and IPv6 ($b6); node -> pod-a; pod-a -> node"
+ip netns exec "$id-pod-a" ping -c 2 -i 0.2 "$b4" | tail -2
+ip netns exec "$id-pod-a" ping -c 2 -i 0.2 "$b6" | tail -2
+in_node ping -c 2 -i 0.2 "$a4" | tail -2
+ip netns exec "$id-pod-a" ping -c 2 -i 0.2 192.0.2.1 | tail -2
+
+step "DEL both pods (twice: DEL is idempotent)"
+for pod in pod-a pod-b pod-a; do cni DEL "$pod" && echo "DEL $pod ok"; done
+"$plugin" endpoint list --root "$store"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages swiftpath builds, tests and demos with. Needs root.
+# The Swift toolchain (6.1 or later) is expected on PATH: Debian does not package it.
+set -euo pipefail
+packages=(
+  libbpf-dev libelf-dev zlib1g-dev libmnl-dev   # linked into the plugin
+  iproute2 util-linux iputils-ping              # ip, nsenter, ping: tests and demo
+  containernetworking-plugins                   # host-local IPAM, and ptp as the benchmark's reference
+  bpftool                                       # tests read the pinned maps independently of swiftpath
+  python3                                       # benchmark tables
+)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "swift is not on PATH: install a Swift 6.1+ toolchain first" >&2; exit 1; }
