@@ -34,9 +34,9 @@ let package = Package(
         // Entering network namespaces and writing their sysctls.
         .target(name: "Netns", dependencies: ["CLinux", .product(name: "SystemPackage", package: "swift-system")]),
 
-        // rtnetlink over libmnl: links, veth pairs, addresses, routes, neighbours.
+        // rtnetlink over libmnl: links, veth pairs (born in another netns), addresses, routes, neighbours.
         .target(name: "Netlink", dependencies: [
-            "CLibMNL", "NetAddress", .product(name: "SystemPackage", package: "swift-system"),
+            "CLibMNL", "NetAddress", "Netns", .product(name: "SystemPackage", package: "swift-system"),
         ]),
 
         // The node's shared state in bpffs: endpoint records and IP leases in pinned BPF maps.

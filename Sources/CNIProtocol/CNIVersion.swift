@@ -12,8 +12,6 @@ public enum CNIVersion: String, CaseIterable, Comparable, Codable, Sendable, Cus
 
     /// Results before 1.0.0 carry `ips[].version`.
     public var resultHasIPVersion: Bool { self < .v1_0_0 }
-    public var supportsCheck: Bool { self >= .v0_4_0 }
-    public var supportsGCAndStatus: Bool { self >= .v1_1_0 }
 
     private var order: Int { Self.allCases.firstIndex(of: self)! }
     public static func < (lhs: CNIVersion, rhs: CNIVersion) -> Bool { lhs.order < rhs.order }

@@ -1,5 +1,6 @@
 import CLibMNL
 import NetAddress
+import Netns
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,7 +8,7 @@ import Glibc
 extension NetlinkSocket {
     /// Adds `prefix` to device `index`. IPv6 addresses skip duplicate address detection, so they
     /// are usable at once: the pod's addresses come from IPAM, which already made them unique.
-    public func addAddress(_ prefix: IPPrefix, index: Int32) throws(NetlinkError) {
+    public func addAddress(_ prefix: IPPrefix, index: Int32) throws(SystemCallError) {
         try request("add address \(prefix) to link #\(index)", type: Int(RTM_NEWADDR),
                     flags: NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK) { message in
             message.family(ifaddrmsg.self) {
@@ -22,7 +23,7 @@ extension NetlinkSocket {
     }
 
     /// The addresses of device `index` (both families), link-local ones included.
-    public func addresses(index: Int32) throws(NetlinkError) -> [IPPrefix] {
+    public func addresses(index: Int32) throws(SystemCallError) -> [IPPrefix] {
         try request("dump addresses", type: Int(RTM_GETADDR), flags: NLM_F_DUMP) { message in
             message.family(ifaddrmsg.self) { $0.ifa_family = UInt8(AF_UNSPEC) }
         }.compactMap { message in

@@ -1,5 +1,6 @@
 import CLibMNL
 import NetAddress
+import Netns
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -20,24 +21,24 @@ public struct Link: Equatable, Sendable {
 
 extension NetlinkSocket {
     /// The device called `name`, or nil when there is none.
-    public func link(named name: String) throws(NetlinkError) -> Link? {
+    public func link(named name: String) throws(SystemCallError) -> Link? {
         try getLink("get link \(name)") { $0.put(Int(IFLA_IFNAME), name) }
     }
 
     /// The device with index `index`, or nil when there is none.
-    public func link(index: Int32) throws(NetlinkError) -> Link? {
+    public func link(index: Int32) throws(SystemCallError) -> Link? {
         try getLink("get link #\(index)", index: index) { _ in }
     }
 
     private func getLink(_ operation: String, index: Int32 = 0,
-                         _ build: (MessageBuilder) -> Void) throws(NetlinkError) -> Link? {
+                         _ build: (MessageBuilder) -> Void) throws(SystemCallError) -> Link? {
         do {
             let replies = try request(operation, type: Int(RTM_GETLINK), flags: 0) { message in
                 message.family(ifinfomsg.self) { $0.ifi_family = UInt8(AF_UNSPEC); $0.ifi_index = index }
                 build(message)
             }
             return replies.first.map(Self.parseLink)
-        } catch where error.errno == .noDevice {
+        } catch where error.errno == .operationNotSupportedByDevice {  // ENODEV
             return nil
         }
     }
@@ -56,8 +57,8 @@ extension NetlinkSocket {
 
     /// Creates a veth pair in one request: `name` here, `peerName` directly in `peerNamespace`.
     /// Fails with EEXIST when either name is taken, leaving the existing devices alone.
-    public func createVethPair(name: String, peerName: String, peerNamespace: FileDescriptor,
-                               mtu: Int) throws(NetlinkError) {
+    public func createVethPair(name: String, peerName: String, peerNamespace: NetworkNamespace,
+                               mtu: Int) throws(SystemCallError) {
         try request("create veth \(name) with peer \(peerName)", type: Int(RTM_NEWLINK),
                     flags: NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK) { message in
             message.family(ifinfomsg.self) { $0.ifi_family = UInt8(AF_UNSPEC) }
@@ -70,14 +71,14 @@ extension NetlinkSocket {
                         message.family(ifinfomsg.self) { $0.ifi_family = UInt8(AF_UNSPEC) }
                         message.put(Int(IFLA_IFNAME), peerName)
                         message.put(Int(IFLA_MTU), UInt32(mtu))
-                        message.put(Int(IFLA_NET_NS_FD), UInt32(bitPattern: peerNamespace.rawValue))
+                        message.put(Int(IFLA_NET_NS_FD), UInt32(bitPattern: peerNamespace.descriptor.rawValue))
                     }
                 }
             }
         }
     }
 
-    public func setUp(index: Int32) throws(NetlinkError) {
+    public func setUp(index: Int32) throws(SystemCallError) {
         try request("set link #\(index) up", type: Int(RTM_NEWLINK), flags: NLM_F_ACK) { message in
             message.family(ifinfomsg.self) {
                 $0.ifi_family = UInt8(AF_UNSPEC)
@@ -90,19 +91,19 @@ extension NetlinkSocket {
 
     /// Deletes the device (for a veth, both ends). Returns false when it was already gone.
     @discardableResult
-    public func deleteLink(index: Int32) throws(NetlinkError) -> Bool {
+    public func deleteLink(index: Int32) throws(SystemCallError) -> Bool {
         do {
             try request("delete link #\(index)", type: Int(RTM_DELLINK), flags: NLM_F_ACK) { message in
                 message.family(ifinfomsg.self) { $0.ifi_family = UInt8(AF_UNSPEC); $0.ifi_index = index }
             }
             return true
-        } catch where error.errno == .noDevice {
+        } catch where error.errno == .operationNotSupportedByDevice {  // ENODEV
             return false
         }
     }
 
     /// Every device of the namespace.
-    public func links() throws(NetlinkError) -> [Link] {
+    public func links() throws(SystemCallError) -> [Link] {
         try request("dump links", type: Int(RTM_GETLINK), flags: NLM_F_DUMP) { message in
             message.family(ifinfomsg.self) { $0.ifi_family = UInt8(AF_UNSPEC) }
         }.map(Self.parseLink)

@@ -1,5 +1,6 @@
 import CLibMNL
 import NetAddress
+import Netns
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,7 +15,7 @@ public struct Neighbour: Equatable, Sendable {
 
 extension NetlinkSocket {
     /// Adds (or replaces) a permanent neighbour entry: `address` on device `index` is `mac`.
-    public func addPermanentNeighbour(_ address: IPAddress, mac: MACAddress, index: Int32) throws(NetlinkError) {
+    public func addPermanentNeighbour(_ address: IPAddress, mac: MACAddress, index: Int32) throws(SystemCallError) {
         try request("add neighbour \(address) lladdr \(mac) dev #\(index)", type: Int(RTM_NEWNEIGH),
                     flags: NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK) { message in
             message.family(ndmsg.self) {
@@ -28,7 +29,7 @@ extension NetlinkSocket {
     }
 
     /// The neighbour entries of device `index`.
-    public func neighbours(index: Int32) throws(NetlinkError) -> [Neighbour] {
+    public func neighbours(index: Int32) throws(SystemCallError) -> [Neighbour] {
         try request("dump neighbours", type: Int(RTM_GETNEIGH), flags: NLM_F_DUMP) { message in
             message.family(ndmsg.self) { $0.ndm_family = UInt8(AF_UNSPEC); $0.ndm_ifindex = index }
         }.compactMap { message in

@@ -1,4 +1,5 @@
 import CLibMNL
+import Netns
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -13,14 +14,14 @@ public final class NetlinkSocket {
 
     static let bufferSize = 32 * 1024
 
-    public init() throws(NetlinkError) {
+    public init() throws(SystemCallError) {
         guard let socket = mnl_socket_open(NETLINK_ROUTE) else {
-            throw NetlinkError("open rtnetlink socket", .current)
+            throw SystemCallError("open rtnetlink socket", .current)
         }
         guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
             let errno = Errno.current
             mnl_socket_close(socket)
-            throw NetlinkError("bind rtnetlink socket", errno)
+            throw SystemCallError("bind rtnetlink socket", errno)
         }
         self.socket = socket
         self.portID = mnl_socket_get_portid(socket)
@@ -39,7 +40,7 @@ public final class NetlinkSocket {
     /// message of the dump; a plain request returns the one reply.
     @discardableResult
     func request(_ operation: @autoclosure () -> String, type: Int, flags: Int32,
-                 build: (MessageBuilder) -> Void) throws(NetlinkError) -> [NetlinkMessage] {
+                 build: (MessageBuilder) -> Void) throws(SystemCallError) -> [NetlinkMessage] {
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
         let header = mnl_nlmsg_put_header(buffer.baseAddress)!
         sequence &+= 1
@@ -49,16 +50,16 @@ public final class NetlinkSocket {
         build(MessageBuilder(header: header))
 
         guard mnl_socket_sendto(socket, header, Int(header.pointee.nlmsg_len)) >= 0 else {
-            throw NetlinkError(operation(), .current)
+            throw SystemCallError(operation(), .current)
         }
         let collector = MessageCollector()
         let context = Unmanaged.passUnretained(collector).toOpaque()
         let isDump = flags & NLM_F_DUMP == NLM_F_DUMP
         while true {
             let received = mnl_socket_recvfrom(socket, buffer.baseAddress, Self.bufferSize)
-            guard received >= 0 else { throw NetlinkError(operation(), .current) }
+            guard received >= 0 else { throw SystemCallError(operation(), .current) }
             let status = mnl_cb_run(buffer.baseAddress, received, sequence, portID, collectMessage, context)
-            if status == MNL_CB_ERROR { throw NetlinkError(operation(), .current) }
+            if status == MNL_CB_ERROR { throw SystemCallError(operation(), .current) }
             if status == MNL_CB_STOP || !isDump && flags & NLM_F_ACK == 0 { break }
         }
         return collector.messages

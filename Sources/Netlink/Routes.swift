@@ -1,5 +1,6 @@
 import CLibMNL
 import NetAddress
+import Netns
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,7 +27,7 @@ public struct Route: Equatable, Sendable, CustomStringConvertible {
 }
 
 extension NetlinkSocket {
-    public func addRoute(_ route: Route) throws(NetlinkError) {
+    public func addRoute(_ route: Route) throws(SystemCallError) {
         try request("add route \(route)", type: Int(RTM_NEWROUTE),
                     flags: NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK) { message in
             Self.describe(route, in: message)
@@ -35,7 +36,7 @@ extension NetlinkSocket {
 
     /// Deletes `route`; returns false when there was no such route.
     @discardableResult
-    public func deleteRoute(_ route: Route) throws(NetlinkError) -> Bool {
+    public func deleteRoute(_ route: Route) throws(SystemCallError) -> Bool {
         do {
             try request("delete route \(route)", type: Int(RTM_DELROUTE), flags: NLM_F_ACK) { message in
                 Self.describe(route, in: message)
@@ -63,7 +64,7 @@ extension NetlinkSocket {
     }
 
     /// The unicast routes of the main table for `family`.
-    public func routes(family: IPAddress.Family) throws(NetlinkError) -> [Route] {
+    public func routes(family: IPAddress.Family) throws(SystemCallError) -> [Route] {
         try request("dump routes", type: Int(RTM_GETROUTE), flags: NLM_F_DUMP) { message in
             message.family(rtmsg.self) { $0.rtm_family = UInt8(family.addressFamily) }
         }.compactMap { message in

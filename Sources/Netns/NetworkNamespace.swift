@@ -4,7 +4,7 @@ import SystemPackage
 import Glibc
 #endif
 
-/// A failed system call, with what it was doing it for.
+/// A failed system call (netlink requests included), with what it was doing it for.
 public struct SystemCallError: Error, CustomStringConvertible, Sendable {
     public let operation: String
     public let errno: Errno
@@ -86,5 +86,5 @@ private let procfsMagic = 0x9fa0
 
 extension Errno {
     /// The calling thread's errno, as swift-system types it.
-    static var current: Errno { Errno(rawValue: Glibc.errno) }
+    public static var current: Errno { Errno(rawValue: Glibc.errno) }
 }

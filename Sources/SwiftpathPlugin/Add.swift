@@ -58,7 +58,7 @@ extension Plugin {
 
     /// A netlink socket bound to `namespace`: opened there, then used from the host.
     func netlink(in namespace: NetworkNamespace) throws(CNIError) -> NetlinkSocket {
-        do { return try namespace.run { try NetlinkSocket() } } catch let error as NetlinkError {
+        do { return try namespace.run { try NetlinkSocket() } } catch let error as SystemCallError {
             throw CNIError(netlink: error)
         } catch {
             throw CNIError(.ioFailure, "cannot enter netns \(namespace.path)", details: "\(error)")
@@ -91,7 +91,7 @@ extension Plugin {
                     mtu: Int) throws(CNIError) -> VethPair {
         do {
             try host.createVethPair(name: hostInterfaceName, peerName: environment.ifname,
-                                    peerNamespace: podNamespace.descriptor, mtu: mtu)
+                                    peerNamespace: podNamespace, mtu: mtu)
         } catch where error.errno == .fileExists {
             throw CNIError(.interfaceExists, "host interface \(hostInterfaceName) already exists",
                            details: "an attachment of \(attachment.containerID)/\(attachment.ifname) is already wired; DEL it first")
@@ -103,7 +103,7 @@ extension Plugin {
                 throw CNIError(.netlinkFailure, "veth \(hostInterfaceName) vanished right after it was created")
             }
             return VethPair(host: hostEnd, pod: podEnd)
-        } catch let error as NetlinkError {
+        } catch let error as SystemCallError {
             throw CNIError(netlink: error)
         } catch {
             throw error as! CNIError
@@ -144,10 +144,25 @@ extension Plugin {
         return routes
     }
 
-    /// On the host: the host end up, a route and a permanent neighbour for each pod address, and the
-    /// forwarding sysctls that let the node route for its pods.
+    /// On the host: the forwarding sysctls that let the node route for its pods, the host end up,
+    /// and a route and a permanent neighbour entry for each pod address.
     func configureHost(_ netlink: NetlinkSocket, veth: VethPair, addressing: CNIResult) throws(CNIError) {
         guard let podMAC = veth.pod.mac else { throw CNIError(.netlinkFailure, "\(veth.pod.name) has no MAC address") }
+        do {
+            let families = Set(addressing.ips.map(\.address.family))
+            if families.contains(.v4) {
+                try Sysctl.ensure("net/ipv4/ip_forward", "1")
+                // The pod's source must not be judged by the host's other routes.
+                try Sysctl.ensure("net/ipv4/conf/\(veth.host.name)/rp_filter", "0")
+            }
+            if families.contains(.v6) {
+                try Sysctl.ensure("net/ipv6/conf/all/forwarding", "1")
+                // The host end's link-local address is usable at once, as the pod's addresses are.
+                try Sysctl.ensure("net/ipv6/conf/\(veth.host.name)/accept_dad", "0")
+            }
+        } catch {
+            throw CNIError(system: error)
+        }
         do {
             try netlink.setUp(index: veth.host.index)
             for ip in addressing.ips {
@@ -157,17 +172,6 @@ extension Plugin {
             }
         } catch {
             throw CNIError(netlink: error)
-        }
-        do {
-            let families = Set(addressing.ips.map(\.address.family))
-            if families.contains(.v4) {
-                try Sysctl.ensure("net/ipv4/ip_forward", "1")
-                // The pod's source must not be judged by the host's other routes.
-                try Sysctl.ensure("net/ipv4/conf/\(veth.host.name)/rp_filter", "0")
-            }
-            if families.contains(.v6) { try Sysctl.ensure("net/ipv6/conf/all/forwarding", "1") }
-        } catch {
-            throw CNIError(system: error)
         }
     }
 

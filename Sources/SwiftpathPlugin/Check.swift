@@ -3,6 +3,7 @@ import EndpointStore
 import IPAM
 import NetAddress
 import Netlink
+import Netns
 
 extension Plugin {
     /// CHECK: compares what is on the node with what ADD reported (prevResult) and recorded.
@@ -59,7 +60,7 @@ extension Plugin {
                     throw drift("the permanent neighbour entry for gateway \(gateway) -> \(record.hostMAC) is missing")
                 }
             }
-        } catch let error as NetlinkError {
+        } catch let error as SystemCallError {
             throw CNIError(netlink: error)
         } catch {
             throw error as! CNIError
@@ -79,7 +80,7 @@ extension Plugin {
                 let found = routes.contains { $0.destination == address && $0.outputIndex == link.index && $0.gateway == nil }
                 if !found { throw drift("host route \(address) dev \(record.hostName) is missing") }
             }
-        } catch let error as NetlinkError {
+        } catch let error as SystemCallError {
             throw CNIError(netlink: error)
         } catch {
             throw error as! CNIError

@@ -39,24 +39,26 @@ public struct Plugin {
         case .del:
             try del()
         case .check:
-            guard config.cniVersion.supportsCheck else {
-                throw CNIError(.incompatibleVersion, "CHECK needs cniVersion 0.4.0 or later, the config has \(config.cniVersion)")
-            }
+            try requireVersion(.v0_4_0)
             try check()
         case .gc:
-            guard config.cniVersion.supportsGCAndStatus else {
-                throw CNIError(.incompatibleVersion, "GC needs cniVersion 1.1.0 or later, the config has \(config.cniVersion)")
-            }
+            try requireVersion(.v1_1_0)
             try collectGarbage()
         case .status:
-            guard config.cniVersion.supportsGCAndStatus else {
-                throw CNIError(.incompatibleVersion, "STATUS needs cniVersion 1.1.0 or later, the config has \(config.cniVersion)")
-            }
+            try requireVersion(.v1_1_0)
             try status()
         case .version:
             return Self.versionAnswer(config.raw)
         }
         return []
+    }
+
+    /// CHECK came with 0.4.0, GC and STATUS with 1.1.0: older configs do not allow them.
+    func requireVersion(_ minimum: CNIVersion) throws(CNIError) {
+        guard config.cniVersion >= minimum else {
+            throw CNIError(.incompatibleVersion,
+                           "\(environment.command.rawValue) needs cniVersion \(minimum) or later, the config has \(config.cniVersion)")
+        }
     }
 
     static func versionAnswer(_ stdin: [UInt8]) -> [UInt8] {
@@ -118,7 +120,7 @@ public struct Plugin {
 }
 
 extension CNIError {
-    init(netlink error: NetlinkError) {
+    init(netlink error: SystemCallError) {
         self.init(.netlinkFailure, "netlink request failed", details: error.description)
     }
 
