@@ -25,6 +25,17 @@ let package = Package(
         // The Linux calls Glibc's overlay lacks (setns, statfs, mount, memfd_create).
         .target(name: "CLinux"),
 
+        // The BPF datapath: C in bpf/, compiled by the BPFCompiler plugin and embedded in the binary.
+        .plugin(name: "BPFCompiler", capability: .buildTool(), dependencies: ["bpf-embed"]),
+        .executableTarget(name: "bpf-embed", path: "Tools/bpf-embed"),
+        .target(name: "BPFObjects", path: "bpf", exclude: ["datapath.c", "lib", "abi"], sources: ["BPFObject.swift"],
+                plugins: ["BPFCompiler"]),
+        // The layout of the datapath's maps, shared by the BPF C and the Swift loader.
+        .target(name: "CDatapathABI", path: "bpf/abi"),
+
+        // Errors of system calls, carrying errno and what the call was for.
+        .target(name: "SystemCallSupport", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+
         // Addresses, prefixes and MACs: the vocabulary every layer shares.
         .target(name: "NetAddress"),
 
@@ -32,33 +43,39 @@ let package = Package(
         .target(name: "CNIProtocol", dependencies: ["NetAddress"]),
 
         // Entering network namespaces and writing their sysctls.
-        .target(name: "Netns", dependencies: ["CLinux", .product(name: "SystemPackage", package: "swift-system")]),
+        .target(name: "Netns", dependencies: ["CLinux", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system")]),
 
         // rtnetlink over libmnl: links, veth pairs (born in another netns), addresses, routes, neighbours.
         .target(name: "Netlink", dependencies: [
-            "CLibMNL", "NetAddress", "Netns", .product(name: "SystemPackage", package: "swift-system"),
+            "CLibMNL", "NetAddress", "Netns", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system"),
         ]),
 
         // The node's shared state in bpffs: endpoint records and IP leases in pinned BPF maps.
-        .target(name: "EndpointStore", dependencies: [
-            "CLibBPF", "CLinux", "NetAddress", .product(name: "SystemPackage", package: "swift-system"),
+        .target(name: "BPFStore", dependencies: [
+            "CLibBPF", "CLinux", "NetAddress", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system"),
         ], linkerSettings: staticBPF),
+
+        // The datapath model: loading and upgrading the programs, endpoints in the maps, attachments, counters.
+        .target(name: "Datapath", dependencies: [
+            "BPFObjects", "BPFStore", "CDatapathABI", "CLibBPF", "NetAddress", "SystemCallSupport",
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
 
         // Address management: delegated CNI IPAM plugins and the built-in allocator.
         .target(name: "IPAM", dependencies: [
-            "CLinux", "CNIProtocol", "EndpointStore", "NetAddress",
+            "CLinux", "CNIProtocol", "BPFStore", "NetAddress", "SystemCallSupport",
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
 
         // The CNI verbs: add, del, check, gc, status, version.
         .target(name: "SwiftpathPlugin", dependencies: [
-            "CNIProtocol", "Netns", "Netlink", "EndpointStore", "IPAM", "NetAddress",
+            "CNIProtocol", "Datapath", "Netns", "Netlink", "BPFStore", "IPAM", "NetAddress", "SystemCallSupport",
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
 
         // The operator's command line.
         .target(name: "SwiftpathCLI", dependencies: [
-            "CNIProtocol", "EndpointStore", "NetAddress", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "CNIProtocol", "BPFStore", "NetAddress", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .executableTarget(name: "swiftpath", dependencies: [

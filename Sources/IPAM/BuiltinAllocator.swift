@@ -1,5 +1,5 @@
 import CNIProtocol
-import EndpointStore
+import BPFStore
 import NetAddress
 
 /// The `ipam` section of the built-in allocator:

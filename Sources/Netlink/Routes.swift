@@ -1,3 +1,4 @@
+import SystemCallSupport
 import CLibMNL
 import NetAddress
 import Netns

@@ -1,21 +1,9 @@
 import CLinux
+import SystemCallSupport
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A failed system call (netlink requests included), with what it was doing it for.
-public struct SystemCallError: Error, CustomStringConvertible, Sendable {
-    public let operation: String
-    public let errno: Errno
-
-    public init(_ operation: String, _ errno: Errno) {
-        self.operation = operation
-        self.errno = errno
-    }
-
-    public var description: String { "\(operation): \(errno)" }
-}
 
 /// A network namespace held open by a descriptor.
 ///
@@ -83,8 +71,3 @@ public final class NetworkNamespace {
 
 private let nsfsMagic = 0x6e73_6673
 private let procfsMagic = 0x9fa0
-
-extension Errno {
-    /// The calling thread's errno, as swift-system types it.
-    public static var current: Errno { Errno(rawValue: Glibc.errno) }
-}

@@ -1,3 +1,4 @@
+import SystemCallSupport
 import SystemPackage
 
 /// Network sysctls of the calling thread's netns (/proc/sys/net resolves against the thread).

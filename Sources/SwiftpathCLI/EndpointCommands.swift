@@ -1,6 +1,6 @@
 import ArgumentParser
 import CNIProtocol
-import EndpointStore
+import BPFStore
 import NetAddress
 
 /// Options every command that reads the store shares.

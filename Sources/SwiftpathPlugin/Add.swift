@@ -1,5 +1,7 @@
+import SystemCallSupport
+import BPFStore
 import CNIProtocol
-import EndpointStore
+import Datapath
 import IPAM
 import NetAddress
 import Netlink
@@ -25,6 +27,7 @@ extension Plugin {
         let store = try openStore()
         let ipam = try addressManager(store: store)
         let mtu = if let configured = settings.mtu { configured } else { try uplinkMTU(host) }
+        let datapath = try prepareDatapath(store: store, host: host)
 
         var rollback = Rollback(log: log)
         do throws(CNIError) {
@@ -37,7 +40,20 @@ extension Plugin {
             let gateways = type(of: ipam).gateways(of: addressing)
             try configurePod(podNetlink, veth: veth, addressing: addressing, gateways: gateways)
             try configureHost(host, veth: veth, addressing: addressing)
-            try recordEndpoint(store, veth: veth, addressing: addressing, source: ipam.source, mtu: mtu)
+            let addresses = addressing.ips.map(\.address.address)
+            try datapathCall { () throws(StoreError) in
+                try datapath.addEndpoint(addresses: addresses, hostIndex: veth.host.index,
+                                         podMAC: veth.pod.mac ?? .zero, hostMAC: veth.host.mac ?? .zero)
+            }
+            rollback.onFailure("endpoint map entries") { try datapath.removeEndpoint(addresses: addresses, hostIndex: veth.host.index) }
+            let attached = try datapathCall { () throws(StoreError) in
+                try datapath.attachPod(hostName: veth.host.name, hostIndex: veth.host.index, policy: settings.attachMode)
+            }
+            rollback.onFailure("\(attached.mode) attachment") {
+                try datapath.detachPod(hostName: veth.host.name, hostIndex: veth.host.index, mode: attached.mode)
+            }
+            if attached.mode == .tc { log("tcx unavailable: \(veth.host.name) uses the tc (clsact) fallback") }
+            try recordEndpoint(store, veth: veth, addressing: addressing, source: ipam.source, mtu: mtu, attached: attached)
             log("added \(veth.host.name) <-> \(environment.netns):\(environment.ifname) with \(addressing.ips.map(\.address.description))")
             return result(veth: veth, addressing: addressing, gateways: gateways, mtu: mtu)
         } catch {
@@ -176,7 +192,7 @@ extension Plugin {
     }
 
     func recordEndpoint(_ store: EndpointStore, veth: VethPair, addressing: CNIResult,
-                        source: EndpointRecord.AddressSource, mtu: Int) throws(CNIError) {
+                        source: EndpointRecord.AddressSource, mtu: Int, attached: ProgramAttachment) throws(CNIError) {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let record = EndpointRecord(
@@ -184,7 +200,8 @@ extension Plugin {
             netns: environment.netns, hostIndex: veth.host.index, hostName: veth.host.name,
             hostMAC: veth.host.mac ?? .zero, podIndex: veth.pod.index, podMAC: veth.pod.mac ?? .zero, mtu: mtu,
             addresses: addressing.ips.prefix(EndpointRecord.maxAddresses).map { .host($0.address.address) },
-            addressSource: source, created: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec))
+            addressSource: source, created: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec),
+            attachMode: attached.mode.rawValue, attachID: attached.id)
         let inserted: Bool
         do { inserted = try store.insert(record) } catch { throw CNIError(store: error) }
         guard inserted else {

@@ -1,5 +1,5 @@
+import BPFStore
 import CNIProtocol
-import EndpointStore
 import IPAM
 
 extension Plugin {
@@ -12,6 +12,7 @@ extension Plugin {
         let record = try storeCall { () throws(StoreError) in
             try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
         }
+        try detachFromDatapath(try existingDatapath(store), record: record, hostName: record?.hostName ?? hostInterfaceName)
         try removeVeth(host, record: record, of: attachment)
         try ipam.release(for: attachment, addresses: record?.addresses.map(\.address))
         _ = try storeCall { () throws(StoreError) in

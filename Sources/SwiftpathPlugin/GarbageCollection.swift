@@ -1,5 +1,5 @@
+import BPFStore
 import CNIProtocol
-import EndpointStore
 import IPAM
 
 extension Plugin {
@@ -14,10 +14,12 @@ extension Plugin {
         let store = try openStore()
         let ipam = try addressManager(store: store)
         let host = try hostNetlink()
+        let datapath = try existingDatapath(store)
         let removed = try store.withLockOrFail { () throws(CNIError) -> [Attachment] in
             let stale = try storeCall { () throws(StoreError) in try store.records() }
                 .filter { $0.network == config.name && !valid.contains($0.attachment) }
             for record in stale {
+                try detachFromDatapath(datapath, record: record, hostName: record.hostName)
                 try removeVeth(host, record: record, of: record.attachment)
                 _ = try storeCall { () throws(StoreError) in
                     try store.removeRecord(containerID: record.containerID, ifname: record.ifname)

@@ -1,5 +1,6 @@
+import SystemCallSupport
 import CNIProtocol
-import EndpointStore
+import BPFStore
 import IPAM
 import NetAddress
 import Netlink

@@ -1,5 +1,6 @@
+import BPFStore
 import CNIProtocol
-import EndpointStore
+import Datapath
 
 /// swiftpath's own keys of the network config.
 public struct PluginSettings: Sendable {
@@ -9,11 +10,18 @@ public struct PluginSettings: Sendable {
     public let bpffsRoot: String
     /// Where diagnostics go; nil sends them to stderr.
     public let logFile: String?
+    /// The node's uplinks, which get the program for traffic arriving for local pods. nil means
+    /// the devices of the default routes; an empty list attaches none.
+    public let devices: [String]?
+    /// tcx with a fallback to tc (auto), or one of them only.
+    public let attachMode: AttachPolicy
 
     private struct Wire: Decodable {
         var mtu: Int?
         var bpffsRoot: String?
         var logFile: String?
+        var devices: [String]?
+        var attachMode: String?
     }
 
     public init(parsing raw: [UInt8]) throws(CNIError) {
@@ -30,8 +38,18 @@ public struct PluginSettings: Sendable {
             throw CNIError(.invalidNetworkConfig, "invalid value for key \"logFile\" in network config",
                            details: "\"\(file)\" must be an absolute path")
         }
+        if let devices = wire.devices, let bad = devices.first(where: { $0.isEmpty || $0.utf8.count > 15 || $0.contains("/") }) {
+            throw CNIError(.invalidNetworkConfig, "invalid value for key \"devices\" in network config",
+                           details: "\"\(bad)\" is not an interface name")
+        }
+        guard let policy = AttachPolicy(rawValue: wire.attachMode ?? "auto") else {
+            throw CNIError(.invalidNetworkConfig, "invalid value for key \"attachMode\" in network config",
+                           details: "expected auto, tcx or tc")
+        }
         mtu = wire.mtu
         bpffsRoot = wire.bpffsRoot ?? EndpointStore.defaultRoot
         logFile = wire.logFile
+        devices = wire.devices
+        attachMode = policy
     }
 }

@@ -1,5 +1,5 @@
 import CNIProtocol
-import EndpointStore
+import BPFStore
 import IPAM
 
 extension Plugin {

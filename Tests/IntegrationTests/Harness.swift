@@ -184,10 +184,8 @@ final class TestNode {
         defer { XCTAssertEqual(runningPodNamespaces(), [], "teardown removed every netns of \(prefix)") }
         for pod in pods { _ = try? runProcess(["ip", "netns", "del", pod]) }
         _ = try? runProcess(["ip", "netns", "del", netns])
-        for pin in (try? FileManager.default.contentsOfDirectory(atPath: storeRoot)) ?? [] {
-            unlink("\(storeRoot)/\(pin)")
-        }
-        rmdir(storeRoot)
+        // Unpinning every map, program and link of the store detaches whatever is still attached.
+        _ = try? runProcess(["rm", "-rf", storeRoot])
         try? FileManager.default.removeItem(atPath: ipamDataDir)
         try? FileManager.default.removeItem(atPath: "/tmp/\(prefix).log")
     }

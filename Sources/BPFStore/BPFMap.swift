@@ -1,4 +1,5 @@
 import CLibBPF
+import SystemCallSupport
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -6,18 +7,26 @@ import Glibc
 
 /// A BPF map pinned in bpffs, seen through libbpf's syscall wrappers.
 /// Keys and values are fixed-size byte strings; the table types above give them meaning.
-final class BPFMap {
-    let path: String
-    let keySize: Int
-    let valueSize: Int
-    private let descriptor: FileDescriptor
+public final class BPFMap {
+    public let path: String
+    public let keySize: Int
+    public let valueSize: Int
+    let descriptor: FileDescriptor
 
-    struct Layout {
-        let name: String
-        let type: bpf_map_type
-        let keySize: Int
-        let valueSize: Int
-        let maxEntries: Int
+    public struct Layout: Sendable {
+        public let name: String
+        public let type: bpf_map_type
+        public let keySize: Int
+        public let valueSize: Int
+        public let maxEntries: Int
+
+        public init(name: String, type: bpf_map_type, keySize: Int, valueSize: Int, maxEntries: Int) {
+            self.name = name
+            self.type = type
+            self.keySize = keySize
+            self.valueSize = valueSize
+            self.maxEntries = maxEntries
+        }
     }
 
     private init(path: String, descriptor: FileDescriptor, layout: Layout) {
@@ -31,7 +40,7 @@ final class BPFMap {
 
     /// Opens the map pinned at `path`, or creates and pins it. A concurrent run that pins first wins
     /// and both end up with the same map. A pinned map whose sizes differ from `layout` is refused.
-    static func openOrCreate(at path: String, _ layout: Layout) throws(StoreError) -> BPFMap {
+    public static func openOrCreate(at path: String, _ layout: Layout) throws(StoreError) -> BPFMap {
         if let map = try open(at: path, layout) { return map }
         var options = bpf_map_create_opts()
         options.sz = MemoryLayout<bpf_map_create_opts>.size
@@ -49,7 +58,7 @@ final class BPFMap {
     }
 
     /// The map pinned at `path`, or nil when nothing is pinned there.
-    static func open(at path: String, _ layout: Layout) throws(StoreError) -> BPFMap? {
+    public static func open(at path: String, _ layout: Layout) throws(StoreError) -> BPFMap? {
         let fd = bpf_obj_get(path)
         if fd < 0 {
             if -fd == ENOENT { return nil }
@@ -71,7 +80,7 @@ final class BPFMap {
         return BPFMap(path: path, descriptor: descriptor, layout: layout)
     }
 
-    func lookup(_ key: [UInt8]) throws(StoreError) -> [UInt8]? {
+    public func lookup(_ key: [UInt8]) throws(StoreError) -> [UInt8]? {
         precondition(key.count == keySize)
         var value = [UInt8](repeating: 0, count: valueSize)
         let status = bpf_map_lookup_elem(descriptor.rawValue, key, &value)
@@ -81,14 +90,14 @@ final class BPFMap {
     }
 
     /// Inserts `key` only if absent. Returns false when the key was already there.
-    func insert(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) -> Bool {
+    public func insert(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) -> Bool {
         let status = update(key, value, flags: UInt64(BPF_NOEXIST))
         if status == 0 { return true }
         if -status == EEXIST { return false }
         throw StoreError("insert into \(path)", Errno(rawValue: -status))
     }
 
-    func upsert(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) {
+    public func upsert(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) {
         let status = update(key, value, flags: UInt64(BPF_ANY))
         guard status == 0 else { throw StoreError("update \(path)", Errno(rawValue: -status)) }
     }
@@ -100,7 +109,7 @@ final class BPFMap {
 
     /// Deletes `key`. Returns false when it was not there.
     @discardableResult
-    func delete(_ key: [UInt8]) throws(StoreError) -> Bool {
+    public func delete(_ key: [UInt8]) throws(StoreError) -> Bool {
         let status = bpf_map_delete_elem(descriptor.rawValue, key)
         if status == 0 { return true }
         if -status == ENOENT { return false }
@@ -108,7 +117,7 @@ final class BPFMap {
     }
 
     /// Every key and value. Taken as a snapshot: callers may change the map while they walk it.
-    func entries() throws(StoreError) -> [(key: [UInt8], value: [UInt8])] {
+    public func entries() throws(StoreError) -> [(key: [UInt8], value: [UInt8])] {
         var result: [(key: [UInt8], value: [UInt8])] = []
         var previous: [UInt8]? = nil
         var next = [UInt8](repeating: 0, count: keySize)
@@ -122,5 +131,55 @@ final class BPFMap {
             previous = next
         }
         return result
+    }
+}
+
+extension BPFMap {
+    /// Typed access for maps whose key and value are C structs of the datapath ABI.
+    public func lookup<Key, Value>(_ key: Key, as type: Value.Type) throws(StoreError) -> Value? {
+        try lookup(Self.bytes(of: key)).map { bytes in bytes.withUnsafeBytes { $0.loadUnaligned(as: Value.self) } }
+    }
+
+    public func upsert<Key, Value>(_ key: Key, _ value: Value) throws(StoreError) {
+        try upsert(Self.bytes(of: key), Self.bytes(of: value))
+    }
+
+    @discardableResult
+    public func delete<Key>(_ key: Key) throws(StoreError) -> Bool {
+        try delete(Self.bytes(of: key))
+    }
+
+    /// The value of `key` on every possible CPU, for per-CPU maps.
+    public func lookupPerCPU<Key, Value>(_ key: Key, as type: Value.Type) throws(StoreError) -> [Value] {
+        let cpus = Int(libbpf_num_possible_cpus())
+        let stride = (MemoryLayout<Value>.size + 7) & ~7
+        var values = [UInt8](repeating: 0, count: stride * max(cpus, 1))
+        let status = Self.bytes(of: key).withUnsafeBytes { key in
+            bpf_map_lookup_elem(descriptor.rawValue, key.baseAddress, &values)
+        }
+        if -status == ENOENT { return [] }
+        guard status == 0 else { throw StoreError("look up in \(path)", Errno(rawValue: -status)) }
+        return (0..<cpus).map { cpu in values.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: cpu * stride, as: Value.self) } }
+    }
+
+    /// Every key of the map, decoded as `Key`.
+    public func keys<Key>(as type: Key.Type) throws(StoreError) -> [Key] {
+        var result: [Key] = []
+        var previous: [UInt8]? = nil
+        var next = [UInt8](repeating: 0, count: keySize)
+        while true {
+            let status: Int32
+            if let key = previous { status = bpf_map_get_next_key(descriptor.rawValue, key, &next) }
+            else { status = bpf_map_get_next_key(descriptor.rawValue, nil, &next) }
+            if -status == ENOENT { break }
+            guard status == 0 else { throw StoreError("walk \(path)", Errno(rawValue: -status)) }
+            result.append(next.withUnsafeBytes { $0.loadUnaligned(as: Key.self) })
+            previous = next
+        }
+        return result
+    }
+
+    static func bytes<T>(of value: T) -> [UInt8] {
+        withUnsafeBytes(of: value) { Array($0) }
     }
 }

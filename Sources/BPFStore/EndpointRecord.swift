@@ -24,10 +24,15 @@ public struct EndpointRecord: Equatable, Sendable {
     public var addressSource: AddressSource
     /// Nanoseconds since the epoch, at ADD.
     public var created: UInt64
+    /// How the datapath program is attached to the host end (1 tcx, 2 tc; 0 not attached).
+    public var attachMode: UInt8
+    /// The bpf_link id (tcx) or program id (tc) of that attachment.
+    public var attachID: UInt32
 
     public init(containerID: String, ifname: String, network: String, netns: String, hostIndex: Int32,
                 hostName: String, hostMAC: MACAddress, podIndex: Int32, podMAC: MACAddress, mtu: Int,
-                addresses: [IPPrefix], addressSource: AddressSource, created: UInt64) {
+                addresses: [IPPrefix], addressSource: AddressSource, created: UInt64,
+                attachMode: UInt8 = 0, attachID: UInt32 = 0) {
         self.containerID = containerID
         self.ifname = ifname
         self.network = network
@@ -41,6 +46,8 @@ public struct EndpointRecord: Equatable, Sendable {
         self.addresses = addresses
         self.addressSource = addressSource
         self.created = created
+        self.attachMode = attachMode
+        self.attachID = attachID
     }
 
     public static let maxAddresses = 4
@@ -75,6 +82,8 @@ public struct EndpointRecord: Equatable, Sendable {
         writer.integer(UInt8(addresses.count))
         for slot in 0..<Self.maxAddresses { writer.prefix(slot < addresses.count ? addresses[slot] : nil) }
         writer.integer(created)
+        writer.integer(attachMode)
+        writer.integer(attachID)
         return writer.padded(to: Self.valueSize)
     }
 
@@ -99,6 +108,8 @@ public struct EndpointRecord: Equatable, Sendable {
         addresses = (0..<Self.maxAddresses).compactMap { _ in reader.prefix() }
         guard addresses.count == count else { return nil }
         created = reader.integer()
+        attachMode = reader.integer()
+        attachID = reader.integer()
     }
 }
 

@@ -1,4 +1,5 @@
 import CLinux
+import SystemCallSupport
 import SystemPackage
 #if canImport(Glibc)
 import Glibc

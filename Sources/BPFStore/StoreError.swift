@@ -1,3 +1,4 @@
+import SystemCallSupport
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -14,8 +15,4 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { errno.map { "\(operation): \($0)" } ?? operation }
-}
-
-extension Errno {
-    static var current: Errno { Errno(rawValue: Glibc.errno) }
 }

@@ -1,0 +1,76 @@
+import CLibBPF
+import SystemCallSupport
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A BPF link: an owned attachment of a program to a hook. A link lives while a descriptor or a
+/// bpffs pin holds it, so the short-lived plugin pins every link it makes.
+public final class BPFLink {
+    let descriptor: FileDescriptor
+
+    init(descriptor: FileDescriptor) { self.descriptor = descriptor }
+
+    deinit { try? descriptor.close() }
+
+    public enum TCXDirection: UInt32, Sendable {
+        // Linux 6.6 UAPI values; the Debian 12 headers predate tcx.
+        case ingress = 46
+        case egress = 47
+    }
+
+    /// Attaches `program` at the tcx hook of device `ifindex`, after the programs already there,
+    /// which keep running (tcx is multi-program: nobody else's attachment is touched).
+    public static func attachTCX(_ program: BPFProgram, ifindex: Int32,
+                                 direction: TCXDirection) throws(StoreError) -> BPFLink {
+        let fd = bpf_link_create(program.descriptor.rawValue, ifindex, bpf_attach_type(rawValue: direction.rawValue), nil)
+        guard fd >= 0 else { throw StoreError("attach tcx \(direction) on ifindex \(ifindex)", Errno(rawValue: -fd)) }
+        return BPFLink(descriptor: FileDescriptor(rawValue: fd))
+    }
+
+    /// Attaches `program` to a cgroup v2 directory's hook (`attachType`), as a multi-program link.
+    public static func attachCgroup(_ program: BPFProgram, cgroup: FileDescriptor,
+                                    attachType: bpf_attach_type) throws(StoreError) -> BPFLink {
+        let fd = bpf_link_create(program.descriptor.rawValue, cgroup.rawValue, attachType, nil)
+        guard fd >= 0 else { throw StoreError("attach cgroup hook \(attachType.rawValue)", Errno(rawValue: -fd)) }
+        return BPFLink(descriptor: FileDescriptor(rawValue: fd))
+    }
+
+    /// The link pinned at `path`, or nil when nothing is pinned there.
+    public static func pinned(at path: String) throws(StoreError) -> BPFLink? {
+        let fd = bpf_obj_get(path)
+        if fd < 0 {
+            if -fd == ENOENT { return nil }
+            throw StoreError("open pinned link \(path)", Errno(rawValue: -fd))
+        }
+        return BPFLink(descriptor: FileDescriptor(rawValue: fd))
+    }
+
+    public func pin(at path: String) throws(StoreError) {
+        let status = bpf_obj_pin(descriptor.rawValue, path)
+        guard status == 0 else { throw StoreError("pin link at \(path)", Errno(rawValue: -status)) }
+    }
+
+    /// Swaps the program behind the link in place (BPF_LINK_UPDATE): no moment without a program.
+    public func update(to program: BPFProgram) throws(StoreError) {
+        let status = bpf_link_update(descriptor.rawValue, program.descriptor.rawValue, nil)
+        guard status == 0 else { throw StoreError("update link", Errno(rawValue: -status)) }
+    }
+
+    /// What the kernel says of the link. A tcx link whose device is gone reports ifindex 0.
+    public var info: (id: UInt32, programID: UInt32, ifindex: UInt32) {
+        var info = bpf_link_info()
+        var length = UInt32(MemoryLayout<bpf_link_info>.size)
+        _ = bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length)
+        // tcx reports {ifindex, attach_type} in the union, where netns links keep {ino, type}.
+        return (info.id, info.prog_id, info.netns.netns_ino)
+    }
+
+    /// Removes the pin at `path`; the attachment goes when nothing else holds the link.
+    public static func unpin(_ path: String) throws(StoreError) {
+        guard unlink(path) == 0 || Errno.current == .noSuchFileOrDirectory else {
+            throw StoreError("unpin link \(path)", .current)
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import BPFStore
+import CDatapathABI
+import CLibBPF
+import SystemCallSupport
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a program is attached to a device.
+public enum AttachMode: UInt8, Sendable, CustomStringConvertible {
+    /// A bpf_link on tcx (Linux 6.6+), pinned in the store: owned, multi-program, updatable in place.
+    case tcx = 1
+    /// clsact + cls_bpf in direct-action mode, where tcx is missing.
+    case tc = 2
+
+    public var description: String { self == .tcx ? "tcx" : "tc" }
+}
+
+/// What the node's config asks for: tcx with a fallback to tc, or one of them only.
+public enum AttachPolicy: String, Sendable {
+    case auto, tcx, tc
+}
+
+public struct ProgramAttachment: Sendable, Equatable {
+    public let mode: AttachMode
+    /// The bpf_link id (tcx) or the program id (tc).
+    public let id: UInt32
+}
+
+extension Datapath {
+    /// Attaches the pod program at the tcx ingress of the pod's host end (what the pod sends),
+    /// pinning the link under the endpoint's folder.
+    public func attachPod(hostName: String, hostIndex: Int32, policy: AttachPolicy) throws(StoreError) -> ProgramAttachment {
+        try attach(podEgress, ifindex: hostIndex, folder: endpointFolder(hostName), policy: policy)
+    }
+
+    /// Removes the pod's attachment: its pinned link (tcx), or its filter (tc, when the device is still there).
+    public func detachPod(hostName: String, hostIndex: Int32?, mode: AttachMode) throws(StoreError) {
+        if mode == .tc, let hostIndex { tcFilter(hostIndex).detach() }
+        try removeLinkFolder(endpointFolder(hostName))
+    }
+
+    func endpointFolder(_ hostName: String) -> String { "\(storeRoot)/endpoints/\(hostName)" }
+    func uplinkFolder(_ ifindex: Int32) -> String { "\(storeRoot)/uplinks/if\(ifindex)" }
+
+    /// The pod's attachment as the kernel has it now, or nil when it is gone.
+    public func podAttachment(hostName: String, hostIndex: Int32, mode: AttachMode) throws(StoreError) -> ProgramAttachment? {
+        switch mode {
+        case .tcx:
+            guard let link = try BPFLink.pinned(at: endpointFolder(hostName) + "/ingress"),
+                  link.info.ifindex == UInt32(hostIndex) else { return nil }
+            return ProgramAttachment(mode: .tcx, id: link.info.id)
+        case .tc:
+            return tcFilter(hostIndex).programID().map { ProgramAttachment(mode: .tc, id: $0) }
+        }
+    }
+
+    /// Makes sure every device in `uplinks` runs the uplink program at ingress (cheap when it
+    /// does: one pin open per device). A link whose device went away is replaced.
+    @discardableResult
+    public func ensureUplinks(_ uplinks: [(name: String, index: Int32)], policy: AttachPolicy) throws(StoreError) -> [ProgramAttachment] {
+        var attachments: [ProgramAttachment] = []
+        for uplink in uplinks {
+            let folder = uplinkFolder(uplink.index)
+            if let link = try BPFLink.pinned(at: folder + "/ingress") {
+                if link.info.ifindex == UInt32(uplink.index) {
+                    attachments.append(ProgramAttachment(mode: .tcx, id: link.info.id))
+                    continue
+                }
+                try BPFLink.unpin(folder + "/ingress")   // defunct: its device is gone
+            } else if let id = tcFilter(uplink.index).programID(), id == uplinkIngress.id {
+                attachments.append(ProgramAttachment(mode: .tc, id: id))
+                continue
+            }
+            let attachment = try attach(uplinkIngress, ifindex: uplink.index, folder: folder, policy: policy)
+            try uplinksMap.upsert(UInt32(bitPattern: uplink.index), UInt32(attachment.mode.rawValue))
+            attachments.append(attachment)
+        }
+        return attachments
+    }
+
+    /// The uplinks swiftpath attached to, with their mode.
+    public func uplinks() throws(StoreError) -> [(ifindex: Int32, mode: AttachMode)] {
+        var result: [(ifindex: Int32, mode: AttachMode)] = []
+        for index in try uplinksMap.keys(as: UInt32.self) {
+            if let raw = try uplinksMap.lookup(index, as: UInt32.self), let mode = AttachMode(rawValue: UInt8(truncatingIfNeeded: raw)) {
+                result.append((Int32(bitPattern: index), mode))
+            }
+        }
+        return result
+    }
+
+    /// Detaches the uplink program from `ifindex`.
+    public func detachUplink(ifindex: Int32) throws(StoreError) {
+        if let mode = try uplinksMap.lookup(UInt32(bitPattern: ifindex), as: UInt32.self), mode == UInt32(AttachMode.tc.rawValue) {
+            tcFilter(ifindex).detach()
+        }
+        try removeLinkFolder(uplinkFolder(ifindex))
+        try uplinksMap.delete(UInt32(bitPattern: ifindex))
+    }
+
+    private func attach(_ program: BPFProgram, ifindex: Int32, folder: String,
+                        policy: AttachPolicy) throws(StoreError) -> ProgramAttachment {
+        if policy != .tc {
+            do {
+                let link = try BPFLink.attachTCX(program, ifindex: ifindex, direction: .ingress)
+                try Self.makeFolder(String(folder[..<folder.lastIndex(of: "/")!]))
+                try Self.makeFolder(folder)
+                try link.pin(at: folder + "/ingress")
+                return ProgramAttachment(mode: .tcx, id: link.info.id)
+            } catch where policy == .auto && (error.errno == .invalidArgument || error.errno == .notSupported) {
+                // A kernel before 6.6 does not know the tcx attach types: fall back to tc below.
+            }
+        }
+        try tcFilter(ifindex).attach(program)
+        return ProgramAttachment(mode: .tc, id: program.id)
+    }
+
+    private func removeLinkFolder(_ folder: String) throws(StoreError) {
+        try BPFLink.unpin(folder + "/ingress")
+        guard rmdir(folder) == 0 || Errno.current == .noSuchFileOrDirectory else {
+            throw StoreError("remove \(folder)", .current)
+        }
+    }
+
+    /// swiftpath's own cls_bpf filter on `ifindex` (tc mode).
+    func tcFilter(_ ifindex: Int32) -> TCFilter {
+        TCFilter(ifindex: ifindex, handle: UInt32(SP_TC_HANDLE), priority: UInt32(SP_TC_PRIORITY))
+    }
+}

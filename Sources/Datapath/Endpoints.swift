@@ -1,0 +1,42 @@
+import BPFStore
+import CDatapathABI
+import NetAddress
+
+extension Datapath {
+    /// Makes `addresses` known to the datapath as the pod behind host device `hostIndex`.
+    /// Done before the pod's link is attached, so its first packet is already recognised.
+    public func addEndpoint(addresses: [IPAddress], hostIndex: Int32, podMAC: MACAddress, hostMAC: MACAddress) throws(StoreError) {
+        let value = sp_endpoint(ifindex: hostIndex, podMAC: podMAC, hostMAC: hostMAC)
+        for address in addresses {
+            if address.family == .v4 { try endpoints4.upsert(address.ipv4Key, value) } else { try endpoints6.upsert(address.ipv6Key, value) }
+        }
+    }
+
+    /// Forgets `addresses`, but only where they still point at `hostIndex` (an address already
+    /// handed to another pod stays), and the device's counters.
+    public func removeEndpoint(addresses: [IPAddress], hostIndex: Int32) throws(StoreError) {
+        for address in addresses {
+            let map = address.family == .v4 ? endpoints4 : endpoints6
+            let current = address.family == .v4 ? try map.lookup(address.ipv4Key, as: sp_endpoint.self)
+                                                 : try map.lookup(address.ipv6Key, as: sp_endpoint.self)
+            guard current?.ifindex == UInt32(hostIndex) else { continue }
+            if address.family == .v4 { try map.delete(address.ipv4Key) } else { try map.delete(address.ipv6Key) }
+        }
+        try forgetCounters(ifindex: hostIndex)
+    }
+
+    /// The endpoint entry of `address`: the host device index and MACs the datapath delivers with.
+    public func endpoint(_ address: IPAddress) throws(StoreError) -> (hostIndex: Int32, podMAC: MACAddress, hostMAC: MACAddress)? {
+        let entry = address.family == .v4 ? try endpoints4.lookup(address.ipv4Key, as: sp_endpoint.self)
+                                          : try endpoints6.lookup(address.ipv6Key, as: sp_endpoint.self)
+        guard var entry else { return nil }
+        let pod = withUnsafeBytes(of: &entry.pod_mac) { MACAddress(bytes: $0)! }
+        let host = withUnsafeBytes(of: &entry.host_mac) { MACAddress(bytes: $0)! }
+        return (Int32(entry.ifindex), pod, host)
+    }
+
+    /// How many addresses the endpoint maps hold, per family.
+    public func endpointCounts() throws(StoreError) -> (v4: Int, v6: Int) {
+        (try endpoints4.keys(as: UInt32.self).count, try endpoints6.keys(as: sp_addr6.self).count)
+    }
+}

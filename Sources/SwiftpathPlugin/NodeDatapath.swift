@@ -1,0 +1,72 @@
+import BPFStore
+import CNIProtocol
+import Datapath
+import NetAddress
+import SystemCallSupport
+import Netlink
+
+extension Plugin {
+    /// The once-per-node part of ADD, cheap after the first time: the datapath loaded (or
+    /// upgraded) in the store, and the uplinks running the program for traffic to local pods.
+    func prepareDatapath(store: EndpointStore, host: NetlinkSocket) throws(CNIError) -> Datapath {
+        let datapath = try datapathCall { () throws(StoreError) in try Datapath.open(store: store) }
+        let uplinks = try uplinkDevices(host)
+        let attachments = try datapathCall { () throws(StoreError) in
+            try datapath.ensureUplinks(uplinks, policy: settings.attachMode)
+        }
+        if attachments.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }
+        return datapath
+    }
+
+    /// The configured `devices`, or the devices of the default routes.
+    func uplinkDevices(_ netlink: NetlinkSocket) throws(CNIError) -> [(name: String, index: Int32)] {
+        do {
+            if let names = settings.devices {
+                var devices: [(name: String, index: Int32)] = []
+                for name in names {
+                    guard let link = try netlink.link(named: name) else {
+                        throw CNIError(.invalidNetworkConfig, "invalid value for key \"devices\" in network config",
+                                       details: "no device \(name) on this node")
+                    }
+                    devices.append((name, link.index))
+                }
+                return devices
+            }
+            var indexes: [Int32] = []
+            for family in [IPAddress.Family.v4, .v6] {
+                for route in try netlink.routes(family: family) where route.destination.length == 0 {
+                    if let index = route.outputIndex, !indexes.contains(index) { indexes.append(index) }
+                }
+            }
+            var devices: [(name: String, index: Int32)] = []
+            for index in indexes { if let link = try netlink.link(index: index) { devices.append((link.name, index)) } }
+            return devices
+        } catch let error as SystemCallError {
+            throw CNIError(netlink: error)
+        } catch {
+            throw error as! CNIError
+        }
+    }
+
+    func datapathCall<T>(_ body: () throws(StoreError) -> T) throws(CNIError) -> T {
+        do { return try body() } catch {
+            throw CNIError(.storeFailure, "BPF datapath failed", details: error.description)
+        }
+    }
+
+    /// Undoes the datapath part of an attachment: its link or filter and its map entries.
+    func detachFromDatapath(_ datapath: Datapath?, record: EndpointRecord?, hostName: String) throws(CNIError) {
+        guard let datapath else { return }
+        try datapathCall { () throws(StoreError) in
+            let mode = record.flatMap { AttachMode(rawValue: $0.attachMode) } ?? .tcx
+            try datapath.detachPod(hostName: hostName, hostIndex: record?.hostIndex, mode: mode)
+            if let record {
+                try datapath.removeEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex)
+            }
+        }
+    }
+
+    func existingDatapath(_ store: EndpointStore) throws(CNIError) -> Datapath? {
+        try datapathCall { () throws(StoreError) in try Datapath.openExisting(storeRoot: store.root) }
+    }
+}

@@ -1,0 +1,22 @@
+import FoundationEssentials
+
+/// A BPF object file compiled from `bpf/*.c` at build time and carried inside the binary, so the
+/// installed plugin needs neither clang nor object files on the node.
+public struct BPFObject: Sendable {
+    public let name: String
+    /// FNV-1a of the object's bytes: two builds with the same hash are the same datapath.
+    public let hash: UInt64
+    private let base64: StaticString
+
+    init(name: String, hash: UInt64, base64: StaticString) {
+        self.name = name
+        self.hash = hash
+        self.base64 = base64
+    }
+
+    /// The ELF object, ready for `bpf_object__open_mem`.
+    public var bytes: [UInt8] {
+        let text = base64.withUTF8Buffer { String(decoding: $0, as: UTF8.self) }
+        return Array(Data(base64Encoded: text) ?? Data())
+    }
+}

@@ -1,0 +1,2 @@
+/* SwiftPM wants a source file in every C target; the ABI is all in include/datapath_abi.h. */
+#include "datapath_abi.h"

@@ -1,0 +1,84 @@
+/* The layout of the datapath's pinned maps: shared by the BPF programs (bpf/lib) and the Swift
+ * loader (module CDatapathABI), so both sides read the same bytes. Change a layout and bump
+ * SP_LAYOUT_VERSION: the loader then rebuilds the maps instead of reusing them. */
+#pragma once
+#include <linux/types.h>
+
+#define SP_LAYOUT_VERSION 1
+
+/* Value of the endpoint maps, keyed by a pod address. */
+struct sp_endpoint {
+	__u32 ifindex;		/* the host end of the pod's veth */
+	__u8 pod_mac[6];
+	__u8 host_mac[6];
+	__u32 flags;
+};
+
+struct sp_addr6 {
+	__u8 addr[16];
+};
+
+/* Keys of the LPM tries that list the destinations never masqueraded. */
+struct sp_lpm4 {
+	__u32 prefixlen;
+	__u32 addr;		/* network order */
+};
+
+struct sp_lpm6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+#define SP_NODE_MASQUERADE (1u << 0)
+
+struct sp_node_config {
+	__u32 flags;
+	__u32 reserved;
+};
+
+enum sp_attach_mode {
+	SP_ATTACH_TCX = 1,	/* a bpf_link on the device's tcx hook, pinned in the store */
+	SP_ATTACH_TC = 2,	/* the legacy fallback: clsact + cls_bpf in direct-action mode */
+};
+
+/* The cls_bpf filter swiftpath owns in tc mode: one fixed handle and priority, so it can be found
+ * and removed again without touching anyone else's filters. */
+#define SP_TC_HANDLE 0x5350
+#define SP_TC_PRIORITY 0x5350
+
+struct sp_meta {
+	__u64 object_hash;	/* FNV-1a of the loaded ELF object */
+	__u32 layout_version;	/* SP_LAYOUT_VERSION of the loader that wrote it */
+	__u32 reserved;
+};
+
+/* What happened to a packet: the path it took, why it went to the stack, or why it was dropped. */
+enum sp_path {
+	SP_PATH_PEER_REDIRECT = 1,	/* into a local pod, netns ingress to ingress */
+	SP_PATH_FIB_REDIRECT,		/* out of the node, neighbour known */
+	SP_PATH_NEIGH_REDIRECT,		/* out of the node, neighbour resolved by the kernel */
+	SP_STACK_NOT_IP,		/* ARP, LLDP, ...: the stack's business */
+	SP_STACK_ICMP6_ND,		/* neighbour discovery */
+	SP_STACK_LOCAL,			/* for the node itself */
+	SP_STACK_MASQUERADE,		/* leaves the cluster: the stack SNATs it */
+	SP_STACK_TTL,			/* TTL/hop limit would expire: the stack sends the ICMP error */
+	SP_STACK_IP_OPTIONS,
+	SP_STACK_FRAGMENT,
+	SP_STACK_IPV6_EXTENSION,
+	SP_STACK_FIB_OTHER,		/* no route, blackhole, unreachable, MTU, forwarding off, ... */
+	SP_STACK_NOT_ENDPOINT,		/* uplink: not for a local pod */
+	SP_DROP_SPOOFED_SOURCE,
+	SP_DROP_SPOOFED_MAC,
+	SP_DROP_MALFORMED,		/* truncated or inconsistent headers */
+	SP_PATH_MAX,
+};
+
+struct sp_counter_key {
+	__u32 ifindex;
+	__u32 path;		/* enum sp_path */
+};
+
+struct sp_counter {
+	__u64 packets;
+	__u64 bytes;
+};

@@ -1,0 +1,41 @@
+/* Per-device counters of every path a packet can take, so that "fast path taken" is a number
+ * an operator can read, not a belief. */
+#pragma once
+#include "maps.h"
+
+/* A packet being decided on. The skb fields the counters need are read once, at parse time:
+ * clang may otherwise keep a pointer into the context across calls, which the verifier refuses. */
+struct packet {
+	__u32 ifindex;
+	__u32 len;
+	struct ethhdr *eth;
+	struct iphdr *ip4;	/* exactly one of ip4 / ip6 is set when parse() returns SP_PARSED */
+	struct ipv6hdr *ip6;
+};
+
+static __always_inline void count(const struct packet *pkt, enum sp_path path)
+{
+	struct sp_counter_key key = { .ifindex = pkt->ifindex, .path = path };
+	struct sp_counter *counter = bpf_map_lookup_elem(&sp_counters, &key);
+
+	if (counter) {
+		counter->packets++;
+		counter->bytes += pkt->len;
+		return;
+	}
+	struct sp_counter first = { .packets = 1, .bytes = pkt->len };
+	bpf_map_update_elem(&sp_counters, &key, &first, BPF_NOEXIST);
+}
+
+/* Hands the packet to the stack, saying why. */
+static __always_inline int to_stack(const struct packet *pkt, enum sp_path why)
+{
+	count(pkt, why);
+	return TC_ACT_OK;
+}
+
+static __always_inline int drop(const struct packet *pkt, enum sp_path why)
+{
+	count(pkt, why);
+	return TC_ACT_SHOT;
+}

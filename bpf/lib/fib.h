@@ -1,0 +1,58 @@
+/* Leaving the node: the kernel's FIB picks the device and next hop, the datapath sends the packet
+ * straight to that device's egress, past the host's upper stack, netfilter and backlog queue. */
+#pragma once
+#include "endpoints.h"
+#include "parse.h"
+
+static __always_inline void decrease_hop_limit(struct packet *pkt)
+{
+	if (pkt->ip4)
+		ip4_decrease_ttl(pkt->ip4);
+	else
+		pkt->ip6->hop_limit--;
+}
+
+static __always_inline int forward_via_fib(struct __sk_buff *skb, struct packet *pkt)
+{
+	struct bpf_fib_lookup fib = { .ifindex = pkt->ifindex };
+
+	if (pkt->ip4) {
+		fib.family = AF_INET;
+		fib.tos = pkt->ip4->tos;
+		fib.l4_protocol = pkt->ip4->protocol;
+		fib.tot_len = bpf_ntohs(pkt->ip4->tot_len);
+		fib.ipv4_src = pkt->ip4->saddr;
+		fib.ipv4_dst = pkt->ip4->daddr;
+	} else {
+		fib.family = AF_INET6;
+		fib.flowinfo = *(__be32 *)pkt->ip6 & bpf_htonl(0x0fffffff);
+		fib.l4_protocol = pkt->ip6->nexthdr;
+		fib.tot_len = bpf_ntohs(pkt->ip6->payload_len) + sizeof(struct ipv6hdr);
+		__builtin_memcpy(fib.ipv6_src, &pkt->ip6->saddr, sizeof(fib.ipv6_src));
+		__builtin_memcpy(fib.ipv6_dst, &pkt->ip6->daddr, sizeof(fib.ipv6_dst));
+	}
+
+	long status = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+
+	if (status == BPF_FIB_LKUP_RET_SUCCESS) {
+		decrease_hop_limit(pkt);
+		__builtin_memcpy(pkt->eth->h_dest, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(pkt->eth->h_source, fib.smac, ETH_ALEN);
+		count(pkt, SP_PATH_FIB_REDIRECT);
+		return bpf_redirect(fib.ifindex, 0);
+	}
+	if (status == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh nh = { .nh_family = fib.family };
+
+		if (fib.family == AF_INET)
+			nh.ipv4_nh = fib.ipv4_dst;	/* the lookup left the next hop here */
+		else
+			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));
+		decrease_hop_limit(pkt);
+		count(pkt, SP_PATH_NEIGH_REDIRECT);
+		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+	}
+	if (status == BPF_FIB_LKUP_RET_NOT_FWDED)
+		return to_stack(pkt, SP_STACK_LOCAL);
+	return to_stack(pkt, SP_STACK_FIB_OTHER);
+}

@@ -1,0 +1,72 @@
+/* The datapath's maps, declared once. The loader pins them in the store and reuses them across
+ * program builds, so pods keep their entries when the programs are replaced. */
+#pragma once
+#include "common.h"
+
+#define SP_MAX_ENDPOINTS 16384
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);			/* IPv4 address, network order */
+	__type(value, struct sp_endpoint);
+	__uint(max_entries, SP_MAX_ENDPOINTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_endpoints4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sp_addr6);
+	__type(value, struct sp_endpoint);
+	__uint(max_entries, SP_MAX_ENDPOINTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_endpoints6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sp_node_config);
+	__uint(max_entries, 1);
+} sp_node SEC(".maps");
+
+/* Destinations inside the cluster: never masqueraded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct sp_lpm4);
+	__type(value, __u8);
+	__uint(max_entries, 64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_cluster4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct sp_lpm6);
+	__type(value, __u8);
+	__uint(max_entries, 64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_cluster6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct sp_counter_key);
+	__type(value, struct sp_counter);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_counters SEC(".maps");
+
+/* Which build of this object the store runs, so that a newer binary knows to upgrade it. Written
+ * by the loader, never read by the programs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sp_meta);
+	__uint(max_entries, 1);
+} sp_meta SEC(".maps");
+
+/* The uplinks the loader attached uplink_ingress to, and how (enum sp_attach_mode): what
+ * `datapath status` shows and `datapath unload` detaches. Never read by the programs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);		/* ifindex */
+	__type(value, __u32);
+	__uint(max_entries, 256);
+} sp_uplinks SEC(".maps");

@@ -1,0 +1,70 @@
+/* Packet parsing with the bounds checks the verifier wants, and the stated rules for what is not
+ * forwarded in BPF: truncated headers are dropped; IPv4 options, fragments and IPv6 extension
+ * headers go to the stack, which handles them correctly if slowly. */
+#pragma once
+#include "counters.h"
+
+/* Not a tc verdict: every TC_ACT_* is -1 or above. */
+#define SP_PARSED (-1000)
+
+/* Returns SP_PARSED, or the verdict for a packet the datapath does not forward itself. */
+static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	pkt->ifindex = skb->ifindex;
+	pkt->len = skb->len;
+	if ((void *)(eth + 1) > data_end)
+		return drop(pkt, SP_DROP_MALFORMED);
+	pkt->eth = eth;
+	pkt->ip4 = 0;
+	pkt->ip6 = 0;
+
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end)
+			return drop(pkt, SP_DROP_MALFORMED);
+		/* Lengths are checked against skb->len, not data_end: a GSO packet's payload sits in
+		 * fragments beyond the linear part. */
+		if (ip->version != 4 || ip->ihl < 5 || bpf_ntohs(ip->tot_len) < sizeof(*ip)
+		    || bpf_ntohs(ip->tot_len) > pkt->len - sizeof(*eth))
+			return drop(pkt, SP_DROP_MALFORMED);
+		if (ip->ihl != 5)
+			return to_stack(pkt, SP_STACK_IP_OPTIONS);
+		if (ip->frag_off & bpf_htons(0x3fff))	/* MF or an offset */
+			return to_stack(pkt, SP_STACK_FRAGMENT);
+		pkt->ip4 = ip;
+		return SP_PARSED;
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return drop(pkt, SP_DROP_MALFORMED);
+		if (ip6->version != 6 || bpf_ntohs(ip6->payload_len) > pkt->len - sizeof(*eth) - sizeof(*ip6))
+			return drop(pkt, SP_DROP_MALFORMED);
+		switch (ip6->nexthdr) {
+		case IPPROTO_TCP:
+		case IPPROTO_UDP:
+			break;
+		case IPPROTO_ICMPV6: {
+			struct icmp6hdr *icmp = (void *)(ip6 + 1);
+
+			if ((void *)(icmp + 1) > data_end)
+				return drop(pkt, SP_DROP_MALFORMED);
+			/* Router and neighbour discovery: 133 to 137. */
+			if (icmp->icmp6_type >= 133 && icmp->icmp6_type <= 137)
+				return to_stack(pkt, SP_STACK_ICMP6_ND);
+			break;
+		}
+		default:
+			return to_stack(pkt, SP_STACK_IPV6_EXTENSION);
+		}
+		pkt->ip6 = ip6;
+		return SP_PARSED;
+	}
+	return to_stack(pkt, SP_STACK_NOT_IP);
+}
