@@ -75,7 +75,7 @@ let package = Package(
 
         // The operator's command line.
         .target(name: "SwiftpathCLI", dependencies: [
-            "CNIProtocol", "BPFStore", "NetAddress", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BPFObjects", "CNIProtocol", "BPFStore", "Datapath", "NetAddress", "Netlink", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .executableTarget(name: "swiftpath", dependencies: [

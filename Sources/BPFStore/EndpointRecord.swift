@@ -119,6 +119,11 @@ extension EndpointStore {
         try endpoints.insert(record.key, record.value)
     }
 
+    /// Rewrites an existing record (after its attachment changed).
+    public func update(_ record: EndpointRecord) throws(StoreError) {
+        try endpoints.upsert(record.key, record.value)
+    }
+
     public func record(containerID: String, ifname: String) throws(StoreError) -> EndpointRecord? {
         let key = EndpointRecord.key(containerID: containerID, ifname: ifname)
         return try endpoints.lookup(key).flatMap { EndpointRecord(key: key, value: $0) }

@@ -35,6 +35,27 @@ extension Datapath {
         return (Int32(entry.ifindex), pod, host)
     }
 
+    /// Brings recorded pods back onto the datapath after it was unloaded or rebuilt: map entries
+    /// for every record, and an attachment for every pod whose host end has none. Returns the
+    /// records of the pods attached anew, updated with their attachment.
+    public func restore(_ records: [EndpointRecord], hostIndexExists: (Int32, String) -> Bool,
+                        policy: AttachPolicy) throws(StoreError) -> [EndpointRecord] {
+        var attached: [EndpointRecord] = []
+        for record in records where hostIndexExists(record.hostIndex, record.hostName) {
+            try addEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex,
+                            podMAC: record.podMAC, hostMAC: record.hostMAC)
+            let mode = AttachMode(rawValue: record.attachMode) ?? .tcx
+            if try podAttachment(hostName: record.hostName, hostIndex: record.hostIndex, mode: mode) == nil {
+                let attachment = try attachPod(hostName: record.hostName, hostIndex: record.hostIndex, policy: policy)
+                var updated = record
+                updated.attachMode = attachment.mode.rawValue
+                updated.attachID = attachment.id
+                attached.append(updated)
+            }
+        }
+        return attached
+    }
+
     /// How many addresses the endpoint maps hold, per family.
     public func endpointCounts() throws(StoreError) -> (v4: Int, v6: Int) {
         (try endpoints4.keys(as: UInt32.self).count, try endpoints6.keys(as: sp_addr6.self).count)

@@ -41,10 +41,11 @@ struct EndpointCommand: ParsableCommand {
         }
 
         private func printTable(_ records: [EndpointRecord]) {
-            let header = ["CONTAINER", "IFNAME", "NETWORK", "NETNS", "HOST DEVICE", "ADDRESSES"]
+            let header = ["CONTAINER", "IFNAME", "NETWORK", "NETNS", "HOST DEVICE", "ADDRESSES", "ATTACHED"]
             let rows = records.map { record in
                 [String(record.containerID.prefix(12)), record.ifname, record.network, record.netns,
-                 "\(record.hostName) (#\(record.hostIndex))", record.addresses.map(\.address.description).joined(separator: ",")]
+                 "\(record.hostName) (#\(record.hostIndex))", record.addresses.map(\.address.description).joined(separator: ","),
+                 EndpointView(record).attachment]
             }
             let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
             for row in [header] + rows {
@@ -68,6 +69,8 @@ struct EndpointView: Encodable {
     var mtu: Int
     var addresses: [String]
     var ipam: String
+    /// "tcx link 12", "tc prog 40", or "none".
+    var attachment: String
 
     init(_ record: EndpointRecord) {
         containerID = record.containerID
@@ -81,6 +84,11 @@ struct EndpointView: Encodable {
         mtu = record.mtu
         addresses = record.addresses.map(\.description)
         ipam = record.addressSource == .builtin ? "builtin" : "delegated"
+        attachment = switch record.attachMode {
+        case 1: "tcx link \(record.attachID)"
+        case 2: "tc prog \(record.attachID)"
+        default: "none"
+        }
     }
 }
 
