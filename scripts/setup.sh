@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   libbpf-dev libelf-dev zlib1g-dev libmnl-dev   # linked into the plugin
   iproute2 util-linux iputils-ping              # ip, nsenter, ping: tests and demo
+  nftables                                      # tests drop the forward hook to prove the fast path
   containernetworking-plugins                   # host-local IPAM, and ptp as the benchmark's reference
   bpftool                                       # tests read the pinned maps independently of swiftpath
   python3                                       # benchmark tables

@@ -65,8 +65,13 @@ final class TestNode {
     let network: String
     let ipamDataDir: String
     private(set) var pods: [String] = []
+    /// The built-in allocator's ranges for this node's pods.
+    var podRanges = (v4: "10.123.0.0/24", v6: "fd00:123::/64")
+    /// The `devices` key: nil leaves it out (the default-route devices).
+    var devices: [String]? = nil
 
     init(_ testCase: XCTestCase) throws {
+        if nodeCounter == 0 { Self.removeLeftoversOfDeadRuns() }
         nodeCounter += 1
         prefix = "spt\(runID)n\(nodeCounter)"
         netns = "\(prefix)-node"
@@ -121,30 +126,32 @@ final class TestNode {
         ]
         switch ipam {
         case .builtin:
-            config["ipam"] = ["type": "swiftpath", "ranges": [["subnet": "10.123.0.0/24"], ["subnet": "fd00:123::/64"]]]
+            config["ipam"] = ["type": "swiftpath", "ranges": [["subnet": podRanges.v4], ["subnet": podRanges.v6]]]
         case .hostLocal:
             config["ipam"] = ["type": "host-local", "dataDir": ipamDataDir,
                               "ranges": [[["subnet": "10.124.0.0/24"]], [["subnet": "fd00:124::/64"]]]]
         }
+        if let devices { config["devices"] = devices }
         for (key, value) in extra { config[key] = value }
         return config
     }
 
     /// Runs the plugin as a runtime does: CNI_* in the environment, the config on stdin.
     func cni(_ command: String, containerID: String = "", netns: String = "", ifname: String = "eth0",
-             config: [String: Any], environment extra: [String: String?] = [:]) throws -> CNIOutcome {
+             config: [String: Any], environment extra: [String: String?] = [:], plugin: String = pluginBinary) throws -> CNIOutcome {
         let json = String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)
-        return try cni(command, containerID: containerID, netns: netns, ifname: ifname, rawConfig: json, environment: extra)
+        return try cni(command, containerID: containerID, netns: netns, ifname: ifname, rawConfig: json, environment: extra,
+                       plugin: plugin)
     }
 
     func cni(_ command: String, containerID: String = "", netns: String = "", ifname: String = "eth0",
-             rawConfig: String, environment extra: [String: String?] = [:]) throws -> CNIOutcome {
+             rawConfig: String, environment extra: [String: String?] = [:], plugin: String = pluginBinary) throws -> CNIOutcome {
         var environment = [
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": containerID,
             "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": referencePlugins,
         ]
         for (key, value) in extra { environment[key] = value }
-        let result = try runProcess(["nsenter", "--net=/run/netns/\(self.netns)", pluginBinary],
+        let result = try runProcess(["nsenter", "--net=/run/netns/\(self.netns)", plugin],
                              environment: environment, stdin: rawConfig)
         return CNIOutcome(status: result.status, stdout: result.stdout, stderr: result.stderr)
     }
@@ -178,6 +185,24 @@ final class TestNode {
         let folder = "\(ipamDataDir)/\(network)"
         return ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
             .filter { $0.contains(".") || $0.contains(":") }.filter { !$0.hasPrefix("last_reserved") && $0 != "lock" }
+    }
+
+    /// A test process that crashed could not run its teardown: what its prefix names (netns,
+    /// bpffs folders, IPAM folders) is removed by the next run, once that process is gone.
+    static func removeLeftoversOfDeadRuns() {
+        func deadRunPrefix(_ name: String) -> Bool {
+            guard name.hasPrefix("spt"), let n = name.dropFirst(3).firstIndex(of: "n"),
+                  let pid = Int32(name.dropFirst(3)[..<n]) else { return false }
+            return pid != getpid() && kill(pid, 0) != 0
+        }
+        let namespaces = ((try? runProcess(["ip", "netns", "list"]).stdout) ?? "").split(separator: "\n")
+            .compactMap { $0.split(separator: " ").first.map(String.init) }
+        for name in namespaces where deadRunPrefix(name) { _ = try? runProcess(["ip", "netns", "del", name]) }
+        for folder in ["/sys/fs/bpf", "/tmp"] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where deadRunPrefix(name) {
+                _ = try? runProcess(["rm", "-rf", "\(folder)/\(name)"])
+            }
+        }
     }
 
     func tearDown() {
