@@ -69,7 +69,8 @@ extension Datapath {
                     continue
                 }
                 try BPFLink.unpin(folder + "/ingress")   // defunct: its device is gone
-            } else if let id = tcFilter(uplink.index).programID(), id == uplinkIngress.id {
+            } else if try uplinksMap.lookup(UInt32(bitPattern: uplink.index), as: UInt32.self) == UInt32(AttachMode.tc.rawValue),
+                      let id = tcFilter(uplink.index).programID(), id == uplinkIngress.id {
                 attachments.append(ProgramAttachment(mode: .tc, id: id))
                 continue
             }

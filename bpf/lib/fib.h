@@ -14,20 +14,20 @@ static __always_inline void decrease_hop_limit(struct packet *pkt)
 
 static __always_inline int forward_via_fib(struct __sk_buff *skb, struct packet *pkt)
 {
+	/* tot_len stays 0: the kernel then checks the MTU against the skb itself, which knows a GSO
+	 * packet will be segmented; a tot_len of a 64 KB super-packet would fail the check. */
 	struct bpf_fib_lookup fib = { .ifindex = pkt->ifindex };
 
 	if (pkt->ip4) {
 		fib.family = AF_INET;
 		fib.tos = pkt->ip4->tos;
 		fib.l4_protocol = pkt->ip4->protocol;
-		fib.tot_len = bpf_ntohs(pkt->ip4->tot_len);
 		fib.ipv4_src = pkt->ip4->saddr;
 		fib.ipv4_dst = pkt->ip4->daddr;
 	} else {
 		fib.family = AF_INET6;
 		fib.flowinfo = *(__be32 *)pkt->ip6 & bpf_htonl(0x0fffffff);
 		fib.l4_protocol = pkt->ip6->nexthdr;
-		fib.tot_len = bpf_ntohs(pkt->ip6->payload_len) + sizeof(struct ipv6hdr);
 		__builtin_memcpy(fib.ipv6_src, &pkt->ip6->saddr, sizeof(fib.ipv6_src));
 		__builtin_memcpy(fib.ipv6_dst, &pkt->ip6->daddr, sizeof(fib.ipv6_dst));
 	}

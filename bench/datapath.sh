@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Datapath benchmark: single-stream TCP throughput (iperf3) and TCP request/response latency
+# (sockperf ping-pong, p50 and p99) of
+#   host-to-host             two node netns joined by a veth wire (the baseline)
+#   ptp pod-to-pod           Debian's reference ptp + host-local, same node and across nodes
+#   swiftpath pod-to-pod     same node and across nodes
+# Each contender gets its own pair of nodes, built the same way (same wire offloads, recorded).
+# Rounds are interleaved (every contender once per round); medians, min and max; ratios to host.
+#
+#   bench/datapath.sh [--quick]        (needs root and a release build of swiftpath)
+set -euo pipefail
+quick=${1:-}
+rounds=5; seconds=5
+[ "$quick" = "--quick" ] && { rounds=2; seconds=1; }
+here=$(cd "$(dirname "$0")/.." && pwd)
+plugin=${SWIFTPATH_BIN:-$here/.build/release/swiftpath}
+ref=${CNI_REFERENCE_PATH:-/usr/lib/cni}
+for tool in iperf3 sockperf ethtool nsenter python3; do
+  command -v $tool >/dev/null || { echo "needs $tool (apt-get install iperf3 sockperf ethtool)" >&2; exit 1; }
+done
+[ -x "$plugin" ] || { echo "build first: swift build -c release --static-swift-stdlib" >&2; exit 1; }
+
+id="spd$$"
+work=$(mktemp -d "/tmp/$id.XXXX")
+cleanup() {
+  for pid in $(cat "$work"/*.pid 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "/sys/fs/bpf/$id-s1" "/sys/fs/bpf/$id-s2" "$work"
+}
+trap cleanup EXIT
+
+in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
+
+# Two nodes X1, X2 with a wire 10.9.0.1 <-> 10.9.0.2; each routes the other's pod range over it.
+make_nodes() {  # PREFIX
+  local a="$id-$1-1" b="$id-$1-2"
+  ip netns add "$a"; ip netns add "$b"
+  ip -n "$a" link add wire type veth peer name wire netns "$b"
+  ip -n "$a" addr add 10.9.0.1/24 dev wire; ip -n "$b" addr add 10.9.0.2/24 dev wire
+  for ns in "$a" "$b"; do ip -n "$ns" link set lo up; ip -n "$ns" link set wire up; done
+  ip -n "$a" route add 10.32.2.0/24 via 10.9.0.2
+  ip -n "$b" route add 10.32.1.0/24 via 10.9.0.1
+}
+
+serve() {  # NETNS ADDRESS: iperf3 and sockperf servers in a netns
+  in_ns "$1" iperf3 -s -B "$2" >/dev/null 2>&1 & echo $! > "$work/$1-$2.iperf.pid"
+  in_ns "$1" sockperf sr --tcp -i "$2" -p 11111 >/dev/null 2>&1 & echo $! > "$work/$1-$2.sockperf.pid"
+}
+
+add_pod() {  # PLUGIN NODE POD CONFIG -> prints the pod's IPv4 address
+  ip netns add "$3"
+  CNI_COMMAND=ADD CNI_CONTAINERID="$3" CNI_NETNS="/run/netns/$3" CNI_IFNAME=eth0 CNI_PATH="$ref" \
+    in_ns "$2" "$1" < "$4" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ips"][0]["address"].split("/")[0])'
+}
+
+# Contender: host-to-host.
+make_nodes h
+serve "$id-h-2" 10.9.0.2
+
+# Contender: ptp, pods a and b on node 1, c on node 2.
+make_nodes p
+for n in 1 2; do cat > "$work/ptp$n.json" <<JSON
+{"cniVersion":"1.0.0","name":"$id-ptp$n","type":"ptp","ipam":{"type":"host-local","dataDir":"$work/ipam",
+ "ranges":[[{"subnet":"10.32.$n.0/24"}]],"routes":[{"dst":"0.0.0.0/0"}]}}
+JSON
+done
+ptp_a=$(add_pod "$ref/ptp" "$id-p-1" "$id-p-a" "$work/ptp1.json")
+ptp_b=$(add_pod "$ref/ptp" "$id-p-1" "$id-p-b" "$work/ptp1.json")
+ptp_c=$(add_pod "$ref/ptp" "$id-p-2" "$id-p-c" "$work/ptp2.json")
+serve "$id-p-b" "$ptp_b"; serve "$id-p-c" "$ptp_c"
+
+# Contender: swiftpath, the same pods.
+make_nodes s
+for n in 1 2; do cat > "$work/sp$n.json" <<JSON
+{"cniVersion":"1.1.0","name":"$id-sp$n","type":"swiftpath","bpffsRoot":"/sys/fs/bpf/$id-s$n","devices":["wire"],
+ "logFile":"$work/swiftpath.log","ipam":{"type":"swiftpath","ranges":[{"subnet":"10.32.$n.0/24"}]}}
+JSON
+done
+sp_a=$(add_pod "$plugin" "$id-s-1" "$id-s-a" "$work/sp1.json")
+sp_b=$(add_pod "$plugin" "$id-s-1" "$id-s-b" "$work/sp1.json")
+sp_c=$(add_pod "$plugin" "$id-s-2" "$id-s-c" "$work/sp2.json")
+serve "$id-s-b" "$sp_b"; serve "$id-s-c" "$sp_c"
+sleep 1
+
+offloads=$(in_ns "$id-h-1" ethtool -k wire | grep -E '^(tcp-segmentation-offload|generic-segmentation-offload|generic-receive-offload|scatter-gather):' | tr -d '\t' | tr '\n' ' ')
+
+measure() {  # NAME CLIENT_NETNS SERVER_ADDRESS
+  local tput lat
+  tput=$(in_ns "$2" iperf3 -c "$3" -t "$seconds" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])')
+  lat=$(in_ns "$2" sockperf pp --tcp -i "$3" -p 11111 -t "$seconds" 2>&1 | python3 -c '
+import re, sys
+text = sys.stdin.read()
+p50 = re.search(r"percentile 50.000 =\s*([0-9.]+)", text).group(1)
+p99 = re.search(r"percentile 99.000 =\s*([0-9.]+)", text).group(1)
+print(p50, p99)')
+  echo "$1 $tput $lat" >> "$work/samples"
+}
+
+contenders=("host-to-host:$id-h-1:10.9.0.2"
+            "ptp-same-node:$id-p-a:$ptp_b" "swiftpath-same-node:$id-s-a:$sp_b"
+            "ptp-across-nodes:$id-p-a:$ptp_c" "swiftpath-across-nodes:$id-s-a:$sp_c")
+for round in $(seq 1 "$rounds"); do
+  for contender in "${contenders[@]}"; do
+    IFS=: read -r name client address <<< "$contender"
+    measure "$name" "$client" "$address"
+  done
+done
+
+python3 - "$work/samples" "$rounds" "$seconds" "$offloads" <<'PY'
+import collections, json, os, statistics, sys, datetime, platform
+path, rounds, seconds, offloads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+samples = collections.defaultdict(lambda: {"gbps": [], "p50": [], "p99": []})
+for line in open(path):
+    name, bps, p50, p99 = line.split()
+    samples[name]["gbps"].append(float(bps) / 1e9)
+    samples[name]["p50"].append(float(p50))
+    samples[name]["p99"].append(float(p99))
+med = lambda xs: statistics.median(xs)
+host = samples["host-to-host"]
+print(f"\nDatapath ({rounds} interleaved rounds of {seconds} s; wire offloads: {offloads.strip()})")
+print(f"{'contender':<24} {'Gbit/s median (min-max)':>26} {'x host':>7}   {'p50 us (min-max)':>20} {'x host':>7}   {'p99 us':>8} {'x host':>7}")
+out = {"date": datetime.datetime.utcnow().isoformat() + "Z", "kernel": platform.release(), "rounds": rounds,
+       "seconds": seconds, "offloads": offloads.strip(), "results": {}}
+for name in ["host-to-host", "ptp-same-node", "swiftpath-same-node", "ptp-across-nodes", "swiftpath-across-nodes"]:
+    s = samples[name]
+    g, p, q = med(s["gbps"]), med(s["p50"]), med(s["p99"])
+    out["results"][name] = {"gbps": g, "p50_us": p, "p99_us": q, "gbps_ratio": g / med(host["gbps"]),
+                            "p50_ratio": p / med(host["p50"]), "p99_ratio": q / med(host["p99"]),
+                            "samples": s}
+    print(f"{name:<24} {g:8.2f} ({min(s['gbps']):5.2f}-{max(s['gbps']):5.2f}) {g/med(host['gbps']):7.2f}   "
+          f"{p:7.1f} ({min(s['p50']):5.1f}-{max(s['p50']):5.1f}) {p/med(host['p50']):7.2f}   {q:8.1f} {q/med(host['p99']):7.2f}")
+target = os.environ.get("BENCH_JSON")
+if target:
+    json.dump(out, open(target, "w"), indent=2)
+    print(f"\nJSON: {target}")
+PY
+echo
+in_ns "$id-s-1" "$plugin" stats --root "/sys/fs/bpf/$id-s1" | head -20
