@@ -85,6 +85,10 @@ let package = Package(
         .testTarget(name: "NetAddressTests", dependencies: ["NetAddress"]),
         .testTarget(name: "CNIProtocolTests", dependencies: ["CNIProtocol"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM"]),
-        .testTarget(name: "IntegrationTests", swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "BPFTestObjects", dependencies: ["BPFObjects"], path: "Tests/BPFTestObjects",
+                exclude: ["datapath_variant.c", "other_tool.c"], sources: ["BPFTestObjects.swift"], plugins: ["BPFCompiler"]),
+        .testTarget(name: "IntegrationTests", dependencies: [
+            "BPFTestObjects", "BPFStore", "CDatapathABI", "CLibBPF", "Datapath", "NetAddress", "Netns",
+        ], swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

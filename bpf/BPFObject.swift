@@ -8,7 +8,7 @@ public struct BPFObject: Sendable {
     public let hash: UInt64
     private let base64: StaticString
 
-    init(name: String, hash: UInt64, base64: StaticString) {
+    public init(name: String, hash: UInt64, base64: StaticString) {
         self.name = name
         self.hash = hash
         self.base64 = base64

@@ -8,22 +8,27 @@ struct BPFCompiler: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         guard let target = target as? SourceModuleTarget else { return [] }
         let folder = target.directoryURL
+        // Every BPF target builds against the datapath's library and ABI headers.
+        let library = context.package.directoryURL.appendingPathComponent("bpf")
         let clang = try context.tool(named: "clang")
         let embed = try context.tool(named: "bpf-embed")
         let files = try FileManager.default.subpathsOfDirectory(atPath: folder.path)
-        // Every header can change every object: list them all as inputs of each compile.
-        let headers = files.filter { $0.hasSuffix(".h") }.map { folder.appendingPathComponent($0) }
+        // Every header and the datapath source can change every object: list them all as inputs.
+        let shared = try FileManager.default.subpathsOfDirectory(atPath: library.path)
+            .filter { $0.hasSuffix(".h") || $0.hasSuffix(".c") }.map { library.appendingPathComponent($0) }
         let sources = files.filter { $0.hasSuffix(".c") && !$0.contains("/") }.sorted()
+        // Objects built outside BPFObjects extend its BPFObject type from another module.
+        let importing = target.name == "BPFObjects" ? "-" : "BPFObjects"
         return sources.map { source in
             let name = String(source.dropLast(2))
             let output = context.pluginWorkDirectoryURL.appendingPathComponent("\(name).bpf.swift")
             return .buildCommand(
                 displayName: "Compiling BPF \(source)",
                 executable: embed.url,
-                arguments: [clang.url.path, folder.appendingPathComponent(source).path, output.path, name,
-                            "-I", folder.appendingPathComponent("lib").path,
-                            "-I", folder.appendingPathComponent("abi/include").path],
-                inputFiles: [folder.appendingPathComponent(source)] + headers,
+                arguments: [clang.url.path, folder.appendingPathComponent(source).path, output.path, name, importing,
+                            "-I", library.appendingPathComponent("lib").path,
+                            "-I", library.appendingPathComponent("abi/include").path],
+                inputFiles: [folder.appendingPathComponent(source)] + shared,
                 outputFiles: [output])
         }
     }

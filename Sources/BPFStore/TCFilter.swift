@@ -49,7 +49,9 @@ public struct TCFilter: Sendable {
 
     private var hook: bpf_tc_hook {
         var hook = bpf_tc_hook()
-        hook.sz = MemoryLayout<bpf_tc_hook>.size
+        // The size up to the last field: libbpf refuses non-zero bytes past it, and Swift does not
+        // promise zeroed tail padding in copies.
+        hook.sz = MemoryLayout<bpf_tc_hook>.offset(of: \.parent)! + MemoryLayout<UInt32>.size
         hook.ifindex = ifindex
         hook.attach_point = BPF_TC_INGRESS
         return hook
@@ -57,7 +59,7 @@ public struct TCFilter: Sendable {
 
     private var options: bpf_tc_opts {
         var options = bpf_tc_opts()
-        options.sz = MemoryLayout<bpf_tc_opts>.size
+        options.sz = MemoryLayout<bpf_tc_opts>.offset(of: \.priority)! + MemoryLayout<UInt32>.size
         options.handle = handle
         options.priority = priority
         return options

@@ -41,6 +41,9 @@ extension Datapath {
         try removeLinkFolder(endpointFolder(hostName))
     }
 
+    /// The host ends that have a pinned pod link in the store.
+    public func attachedPodNames() -> [String] { Self.subfolders(of: storeRoot + "/endpoints") }
+
     func endpointFolder(_ hostName: String) -> String { "\(storeRoot)/endpoints/\(hostName)" }
     func uplinkFolder(_ ifindex: Int32) -> String { "\(storeRoot)/uplinks/if\(ifindex)" }
 

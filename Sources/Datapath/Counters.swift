@@ -8,7 +8,7 @@ public enum PacketPath: UInt32, CaseIterable, Sendable {
     case neighRedirect
     case stackNotIP
     case stackICMPv6ND
-    case stackLocal
+    case stackNotForwarded
     case stackMasquerade
     case stackTTL
     case stackIPOptions
@@ -27,7 +27,7 @@ public enum PacketPath: UInt32, CaseIterable, Sendable {
         case .neighRedirect: "redirect_neigh"
         case .stackNotIP: "stack_not_ip"
         case .stackICMPv6ND: "stack_icmp6_nd"
-        case .stackLocal: "stack_local"
+        case .stackNotForwarded: "stack_not_forwarded"
         case .stackMasquerade: "stack_masquerade"
         case .stackTTL: "stack_ttl"
         case .stackIPOptions: "stack_ip_options"

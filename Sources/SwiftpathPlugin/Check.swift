@@ -1,6 +1,7 @@
 import SystemCallSupport
-import CNIProtocol
 import BPFStore
+import CNIProtocol
+import Datapath
 import IPAM
 import NetAddress
 import Netlink
@@ -22,6 +23,7 @@ extension Plugin {
         let host = try hostNetlink()
         try checkPod(podNetlink, record: record, expected: expected)
         try checkHost(host, record: record)
+        try checkDatapath(store, record: record)
         let ipam = try addressManager(store: store)
         try ipam.check(for: attachment, expecting: record.addresses.map(\.address))
     }
@@ -85,6 +87,22 @@ extension Plugin {
             throw CNIError(netlink: error)
         } catch {
             throw error as! CNIError
+        }
+    }
+
+    /// The pod's program attached to its host end, and its addresses in the endpoint maps.
+    private func checkDatapath(_ store: EndpointStore, record: EndpointRecord) throws(CNIError) {
+        guard let datapath = try existingDatapath(store) else { throw drift("the swiftpath datapath is not loaded") }
+        let mode = AttachMode(rawValue: record.attachMode) ?? .tcx
+        let attached = try datapathCall { () throws(StoreError) in
+            try datapath.podAttachment(hostName: record.hostName, hostIndex: record.hostIndex, mode: mode)
+        }
+        guard attached != nil else { throw drift("the datapath program is not attached (\(mode)) to \(record.hostName)") }
+        for address in record.addresses.map(\.address) {
+            let entry = try datapathCall { () throws(StoreError) in try datapath.endpoint(address) }
+            guard let entry, entry.hostIndex == record.hostIndex, entry.podMAC == record.podMAC else {
+                throw drift("the endpoint map entry of \(address) is missing or points elsewhere")
+            }
         }
     }
 

@@ -25,6 +25,15 @@ extension Plugin {
                     try store.removeRecord(containerID: record.containerID, ifname: record.ifname)
                 }
             }
+            // Attachments whose record never got written (an ADD killed half-way) go too.
+            let recorded = Set(try storeCall { () throws(StoreError) in try store.records() }.map(\.hostName))
+            if let datapath {
+                try datapathCall { () throws(StoreError) in
+                    for name in datapath.attachedPodNames() where !recorded.contains(name) {
+                        try datapath.detachPod(hostName: name, hostIndex: nil, mode: .tcx)
+                    }
+                }
+            }
             return stale.map(\.attachment)
         }
         try ipam.collectGarbage(keeping: valid, stale: removed)

@@ -99,6 +99,13 @@ final class TestNode {
         return result.stdout
     }
 
+    /// The index of a device in the node netns (sysfs shows the host's, not the node's, under nsenter).
+    func ifindex(of device: String) throws -> Int32 {
+        let line = try exec("ip", "-o", "link", "show", device)
+        guard let index = Int32(line.prefix { $0 != ":" }) else { throw NSError(domain: "ifindex", code: 1) }
+        return index
+    }
+
     /// Makes a pod netns and returns its path.
     func makePod(_ name: String) throws -> String {
         let podNetns = "\(prefix)-\(name)"

@@ -53,6 +53,6 @@ static __always_inline int forward_via_fib(struct __sk_buff *skb, struct packet 
 		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 	}
 	if (status == BPF_FIB_LKUP_RET_NOT_FWDED)
-		return to_stack(pkt, SP_STACK_LOCAL);
+		return to_stack(pkt, SP_STACK_NOT_FORWARDED);
 	return to_stack(pkt, SP_STACK_FIB_OTHER);
 }

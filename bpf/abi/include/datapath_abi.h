@@ -59,7 +59,7 @@ enum sp_path {
 	SP_PATH_NEIGH_REDIRECT,		/* out of the node, neighbour resolved by the kernel */
 	SP_STACK_NOT_IP,		/* ARP, LLDP, ...: the stack's business */
 	SP_STACK_ICMP6_ND,		/* neighbour discovery */
-	SP_STACK_LOCAL,			/* for the node itself */
+	SP_STACK_NOT_FORWARDED,		/* the FIB does not forward it: for the node itself, or no route */
 	SP_STACK_MASQUERADE,		/* leaves the cluster: the stack SNATs it */
 	SP_STACK_TTL,			/* TTL/hop limit would expire: the stack sends the ICMP error */
 	SP_STACK_IP_OPTIONS,

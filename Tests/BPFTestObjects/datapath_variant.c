@@ -1,0 +1,9 @@
+/* The datapath plus one more program: another build (another hash) with the same programs and
+ * maps, for the test that upgrades a running node in place. */
+#include "../../bpf/datapath.c"
+
+SEC("tc")
+int variant_marker(struct __sk_buff *skb)
+{
+	return TC_ACT_UNSPEC;
+}
