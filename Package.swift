@@ -33,8 +33,8 @@ let package = Package(
         // The layout of the datapath's maps, shared by the BPF C and the Swift loader.
         .target(name: "CDatapathABI", path: "bpf/abi"),
 
-        // Errors of system calls, carrying errno and what the call was for.
-        .target(name: "SystemCallSupport", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+        // Errors of system calls, carrying errno and what the call was for; running a program.
+        .target(name: "SystemCallSupport", dependencies: ["CLinux", .product(name: "SystemPackage", package: "swift-system")]),
 
         // Addresses, prefixes and MACs: the vocabulary every layer shares.
         .target(name: "NetAddress"),

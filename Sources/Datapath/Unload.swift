@@ -38,6 +38,7 @@ extension Datapath {
             try detachPod(hostName: name, hostIndex: nil, mode: .tcx)
         }
         for uplink in try uplinks() { try detachUplink(ifindex: uplink.ifindex) }
+        if masqueradeEnabled { try NFTables.deleteTable(Self.nftTable) }
         for name in Self.subfolders(of: storeRoot + "/uplinks") {
             try BPFLink.unpin("\(storeRoot)/uplinks/\(name)/ingress")
             rmdir("\(storeRoot)/uplinks/\(name)")

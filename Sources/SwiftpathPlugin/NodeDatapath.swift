@@ -9,12 +9,15 @@ extension Plugin {
     /// The once-per-node part of ADD, cheap after the first time: the datapath loaded (or
     /// upgraded) in the store, and the uplinks running the program for traffic to local pods.
     func prepareDatapath(store: EndpointStore, host: NetlinkSocket) throws(CNIError) -> Datapath {
+        let uplinks = try uplinkDevices(host)   // first: a wrong device name must change nothing
         let datapath = try datapathCall { () throws(StoreError) in try Datapath.open(store: store) }
-        let uplinks = try uplinkDevices(host)
         let attachments = try datapathCall { () throws(StoreError) in
             try datapath.ensureUplinks(uplinks, policy: settings.attachMode)
         }
         if attachments.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }
+        try datapathCall { () throws(StoreError) in
+            try datapath.configureMasquerade(enabled: settings.ipMasq, clusterCIDRs: settings.clusterCIDRs)
+        }
         return datapath
     }
 

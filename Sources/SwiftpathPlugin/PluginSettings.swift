@@ -1,6 +1,7 @@
 import BPFStore
 import CNIProtocol
 import Datapath
+import NetAddress
 
 /// swiftpath's own keys of the network config.
 public struct PluginSettings: Sendable {
@@ -15,6 +16,10 @@ public struct PluginSettings: Sendable {
     public let devices: [String]?
     /// tcx with a fallback to tc (auto), or one of them only.
     public let attachMode: AttachPolicy
+    /// Masquerade pod traffic that leaves `clusterCIDRs` behind the node's address.
+    public let ipMasq: Bool
+    /// The cluster's (pod and native-routing) CIDRs: traffic among them is never masqueraded.
+    public let clusterCIDRs: [IPPrefix]
 
     private struct Wire: Decodable {
         var mtu: Int?
@@ -22,6 +27,8 @@ public struct PluginSettings: Sendable {
         var logFile: String?
         var devices: [String]?
         var attachMode: String?
+        var ipMasq: Bool?
+        var clusterCIDRs: [IPPrefix]?
     }
 
     public init(parsing raw: [UInt8]) throws(CNIError) {
@@ -46,10 +53,16 @@ public struct PluginSettings: Sendable {
             throw CNIError(.invalidNetworkConfig, "invalid value for key \"attachMode\" in network config",
                            details: "expected auto, tcx or tc")
         }
+        if wire.ipMasq == true, (wire.clusterCIDRs ?? []).isEmpty {
+            throw CNIError(.invalidNetworkConfig, "missing key \"clusterCIDRs\" in network config",
+                           details: "ipMasq needs the cluster's CIDRs, the destinations never masqueraded")
+        }
         mtu = wire.mtu
         bpffsRoot = wire.bpffsRoot ?? EndpointStore.defaultRoot
         logFile = wire.logFile
         devices = wire.devices
         attachMode = policy
+        ipMasq = wire.ipMasq ?? false
+        clusterCIDRs = wire.clusterCIDRs ?? []
     }
 }

@@ -78,6 +78,10 @@ final class BadInputTests: XCTestCase {
             ("ipam.ranges[0].rangeEnd", ["ipam": builtinRanges(["subnet": "10.1.2.0/24", "rangeEnd": "10.1.2.255"])]),
             ("bpffsRoot", ["bpffsRoot": "relative/path"]),
             ("ipam", ["ipam": "host-local"]),
+            ("clusterCIDRs", ["ipMasq": true]),
+            ("devices", ["devices": ["no/such"]]),
+            ("devices", ["devices": ["nosuchdevice0"]]),
+            ("attachMode", ["attachMode": "xdp"]),
         ]
         for (key, change) in cases {
             var config = node.config()
@@ -86,6 +90,7 @@ final class BadInputTests: XCTestCase {
             XCTAssertEqual(outcome.errorCode, 7, "\(key): \(outcome.stdout)")
             XCTAssertTrue(outcome.errorMessage.contains("\"\(key)\""), "the error names \(key): \(outcome.errorMessage)")
         }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: node.storeRoot + "/datapath"), "not even the datapath was loaded")
         // Unknown keys are ignored, as the CNI conventions expect.
         let tolerant = try node.cni("ADD", containerID: "ctr-cfg", netns: pod, config: node.config(extra: ["someFutureKey": [1, 2]]))
         XCTAssertEqual(tolerant.status, 0, tolerant.stdout)

@@ -122,6 +122,33 @@ final class HostRoutingTests: XCTestCase {
         // The victim was never reached: pod b still talks to pod c.
         XCTAssertEqual(try cluster.one.inPod(pods.b, "ping", "-c1", "-W2", pods.addresses[pods.c]![0]).status, 0)
     }
+
+    func testMasqueradeOnlyWhatLeavesTheCluster() throws {
+        let cluster = try TwoNodes(self)
+        let masquerade: [String: Any] = ["ipMasq": true, "clusterCIDRs": ["10.31.0.0/16", "fd00:31::/32"]]
+        let a = try cluster.one.makePod("a"), c = try cluster.two.makePod("c")
+        let outcome = try cluster.one.cni("ADD", containerID: "ctr-a", netns: a, config: cluster.one.config(extra: masquerade))
+        XCTAssertEqual(outcome.status, 0, outcome.stdout)
+        let addressA = try XCTUnwrap(outcome.json().podAddresses.first)
+        let addressC = try XCTUnwrap(cluster.two.add("ctr-c", pod: c).podAddresses.first)
+        let nodeTwo = "/run/netns/\(cluster.two.netns)"
+
+        // Leaving the cluster (node two's own address): node one's address is the source.
+        XCTAssertEqual(try exchange("tcp", from: a, to: nodeTwo, address: "10.0.0.2", askingForPeer: true), "10.0.0.1")
+        XCTAssertEqual(try exchange("udp", from: a, to: nodeTwo, address: "10.0.0.2", askingForPeer: true), "10.0.0.1")
+        XCTAssertEqual(try exchange("tcp", from: a, to: nodeTwo, address: "fd00:ff::2", askingForPeer: true), "fd00:ff::1")
+        XCTAssertGreaterThan(try cluster.one.stats().packets(role: "endpoint", path: "stack_masquerade"), 0)
+        // Inside the cluster: the pod's own address, on the fast path.
+        XCTAssertEqual(try exchange("tcp", from: a, to: c, address: addressC, askingForPeer: true), addressA)
+        XCTAssertTrue(try cluster.one.exec("nft", "list", "table", "inet", "swiftpath").contains("masquerade"))
+
+        // Unloading the datapath removes swiftpath's table.
+        let unload = try runProcess(["nsenter", "--net=/run/netns/\(cluster.one.netns)", pluginBinary, "datapath", "unload",
+                                     "--root", cluster.one.storeRoot])
+        XCTAssertEqual(unload.status, 0, unload.stderr)
+        XCTAssertNotEqual(try runProcess(["nsenter", "--net=/run/netns/\(cluster.one.netns)", "nft", "list", "table", "inet",
+                                          "swiftpath"]).status, 0)
+    }
 }
 
 struct Stats {

@@ -41,11 +41,12 @@ final class TwoNodes {
 }
 
 /// One TCP or UDP exchange between two netns, through Tests/IntegrationTests/echo.py.
-func exchange(_ proto: String, from client: String, to server: String, address: String, port: Int = 7777) throws -> String {
+func exchange(_ proto: String, from client: String, to server: String, address: String, port: Int = 7777,
+              askingForPeer: Bool = false) throws -> String {
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("echo.py").path
     let serving = Process()
     serving.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-    serving.arguments = ["--net=\(server)", "python3", script, "serve", proto, String(port)]
+    serving.arguments = ["--net=\(server)", "python3", script, "serve", proto, String(port)] + (askingForPeer ? ["peer"] : [])
     let ready = Pipe()
     serving.standardOutput = ready
     try serving.run()

@@ -1,6 +1,7 @@
 """One TCP or UDP exchange, for the datapath tests.
 
-    echo.py serve tcp|udp PORT     answers one client with what it sent, then exits
+    echo.py serve tcp|udp PORT [peer]   answers one client with what it sent (or with the client's
+                                        address, as this end sees it), then exits
     echo.py ask tcp|udp ADDRESS PORT   sends a line, prints the answer and the peer it came from
 """
 import socket
@@ -16,14 +17,19 @@ if mode == "serve":
     server.bind(("::", int(sys.argv[3])))
     server.settimeout(10)
     print("ready", flush=True)
+    tell_peer = len(sys.argv) > 4 and sys.argv[4] == "peer"
+
+    def answer(data, peer):
+        return peer[0].removeprefix("::ffff:").encode() + b"\n" if tell_peer else data
+
     if proto == "tcp":
         server.listen(1)
-        conn, _ = server.accept()
-        conn.sendall(conn.recv(100))
+        conn, peer = server.accept()
+        conn.sendall(answer(conn.recv(100), peer))
         conn.close()
     else:
         data, peer = server.recvfrom(100)
-        server.sendto(data, peer)
+        server.sendto(answer(data, peer), peer)
 else:
     address, port = sys.argv[3], int(sys.argv[4])
     family = socket.AF_INET6 if ":" in address else socket.AF_INET

@@ -1,0 +1,103 @@
+import BPFStore
+import CDatapathABI
+import NetAddress
+import SystemCallSupport
+
+/// Masquerading: the programs hand traffic for destinations outside the cluster CIDRs to the
+/// stack (counted as stack_masquerade), where one nftables table swiftpath owns rewrites its source.
+extension Datapath {
+    public static let nftTable = "swiftpath"
+
+    /// Makes the node's masquerading what the config says. Cheap when nothing changed (one map
+    /// lookup and one trie walk); otherwise rewrites the maps and the nftables table.
+    public func configureMasquerade(enabled: Bool, clusterCIDRs: [IPPrefix]) throws(StoreError) {
+        let node = try self.node.lookup(UInt32(0), as: sp_node_config.self) ?? sp_node_config()
+        let wasEnabled = node.flags & SP_NODE_MASQUERADE != 0
+        let current = try clusterPrefixes()
+        let wanted = Set(clusterCIDRs.map { IPPrefix(address: $0.network, length: $0.length)! })
+        guard wasEnabled != enabled || (enabled && current != wanted) else { return }
+
+        if enabled { try NFTables.replaceMasquerade(table: Self.nftTable, clusterCIDRs: wanted.sorted { $0.description < $1.description }) }
+        for prefix in current.subtracting(wanted) { try removeClusterPrefix(prefix) }
+        for prefix in wanted.subtracting(current) { try addClusterPrefix(prefix) }
+        try self.node.upsert(UInt32(0), sp_node_config(flags: enabled ? SP_NODE_MASQUERADE : 0, reserved: 0))
+        if !enabled && wasEnabled { try NFTables.deleteTable(Self.nftTable) }
+    }
+
+    public var masqueradeEnabled: Bool {
+        ((try? node.lookup(UInt32(0), as: sp_node_config.self))??.flags ?? 0) & SP_NODE_MASQUERADE != 0
+    }
+
+    func clusterPrefixes() throws(StoreError) -> Set<IPPrefix> {
+        var prefixes = Set<IPPrefix>()
+        for key in try cluster4.keys(as: sp_lpm4.self) {
+            let bytes = withUnsafeBytes(of: key.addr) { Array($0) }
+            prefixes.insert(IPPrefix(address: IPAddress(bytes: bytes)!, length: Int(key.prefixlen))!)
+        }
+        for var key in try cluster6.keys(as: sp_lpm6.self) {
+            let bytes = withUnsafeBytes(of: &key.addr) { Array($0) }
+            prefixes.insert(IPPrefix(address: IPAddress(bytes: bytes)!, length: Int(key.prefixlen))!)
+        }
+        return prefixes
+    }
+
+    private func addClusterPrefix(_ prefix: IPPrefix) throws(StoreError) {
+        if prefix.family == .v4 { try cluster4.upsert(lpm4(prefix), UInt8(1)) } else { try cluster6.upsert(lpm6(prefix), UInt8(1)) }
+    }
+
+    private func removeClusterPrefix(_ prefix: IPPrefix) throws(StoreError) {
+        if prefix.family == .v4 { try cluster4.delete(lpm4(prefix)) } else { try cluster6.delete(lpm6(prefix)) }
+    }
+
+    private func lpm4(_ prefix: IPPrefix) -> sp_lpm4 {
+        sp_lpm4(prefixlen: UInt32(prefix.length), addr: prefix.network.ipv4Key)
+    }
+
+    private func lpm6(_ prefix: IPPrefix) -> sp_lpm6 {
+        var key = sp_lpm6()
+        key.prefixlen = UInt32(prefix.length)
+        withUnsafeMutableBytes(of: &key.addr) { $0.copyBytes(from: prefix.network.bytes) }
+        return key
+    }
+}
+
+/// The few nftables operations swiftpath needs, through the `nft` tool.
+enum NFTables {
+    static func replaceMasquerade(table: String, clusterCIDRs: [IPPrefix]) throws(StoreError) {
+        var rules: [String] = []
+        for (family, keyword) in [(IPAddress.Family.v4, "ip"), (.v6, "ip6")] {
+            let set = clusterCIDRs.filter { $0.family == family }.map { "\($0.network)/\($0.length)" }
+            if set.isEmpty { continue }
+            let list = "{ " + set.joined(separator: ", ") + " }"
+            rules.append("\(keyword) saddr \(list) \(keyword) daddr != \(list) masquerade")
+        }
+        // Declaring then deleting the table makes the load a replacement, atomic in one transaction.
+        let script = """
+        table inet \(table)
+        delete table inet \(table)
+        table inet \(table) {
+            chain postrouting {
+                type nat hook postrouting priority srcnat; policy accept;
+                \(rules.joined(separator: "\n        "))
+            }
+        }
+
+        """
+        try nft(["-f", "-"], stdin: Array(script.utf8), what: "install the masquerade table inet \(table)")
+    }
+
+    static func deleteTable(_ table: String) throws(StoreError) {
+        try nft(["delete", "table", "inet", table], stdin: [], what: "delete table inet \(table)", allowMissing: true)
+    }
+
+    private static func nft(_ arguments: [String], stdin: [UInt8], what: String, allowMissing: Bool = false) throws(StoreError) {
+        guard let path = Subprocess.find("nft", in: ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]) else {
+            throw StoreError("\(what): masquerading needs the nft tool (nftables)")
+        }
+        let result: (status: Int32, stdout: [UInt8])
+        do { result = try Subprocess.run(path, arguments: arguments, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], stdin: stdin) } catch {
+            throw StoreError("\(what): \(error)")
+        }
+        guard result.status == 0 || allowMissing else { throw StoreError("\(what): nft exited with \(result.status)") }
+    }
+}
