@@ -12,8 +12,10 @@ extension Plugin {
         let record = try storeCall { () throws(StoreError) in
             try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
         }
-        try detachFromDatapath(try existingDatapath(store), record: record, hostName: record?.hostName ?? hostInterfaceName)
+        // The veth goes first: its link is then already defunct when unpinned, which spares the
+        // RCU grace period a live tcx detach waits for (under the RTNL lock).
         try removeVeth(host, record: record, of: attachment)
+        try detachFromDatapath(try existingDatapath(store), record: record, hostName: record?.hostName ?? hostInterfaceName)
         try ipam.release(for: attachment, addresses: record?.addresses.map(\.address))
         _ = try storeCall { () throws(StoreError) in
             try store.removeRecord(containerID: attachment.containerID, ifname: attachment.ifname)

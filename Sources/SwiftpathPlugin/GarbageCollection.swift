@@ -19,8 +19,8 @@ extension Plugin {
             let stale = try storeCall { () throws(StoreError) in try store.records() }
                 .filter { $0.network == config.name && !valid.contains($0.attachment) }
             for record in stale {
-                try detachFromDatapath(datapath, record: record, hostName: record.hostName)
                 try removeVeth(host, record: record, of: record.attachment)
+                try detachFromDatapath(datapath, record: record, hostName: record.hostName)
                 _ = try storeCall { () throws(StoreError) in
                     try store.removeRecord(containerID: record.containerID, ifname: record.ifname)
                 }
