@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CNI ADD/DEL latency: swiftpath (built-in allocator, host-local) against the reference ptp plugin
-# with host-local, and the kernel's floor (a bare veth create/delete with iproute2).
+# CNI ADD/DEL latency: swiftpath (built-in allocator; host-local; built-in allocator with the tc
+# attachment instead of tcx) against the reference ptp plugin with host-local, and the kernel's
+# floor (a bare veth create/delete with iproute2).
 #
 # Everything runs inside a node netns this script makes; each round runs every contender once,
 # interleaved (A B C A B C ...), so a noisy neighbour hurts them alike. Prints medians, min and
@@ -40,6 +41,11 @@ conf_swiftpath_hostlocal() { cat <<JSON
  "ipam":{"type":"host-local","dataDir":"$work/ipam","ranges":[[{"subnet":"10.202.0.0/16"}]]}}
 JSON
 }
+conf_swiftpath_tc() { cat <<JSON
+{"cniVersion":"1.0.0","name":"$id-d","type":"swiftpath","bpffsRoot":"$store","logFile":"$work/log","attachMode":"tc",
+ "ipam":{"type":"swiftpath","ranges":[{"subnet":"10.204.0.0/16"}]}}
+JSON
+}
 conf_ptp() { cat <<JSON
 {"cniVersion":"1.0.0","name":"$id-c","type":"ptp",
  "ipam":{"type":"host-local","dataDir":"$work/ipam","ranges":[[{"subnet":"10.203.0.0/16"}]]}}
@@ -47,6 +53,7 @@ JSON
 }
 conf_swiftpath_builtin > "$work/swiftpath-builtin.json"
 conf_swiftpath_hostlocal > "$work/swiftpath-hostlocal.json"
+conf_swiftpath_tc > "$work/swiftpath-tc.json"
 conf_ptp > "$work/ptp.json"
 
 # One timed call, run inside the node netns by the driver below; prints milliseconds.
@@ -70,7 +77,7 @@ echo $(( (t1 - t0) / 1000 ))
 DRIVER
 chmod +x "$work/driver.sh"
 
-contenders=(swiftpath-builtin swiftpath-hostlocal ptp kernel)
+contenders=(swiftpath-builtin swiftpath-hostlocal swiftpath-tc ptp kernel)
 binary_of() { case $1 in swiftpath-*) echo "$plugin";; ptp) echo "$ref/ptp";; *) echo -;; esac; }
 config_of() { case $1 in kernel) echo -;; *) echo "$work/$1.json";; esac; }
 

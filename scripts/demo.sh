@@ -65,6 +65,12 @@ ip netns exec "$id-pod-a" ping -c 2 -i 0.2 "$b6" | tail -2
 in_node ping -c 2 -i 0.2 "$a4" | tail -2
 ip netns exec "$id-pod-a" ping -c 2 -i 0.2 192.0.2.1 | tail -2
 
+step "the BPF datapath: what is loaded, and which path the packets took"
+in_node "$plugin" datapath status --root "$store"
+echo
+in_node "$plugin" stats --root "$store"
+
 step "DEL both pods (twice: DEL is idempotent)"
 for pod in pod-a pod-b pod-a; do cni DEL "$pod" && echo "DEL $pod ok"; done
 "$plugin" endpoint list --root "$store"
+in_node "$plugin" datapath unload --root "$store"

@@ -8,7 +8,8 @@ packages=(
   nftables                                      # tests drop the forward hook to prove the fast path
   containernetworking-plugins                   # host-local IPAM, and ptp as the benchmark's reference
   bpftool                                       # tests read the pinned maps independently of swiftpath
-  python3                                       # benchmark tables
+  python3                                       # benchmark tables, test helpers
+  iperf3 sockperf ethtool                       # the datapath benchmark
 )
 missing=()
 for package in "${packages[@]}"; do
