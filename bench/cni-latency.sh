@@ -22,7 +22,7 @@ work=$(mktemp -d "/tmp/$id.XXXX")
 store="/sys/fs/bpf/$id"
 cleanup() {
   for ns in $(ip netns list | awk '{print $1}' | grep "^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
-  rm -f "$store"/* 2>/dev/null || true; rmdir "$store" 2>/dev/null || true
+  rm -rf "$store"   # unpinning everything detaches whatever is still attached
   rm -rf "$work"
 }
 trap cleanup EXIT

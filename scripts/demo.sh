@@ -13,7 +13,7 @@ store="/sys/fs/bpf/$id"
 config=$(mktemp)
 cleanup() {
   for ns in $(ip netns list | awk '{print $1}' | grep "^$id-" || true); do ip netns del "$ns"; done
-  rm -f "$store"/* 2>/dev/null || true; rmdir "$store" 2>/dev/null || true
+  rm -rf "$store"   # unpinning everything detaches whatever is still attached
   rm -f "$config"
 }
 trap cleanup EXIT

@@ -39,12 +39,7 @@ public final class BPFLink {
 
     /// The link pinned at `path`, or nil when nothing is pinned there.
     public static func pinned(at path: String) throws(StoreError) -> BPFLink? {
-        let fd = bpf_obj_get(path)
-        if fd < 0 {
-            if -fd == ENOENT { return nil }
-            throw StoreError("open pinned link \(path)", Errno(rawValue: -fd))
-        }
-        return BPFLink(descriptor: FileDescriptor(rawValue: fd))
+        try openPinned(path, "link").map { BPFLink(descriptor: $0) }
     }
 
     public func pin(at path: String) throws(StoreError) {

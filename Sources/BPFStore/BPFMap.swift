@@ -59,12 +59,8 @@ public final class BPFMap {
 
     /// The map pinned at `path`, or nil when nothing is pinned there.
     public static func open(at path: String, _ layout: Layout) throws(StoreError) -> BPFMap? {
-        let fd = bpf_obj_get(path)
-        if fd < 0 {
-            if -fd == ENOENT { return nil }
-            throw StoreError("open pinned map \(path)", Errno(rawValue: -fd))
-        }
-        let descriptor = FileDescriptor(rawValue: fd)
+        guard let descriptor = try openPinned(path, "map") else { return nil }
+        let fd = descriptor.rawValue
         var info = bpf_map_info()
         var length = UInt32(MemoryLayout<bpf_map_info>.size)
         let status = bpf_obj_get_info_by_fd(fd, &info, &length)
@@ -119,18 +115,24 @@ public final class BPFMap {
     /// Every key and value. Taken as a snapshot: callers may change the map while they walk it.
     public func entries() throws(StoreError) -> [(key: [UInt8], value: [UInt8])] {
         var result: [(key: [UInt8], value: [UInt8])] = []
-        var previous: [UInt8]? = nil
+        for key in try rawKeys() {
+            if let value = try lookup(key) { result.append((key, value)) }
+        }
+        return result
+    }
+
+    /// Every key, walked with BPF_MAP_GET_NEXT_KEY.
+    func rawKeys() throws(StoreError) -> [[UInt8]] {
+        var keys: [[UInt8]] = []
         var next = [UInt8](repeating: 0, count: keySize)
         while true {
             let status: Int32
-            if let key = previous { status = bpf_map_get_next_key(descriptor.rawValue, key, &next) }
+            if let previous = keys.last { status = bpf_map_get_next_key(descriptor.rawValue, previous, &next) }
             else { status = bpf_map_get_next_key(descriptor.rawValue, nil, &next) }
-            if -status == ENOENT { break }
+            if -status == ENOENT { return keys }
             guard status == 0 else { throw StoreError("walk \(path)", Errno(rawValue: -status)) }
-            if let value = try lookup(next) { result.append((next, value)) }
-            previous = next
+            keys.append(next)
         }
-        return result
     }
 }
 
@@ -164,22 +166,18 @@ extension BPFMap {
 
     /// Every key of the map, decoded as `Key`.
     public func keys<Key>(as type: Key.Type) throws(StoreError) -> [Key] {
-        var result: [Key] = []
-        var previous: [UInt8]? = nil
-        var next = [UInt8](repeating: 0, count: keySize)
-        while true {
-            let status: Int32
-            if let key = previous { status = bpf_map_get_next_key(descriptor.rawValue, key, &next) }
-            else { status = bpf_map_get_next_key(descriptor.rawValue, nil, &next) }
-            if -status == ENOENT { break }
-            guard status == 0 else { throw StoreError("walk \(path)", Errno(rawValue: -status)) }
-            result.append(next.withUnsafeBytes { $0.loadUnaligned(as: Key.self) })
-            previous = next
-        }
-        return result
+        try rawKeys().map { $0.withUnsafeBytes { $0.loadUnaligned(as: Key.self) } }
     }
 
     static func bytes<T>(of value: T) -> [UInt8] {
         withUnsafeBytes(of: value) { Array($0) }
     }
+}
+
+/// The BPF object (map, program, link) pinned at `path`, or nil when nothing is pinned there.
+func openPinned(_ path: String, _ kind: String) throws(StoreError) -> FileDescriptor? {
+    let fd = bpf_obj_get(path)
+    if fd >= 0 { return FileDescriptor(rawValue: fd) }
+    if -fd == ENOENT { return nil }
+    throw StoreError("open pinned \(kind) \(path)", Errno(rawValue: -fd))
 }

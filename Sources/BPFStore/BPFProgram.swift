@@ -15,12 +15,7 @@ public final class BPFProgram {
 
     /// The program pinned at `path`, or nil when nothing is pinned there.
     public static func pinned(at path: String) throws(StoreError) -> BPFProgram? {
-        let fd = bpf_obj_get(path)
-        if fd < 0 {
-            if -fd == ENOENT { return nil }
-            throw StoreError("open pinned program \(path)", Errno(rawValue: -fd))
-        }
-        return BPFProgram(descriptor: FileDescriptor(rawValue: fd))
+        try openPinned(path, "program").map { BPFProgram(descriptor: $0) }
     }
 
     /// Pins the program at `path`, atomically replacing what was pinned there before (pin beside,

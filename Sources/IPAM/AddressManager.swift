@@ -1,5 +1,5 @@
-import CNIProtocol
 import BPFStore
+import CNIProtocol
 import NetAddress
 
 public typealias Attachment = NetworkConfig.Attachment

@@ -1,5 +1,5 @@
-import CNIProtocol
 import BPFStore
+import CNIProtocol
 import NetAddress
 
 /// The `ipam` section of the built-in allocator:

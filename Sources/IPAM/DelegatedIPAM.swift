@@ -1,5 +1,5 @@
-import CNIProtocol
 import BPFStore
+import CNIProtocol
 import NetAddress
 
 /// An IPAM plugin found in CNI_PATH (host-local, dhcp, whereabouts, ...), called with the same

@@ -1,7 +1,7 @@
-import SystemCallSupport
 import CLibMNL
 import NetAddress
 import Netns
+import SystemCallSupport
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,6 @@
-import SystemCallSupport
 import CLibMNL
 import Netns
+import SystemCallSupport
 import SystemPackage
 #if canImport(Glibc)
 import Glibc

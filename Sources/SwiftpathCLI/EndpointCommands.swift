@@ -1,6 +1,6 @@
 import ArgumentParser
-import CNIProtocol
 import BPFStore
+import CNIProtocol
 import NetAddress
 
 /// Options every command that reads the store shares.

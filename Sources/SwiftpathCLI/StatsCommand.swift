@@ -29,11 +29,19 @@ struct StatsCommand: ParsableCommand {
         let records = try EndpointStore.open(root: store.root).records()
         let pods = Dictionary(records.map { ($0.hostIndex, $0) }, uniquingKeysWith: { $1 })
         let netlink = try? NetlinkSocket()
-        let rows = try datapath.counters().map { counter in
+        let counters = try datapath.counters()
+        var rows = counters.map { counter in
             let pod = pods[counter.ifindex]
             return Row(device: pod?.hostName ?? (try? netlink?.link(index: counter.ifindex))??.name ?? "#\(counter.ifindex)",
                        ifindex: counter.ifindex, role: pod == nil ? "uplink" : "endpoint", container: pod?.containerID,
                        path: counter.path.name, packets: counter.packets, bytes: counter.bytes)
+        }
+        // The node's totals: every device's counters, path by path.
+        for path in PacketPath.allCases {
+            let matching = counters.filter { $0.path == path }
+            guard !matching.isEmpty else { continue }
+            rows.append(Row(device: "(node)", ifindex: 0, role: "node", container: nil, path: path.name,
+                            packets: matching.reduce(0) { $0 + $1.packets }, bytes: matching.reduce(0) { $0 + $1.bytes }))
         }
         if output == .json {
             print(String(decoding: JSONCoding.encode(rows), as: UTF8.self))

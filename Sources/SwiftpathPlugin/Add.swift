@@ -1,4 +1,3 @@
-import SystemCallSupport
 import BPFStore
 import CNIProtocol
 import Datapath
@@ -6,6 +5,7 @@ import IPAM
 import NetAddress
 import Netlink
 import Netns
+import SystemCallSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,14 +20,20 @@ extension Plugin {
     /// ADD: checks its input, leases addresses, wires the veth, records the endpoint, and
     /// undoes every step already done when a later one fails.
     func add() throws(CNIError) -> CNIResult {
+        // Everything that can be wrong with the input is found before anything changes.
         let podNamespace = try openPodNamespace()
         let podNetlink = try netlink(in: podNamespace)
         try ensureInterfaceIsFree(podNetlink)
+        let plan = try ipamPlan()
         let host = try hostNetlink()
+        let defaultLinks = try defaultRouteLinks(host)
+        let uplinks = try settings.devices.map { names throws(CNIError) in try namedDevices(names, host) }
+            ?? defaultLinks.map { ($0.name, $0.index) }
+        let mtu = settings.mtu ?? defaultLinks.first?.mtu ?? 1500
+
         let store = try openStore()
-        let ipam = try addressManager(store: store)
-        let mtu = if let configured = settings.mtu { configured } else { try uplinkMTU(host) }
-        let datapath = try prepareDatapath(store: store, host: host)
+        let ipam = addressManager(plan, store: store)
+        let datapath = try prepareDatapath(store: store, uplinks: uplinks)
 
         var rollback = Rollback(log: log)
         do throws(CNIError) {
@@ -90,14 +96,19 @@ extension Plugin {
         }
     }
 
-    /// The MTU of the device that carries the default route (IPv4 first), or 1500 without one.
-    func uplinkMTU(_ netlink: NetlinkSocket) throws(CNIError) -> Int {
+    /// The devices that carry the node's default routes, IPv4's first: where the MTU comes from
+    /// when the config names none, and the uplinks when it names no `devices`.
+    func defaultRouteLinks(_ netlink: NetlinkSocket) throws(CNIError) -> [Link] {
         do {
+            var links: [Link] = []
             for family in [IPAddress.Family.v4, .v6] {
-                let route = try netlink.routes(family: family).first { $0.destination.length == 0 && $0.outputIndex != nil }
-                if let index = route?.outputIndex, let link = try netlink.link(index: index) { return link.mtu }
+                for route in try netlink.routes(family: family) where route.destination.length == 0 {
+                    guard let index = route.outputIndex, !links.contains(where: { $0.index == index }),
+                          let link = try netlink.link(index: index) else { continue }
+                    links.append(link)
+                }
             }
-            return 1500
+            return links
         } catch {
             throw CNIError(netlink: error)
         }

@@ -1,4 +1,3 @@
-import SystemCallSupport
 import BPFStore
 import CNIProtocol
 import Datapath
@@ -6,6 +5,7 @@ import IPAM
 import NetAddress
 import Netlink
 import Netns
+import SystemCallSupport
 
 extension Plugin {
     /// CHECK: compares what is on the node with what ADD reported (prevResult) and recorded.

@@ -2,14 +2,13 @@ import BPFStore
 import CNIProtocol
 import Datapath
 import NetAddress
-import SystemCallSupport
 import Netlink
+import SystemCallSupport
 
 extension Plugin {
     /// The once-per-node part of ADD, cheap after the first time: the datapath loaded (or
     /// upgraded) in the store, and the uplinks running the program for traffic to local pods.
-    func prepareDatapath(store: EndpointStore, host: NetlinkSocket) throws(CNIError) -> Datapath {
-        let uplinks = try uplinkDevices(host)   // first: a wrong device name must change nothing
+    func prepareDatapath(store: EndpointStore, uplinks: [(name: String, index: Int32)]) throws(CNIError) -> Datapath {
         let datapath = try datapathCall { () throws(StoreError) in try Datapath.open(store: store) }
         let attachments = try datapathCall { () throws(StoreError) in
             try datapath.ensureUplinks(uplinks, policy: settings.attachMode)
@@ -21,34 +20,19 @@ extension Plugin {
         return datapath
     }
 
-    /// The configured `devices`, or the devices of the default routes.
-    func uplinkDevices(_ netlink: NetlinkSocket) throws(CNIError) -> [(name: String, index: Int32)] {
-        do {
-            if let names = settings.devices {
-                var devices: [(name: String, index: Int32)] = []
-                for name in names {
-                    guard let link = try netlink.link(named: name) else {
-                        throw CNIError(.invalidNetworkConfig, "invalid value for key \"devices\" in network config",
-                                       details: "no device \(name) on this node")
-                    }
-                    devices.append((name, link.index))
-                }
-                return devices
+    /// The devices the config names, by index.
+    func namedDevices(_ names: [String], _ netlink: NetlinkSocket) throws(CNIError) -> [(name: String, index: Int32)] {
+        var devices: [(name: String, index: Int32)] = []
+        for name in names {
+            let link: Link?
+            do { link = try netlink.link(named: name) } catch { throw CNIError(netlink: error) }
+            guard let link else {
+                throw CNIError(.invalidNetworkConfig, "invalid value for key \"devices\" in network config",
+                               details: "no device \(name) on this node")
             }
-            var indexes: [Int32] = []
-            for family in [IPAddress.Family.v4, .v6] {
-                for route in try netlink.routes(family: family) where route.destination.length == 0 {
-                    if let index = route.outputIndex, !indexes.contains(index) { indexes.append(index) }
-                }
-            }
-            var devices: [(name: String, index: Int32)] = []
-            for index in indexes { if let link = try netlink.link(index: index) { devices.append((link.name, index)) } }
-            return devices
-        } catch let error as SystemCallError {
-            throw CNIError(netlink: error)
-        } catch {
-            throw error as! CNIError
+            devices.append((name, link.index))
         }
+        return devices
     }
 
     func datapathCall<T>(_ body: () throws(StoreError) -> T) throws(CNIError) -> T {

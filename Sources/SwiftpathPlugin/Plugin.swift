@@ -1,10 +1,10 @@
-import SystemCallSupport
-import CNIProtocol
 import BPFStore
+import CNIProtocol
 import IPAM
 import NetAddress
 import Netlink
 import Netns
+import SystemCallSupport
 
 /// One run of the plugin: the runtime's environment and config, and the verb it asked for.
 public struct Plugin {
@@ -85,19 +85,33 @@ public struct Plugin {
         }
     }
 
-    func addressManager(store: EndpointStore) throws(CNIError) -> any AddressManager {
+    /// Where addresses come from, as the config says; checked without touching the node.
+    enum IPAMPlan {
+        case builtin(BuiltinIPAMConfig)
+        case delegated(type: String)
+    }
+
+    func ipamPlan() throws(CNIError) -> IPAMPlan {
         guard let type = config.ipamType, !type.isEmpty else {
             throw CNIError(.invalidNetworkConfig, "missing key \"ipam.type\" in network config")
         }
-        if type == BuiltinIPAMConfig.type {
-            return BuiltinAllocator(config: try BuiltinIPAMConfig(parsing: config.raw), network: config.name, store: store)
-        }
-        let executor = PluginExecutor(searchPath: environment.path)
-        guard executor.find(type) != nil else {
+        if type == BuiltinIPAMConfig.type { return .builtin(try BuiltinIPAMConfig(parsing: config.raw)) }
+        guard Subprocess.find(type, in: environment.path) != nil else {
             throw CNIError(.invalidNetworkConfig, "invalid value for key \"ipam.type\" in network config",
                            details: "no plugin \"\(type)\" in CNI_PATH \(environment.path.joined(separator: ":"))")
         }
-        return DelegatedIPAM(type: type, config: config, executor: executor)
+        return .delegated(type: type)
+    }
+
+    func addressManager(_ plan: IPAMPlan, store: EndpointStore) -> any AddressManager {
+        switch plan {
+        case .builtin(let ipamConfig): BuiltinAllocator(config: ipamConfig, network: config.name, store: store)
+        case .delegated(let type): DelegatedIPAM(type: type, config: config, executor: PluginExecutor(searchPath: environment.path))
+        }
+    }
+
+    func addressManager(store: EndpointStore) throws(CNIError) -> any AddressManager {
+        addressManager(try ipamPlan(), store: store)
     }
 
     func hostNetlink() throws(CNIError) -> NetlinkSocket {

@@ -1,5 +1,5 @@
-import CNIProtocol
 import BPFStore
+import CNIProtocol
 import IPAM
 
 extension Plugin {

@@ -90,7 +90,7 @@ final class BadInputTests: XCTestCase {
             XCTAssertEqual(outcome.errorCode, 7, "\(key): \(outcome.stdout)")
             XCTAssertTrue(outcome.errorMessage.contains("\"\(key)\""), "the error names \(key): \(outcome.errorMessage)")
         }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: node.storeRoot + "/datapath"), "not even the datapath was loaded")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: node.storeRoot), "not even the store was created")
         // Unknown keys are ignored, as the CNI conventions expect.
         let tolerant = try node.cni("ADD", containerID: "ctr-cfg", netns: pod, config: node.config(extra: ["someFutureKey": [1, 2]]))
         XCTAssertEqual(tolerant.status, 0, tolerant.stdout)
