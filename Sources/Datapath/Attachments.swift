@@ -32,7 +32,7 @@ extension Datapath {
     /// Attaches the pod program at the tcx ingress of the pod's host end (what the pod sends),
     /// pinning the link under the endpoint's folder.
     public func attachPod(hostName: String, hostIndex: Int32, policy: AttachPolicy) throws(StoreError) -> ProgramAttachment {
-        try attach(podEgress, ifindex: hostIndex, folder: endpointFolder(hostName), policy: policy)
+        try attach(podEgress, named: Self.programNames.pod, ifindex: hostIndex, folder: endpointFolder(hostName), policy: policy)
     }
 
     /// Removes the pod's attachment: its pinned link (tcx), or its filter (tc, when the device is still there).
@@ -51,7 +51,7 @@ extension Datapath {
     public func podAttachment(hostName: String, hostIndex: Int32, mode: AttachMode) throws(StoreError) -> ProgramAttachment? {
         switch mode {
         case .tcx:
-            guard let link = try BPFLink.pinned(at: endpointFolder(hostName) + "/ingress"),
+            guard let link = try BPFLink.pinned(at: endpointFolder(hostName) + "/" + Self.programNames.pod),
                   link.info.ifindex == UInt32(hostIndex) else { return nil }
             return ProgramAttachment(mode: .tcx, id: link.info.id)
         case .tc:
@@ -66,18 +66,20 @@ extension Datapath {
         var attachments: [ProgramAttachment] = []
         for uplink in uplinks {
             let folder = uplinkFolder(uplink.index)
-            if let link = try BPFLink.pinned(at: folder + "/ingress") {
+            let pin = folder + "/" + Self.programNames.uplink
+            if let link = try BPFLink.pinned(at: pin) {
                 if link.info.ifindex == UInt32(uplink.index) {
                     attachments.append(ProgramAttachment(mode: .tcx, id: link.info.id))
                     continue
                 }
-                try BPFLink.unpin(folder + "/ingress")   // defunct: its device is gone
+                try BPFLink.unpin(pin)   // defunct: its device is gone
             } else if try uplinksMap.lookup(UInt32(bitPattern: uplink.index), as: UInt32.self) == UInt32(AttachMode.tc.rawValue),
                       let id = tcFilter(uplink.index).programID(), id == uplinkIngress.id {
                 attachments.append(ProgramAttachment(mode: .tc, id: id))
                 continue
             }
-            let attachment = try attach(uplinkIngress, ifindex: uplink.index, folder: folder, policy: policy)
+            let attachment = try attach(uplinkIngress, named: Self.programNames.uplink, ifindex: uplink.index, folder: folder,
+                                        policy: policy)
             try uplinksMap.upsert(UInt32(bitPattern: uplink.index), UInt32(attachment.mode.rawValue))
             attachments.append(attachment)
         }
@@ -104,14 +106,16 @@ extension Datapath {
         try uplinksMap.delete(UInt32(bitPattern: ifindex))
     }
 
-    private func attach(_ program: BPFProgram, ifindex: Int32, folder: String,
+    /// Attaches `program` at the tcx ingress of `ifindex`, its link pinned as `folder/<name>`: a
+    /// link pin carries its program's name, which is how an upgrade finds the program to swap in.
+    private func attach(_ program: BPFProgram, named name: String, ifindex: Int32, folder: String,
                         policy: AttachPolicy) throws(StoreError) -> ProgramAttachment {
         if policy != .tc {
             do {
                 let link = try BPFLink.attachTCX(program, ifindex: ifindex, direction: .ingress)
                 try Self.makeFolder(String(folder[..<folder.lastIndex(of: "/")!]))
                 try Self.makeFolder(folder)
-                try link.pin(at: folder + "/ingress")
+                try link.pin(at: folder + "/" + name)
                 return ProgramAttachment(mode: .tcx, id: link.info.id)
             } catch where policy == .auto && (error.errno == .invalidArgument || error.errno == .notSupported) {
                 // A kernel before 6.6 does not know the tcx attach types: fall back to tc below.
@@ -121,8 +125,9 @@ extension Datapath {
         return ProgramAttachment(mode: .tc, id: program.id)
     }
 
-    private func removeLinkFolder(_ folder: String) throws(StoreError) {
-        try BPFLink.unpin(folder + "/ingress")
+    /// Unpins every link in `folder` (which detaches them) and removes the folder.
+    func removeLinkFolder(_ folder: String) throws(StoreError) {
+        for name in Self.subfolders(of: folder) { try BPFLink.unpin(folder + "/" + name) }
         guard rmdir(folder) == 0 || Errno.current == .noSuchFileOrDirectory else {
             throw StoreError("remove \(folder)", .current)
         }

@@ -27,6 +27,8 @@ public final class Datapath {
     let cluster4: BPFMap
     let cluster6: BPFMap
     let uplinksMap: BPFMap
+    let servicesMap: BPFMap
+    let slotsMap: BPFMap
 
     static let programNames = (pod: "pod_egress", uplink: "uplink_ingress")
 
@@ -46,6 +48,8 @@ public final class Datapath {
         cluster4 = try Self.map(folder, Layouts.cluster4)
         cluster6 = try Self.map(folder, Layouts.cluster6)
         uplinksMap = try Self.map(folder, Layouts.uplinks)
+        servicesMap = try Self.map(folder, Layouts.services)
+        slotsMap = try Self.map(folder, Layouts.slots)
     }
 
     private static func map(_ folder: String, _ layout: BPFMap.Layout) throws(StoreError) -> BPFMap {
@@ -88,19 +92,22 @@ public final class Datapath {
         let folder = store.root + "/datapath"
         try makeFolder(folder)
         let loaded = try BPFObjectLoader.load(name: object.name, bytes: object.bytes, mapFolder: folder)
-        guard let pod = loaded.programs[programNames.pod], let uplink = loaded.programs[programNames.uplink] else {
+        guard loaded.programs[programNames.pod] != nil, loaded.programs[programNames.uplink] != nil else {
             throw StoreError("BPF object \(object.name) lacks \(programNames.pod) or \(programNames.uplink)")
         }
         if loaded.replacedMaps.contains(where: { $0.hasPrefix("sp_endpoints") }) {
             try refillEndpoints(folder: folder, records: store.records())
         }
-        try pod.pin(at: "\(folder)/\(programNames.pod)")
-        try uplink.pin(at: "\(folder)/\(programNames.uplink)")
-        for path in pinnedLinks(under: store.root + "/endpoints") {
-            try BPFLink.pinned(at: path)?.update(to: pod)
+        for (name, program) in loaded.programs.sorted(by: { $0.key < $1.key }) {
+            try program.pin(at: "\(folder)/\(name)")
         }
-        for path in pinnedLinks(under: store.root + "/uplinks") {
-            try BPFLink.pinned(at: path)?.update(to: uplink)
+        // Every link pin is named for its program: swap the new build's program in behind it.
+        for group in linkGroups {
+            for path in pinnedLinks(under: "\(store.root)/\(group)") {
+                let name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
+                guard let program = loaded.programs[name] else { continue }
+                try BPFLink.pinned(at: path)?.update(to: program)
+            }
         }
         let meta = try map(folder, Layouts.meta)
         try meta.upsert(UInt32(0), sp_meta(object_hash: object.hash, layout_version: UInt32(SP_LAYOUT_VERSION), reserved: 0))
@@ -117,9 +124,12 @@ public final class Datapath {
         }
     }
 
-    /// The `ingress` link pins one level below `folder` (one subfolder per endpoint or uplink).
+    /// The folders of the store that hold link pins, one subfolder per device or cgroup.
+    static let linkGroups = ["endpoints", "uplinks", "socketlb"]
+
+    /// The link pins one level below `folder` (one subfolder per endpoint, uplink or cgroup).
     static func pinnedLinks(under folder: String) -> [String] {
-        subfolders(of: folder).map { "\(folder)/\($0)/ingress" }.filter { access($0, F_OK) == 0 }
+        subfolders(of: folder).flatMap { sub in subfolders(of: "\(folder)/\(sub)").map { "\(folder)/\(sub)/\($0)" } }
     }
 
     static func subfolders(of folder: String) -> [String] {
@@ -187,6 +197,12 @@ enum Layouts {
     static let cluster6 = BPFMap.Layout(name: "sp_cluster6", type: BPF_MAP_TYPE_LPM_TRIE,
                                         keySize: MemoryLayout<sp_lpm6>.size, valueSize: 1, maxEntries: 64)
     static let uplinks = BPFMap.Layout(name: "sp_uplinks", type: BPF_MAP_TYPE_HASH, keySize: 4, valueSize: 4, maxEntries: 256)
+    static let services = BPFMap.Layout(name: "sp_services", type: BPF_MAP_TYPE_HASH,
+                                        keySize: MemoryLayout<sp_service_key>.size, valueSize: MemoryLayout<sp_service>.size,
+                                        maxEntries: 65536)
+    static let slots = BPFMap.Layout(name: "sp_slots", type: BPF_MAP_TYPE_HASH,
+                                     keySize: MemoryLayout<sp_slot_key>.size, valueSize: MemoryLayout<sp_backend>.size,
+                                     maxEntries: 65536 * 4)
     static let meta = BPFMap.Layout(name: "sp_meta", type: BPF_MAP_TYPE_ARRAY,
                                     keySize: 4, valueSize: MemoryLayout<sp_meta>.size, maxEntries: 1)
 }

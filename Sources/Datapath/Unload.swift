@@ -11,6 +11,8 @@ extension Datapath {
         public let build: UInt64
         public let programs: [(name: String, id: UInt32, xlated: Int, jited: Int)]
         public let podAttachments: Int
+        /// The cgroups (by id) whose socket hooks swiftpath attached.
+        public let socketHookCgroups: [String]
         public let uplinks: [(ifindex: Int32, mode: AttachMode)]
         public let endpointAddresses: (v4: Int, v6: Int)
     }
@@ -22,6 +24,7 @@ extension Datapath {
             programs: [(Self.programNames.pod, podEgress.id, podEgress.sizes.xlated, podEgress.sizes.jited),
                        (Self.programNames.uplink, uplinkIngress.id, uplinkIngress.sizes.xlated, uplinkIngress.sizes.jited)],
             podAttachments: Self.pinnedLinks(under: storeRoot + "/endpoints").count,
+            socketHookCgroups: Self.subfolders(of: storeRoot + "/socketlb"),
             uplinks: try uplinks(),
             endpointAddresses: try endpointCounts())
     }
@@ -39,11 +42,10 @@ extension Datapath {
         }
         for uplink in try uplinks() { try detachUplink(ifindex: uplink.ifindex) }
         if masqueradeEnabled { try NFTables.deleteTable(Self.nftTable) }
-        for name in Self.subfolders(of: storeRoot + "/uplinks") {
-            try BPFLink.unpin("\(storeRoot)/uplinks/\(name)/ingress")
-            rmdir("\(storeRoot)/uplinks/\(name)")
+        for group in Self.linkGroups {
+            for name in Self.subfolders(of: "\(storeRoot)/\(group)") { try removeLinkFolder("\(storeRoot)/\(group)/\(name)") }
+            rmdir("\(storeRoot)/\(group)")
         }
-        for folder in [storeRoot + "/endpoints", storeRoot + "/uplinks"] { rmdir(folder) }
         for name in Self.subfolders(of: folder) {
             guard unlink("\(folder)/\(name)") == 0 || Errno.current == .noSuchFileOrDirectory else {
                 throw StoreError("unpin \(folder)/\(name)", .current)

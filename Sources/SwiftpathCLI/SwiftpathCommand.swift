@@ -5,7 +5,7 @@ public struct SwiftpathCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "swiftpath",
         abstract: "A CNI plugin with a BPF datapath. Run with CNI_COMMAND set, it speaks CNI; without, it is this CLI.",
-        subcommands: [EndpointCommand.self, DatapathCommand.self, StatsCommand.self])
+        subcommands: [EndpointCommand.self, ServiceCommand.self, DatapathCommand.self, StatsCommand.self])
 
     public init() {}
 }

@@ -16,6 +16,7 @@ extension Plugin {
         if attachments.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }
         try datapathCall { () throws(StoreError) in
             try datapath.configureMasquerade(enabled: settings.ipMasq, clusterCIDRs: settings.clusterCIDRs)
+            if let cgroup = settings.socketLBCgroup { try datapath.ensureSocketHooks(cgroup: cgroup) }
         }
         return datapath
     }

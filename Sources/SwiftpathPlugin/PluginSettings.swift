@@ -20,6 +20,9 @@ public struct PluginSettings: Sendable {
     public let ipMasq: Bool
     /// The cluster's (pod and native-routing) CIDRs: traffic among them is never masqueraded.
     public let clusterCIDRs: [IPPrefix]
+    /// Socket load balancing: on by default, its hooks attached once per node to this cgroup v2
+    /// directory (default: the host's cgroup2 mount); nil when off.
+    public let socketLBCgroup: String?
 
     private struct Wire: Decodable {
         var mtu: Int?
@@ -29,6 +32,12 @@ public struct PluginSettings: Sendable {
         var attachMode: String?
         var ipMasq: Bool?
         var clusterCIDRs: [IPPrefix]?
+        var socketLB: SocketLB?
+
+        struct SocketLB: Decodable {
+            var enabled: Bool?
+            var cgroupRoot: String?
+        }
     }
 
     public init(parsing raw: [UInt8]) throws(CNIError) {
@@ -56,6 +65,16 @@ public struct PluginSettings: Sendable {
         if wire.ipMasq == true, (wire.clusterCIDRs ?? []).isEmpty {
             throw CNIError(.invalidNetworkConfig, "missing key \"clusterCIDRs\" in network config",
                            details: "ipMasq needs the cluster's CIDRs, the destinations never masqueraded")
+        }
+        if wire.socketLB?.enabled ?? true {
+            let root = wire.socketLB?.cgroupRoot ?? Datapath.cgroup2Mount()
+            if let root, !Datapath.isCgroup2(root) {
+                throw CNIError(.invalidNetworkConfig, "invalid value for key \"socketLB.cgroupRoot\" in network config",
+                               details: "\(root) is not a cgroup v2 directory")
+            }
+            socketLBCgroup = root
+        } else {
+            socketLBCgroup = nil
         }
         mtu = wire.mtu
         bpffsRoot = wire.bpffsRoot ?? EndpointStore.defaultRoot

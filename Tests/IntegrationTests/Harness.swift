@@ -49,6 +49,16 @@ let pluginBinary: String = {
     return folder.appendingPathComponent("swiftpath").path
 }()
 
+/// The cgroup v2 hierarchy (on this hybrid host, /sys/fs/cgroup/unified).
+let cgroup2Mount: String = {
+    let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+    for line in mounts.split(separator: "\n") {
+        let fields = line.split(separator: " ")
+        if fields.count > 2, fields[2] == "cgroup2" { return String(fields[1]) }
+    }
+    return "/sys/fs/cgroup"
+}()
+
 /// Where Debian's containernetworking-plugins put host-local and ptp.
 let referencePlugins = "/usr/lib/cni"
 
@@ -64,6 +74,8 @@ final class TestNode {
     let storeRoot: String
     let network: String
     let ipamDataDir: String
+    /// A cgroup v2 directory of the node's own: the socket LB hooks go here, never on the host's root.
+    let cgroup: String
     private(set) var pods: [String] = []
     /// The built-in allocator's ranges for this node's pods.
     var podRanges = (v4: "10.123.0.0/24", v6: "fd00:123::/64")
@@ -78,7 +90,9 @@ final class TestNode {
         storeRoot = "/sys/fs/bpf/\(prefix)"
         network = "\(prefix)-net"
         ipamDataDir = "/tmp/\(prefix)-ipam"
+        cgroup = "\(cgroup2Mount)/\(prefix)"
         testCase.addTeardownBlock { [self] in self.tearDown() }
+        try FileManager.default.createDirectory(atPath: cgroup, withIntermediateDirectories: false)
         try shell("ip", "netns", "add", netns)
         try exec("ip", "link", "set", "lo", "up")
         // A node address, the source of the node's own packets to its pods.
@@ -129,7 +143,7 @@ final class TestNode {
     func config(ipam: IPAMKind = .builtin, version: String = "1.1.0", extra: [String: Any] = [:]) -> [String: Any] {
         var config: [String: Any] = [
             "cniVersion": version, "name": network, "type": "swiftpath", "bpffsRoot": storeRoot,
-            "logFile": "/tmp/\(prefix).log",
+            "logFile": "/tmp/\(prefix).log", "socketLB": ["cgroupRoot": cgroup],
         ]
         switch ipam {
         case .builtin:
@@ -210,6 +224,9 @@ final class TestNode {
                 _ = try? runProcess(["rm", "-rf", "\(folder)/\(name)"])
             }
         }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: cgroup2Mount)) ?? [] where deadRunPrefix(name) {
+            rmdir("\(cgroup2Mount)/\(name)")   // a cgroup goes with rmdir, once empty
+        }
     }
 
     func tearDown() {
@@ -218,6 +235,8 @@ final class TestNode {
         _ = try? runProcess(["ip", "netns", "del", netns])
         // Unpinning every map, program and link of the store detaches whatever is still attached.
         _ = try? runProcess(["rm", "-rf", storeRoot])
+        // Processes a test started in the cgroup are gone by now; an empty cgroup can be removed.
+        rmdir(cgroup)
         try? FileManager.default.removeItem(atPath: ipamDataDir)
         try? FileManager.default.removeItem(atPath: "/tmp/\(prefix).log")
     }

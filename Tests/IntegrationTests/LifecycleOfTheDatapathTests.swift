@@ -12,7 +12,7 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
     /// Link ids and program ids of every pinned link of the store, read with bpftool (not swiftpath).
     private func links(_ node: TestNode) throws -> [String: (link: Int, program: Int)] {
         var result: [String: (link: Int, program: Int)] = [:]
-        let pins = try runProcess(["find", node.storeRoot + "/endpoints", node.storeRoot + "/uplinks", "-name", "ingress"]).stdout
+        let pins = try runProcess(["find", node.storeRoot + "/endpoints", node.storeRoot + "/uplinks", "-mindepth", "2"]).stdout
         for pin in pins.split(separator: "\n") {
             let info = try node.sh(["bpftool", "-j", "link", "show", "pinned", String(pin)])
             let object = try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any] ?? [:]

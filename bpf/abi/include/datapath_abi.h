@@ -73,6 +73,47 @@ enum sp_path {
 	SP_PATH_MAX,
 };
 
+/* Socket load balancing. A service is a VIP, port and protocol; its backends sit in numbered slots
+ * under the service's current id (a backend of weight w takes w slots). Replacing a service writes
+ * the slots under a fresh id, then swaps the service entry: a connect sees all the old set or all
+ * the new one. */
+struct sp_service_key {
+	__u8 addr[16];		/* IPv4 in the first four bytes */
+	__u16 port;		/* network order */
+	__u8 proto;		/* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;		/* 4 or 6 */
+};
+
+struct sp_service {
+	__u32 id;
+	__u32 slots;		/* 0: no live backend, connect and sendmsg fail with ECONNREFUSED */
+	__u32 flags;
+	__u32 reserved;
+};
+
+struct sp_slot_key {
+	__u32 id;
+	__u32 slot;
+};
+
+struct sp_backend {
+	__u8 addr[16];
+	__u16 port;		/* network order */
+	__u8 family;
+	__u8 reserved;
+};
+
+/* What a socket was translated to, so that replies and getpeername() show the service again, and
+ * so that the sockets of a backend that went away can be found and terminated. */
+struct sp_translation_key {
+	__u64 cookie;		/* bpf_get_socket_cookie() */
+	struct sp_backend backend;
+};
+
+struct sp_translation {
+	struct sp_service_key service;
+};
+
 struct sp_counter_key {
 	__u32 ifindex;
 	__u32 path;		/* enum sp_path */

@@ -1,0 +1,70 @@
+import BPFStore
+import CLinux
+import CLibBPF
+import SystemCallSupport
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The cgroup socket hooks of the load balancer: attached to a cgroup v2 directory (inherited by
+/// every cgroup below it), their links pinned at `<store>/socketlb/cg<cgroup id>/<program>`.
+extension Datapath {
+    static let socketHooks: [(program: String, attachType: bpf_attach_type)] = [
+        ("sock_connect4", BPF_CGROUP_INET4_CONNECT), ("sock_connect6", BPF_CGROUP_INET6_CONNECT),
+        ("sock_sendmsg4", BPF_CGROUP_UDP4_SENDMSG), ("sock_sendmsg6", BPF_CGROUP_UDP6_SENDMSG),
+        ("sock_recvmsg4", BPF_CGROUP_UDP4_RECVMSG), ("sock_recvmsg6", BPF_CGROUP_UDP6_RECVMSG),
+        ("sock_getpeername4", BPF_CGROUP_INET4_GETPEERNAME), ("sock_getpeername6", BPF_CGROUP_INET6_GETPEERNAME),
+    ]
+
+    /// Makes sure every socket hook is attached to `cgroup` (a cgroup v2 directory). Cheap when they
+    /// are: one access() per hook. Links of other programs on the cgroup stay (multi-program links).
+    public func ensureSocketHooks(cgroup: String) throws(StoreError) {
+        let folder = try socketHookFolder(cgroup)
+        let missing = Self.socketHooks.filter { access("\(folder)/\($0.program)", F_OK) != 0 }
+        guard !missing.isEmpty else { return }
+        let directory: FileDescriptor
+        do { directory = try FileDescriptor.open(FilePath(cgroup), .readOnly, options: [.directory, .closeOnExec]) } catch {
+            throw StoreError("open cgroup \(cgroup)", error as? Errno)
+        }
+        defer { try? directory.close() }
+        try Self.makeFolder(storeRoot + "/socketlb")
+        try Self.makeFolder(folder)
+        for hook in missing {
+            guard let program = try BPFProgram.pinned(at: "\(self.folder)/\(hook.program)") else {
+                throw StoreError("the datapath program \(hook.program) is not pinned in \(self.folder)")
+            }
+            try BPFLink.attachCgroup(program, cgroup: directory, attachType: hook.attachType).pin(at: "\(folder)/\(hook.program)")
+        }
+    }
+
+    /// Detaches the socket hooks from `cgroup`.
+    public func detachSocketHooks(cgroup: String) throws(StoreError) {
+        try removeLinkFolder(try socketHookFolder(cgroup))
+    }
+
+    /// Socket hooks live per cgroup id (the directory's inode on cgroup v2), stable across renames.
+    private func socketHookFolder(_ cgroup: String) throws(StoreError) -> String {
+        var info = stat()
+        guard stat(cgroup, &info) == 0 else { throw StoreError("stat cgroup \(cgroup)", .current) }
+        return "\(storeRoot)/socketlb/cg\(info.st_ino)"
+    }
+
+    /// The cgroup v2 mount of this host (on a hybrid host, /sys/fs/cgroup/unified), or nil.
+    public static func cgroup2Mount() -> String? {
+        guard let file = fopen("/proc/self/mounts", "r") else { return nil }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 4096)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let fields = String(cString: line).split(separator: " ")
+            if fields.count > 2, fields[2] == "cgroup2" { return String(fields[1]) }
+        }
+        return nil
+    }
+
+    /// Whether `path` is a directory of a cgroup v2 hierarchy.
+    public static func isCgroup2(_ path: String) -> Bool {
+        clinux_fs_magic_at(path) == 0x6367_7270
+
+    }
+}

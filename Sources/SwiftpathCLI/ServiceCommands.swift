@@ -1,0 +1,113 @@
+import ArgumentParser
+import BPFStore
+import CNIProtocol
+import Datapath
+import FoundationEssentials
+
+struct ServiceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "service", abstract: "Services balanced at the socket: VIP:PORT/PROTO -> backends.",
+        subcommands: [Set.self, Delete.self, List.self, Apply.self])
+
+    /// The node's datapath, loaded if no ADD has loaded it yet: services can come before pods.
+    static func datapath(_ root: String) throws -> Datapath {
+        try Datapath.open(store: EndpointStore.open(root: root))
+    }
+
+    static func parseService(_ text: String) throws -> Service {
+        guard let service = Service(text) else {
+            throw ValidationError("'\(text)' is not a service: VIP:PORT/tcp|udp, IPv6 as [fd00::10]:53/udp")
+        }
+        return service
+    }
+
+    static func parseBackends(_ texts: [String]) throws -> [Backend] {
+        try texts.map { text in
+            guard let backend = Backend(text) else {
+                throw ValidationError("'\(text)' is not a backend: ADDRESS:PORT, [IPv6]:PORT, optionally @WEIGHT (1-100)")
+            }
+            return backend
+        }
+    }
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a service or replace its backends, atomically.")
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "The service, VIP:PORT/PROTO.") var service: String
+        @Argument(help: "Its backends, ADDRESS:PORT[@WEIGHT]; none keeps the service, refusing connections.")
+        var backends: [String] = []
+
+        func run() throws {
+            let service = try ServiceCommand.parseService(self.service)
+            let backends = try ServiceCommand.parseBackends(self.backends)
+            guard backends.allSatisfy({ $0.address.family == service.address.family || service.address.family == .v6 }) else {
+                throw ValidationError("an IPv4 service cannot have IPv6 backends")
+            }
+            try ServiceCommand.datapath(store.root).setService(service, backends: backends)
+            print("\(service) -> \(backends.isEmpty ? "no backend (connections refused)" : backends.map(\.description).joined(separator: " "))")
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a service.")
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "The service, VIP:PORT/PROTO.") var service: String
+
+        func run() throws {
+            let service = try ServiceCommand.parseService(self.service)
+            let deleted = try ServiceCommand.datapath(store.root).deleteService(service)
+            print(deleted ? "deleted \(service)" : "no service \(service)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the services and their backends.")
+        @OptionGroup var store: StoreOptions
+        @Option(name: [.customShort("o"), .long], help: "Output format: table or json.")
+        var output: OutputFormat = .table
+
+        func run() throws {
+            guard let datapath = try Datapath.openExisting(storeRoot: store.root) else {
+                print(output == .json ? "[]" : "no datapath loaded in \(store.root)")
+                return
+            }
+            let services = try datapath.services()
+            if output == .json {
+                print(String(decoding: JSONCoding.encode(services.map { ServiceView(service: $0.service.description,
+                                                                                     backends: $0.backends.map(\.description)) }),
+                             as: UTF8.self))
+                return
+            }
+            for entry in services {
+                print("\(entry.service.description.padding(32)) \(entry.backends.map(\.description).joined(separator: " "))")
+            }
+        }
+    }
+
+    struct Apply: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make the services exactly those of a JSON file: [{\"service\": \"10.96.0.10:53/udp\", \"backends\": [\"10.1.0.5:53\"]}].")
+        @OptionGroup var store: StoreOptions
+        @Option(name: .shortAndLong, help: "The desired services (JSON); - for stdin.") var file: String
+
+        func run() throws {
+            let data: Data
+            if file == "-" {
+                var bytes: [UInt8] = []
+                while let line = readLine(strippingNewline: false) { bytes += Array(line.utf8) }
+                data = Data(bytes)
+            } else {
+                data = try Data(contentsOf: URL(fileURLWithPath: file))
+            }
+            let views = try JSONDecoder().decode([ServiceView].self, from: data)
+            let desired = try views.map { (try ServiceCommand.parseService($0.service), try ServiceCommand.parseBackends($0.backends)) }
+            let result = try ServiceCommand.datapath(store.root).applyServices(desired)
+            print("\(result.set) service(s) set, \(result.deleted) deleted")
+        }
+    }
+}
+
+struct ServiceView: Codable {
+    var service: String
+    var backends: [String]
+}

@@ -1,0 +1,132 @@
+import Foundation
+import XCTest
+
+/// The socket load balancer on a node whose socket hooks sit on the node's own test cgroup: three
+/// backend pods, a client pod whose processes run in that cgroup.
+final class SocketLBTests: XCTestCase {
+    private var node: TestNode!
+    private var client = ""
+    private var backends: [(name: String, v4: String, v6: String)] = []
+    private var servers: [Process] = []
+
+    override func setUpWithError() throws {
+        node = try TestNode(self)
+        for name in ["be1", "be2", "be3"] {
+            let pod = try node.makePod(name)
+            let addresses = try node.add("ctr-\(name)", pod: pod).podAddresses
+            backends.append((name, addresses[0], addresses[1]))
+            let server = Process()
+            server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+            server.arguments = ["--net=\(pod)", "python3", script("lbserver.py"), "8080", name]
+            let ready = Pipe()
+            server.standardOutput = ready
+            try server.run()
+            _ = ready.fileHandleForReading.availableData
+            servers.append(server)
+        }
+        addTeardownBlock { [servers] in
+            for server in servers where server.isRunning { server.terminate(); server.waitUntilExit() }
+        }
+        client = try node.makePod("client")
+        _ = try node.add("ctr-client", pod: client)
+    }
+
+    private func script(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
+    /// Runs lbclient.py in the client pod, inside the node's cgroup (or outside it).
+    private func ask(_ arguments: String..., inCgroup: Bool = true) throws -> [String: Any] {
+        let command = "exec nsenter --net=\(client) python3 \(script("lbclient.py")) " + arguments.joined(separator: " ")
+        let shell = inCgroup ? "echo $$ > \(node.cgroup)/cgroup.procs && " + command : command
+        let result = try runProcess(["sh", "-c", shell])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+    }
+
+    @discardableResult
+    private func cli(_ arguments: String...) throws -> String {
+        let result = try runProcess([pluginBinary] + arguments + ["--root", node.storeRoot])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        return result.stdout
+    }
+
+    func testConnectsSpreadOverBackendsOnBothFamilies() throws {
+        try cli("service", "set", "10.96.0.10:80/tcp", backends[0].v4 + ":8080", backends[1].v4 + ":8080", backends[2].v4 + ":8080")
+        let spread = try ask("spread", "10.96.0.10", "80", "300")
+        XCTAssertEqual(spread["errors"] as? Int, 0)
+        for backend in backends {
+            XCTAssertGreaterThanOrEqual(spread[backend.name] as? Int ?? 0, 60, "\(backend.name) gets its share of 300: \(spread)")
+        }
+
+        try cli("service", "set", "[fd00:96::10]:80/tcp", "[\(backends[0].v6)]:8080", "[\(backends[1].v6)]:8080")
+        let spread6 = try ask("spread", "fd00:96::10", "80", "60")
+        XCTAssertEqual(spread6["errors"] as? Int, 0)
+        XCTAssertGreaterThan(spread6["be1"] as? Int ?? 0, 0, "\(spread6)")
+        XCTAssertGreaterThan(spread6["be2"] as? Int ?? 0, 0, "\(spread6)")
+        XCTAssertNil(spread6["be3"])
+    }
+
+    func testRepliesAndPeersShowTheService() throws {
+        try cli("service", "set", "10.96.0.10:80/tcp", backends[0].v4 + ":8080")
+        try cli("service", "set", "10.96.0.10:53/udp", backends[1].v4 + ":8080")
+        try cli("service", "set", "[fd00:96::10]:53/udp", "[\(backends[2].v6)]:8080")
+
+        let tcp = try ask("peer", "tcp", "10.96.0.10", "80")
+        XCTAssertEqual(tcp["answer"] as? String, "be1")
+        XCTAssertEqual(tcp["peer"] as? [AnyHashable], ["10.96.0.10", 80], "getpeername() shows the VIP")
+        let udp = try ask("peer", "udp", "10.96.0.10", "53")
+        XCTAssertEqual(udp["answer"] as? String, "be2")
+        XCTAssertEqual(udp["peer"] as? [AnyHashable], ["10.96.0.10", 53], "recvfrom() shows the VIP")
+        let udp6 = try ask("peer", "udp", "fd00:96::10", "53")
+        XCTAssertEqual(udp6["answer"] as? String, "be3")
+        XCTAssertEqual(udp6["peer"] as? [AnyHashable], ["fd00:96::10", 53])
+    }
+
+    func testServiceWithoutBackendsRefusesAtOnce() throws {
+        try cli("service", "set", "10.96.0.11:80/tcp")
+        XCTAssertEqual(try ask("errno", "10.96.0.11", "80")["errno"] as? String, "ECONNREFUSED")
+        try cli("service", "set", "10.96.0.11:80/tcp", backends[0].v4 + ":8080")
+        XCTAssertTrue(try ask("errno", "10.96.0.11", "80")["errno"] is NSNull, "a backend again: connects")
+    }
+
+    func testOnlyTheHookedCgroupIsBalanced() throws {
+        try cli("service", "set", "10.96.0.10:80/tcp", backends[0].v4 + ":8080")
+        XCTAssertTrue(try ask("errno", "10.96.0.10", "80")["errno"] is NSNull)
+        XCTAssertFalse(try ask("errno", "10.96.0.10", "80", inCgroup: false)["errno"] is NSNull,
+                       "outside the cgroup the VIP is just an address nobody has")
+    }
+
+    func testWeightsAndReplacement() throws {
+        try cli("service", "set", "10.96.0.12:80/tcp", backends[0].v4 + ":8080@3", backends[1].v4 + ":8080")
+        let listed = try cli("service", "list", "-o", "json")
+        XCTAssertTrue(listed.contains("\(backends[0].v4):8080@3"), listed)
+        let spread = try ask("spread", "10.96.0.12", "80", "200")
+        XCTAssertGreaterThan(spread["be1"] as? Int ?? 0, 2 * (spread["be2"] as? Int ?? 0), "weight 3 against 1: \(spread)")
+
+        try cli("service", "set", "10.96.0.12:80/tcp", backends[2].v4 + ":8080")
+        let replaced = try ask("spread", "10.96.0.12", "80", "30")
+        XCTAssertEqual(replaced["be3"] as? Int, 30, "new connections only reach the new set: \(replaced)")
+        try cli("service", "delete", "10.96.0.12:80/tcp")
+        XCTAssertFalse(try cli("service", "list").contains("10.96.0.12"))
+    }
+
+    func testApplyOfTenThousandServices() throws {
+        var desired: [[String: Any]] = []
+        for index in 0..<10_000 {
+            desired.append(["service": "10.97.\(index / 250).\(index % 250 + 1):80/tcp", "backends": [backends[index % 3].v4 + ":8080"]])
+        }
+        let file = "/tmp/\(node.prefix)-services.json"
+        try JSONSerialization.data(withJSONObject: desired).write(to: URL(fileURLWithPath: file))
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: file) }
+        try cli("service", "set", "10.96.0.99:80/tcp", backends[0].v4 + ":8080")
+        XCTAssertTrue(try cli("service", "apply", "-f", file).contains("10000 service(s) set, 1 deleted"))
+
+        let listed = try JSONSerialization.jsonObject(with: Data(cli("service", "list", "-o", "json").utf8)) as? [Any]
+        XCTAssertEqual(listed?.count, 10_000)
+        for index in [0, 4_321, 9_999] {
+            let peer = try ask("peer", "tcp", "10.97.\(index / 250).\(index % 250 + 1)", "80")
+            XCTAssertEqual(peer["answer"] as? String, backends[index % 3].name, "service #\(index) is translated")
+        }
+    }
+}

@@ -1,0 +1,50 @@
+"""The client side of the socket LB tests; prints one JSON object.
+
+    lbclient.py spread ADDRESS PORT COUNT   TCP connects: {"backend name": count, "errors": n}
+    lbclient.py peer tcp|udp ADDRESS PORT   {"answer": name, "peer": [address, port]}: getpeername()
+                                            of a connected TCP socket, recvfrom() of an unconnected UDP one
+    lbclient.py errno ADDRESS PORT          {"errno": "ECONNREFUSED"} or {"errno": null} on success
+"""
+import errno
+import json
+import socket
+import sys
+
+mode = sys.argv[1]
+
+
+def family(address):
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+if mode == "spread":
+    address, port, count = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    seen = {"errors": 0}
+    for _ in range(count):
+        try:
+            with socket.create_connection((address, port), timeout=2) as conn:
+                name = conn.recv(100).decode()
+                seen[name] = seen.get(name, 0) + 1
+        except OSError:
+            seen["errors"] += 1
+    print(json.dumps(seen))
+elif mode == "peer":
+    proto, address, port = sys.argv[2], sys.argv[3], int(sys.argv[4])
+    if proto == "tcp":
+        with socket.create_connection((address, port), timeout=2) as conn:
+            peer = conn.getpeername()
+            answer = conn.recv(100).decode()
+    else:
+        sock = socket.socket(family(address), socket.SOCK_DGRAM)
+        sock.settimeout(2)
+        sock.sendto(b"?", (address, port))
+        data, peer = sock.recvfrom(100)
+        answer = data.decode()
+    print(json.dumps({"answer": answer, "peer": [peer[0], peer[1]]}))
+elif mode == "errno":
+    address, port = sys.argv[2], int(sys.argv[3])
+    try:
+        socket.create_connection((address, port), timeout=2).close()
+        print(json.dumps({"errno": None}))
+    except OSError as error:
+        print(json.dumps({"errno": errno.errorcode.get(error.errno, str(error.errno)) if error.errno else "timeout"}))

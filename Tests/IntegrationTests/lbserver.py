@@ -1,0 +1,35 @@
+"""A backend for the socket LB tests: answers every TCP connection and UDP datagram on PORT, over
+IPv4 and IPv6, with its NAME, until killed.
+
+    lbserver.py PORT NAME
+"""
+import socket
+import sys
+import threading
+
+port, name = int(sys.argv[1]), sys.argv[2].encode()
+
+
+def bound(kind):
+    sock = socket.socket(socket.AF_INET6, kind)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("::", port))
+    return sock
+
+
+def serve_udp():
+    udp = bound(socket.SOCK_DGRAM)
+    while True:
+        _, peer = udp.recvfrom(100)
+        udp.sendto(name, peer)
+
+
+tcp = bound(socket.SOCK_STREAM)
+tcp.listen(128)
+threading.Thread(target=serve_udp, daemon=True).start()
+print("ready", flush=True)
+while True:
+    conn, _ = tcp.accept()
+    conn.sendall(name)
+    conn.close()

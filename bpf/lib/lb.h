@@ -1,0 +1,87 @@
+/* Socket load balancing: a service VIP becomes one of its backends once per connection (TCP
+ * connect, UDP connect or unconnected sendmsg), in cgroup socket hooks, and replies and
+ * getpeername() show the VIP again. */
+#pragma once
+#include "common.h"
+
+#define SP_MAX_SERVICES 65536
+#define SP_MAX_SLOTS (SP_MAX_SERVICES * 4)
+
+/* bpf_set_retval(), helper 187 (Linux 5.18): the errno a cgroup hook's refusal carries. The
+ * Debian 12 helper list predates it. */
+static long (*sp_set_retval)(int retval) = (void *)187;
+
+#define SP_ECONNREFUSED 111
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sp_service_key);
+	__type(value, struct sp_service);
+	__uint(max_entries, SP_MAX_SERVICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sp_slot_key);
+	__type(value, struct sp_backend);
+	__uint(max_entries, SP_MAX_SLOTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_slots SEC(".maps");
+
+/* Socket and backend -> service, for every socket the hooks translated. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sp_translation_key);
+	__type(value, struct sp_translation);
+	__uint(max_entries, 262144);
+} sp_translations SEC(".maps");
+
+/* Unconnected UDP sockets keep their backend: socket and service -> backend. */
+struct sp_sticky_key {
+	__u64 cookie;
+	struct sp_service_key service;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sp_sticky_key);
+	__type(value, struct sp_backend);
+	__uint(max_entries, 262144);
+} sp_sticky SEC(".maps");
+
+/* Picks a backend of `service`, at random; a replaced service's old slots may vanish under a
+ * concurrent connect, so a miss looks the service up once more. */
+static __always_inline int pick_backend(const struct sp_service_key *key, struct sp_backend *out)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct sp_service *service = bpf_map_lookup_elem(&sp_services, key);
+
+		if (!service || !service->slots)
+			return -1;
+		struct sp_slot_key slot = { .id = service->id, .slot = bpf_get_prandom_u32() % service->slots };
+		struct sp_backend *backend = bpf_map_lookup_elem(&sp_slots, &slot);
+
+		if (backend) {
+			*out = *backend;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static __always_inline void remember(__u64 cookie, const struct sp_service_key *service, const struct sp_backend *backend)
+{
+	struct sp_translation_key key = { .cookie = cookie, .backend = *backend };
+	struct sp_translation value = { .service = *service };
+
+	bpf_map_update_elem(&sp_translations, &key, &value, BPF_ANY);
+}
+
+/* The service a socket's peer stands for, if the hooks translated it. */
+static __always_inline struct sp_translation *translated(__u64 cookie, const struct sp_backend *peer)
+{
+	struct sp_translation_key key = { .cookie = cookie, .backend = *peer };
+
+	return bpf_map_lookup_elem(&sp_translations, &key);
+}
