@@ -57,7 +57,7 @@ let package = Package(
 
         // The datapath model: loading and upgrading the programs, endpoints in the maps, attachments, counters.
         .target(name: "Datapath", dependencies: [
-            "BPFObjects", "BPFStore", "CDatapathABI", "CLibBPF", "CLinux", "NetAddress", "SystemCallSupport",
+            "BPFObjects", "BPFStore", "CDatapathABI", "CLibBPF", "CLinux", "NetAddress", "Netns", "SystemCallSupport",
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
 

@@ -37,6 +37,29 @@ public final class BPFLink {
         return BPFLink(descriptor: FileDescriptor(rawValue: fd))
     }
 
+    /// A BPF_TRACE_ITER link of an iterator program (iter/tcp, iter/udp, ...).
+    public static func attachIterator(_ program: BPFProgram) throws(StoreError) -> BPFLink {
+        let fd = bpf_link_create(program.descriptor.rawValue, 0, BPF_TRACE_ITER, nil)
+        guard fd >= 0 else { throw StoreError("create iterator link", Errno(rawValue: -fd)) }
+        return BPFLink(descriptor: FileDescriptor(rawValue: fd))
+    }
+
+    /// Runs the iterator once to its end, in the netns (and for the objects) of the calling thread.
+    public func iterate() throws(StoreError) {
+        let fd = bpf_iter_create(descriptor.rawValue)
+        guard fd >= 0 else { throw StoreError("create iterator", Errno(rawValue: -fd)) }
+        let iterator = FileDescriptor(rawValue: fd)
+        defer { try? iterator.close() }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count: Int
+            do { count = try buffer.withUnsafeMutableBytes { try iterator.read(into: $0) } } catch {
+                throw StoreError("read iterator", error as? Errno)
+            }
+            if count == 0 { return }
+        }
+    }
+
     /// The link pinned at `path`, or nil when nothing is pinned there.
     public static func pinned(at path: String) throws(StoreError) -> BPFLink? {
         try openPinned(path, "link").map { BPFLink(descriptor: $0) }

@@ -52,7 +52,7 @@ public final class Datapath {
         slotsMap = try Self.map(folder, Layouts.slots)
     }
 
-    private static func map(_ folder: String, _ layout: BPFMap.Layout) throws(StoreError) -> BPFMap {
+    static func map(_ folder: String, _ layout: BPFMap.Layout) throws(StoreError) -> BPFMap {
         guard let map = try BPFMap.open(at: "\(folder)/\(layout.name)", layout) else {
             throw StoreError("the datapath map \(layout.name) is not pinned in \(folder)")
         }
@@ -203,6 +203,12 @@ enum Layouts {
     static let slots = BPFMap.Layout(name: "sp_slots", type: BPF_MAP_TYPE_HASH,
                                      keySize: MemoryLayout<sp_slot_key>.size, valueSize: MemoryLayout<sp_backend>.size,
                                      maxEntries: 65536 * 4)
+    static let departures = BPFMap.Layout(name: "sp_departures", type: BPF_MAP_TYPE_HASH,
+                                          keySize: MemoryLayout<sp_departure>.size, valueSize: 1, maxEntries: 4096)
+    static let terminated = BPFMap.Layout(name: "sp_terminated", type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1)
+    static let sticky = BPFMap.Layout(name: "sp_sticky", type: BPF_MAP_TYPE_LRU_HASH,
+                                      keySize: MemoryLayout<sp_sticky_key>.size, valueSize: MemoryLayout<sp_backend>.size,
+                                      maxEntries: 262144)
     static let meta = BPFMap.Layout(name: "sp_meta", type: BPF_MAP_TYPE_ARRAY,
                                     keySize: 4, valueSize: MemoryLayout<sp_meta>.size, maxEntries: 1)
 }

@@ -79,9 +79,12 @@ extension Datapath {
     /// Creates or replaces `service`'s backends. The new set is written under a fresh id first and
     /// the service entry swapped to it in one map update: a connect sees the old set or the new one.
     /// An empty set keeps the service, refusing new connections.
-    public func setService(_ service: Service, backends: [Backend]) throws(StoreError) {
+    /// Returns the backends that left the set (their sockets are the caller's to terminate).
+    @discardableResult
+    public func setService(_ service: Service, backends: [Backend]) throws(StoreError) -> [Backend] {
         let key = serviceKey(service)
         let previous = try servicesMap.lookup(key, as: sp_service.self)
+        let before = try previous.map { value throws(StoreError) in try slotBackends(of: value) } ?? []
         var id = UInt32.random(in: 1...UInt32.max)
         while try slotsMap.lookup(sp_slot_key(id: id, slot: 0), as: sp_backend.self) != nil { id = UInt32.random(in: 1...UInt32.max) }
         var slot: UInt32 = 0
@@ -93,16 +96,19 @@ extension Datapath {
         }
         try servicesMap.upsert(key, sp_service(id: id, slots: slot, flags: 0, reserved: 0))
         if let previous { try deleteSlots(previous) }
+        let staying = Set(backends.map { "\($0.address)|\($0.port)" })
+        return before.filter { !staying.contains("\($0.address)|\($0.port)") }
     }
 
-    /// Removes `service`. Returns false when there was none.
+    /// Removes `service`. Returns its backends (all departed), or nil when there was no such service.
     @discardableResult
-    public func deleteService(_ service: Service) throws(StoreError) -> Bool {
+    public func deleteService(_ service: Service) throws(StoreError) -> [Backend]? {
         let key = serviceKey(service)
-        guard let previous = try servicesMap.lookup(key, as: sp_service.self) else { return false }
+        guard let previous = try servicesMap.lookup(key, as: sp_service.self) else { return nil }
+        let departed = try slotBackends(of: previous)
         try servicesMap.delete(key)
         try deleteSlots(previous)
-        return true
+        return departed
     }
 
     /// Every service with its backends (weights recovered from the slots).
@@ -110,37 +116,47 @@ extension Datapath {
         var result: [(service: Service, backends: [Backend])] = []
         for key in try servicesMap.keys(as: sp_service_key.self) {
             guard let value = try servicesMap.lookup(key, as: sp_service.self), let service = Self.service(key) else { continue }
-            var weights: [Backend: Int] = [:]
-            var order: [Backend] = []
-            for slot in 0..<value.slots {
-                guard let raw = try slotsMap.lookup(sp_slot_key(id: value.id, slot: slot), as: sp_backend.self),
-                      let backend = Self.backend(raw) else { continue }
-                if weights[backend] == nil { order.append(backend) }
-                weights[backend, default: 0] += 1
-            }
-            result.append((service, order.map { Backend(address: $0.address, port: $0.port, weight: weights[$0]!) }))
+            result.append((service, try slotBackends(of: value)))
         }
         return result.sorted { $0.service.description < $1.service.description }
     }
 
-    /// Makes the services exactly `desired`: sets every listed one, deletes every other.
-    public func applyServices(_ desired: [(service: Service, backends: [Backend])]) throws(StoreError) -> (set: Int, deleted: Int) {
-        for entry in desired { try setService(entry.service, backends: entry.backends) }
+    /// Makes the services exactly `desired`: sets every listed one, deletes every other. Returns
+    /// the counts and every backend that left a service.
+    public func applyServices(_ desired: [(service: Service, backends: [Backend])]) throws(StoreError)
+        -> (set: Int, deleted: Int, departures: [(service: Service, backend: Backend)]) {
+        var departures: [(service: Service, backend: Backend)] = []
+        for entry in desired {
+            departures += try setService(entry.service, backends: entry.backends).map { (entry.service, $0) }
+        }
         let wanted = Set(desired.map(\.service))
         var deleted = 0
         for key in try servicesMap.keys(as: sp_service_key.self) {
             guard let service = Self.service(key), !wanted.contains(service) else { continue }
-            try deleteService(service)
+            departures += (try deleteService(service) ?? []).map { (service, $0) }
             deleted += 1
         }
-        return (desired.count, deleted)
+        return (desired.count, deleted, departures)
+    }
+
+    /// The backends in `service`'s slots, in slot order, weights recovered from repetitions.
+    private func slotBackends(of service: sp_service) throws(StoreError) -> [Backend] {
+        var weights: [Backend: Int] = [:]
+        var order: [Backend] = []
+        for slot in 0..<service.slots {
+            guard let raw = try slotsMap.lookup(sp_slot_key(id: service.id, slot: slot), as: sp_backend.self),
+                  let backend = Self.backend(raw) else { continue }
+            if weights[backend] == nil { order.append(backend) }
+            weights[backend, default: 0] += 1
+        }
+        return order.map { Backend(address: $0.address, port: $0.port, weight: weights[$0]!) }
     }
 
     private func deleteSlots(_ service: sp_service) throws(StoreError) {
         for slot in 0..<service.slots { try slotsMap.delete(sp_slot_key(id: service.id, slot: slot)) }
     }
 
-    private func serviceKey(_ service: Service) -> sp_service_key {
+    func serviceKey(_ service: Service) -> sp_service_key {
         var key = sp_service_key()
         withUnsafeMutableBytes(of: &key.addr) { $0.copyBytes(from: service.address.bytes) }
         key.port = service.port.bigEndian
@@ -149,7 +165,7 @@ extension Datapath {
         return key
     }
 
-    private func backendValue(_ backend: Backend) -> sp_backend {
+    func backendValue(_ backend: Backend) -> sp_backend {
         var value = sp_backend()
         withUnsafeMutableBytes(of: &value.addr) { $0.copyBytes(from: backend.address.bytes) }
         value.port = backend.port.bigEndian
@@ -157,7 +173,7 @@ extension Datapath {
         return value
     }
 
-    private static func service(_ key: sp_service_key) -> Service? {
+    static func service(_ key: sp_service_key) -> Service? {
         var key = key
         guard let family = IPAddress.Family(rawValue: key.family),
               let proto = Service.TransportProtocol.allCases.first(where: { $0.number == key.proto }),
@@ -165,7 +181,7 @@ extension Datapath {
         return Service(address: address, port: UInt16(bigEndian: key.port), proto: proto)
     }
 
-    private static func backend(_ value: sp_backend) -> Backend? {
+    static func backend(_ value: sp_backend) -> Backend? {
         var value = value
         guard let family = IPAddress.Family(rawValue: value.family),
               let address = withUnsafeBytes(of: &value.addr, { IPAddress(bytes: $0.prefix(family.byteCount)) }) else { return nil }

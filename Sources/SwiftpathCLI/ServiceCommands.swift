@@ -14,6 +14,15 @@ struct ServiceCommand: ParsableCommand {
         try Datapath.open(store: EndpointStore.open(root: root))
     }
 
+    /// Terminates the sockets still aimed at backends that left, on the node and in every pod,
+    /// and says how many.
+    static func terminate(_ departures: [(service: Service, backend: Backend)], datapath: Datapath, root: String) throws {
+        guard !departures.isEmpty else { return }
+        let namespaces = try EndpointStore.open(root: root).records().map(\.netns).filter { !$0.isEmpty }
+        let count = try datapath.terminate(departures: departures, namespaces: namespaces)
+        print("terminated \(count) socket(s) of \(departures.count) departed backend(s)")
+    }
+
     static func parseService(_ text: String) throws -> Service {
         guard let service = Service(text) else {
             throw ValidationError("'\(text)' is not a service: VIP:PORT/tcp|udp, IPv6 as [fd00::10]:53/udp")
@@ -43,8 +52,10 @@ struct ServiceCommand: ParsableCommand {
             guard backends.allSatisfy({ $0.address.family == service.address.family || service.address.family == .v6 }) else {
                 throw ValidationError("an IPv4 service cannot have IPv6 backends")
             }
-            try ServiceCommand.datapath(store.root).setService(service, backends: backends)
+            let datapath = try ServiceCommand.datapath(store.root)
+            let departed = try datapath.setService(service, backends: backends)
             print("\(service) -> \(backends.isEmpty ? "no backend (connections refused)" : backends.map(\.description).joined(separator: " "))")
+            try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, root: store.root)
         }
     }
 
@@ -55,8 +66,13 @@ struct ServiceCommand: ParsableCommand {
 
         func run() throws {
             let service = try ServiceCommand.parseService(self.service)
-            let deleted = try ServiceCommand.datapath(store.root).deleteService(service)
-            print(deleted ? "deleted \(service)" : "no service \(service)")
+            let datapath = try ServiceCommand.datapath(store.root)
+            guard let departed = try datapath.deleteService(service) else {
+                print("no service \(service)")
+                return
+            }
+            print("deleted \(service)")
+            try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, root: store.root)
         }
     }
 
@@ -101,8 +117,10 @@ struct ServiceCommand: ParsableCommand {
             }
             let views = try JSONDecoder().decode([ServiceView].self, from: data)
             let desired = try views.map { (try ServiceCommand.parseService($0.service), try ServiceCommand.parseBackends($0.backends)) }
-            let result = try ServiceCommand.datapath(store.root).applyServices(desired)
+            let datapath = try ServiceCommand.datapath(store.root)
+            let result = try datapath.applyServices(desired)
             print("\(result.set) service(s) set, \(result.deleted) deleted")
+            try ServiceCommand.terminate(result.departures, datapath: datapath, root: store.root)
         }
     }
 }

@@ -129,4 +129,57 @@ final class SocketLBTests: XCTestCase {
             XCTAssertEqual(peer["answer"] as? String, backends[index % 3].name, "service #\(index) is translated")
         }
     }
+
+    /// The seed's open problem: a backend leaves, and the connected TCP and UDP sockets still aimed
+    /// at it are terminated, in the client pod, so the application reconnects to a live backend.
+    func testSocketsOfARemovedBackendAreTerminated() throws {
+        try cli("service", "set", "10.96.0.20:80/tcp", backends[0].v4 + ":8080", backends[1].v4 + ":8080")
+        try cli("service", "set", "10.96.0.20:53/udp", backends[0].v4 + ":8080")
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/bin/sh")
+        holder.arguments = ["-c", "echo $$ > \(node.cgroup)/cgroup.procs && exec nsenter --net=\(client) python3 "
+                            + "\(script("lbclient.py")) hold 10.96.0.20 80 53 10"]
+        let input = Pipe(), output = Pipe()
+        holder.standardInput = input
+        holder.standardOutput = output
+        try holder.run()
+        defer { if holder.isRunning { holder.terminate() } }
+        let reader = output.fileHandleForReading
+        func nextLine() throws -> [String: Any] {
+            var line = Data()
+            while true {
+                let byte = reader.readData(ofLength: 1)
+                if byte.isEmpty || byte == Data("\n".utf8) { break }
+                line += byte
+            }
+            return try JSONSerialization.jsonObject(with: line) as? [String: Any] ?? [:]
+        }
+        let before = try nextLine()
+        let tcpBefore = try XCTUnwrap(before["tcp"] as? [String])
+        XCTAssertEqual(before["udp"] as? String, "be1")
+        let onBe1 = tcpBefore.filter { $0 == "be1" }.count
+        XCTAssertGreaterThan(onBe1, 0, "some of the 10 connections went to be1: \(tcpBefore)")
+
+        // be1 leaves both services.
+        let tcpOut = try cli("service", "set", "10.96.0.20:80/tcp", backends[1].v4 + ":8080")
+        XCTAssertTrue(tcpOut.contains("terminated \(onBe1) socket(s)"), tcpOut)
+        let udpOut = try cli("service", "set", "10.96.0.20:53/udp", backends[1].v4 + ":8080")
+        XCTAssertTrue(udpOut.contains("terminated 1 socket(s)"), udpOut)
+
+        input.fileHandleForWriting.write(Data("go\n".utf8))
+        let after = try nextLine()
+        let tcpAfter = try XCTUnwrap(after["tcp"] as? [String])
+        for (was, now) in zip(tcpBefore, tcpAfter) {
+            if was == "be1" {
+                XCTAssertTrue(["ECONNABORTED", "EPIPE", "ECONNRESET", "EOF"].contains(now), "a socket to be1 is terminated: \(now)")
+            } else {
+                XCTAssertEqual(now, "be2", "sockets to the other backend are untouched")
+            }
+        }
+        XCTAssertTrue(["ECONNABORTED", "EDESTADDRREQ"].contains(after["udp"] as? String ?? ""), "the connected UDP socket: \(after)")
+        let again = try XCTUnwrap(after["again"] as? [String: String])
+        XCTAssertEqual(again["tcp"], "be2", "a reconnect lands on a live backend")
+        XCTAssertEqual(again["udp"], "be2")
+        holder.waitUntilExit()
+    }
 }

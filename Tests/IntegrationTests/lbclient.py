@@ -4,6 +4,10 @@
     lbclient.py peer tcp|udp ADDRESS PORT   {"answer": name, "peer": [address, port]}: getpeername()
                                             of a connected TCP socket, recvfrom() of an unconnected UDP one
     lbclient.py errno ADDRESS PORT          {"errno": "ECONNREFUSED"} or {"errno": null} on success
+    lbclient.py hold ADDRESS TCPPORT UDPPORT COUNT
+        opens COUNT TCP connections and one connected UDP socket to the service, prints
+        {"tcp": [backend per socket], "udp": backend}, waits for a line on stdin, then uses every
+        socket once more and prints {"tcp": [backend or errno], "udp": ..., "again": {"tcp": b, "udp": b}}
 """
 import errno
 import json
@@ -48,3 +52,29 @@ elif mode == "errno":
         print(json.dumps({"errno": None}))
     except OSError as error:
         print(json.dumps({"errno": errno.errorcode.get(error.errno, str(error.errno)) if error.errno else "timeout"}))
+elif mode == "hold":
+    address, tcp_port, udp_port, count = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+
+    def use(sock):
+        try:
+            sock.send(b"?")
+            return sock.recv(100).decode() or "EOF"
+        except OSError as error:
+            return errno.errorcode.get(error.errno, str(error.errno))
+
+    tcps = [socket.create_connection((address, tcp_port), timeout=2) for _ in range(count)]
+    first = [conn.recv(100).decode() for conn in tcps]
+    udp = socket.socket(family(address), socket.SOCK_DGRAM)
+    udp.settimeout(2)
+    udp.connect((address, udp_port))
+    print(json.dumps({"tcp": first, "udp": use(udp)}), flush=True)
+    sys.stdin.readline()
+    after = {"tcp": [use(conn) for conn in tcps], "udp": use(udp)}
+    if after["udp"] == "EDESTADDRREQ":
+        after["udp_recv"] = use(udp)
+    fresh_udp = socket.socket(family(address), socket.SOCK_DGRAM)
+    fresh_udp.settimeout(2)
+    fresh_udp.connect((address, udp_port))
+    with socket.create_connection((address, tcp_port), timeout=2) as conn:
+        after["again"] = {"tcp": conn.recv(100).decode(), "udp": use(fresh_udp)}
+    print(json.dumps(after), flush=True)

@@ -1,5 +1,5 @@
-"""A backend for the socket LB tests: answers every TCP connection and UDP datagram on PORT, over
-IPv4 and IPv6, with its NAME, until killed.
+"""A backend for the socket LB tests: answers every TCP connection (then keeps it open until the
+client closes it) and every UDP datagram on PORT, over IPv4 and IPv6, with its NAME, until killed.
 
     lbserver.py PORT NAME
 """
@@ -25,11 +25,20 @@ def serve_udp():
         udp.sendto(name, peer)
 
 
+def serve_tcp(conn):
+    try:
+        conn.sendall(name)
+        while conn.recv(100):
+            conn.sendall(name)
+    except OSError:
+        pass
+    conn.close()
+
+
 tcp = bound(socket.SOCK_STREAM)
 tcp.listen(128)
 threading.Thread(target=serve_udp, daemon=True).start()
 print("ready", flush=True)
 while True:
     conn, _ = tcp.accept()
-    conn.sendall(name)
-    conn.close()
+    threading.Thread(target=serve_tcp, args=(conn,), daemon=True).start()

@@ -38,11 +38,6 @@ struct {
 } sp_translations SEC(".maps");
 
 /* Unconnected UDP sockets keep their backend: socket and service -> backend. */
-struct sp_sticky_key {
-	__u64 cookie;
-	struct sp_service_key service;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct sp_sticky_key);

@@ -114,6 +114,17 @@ struct sp_translation {
 	struct sp_service_key service;
 };
 
+struct sp_sticky_key {
+	__u64 cookie;
+	struct sp_service_key service;
+};
+
+/* A backend that left a service: its translated sockets are to be terminated. */
+struct sp_departure {
+	struct sp_service_key service;
+	struct sp_backend backend;
+};
+
 struct sp_counter_key {
 	__u32 ifindex;
 	__u32 path;		/* enum sp_path */
