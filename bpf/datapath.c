@@ -126,7 +126,7 @@ static __always_inline int refuse(void)
 static __always_inline int translate(struct bpf_sock_addr *ctx, const struct sp_service_key *key, int sticky,
 				     struct sp_backend *backend)
 {
-	if (!bpf_map_lookup_elem(&sp_services, key))
+	if (!bpf_map_lookup_elem(&sp_services, key) || skip_netns(bpf_get_netns_cookie(ctx)))
 		return -1;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 

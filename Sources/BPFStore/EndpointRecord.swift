@@ -28,11 +28,13 @@ public struct EndpointRecord: Equatable, Sendable {
     public var attachMode: UInt8
     /// The bpf_link id (tcx) or program id (tc) of that attachment.
     public var attachID: UInt32
+    /// The cgroup whose socket hooks this pod brought (socketLB scope "pod"), by id; 0 for none.
+    public var socketCgroupID: UInt64
 
     public init(containerID: String, ifname: String, network: String, netns: String, hostIndex: Int32,
                 hostName: String, hostMAC: MACAddress, podIndex: Int32, podMAC: MACAddress, mtu: Int,
                 addresses: [IPPrefix], addressSource: AddressSource, created: UInt64,
-                attachMode: UInt8 = 0, attachID: UInt32 = 0) {
+                attachMode: UInt8 = 0, attachID: UInt32 = 0, socketCgroupID: UInt64 = 0) {
         self.containerID = containerID
         self.ifname = ifname
         self.network = network
@@ -48,6 +50,7 @@ public struct EndpointRecord: Equatable, Sendable {
         self.created = created
         self.attachMode = attachMode
         self.attachID = attachID
+        self.socketCgroupID = socketCgroupID
     }
 
     public static let maxAddresses = 4
@@ -84,6 +87,7 @@ public struct EndpointRecord: Equatable, Sendable {
         writer.integer(created)
         writer.integer(attachMode)
         writer.integer(attachID)
+        writer.integer(socketCgroupID)
         return writer.padded(to: Self.valueSize)
     }
 
@@ -110,6 +114,7 @@ public struct EndpointRecord: Equatable, Sendable {
         created = reader.integer()
         attachMode = reader.integer()
         attachID = reader.integer()
+        socketCgroupID = reader.integer()
     }
 }
 

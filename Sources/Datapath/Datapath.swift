@@ -203,6 +203,8 @@ enum Layouts {
     static let slots = BPFMap.Layout(name: "sp_slots", type: BPF_MAP_TYPE_HASH,
                                      keySize: MemoryLayout<sp_slot_key>.size, valueSize: MemoryLayout<sp_backend>.size,
                                      maxEntries: 65536 * 4)
+    static let lbConfig = BPFMap.Layout(name: "sp_lb", type: BPF_MAP_TYPE_ARRAY,
+                                        keySize: 4, valueSize: MemoryLayout<sp_lb_config>.size, maxEntries: 1)
     static let departures = BPFMap.Layout(name: "sp_departures", type: BPF_MAP_TYPE_HASH,
                                           keySize: MemoryLayout<sp_departure>.size, valueSize: 1, maxEntries: 4096)
     static let terminated = BPFMap.Layout(name: "sp_terminated", type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1)

@@ -1,5 +1,6 @@
 import BPFStore
 import CLinux
+import CDatapathABI
 import CLibBPF
 import SystemCallSupport
 import SystemPackage
@@ -38,16 +39,43 @@ extension Datapath {
         }
     }
 
-    /// Detaches the socket hooks from `cgroup`.
-    public func detachSocketHooks(cgroup: String) throws(StoreError) {
-        try removeLinkFolder(try socketHookFolder(cgroup))
+    /// Detaches the socket hooks from the cgroup with id `cgroupID` (gone or not).
+    public func detachSocketHooks(cgroupID: UInt64) throws(StoreError) {
+        try removeLinkFolder("\(storeRoot)/socketlb/cg\(cgroupID)")
     }
 
-    /// Socket hooks live per cgroup id (the directory's inode on cgroup v2), stable across renames.
-    private func socketHookFolder(_ cgroup: String) throws(StoreError) -> String {
+    /// The id of a cgroup v2 directory: its inode, stable across renames.
+    public static func cgroupID(_ cgroup: String) throws(StoreError) -> UInt64 {
         var info = stat()
         guard stat(cgroup, &info) == 0 else { throw StoreError("stat cgroup \(cgroup)", .current) }
-        return "\(storeRoot)/socketlb/cg\(info.st_ino)"
+        return UInt64(info.st_ino)
+    }
+
+    private func socketHookFolder(_ cgroup: String) throws(StoreError) -> String {
+        "\(storeRoot)/socketlb/cg\(try Self.cgroupID(cgroup))"
+    }
+
+    /// Whether the hooks leave the sockets of the calling thread's netns (the node's) alone.
+    public func configureSocketLB(skipNodeNetns: Bool) throws(StoreError) {
+        let map = try Self.map(folder, Layouts.lbConfig)
+        let cookie = try Self.currentNetnsCookie()
+        let wanted = sp_lb_config(host_netns_cookie: cookie, flags: skipNodeNetns ? SP_LB_SKIP_HOST_NETNS : 0, reserved: 0)
+        let current = try map.lookup(UInt32(0), as: sp_lb_config.self)
+        guard current?.host_netns_cookie != wanted.host_netns_cookie || current?.flags != wanted.flags else { return }
+        try map.upsert(UInt32(0), wanted)
+    }
+
+    /// SO_NETNS_COOKIE of a socket made in the calling thread's netns.
+    static func currentNetnsCookie() throws(StoreError) -> UInt64 {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw StoreError("socket for the netns cookie", .current) }
+        defer { close(fd) }
+        var cookie: UInt64 = 0
+        var length = socklen_t(MemoryLayout<UInt64>.size)
+        guard getsockopt(fd, SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &cookie, &length) == 0 else {
+            throw StoreError("read the netns cookie", .current)
+        }
+        return cookie
     }
 
     /// The cgroup v2 mount of this host (on a hybrid host, /sys/fs/cgroup/unified), or nil.

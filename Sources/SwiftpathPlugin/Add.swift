@@ -30,6 +30,7 @@ extension Plugin {
         let uplinks = try settings.devices.map { names throws(CNIError) in try namedDevices(names, host) }
             ?? defaultLinks.map { ($0.name, $0.index) }
         let mtu = settings.mtu ?? defaultLinks.first?.mtu ?? 1500
+        let socketCgroup = try podCgroup()
 
         let store = try openStore()
         let ipam = addressManager(plan, store: store)
@@ -59,7 +60,18 @@ extension Plugin {
                 try datapath.detachPod(hostName: veth.host.name, hostIndex: veth.host.index, mode: attached.mode)
             }
             if attached.mode == .tc { log("tcx unavailable: \(veth.host.name) uses the tc (clsact) fallback") }
-            try recordEndpoint(store, veth: veth, addressing: addressing, source: ipam.source, mtu: mtu, attached: attached)
+            var socketCgroupID: UInt64 = 0
+            if let socketCgroup {
+                socketCgroupID = try datapathCall { () throws(StoreError) in
+                    try datapath.ensureSocketHooks(cgroup: socketCgroup)
+                    return try Datapath.cgroupID(socketCgroup)
+                }
+                rollback.onFailure("socket hooks on \(socketCgroup)") { [socketCgroupID] in
+                    try datapath.detachSocketHooks(cgroupID: socketCgroupID)
+                }
+            }
+            try recordEndpoint(store, veth: veth, addressing: addressing, source: ipam.source, mtu: mtu, attached: attached,
+                               socketCgroupID: socketCgroupID)
             log("added \(veth.host.name) <-> \(environment.netns):\(environment.ifname) with \(addressing.ips.map(\.address.description))")
             return result(veth: veth, addressing: addressing, gateways: gateways, mtu: mtu)
         } catch {
@@ -203,7 +215,8 @@ extension Plugin {
     }
 
     func recordEndpoint(_ store: EndpointStore, veth: VethPair, addressing: CNIResult,
-                        source: EndpointRecord.AddressSource, mtu: Int, attached: ProgramAttachment) throws(CNIError) {
+                        source: EndpointRecord.AddressSource, mtu: Int, attached: ProgramAttachment,
+                        socketCgroupID: UInt64) throws(CNIError) {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let record = EndpointRecord(
@@ -212,7 +225,7 @@ extension Plugin {
             hostMAC: veth.host.mac ?? .zero, podIndex: veth.pod.index, podMAC: veth.pod.mac ?? .zero, mtu: mtu,
             addresses: addressing.ips.prefix(EndpointRecord.maxAddresses).map { .host($0.address.address) },
             addressSource: source, created: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec),
-            attachMode: attached.mode.rawValue, attachID: attached.id)
+            attachMode: attached.mode.rawValue, attachID: attached.id, socketCgroupID: socketCgroupID)
         let inserted: Bool
         do { inserted = try store.insert(record) } catch { throw CNIError(store: error) }
         guard inserted else {

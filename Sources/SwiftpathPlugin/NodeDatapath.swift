@@ -17,6 +17,9 @@ extension Plugin {
         try datapathCall { () throws(StoreError) in
             try datapath.configureMasquerade(enabled: settings.ipMasq, clusterCIDRs: settings.clusterCIDRs)
             if let cgroup = settings.socketLBCgroup { try datapath.ensureSocketHooks(cgroup: cgroup) }
+            if settings.socketLBCgroup != nil || settings.socketLBPerPod {
+                try datapath.configureSocketLB(skipNodeNetns: !settings.socketLBHostNamespace)
+            }
         }
         return datapath
     }
@@ -36,6 +39,23 @@ extension Plugin {
         return devices
     }
 
+    /// The pod's cgroup for per-pod socket hooks, from the runtime's cgroupPath capability: a path
+    /// in the cgroup v2 hierarchy, absolute or relative to its mount.
+    func podCgroup() throws(CNIError) -> String? {
+        guard settings.socketLBPerPod else { return nil }
+        guard let path = config.runtimeConfig?["cgroupPath"]?.stringValue, !path.isEmpty else {
+            throw CNIError(.invalidNetworkConfig, "missing key \"runtimeConfig.cgroupPath\" in network config",
+                           details: "socketLB scope \"pod\" needs the runtime's cgroupPath capability")
+        }
+        let mount = Datapath.cgroup2Mount() ?? "/sys/fs/cgroup"
+        let full = path.hasPrefix(mount + "/") ? path : mount + "/" + path.drop { $0 == "/" }
+        guard Datapath.isCgroup2(full) else {
+            throw CNIError(.invalidNetworkConfig, "invalid value for key \"runtimeConfig.cgroupPath\" in network config",
+                           details: "\(full) is not a cgroup v2 directory")
+        }
+        return full
+    }
+
     func datapathCall<T>(_ body: () throws(StoreError) -> T) throws(CNIError) -> T {
         do { return try body() } catch {
             throw CNIError(.storeFailure, "BPF datapath failed", details: error.description)
@@ -50,6 +70,7 @@ extension Plugin {
             try datapath.detachPod(hostName: hostName, hostIndex: record?.hostIndex, mode: mode)
             if let record {
                 try datapath.removeEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex)
+                if record.socketCgroupID != 0 { try datapath.detachSocketHooks(cgroupID: record.socketCgroupID) }
             }
         }
     }

@@ -21,8 +21,12 @@ public struct PluginSettings: Sendable {
     /// The cluster's (pod and native-routing) CIDRs: traffic among them is never masqueraded.
     public let clusterCIDRs: [IPPrefix]
     /// Socket load balancing: on by default, its hooks attached once per node to this cgroup v2
-    /// directory (default: the host's cgroup2 mount); nil when off.
+    /// directory (default: the host's cgroup2 mount); nil when off or per pod.
     public let socketLBCgroup: String?
+    /// Socket hooks per pod, on the cgroup the runtime passes (the cgroupPath capability).
+    public let socketLBPerPod: Bool
+    /// Whether the node's own processes are balanced too.
+    public let socketLBHostNamespace: Bool
 
     private struct Wire: Decodable {
         var mtu: Int?
@@ -37,6 +41,8 @@ public struct PluginSettings: Sendable {
         struct SocketLB: Decodable {
             var enabled: Bool?
             var cgroupRoot: String?
+            var scope: String?
+            var hostNamespace: Bool?
         }
     }
 
@@ -66,7 +72,14 @@ public struct PluginSettings: Sendable {
             throw CNIError(.invalidNetworkConfig, "missing key \"clusterCIDRs\" in network config",
                            details: "ipMasq needs the cluster's CIDRs, the destinations never masqueraded")
         }
-        if wire.socketLB?.enabled ?? true {
+        let enabled = wire.socketLB?.enabled ?? true
+        guard ["node", "pod"].contains(wire.socketLB?.scope ?? "node") else {
+            throw CNIError(.invalidNetworkConfig, "invalid value for key \"socketLB.scope\" in network config",
+                           details: "expected node or pod")
+        }
+        socketLBPerPod = enabled && wire.socketLB?.scope == "pod"
+        socketLBHostNamespace = wire.socketLB?.hostNamespace ?? true
+        if enabled && !socketLBPerPod {
             let root = wire.socketLB?.cgroupRoot ?? Datapath.cgroup2Mount()
             if let root, !Datapath.isCgroup2(root) {
                 throw CNIError(.invalidNetworkConfig, "invalid value for key \"socketLB.cgroupRoot\" in network config",

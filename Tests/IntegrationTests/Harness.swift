@@ -235,7 +235,10 @@ final class TestNode {
         _ = try? runProcess(["ip", "netns", "del", netns])
         // Unpinning every map, program and link of the store detaches whatever is still attached.
         _ = try? runProcess(["rm", "-rf", storeRoot])
-        // Processes a test started in the cgroup are gone by now; an empty cgroup can be removed.
+        // Processes a test started in the cgroups are gone by now; empty cgroups can be removed.
+        for child in (try? FileManager.default.contentsOfDirectory(atPath: cgroup)) ?? [] where !child.contains(".") {
+            rmdir("\(cgroup)/\(child)")
+        }
         rmdir(cgroup)
         try? FileManager.default.removeItem(atPath: ipamDataDir)
         try? FileManager.default.removeItem(atPath: "/tmp/\(prefix).log")

@@ -29,6 +29,22 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } sp_slots SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sp_lb_config);
+	__uint(max_entries, 1);
+} sp_lb SEC(".maps");
+
+/* Sockets of the node's own netns are left alone when the config says so. */
+static __always_inline int skip_netns(__u64 netns_cookie)
+{
+	__u32 zero = 0;
+	struct sp_lb_config *config = bpf_map_lookup_elem(&sp_lb, &zero);
+
+	return config && (config->flags & SP_LB_SKIP_HOST_NETNS) && config->host_netns_cookie == netns_cookie;
+}
+
 /* Socket and backend -> service, for every socket the hooks translated. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

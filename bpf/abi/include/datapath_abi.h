@@ -77,6 +77,15 @@ enum sp_path {
  * under the service's current id (a backend of weight w takes w slots). Replacing a service writes
  * the slots under a fresh id, then swaps the service entry: a connect sees all the old set or all
  * the new one. */
+#define SP_LB_SKIP_HOST_NETNS (1u << 0)
+
+/* How the socket hooks behave node-wide. */
+struct sp_lb_config {
+	__u64 host_netns_cookie;	/* the node's own netns, for SP_LB_SKIP_HOST_NETNS */
+	__u32 flags;
+	__u32 reserved;
+};
+
 struct sp_service_key {
 	__u8 addr[16];		/* IPv4 in the first four bytes */
 	__u16 port;		/* network order */
