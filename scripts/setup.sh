@@ -10,6 +10,7 @@ packages=(
   bpftool                                       # tests read the pinned maps independently of swiftpath
   python3                                       # benchmark tables, test helpers
   iperf3 sockperf ethtool                       # the datapath benchmark
+  iptables                                      # the socket LB benchmark's kube-proxy-style baseline
 )
 missing=()
 for package in "${packages[@]}"; do

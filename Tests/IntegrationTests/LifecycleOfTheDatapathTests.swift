@@ -12,7 +12,8 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
     /// Link ids and program ids of every pinned link of the store, read with bpftool (not swiftpath).
     private func links(_ node: TestNode) throws -> [String: (link: Int, program: Int)] {
         var result: [String: (link: Int, program: Int)] = [:]
-        let pins = try runProcess(["find", node.storeRoot + "/endpoints", node.storeRoot + "/uplinks", "-mindepth", "2"]).stdout
+        let pins = try runProcess(["find", node.storeRoot + "/endpoints", node.storeRoot + "/uplinks", node.storeRoot + "/socketlb",
+                                   "-mindepth", "2"]).stdout
         for pin in pins.split(separator: "\n") {
             let info = try node.sh(["bpftool", "-j", "link", "show", "pinned", String(pin)])
             let object = try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any] ?? [:]
@@ -27,7 +28,7 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         _ = try cluster.one.add("ctr-a", pod: a)
         let target = try XCTUnwrap(cluster.two.add("ctr-c", pod: c).podAddresses.first)
         let before = try links(cluster.one)
-        XCTAssertEqual(before.count, 2, "one pod link and one uplink link: \(before)")
+        XCTAssertEqual(before.count, 10, "one pod link, one uplink link, eight socket hook links: \(before)")
 
         // 400 pings 5 ms apart across the nodes; the upgrade lands in the middle of them.
         let ping = Process()
@@ -138,11 +139,11 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         }
         XCTAssertEqual(try entries("sp_endpoints4"), 1)
         XCTAssertEqual(try entries("sp_endpoints6"), 1)
-        XCTAssertEqual(try links(node).count, 1)
+        XCTAssertEqual(try links(node).count, 1 + 8, "the pod's link and the node's socket hooks")
         XCTAssertEqual(try node.cni("DEL", containerID: "ctr-del", netns: pod, config: node.config()).status, 0)
         XCTAssertEqual(try entries("sp_endpoints4"), 0)
         XCTAssertEqual(try entries("sp_endpoints6"), 0)
-        XCTAssertEqual(try links(node).count, 0)
+        XCTAssertEqual(try links(node).count, 8, "the node's socket hooks stay; the pod's link is gone")
         XCTAssertEqual(try entries("sp_counters"), 0, "the endpoint's counters went with it")
     }
 
