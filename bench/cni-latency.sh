@@ -20,7 +20,11 @@ id="spb$$"
 node="$id-node"
 work=$(mktemp -d "/tmp/$id.XXXX")
 store="/sys/fs/bpf/$id"
+# The socket hooks go on a cgroup of the benchmark's own, never on the host's root.
+cgroup="$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)/$id"
+mkdir "$cgroup"
 cleanup() {
+  rmdir "$cgroup" 2>/dev/null || true
   for ns in $(ip netns list | awk '{print $1}' | grep "^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$store"   # unpinning everything detaches whatever is still attached
   rm -rf "$work"
@@ -32,17 +36,17 @@ ip -n "$node" link set lo up
 ip -n "$node" addr add 192.0.2.1/32 dev lo
 
 conf_swiftpath_builtin() { cat <<JSON
-{"cniVersion":"1.0.0","name":"$id-a","type":"swiftpath","bpffsRoot":"$store","logFile":"$work/log",
+{"cniVersion":"1.0.0","name":"$id-a","type":"swiftpath","bpffsRoot":"$store","logFile":"$work/log","socketLB":{"cgroupRoot":"$cgroup"},
  "ipam":{"type":"swiftpath","ranges":[{"subnet":"10.201.0.0/16"}]}}
 JSON
 }
 conf_swiftpath_hostlocal() { cat <<JSON
-{"cniVersion":"1.0.0","name":"$id-b","type":"swiftpath","bpffsRoot":"$store","logFile":"$work/log",
+{"cniVersion":"1.0.0","name":"$id-b","type":"swiftpath","bpffsRoot":"$store","logFile":"$work/log","socketLB":{"cgroupRoot":"$cgroup"},
  "ipam":{"type":"host-local","dataDir":"$work/ipam","ranges":[[{"subnet":"10.202.0.0/16"}]]}}
 JSON
 }
 conf_swiftpath_tc() { cat <<JSON
-{"cniVersion":"1.0.0","name":"$id-d","type":"swiftpath","bpffsRoot":"$store","logFile":"$work/log","attachMode":"tc",
+{"cniVersion":"1.0.0","name":"$id-d","type":"swiftpath","bpffsRoot":"$store","logFile":"$work/log","socketLB":{"cgroupRoot":"$cgroup"},"attachMode":"tc",
  "ipam":{"type":"swiftpath","ranges":[{"subnet":"10.204.0.0/16"}]}}
 JSON
 }

@@ -73,6 +73,7 @@ serve "$id-p-b" "$ptp_b"; serve "$id-p-c" "$ptp_c"
 make_nodes s
 for n in 1 2; do cat > "$work/sp$n.json" <<JSON
 {"cniVersion":"1.1.0","name":"$id-sp$n","type":"swiftpath","bpffsRoot":"/sys/fs/bpf/$id-s$n","devices":["wire"],
+ "socketLB":{"enabled":false},
  "logFile":"$work/swiftpath.log","ipam":{"type":"swiftpath","ranges":[{"subnet":"10.32.$n.0/24"}]}}
 JSON
 done

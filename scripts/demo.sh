@@ -11,10 +11,15 @@ id="swdemo$$"
 node="$id-node"
 store="/sys/fs/bpf/$id"
 config=$(mktemp)
+# The socket LB hooks go on a cgroup of the demo's own, never on the host's root cgroup.
+cgroup="$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)/$id"
+mkdir "$cgroup"
 cleanup() {
+  [ -n "${server:-}" ] && kill "$server" 2>/dev/null || true
   for ns in $(ip netns list | awk '{print $1}' | grep "^$id-" || true); do ip netns del "$ns"; done
   rm -rf "$store"   # unpinning everything detaches whatever is still attached
   rm -f "$config"
+  rmdir "$cgroup" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -30,10 +35,10 @@ ip netns add "$id-pod-a"
 ip netns add "$id-pod-b"
 
 # The shipped conflist's plugin entry, with a store of the demo's own.
-python3 - "$store" > "$config" <<'PY'
+python3 - "$store" "$cgroup" > "$config" <<'PY'
 import json, sys
 entry = json.load(open("cni-conf/10-swiftpath.conflist"))["plugins"][0]
-entry.update(cniVersion="1.1.0", name="swdemo", bpffsRoot=sys.argv[1])
+entry.update(cniVersion="1.1.0", name="swdemo", bpffsRoot=sys.argv[1], socketLB={"cgroupRoot": sys.argv[2]})
 entry.pop("logFile")
 print(json.dumps(entry))
 PY
@@ -64,6 +69,21 @@ ip netns exec "$id-pod-a" ping -c 2 -i 0.2 "$b4" | tail -2
 ip netns exec "$id-pod-a" ping -c 2 -i 0.2 "$b6" | tail -2
 in_node ping -c 2 -i 0.2 "$a4" | tail -2
 ip netns exec "$id-pod-a" ping -c 2 -i 0.2 192.0.2.1 | tail -2
+
+step "a service at the socket: 10.96.0.10:80/tcp -> pod-b, connected to from pod-a (in the hooked cgroup)"
+b4_addr=$(ip -n "$id-pod-b" -4 -br addr show eth0 | awk '{print $3}' | cut -d/ -f1)
+ip netns exec "$id-pod-b" python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 8080)); s.listen()
+while True:
+    c, _ = s.accept(); c.sendall(b"hello from pod-b\n"); c.close()' & server=$!
+sleep 0.3
+"$plugin" service set 10.96.0.10:80/tcp "$b4_addr:8080" --root "$store"
+sh -c "echo \$\$ > $cgroup/cgroup.procs && exec ip netns exec $id-pod-a python3 -c '
+import socket
+c = socket.create_connection((\"10.96.0.10\", 80), timeout=2)
+print(c.recv(100).decode().strip(), \"(getpeername says\", c.getpeername(), \")\")'"
+kill "$server"; wait "$server" 2>/dev/null || true; server=""
 
 step "the BPF datapath: what is loaded, and which path the packets took"
 in_node "$plugin" datapath status --root "$store"

@@ -62,9 +62,11 @@ extension Plugin {
             if attached.mode == .tc { log("tcx unavailable: \(veth.host.name) uses the tc (clsact) fallback") }
             var socketCgroupID: UInt64 = 0
             if let socketCgroup {
-                socketCgroupID = try datapathCall { () throws(StoreError) in
-                    try datapath.ensureSocketHooks(cgroup: socketCgroup)
-                    return try Datapath.cgroupID(socketCgroup)
+                socketCgroupID = try store.withLockOrFail { () throws(CNIError) in
+                    try datapathCall { () throws(StoreError) in
+                        try datapath.ensureSocketHooks(cgroup: socketCgroup)
+                        return try Datapath.cgroupID(socketCgroup)
+                    }
                 }
                 rollback.onFailure("socket hooks on \(socketCgroup)") { [socketCgroupID] in
                     try datapath.detachSocketHooks(cgroupID: socketCgroupID)

@@ -10,17 +10,20 @@ extension Plugin {
     /// upgraded) in the store, and the uplinks running the program for traffic to local pods.
     func prepareDatapath(store: EndpointStore, uplinks: [(name: String, index: Int32)]) throws(CNIError) -> Datapath {
         let datapath = try datapathCall { () throws(StoreError) in try Datapath.open(store: store) }
-        let attachments = try datapathCall { () throws(StoreError) in
-            try datapath.ensureUplinks(uplinks, policy: settings.attachMode)
-        }
-        if attachments.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }
-        try datapathCall { () throws(StoreError) in
-            try datapath.configureMasquerade(enabled: settings.ipMasq, clusterCIDRs: settings.clusterCIDRs)
-            if let cgroup = settings.socketLBCgroup { try datapath.ensureSocketHooks(cgroup: cgroup) }
-            if settings.socketLBCgroup != nil || settings.socketLBPerPod {
-                try datapath.configureSocketLB(skipNodeNetns: !settings.socketLBHostNamespace)
+        // Node-wide state is checked and completed under the store's lock: two first ADDs at once
+        // must not both attach (and both pin) the same uplink or cgroup hook.
+        let attachments = try store.withLockOrFail { () throws(CNIError) in
+            try datapathCall { () throws(StoreError) in
+                let attachments = try datapath.ensureUplinks(uplinks, policy: settings.attachMode)
+                try datapath.configureMasquerade(enabled: settings.ipMasq, clusterCIDRs: settings.clusterCIDRs)
+                if let cgroup = settings.socketLBCgroup { try datapath.ensureSocketHooks(cgroup: cgroup) }
+                if settings.socketLBCgroup != nil || settings.socketLBPerPod {
+                    try datapath.configureSocketLB(skipNodeNetns: !settings.socketLBHostNamespace)
+                }
+                return attachments
             }
         }
+        if attachments.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }
         return datapath
     }
 

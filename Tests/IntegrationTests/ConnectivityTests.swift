@@ -113,6 +113,7 @@ final class ConnectivityTests: XCTestCase {
             entry["name"] = node.network
             entry["bpffsRoot"] = node.storeRoot
             entry["logFile"] = "/tmp/\(node.prefix).log"
+            entry["socketLB"] = ["cgroupRoot": node.cgroup]   // never the host's root cgroup
             if var ipam = entry["ipam"] as? [String: Any], ipam["type"] as? String == "host-local" {
                 ipam["dataDir"] = node.ipamDataDir
                 entry["ipam"] = ipam
