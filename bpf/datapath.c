@@ -126,11 +126,31 @@ static __always_inline int refuse(void)
 static __always_inline int translate(struct bpf_sock_addr *ctx, const struct sp_service_key *key, int sticky,
 				     struct sp_backend *backend)
 {
-	if (!bpf_map_lookup_elem(&sp_services, key) || skip_netns(bpf_get_netns_cookie(ctx)))
+	struct sp_service *service = bpf_map_lookup_elem(&sp_services, key);
+	__u64 netns = bpf_get_netns_cookie(ctx);
+
+	if (!service || skip_netns(netns))
 		return -1;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
+	__u32 affinity_seconds = service->affinity_seconds;
 
-	if (sticky) {
+	if (affinity_seconds && service->slots) {
+		/* The client keeps its backend while it comes back within the timeout. */
+		struct sp_affinity_key client = { .netns_cookie = netns, .service = *key };
+		struct sp_affinity *kept = bpf_map_lookup_elem(&sp_affinity, &client);
+		__u64 now = bpf_ktime_get_ns();
+
+		if (kept && now - kept->last_used_ns < (__u64)affinity_seconds * 1000000000ull) {
+			kept->last_used_ns = now;
+			*backend = kept->backend;
+		} else {
+			if (pick_backend(key, backend))
+				return -2;
+			struct sp_affinity fresh = { .backend = *backend, .last_used_ns = now };
+
+			bpf_map_update_elem(&sp_affinity, &client, &fresh, BPF_ANY);
+		}
+	} else if (sticky) {
 		struct sp_sticky_key stick = { .cookie = cookie, .service = *key };
 		struct sp_backend *kept = bpf_map_lookup_elem(&sp_sticky, &stick);
 

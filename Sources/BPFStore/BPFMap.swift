@@ -137,7 +137,8 @@ public final class BPFMap {
 }
 
 extension BPFMap {
-    /// Typed access for maps whose key and value are C structs of the datapath ABI.
+    /// Typed access for maps whose key and value are C structs of the datapath ABI. The key is
+    /// copied as bytes: only for key types without padding (for others, see `removeAll`).
     public func lookup<Key, Value>(_ key: Key, as type: Value.Type) throws(StoreError) -> Value? {
         try lookup(Self.bytes(of: key)).map { bytes in bytes.withUnsafeBytes { $0.loadUnaligned(as: Value.self) } }
     }
@@ -162,6 +163,17 @@ extension BPFMap {
         if -status == ENOENT { return [] }
         guard status == 0 else { throw StoreError("look up in \(path)", Errno(rawValue: -status)) }
         return (0..<cpus).map { cpu in values.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: cpu * stride, as: Value.self) } }
+    }
+
+    /// Deletes every entry for which `matches` says so. Works on the keys' raw bytes: a C key with
+    /// padding would not survive a round trip through a Swift value, whose padding is undefined.
+    public func removeAll<Key, Value>(keys: Key.Type, values: Value.Type,
+                                      where matches: (Key, Value) -> Bool) throws(StoreError) {
+        for raw in try rawKeys() {
+            guard let value = try lookup(raw) else { continue }
+            let key = raw.withUnsafeBytes { $0.loadUnaligned(as: Key.self) }
+            if matches(key, value.withUnsafeBytes { $0.loadUnaligned(as: Value.self) }) { try delete(raw) }
+        }
     }
 
     /// Every key of the map, decoded as `Key`.

@@ -81,7 +81,7 @@ extension Datapath {
     /// An empty set keeps the service, refusing new connections.
     /// Returns the backends that left the set (their sockets are the caller's to terminate).
     @discardableResult
-    public func setService(_ service: Service, backends: [Backend]) throws(StoreError) -> [Backend] {
+    public func setService(_ service: Service, backends: [Backend], affinitySeconds: UInt32 = 0) throws(StoreError) -> [Backend] {
         let key = serviceKey(service)
         let previous = try servicesMap.lookup(key, as: sp_service.self)
         let before = try previous.map { value throws(StoreError) in try slotBackends(of: value) } ?? []
@@ -94,7 +94,7 @@ extension Datapath {
                 slot += 1
             }
         }
-        try servicesMap.upsert(key, sp_service(id: id, slots: slot, flags: 0, reserved: 0))
+        try servicesMap.upsert(key, sp_service(id: id, slots: slot, flags: 0, affinity_seconds: affinitySeconds))
         if let previous { try deleteSlots(previous) }
         let staying = Set(backends.map { "\($0.address)|\($0.port)" })
         return before.filter { !staying.contains("\($0.address)|\($0.port)") }
@@ -111,23 +111,24 @@ extension Datapath {
         return departed
     }
 
-    /// Every service with its backends (weights recovered from the slots).
-    public func services() throws(StoreError) -> [(service: Service, backends: [Backend])] {
-        var result: [(service: Service, backends: [Backend])] = []
+    /// Every service with its backends (weights recovered from the slots) and its affinity timeout.
+    public func services() throws(StoreError) -> [(service: Service, backends: [Backend], affinitySeconds: UInt32)] {
+        var result: [(service: Service, backends: [Backend], affinitySeconds: UInt32)] = []
         for key in try servicesMap.keys(as: sp_service_key.self) {
             guard let value = try servicesMap.lookup(key, as: sp_service.self), let service = Self.service(key) else { continue }
-            result.append((service, try slotBackends(of: value)))
+            result.append((service, try slotBackends(of: value), value.affinity_seconds))
         }
         return result.sorted { $0.service.description < $1.service.description }
     }
 
     /// Makes the services exactly `desired`: sets every listed one, deletes every other. Returns
     /// the counts and every backend that left a service.
-    public func applyServices(_ desired: [(service: Service, backends: [Backend])]) throws(StoreError)
+    public func applyServices(_ desired: [(service: Service, backends: [Backend], affinitySeconds: UInt32)]) throws(StoreError)
         -> (set: Int, deleted: Int, departures: [(service: Service, backend: Backend)]) {
         var departures: [(service: Service, backend: Backend)] = []
         for entry in desired {
-            departures += try setService(entry.service, backends: entry.backends).map { (entry.service, $0) }
+            departures += try setService(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds)
+                .map { (entry.service, $0) }
         }
         let wanted = Set(desired.map(\.service))
         var deleted = 0

@@ -21,7 +21,7 @@ extension Datapath {
         for departure in marked { try departuresMap.upsert(departure, UInt8(1)) }
         defer { for departure in marked { _ = try? departuresMap.delete(departure) } }
         try terminated.upsert(UInt32(0), UInt64(0))
-        try forgetStickyChoices(of: departures)
+        try forgetChoices(of: departures)
 
         var links: [BPFLink] = []
         for name in ["sock_terminate_tcp", "sock_terminate_udp"] {
@@ -45,15 +45,19 @@ extension Datapath {
         for link in links { try link.iterate() }
     }
 
-    /// Unconnected UDP sockets remember their backend per service; departed ones are forgotten,
-    /// so the next datagram picks a live backend.
-    private func forgetStickyChoices(of departures: [(service: Service, backend: Backend)]) throws(StoreError) {
-        let sticky = try Self.map(folder, Layouts.sticky)
+    /// Unconnected UDP sockets, and clients with affinity, remember a backend per service; departed
+    /// ones are forgotten, so the next datagram or connect picks a live backend.
+    private func forgetChoices(of departures: [(service: Service, backend: Backend)]) throws(StoreError) {
         let gone = Set(departures.map { "\($0.service)|\($0.backend.address)|\($0.backend.port)" })
-        for key in try sticky.keys(as: sp_sticky_key.self) {
-            guard let value = try sticky.lookup(key, as: sp_backend.self), let service = Self.service(key.service),
-                  let backend = Self.backend(value), gone.contains("\(service)|\(backend.address)|\(backend.port)") else { continue }
-            try sticky.delete(key)
+        func departed(_ key: sp_service_key, _ value: sp_backend) -> Bool {
+            guard let service = Self.service(key), let backend = Self.backend(value) else { return false }
+            return gone.contains("\(service)|\(backend.address)|\(backend.port)")
+        }
+        try Self.map(folder, Layouts.sticky).removeAll(keys: sp_sticky_key.self, values: sp_backend.self) {
+            departed($0.service, $1)
+        }
+        try Self.map(folder, Layouts.affinity).removeAll(keys: sp_affinity_key.self, values: sp_affinity.self) {
+            departed($0.service, $1.backend)
         }
     }
 }

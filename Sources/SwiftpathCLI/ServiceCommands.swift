@@ -45,6 +45,8 @@ struct ServiceCommand: ParsableCommand {
         @Argument(help: "The service, VIP:PORT/PROTO.") var service: String
         @Argument(help: "Its backends, ADDRESS:PORT[@WEIGHT]; none keeps the service, refusing connections.")
         var backends: [String] = []
+        @Option(help: "Per-client affinity: a client (pod) keeps its backend while it comes back within SECONDS.")
+        var affinity: UInt32 = 0
 
         func run() throws {
             let service = try ServiceCommand.parseService(self.service)
@@ -53,7 +55,7 @@ struct ServiceCommand: ParsableCommand {
                 throw ValidationError("an IPv4 service cannot have IPv6 backends")
             }
             let datapath = try ServiceCommand.datapath(store.root)
-            let departed = try datapath.setService(service, backends: backends)
+            let departed = try datapath.setService(service, backends: backends, affinitySeconds: affinity)
             print("\(service) -> \(backends.isEmpty ? "no backend (connections refused)" : backends.map(\.description).joined(separator: " "))")
             try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, root: store.root)
         }
@@ -89,13 +91,15 @@ struct ServiceCommand: ParsableCommand {
             }
             let services = try datapath.services()
             if output == .json {
-                print(String(decoding: JSONCoding.encode(services.map { ServiceView(service: $0.service.description,
-                                                                                     backends: $0.backends.map(\.description)) }),
-                             as: UTF8.self))
+                print(String(decoding: JSONCoding.encode(services.map {
+                    ServiceView(service: $0.service.description, backends: $0.backends.map(\.description),
+                                affinitySeconds: $0.affinitySeconds == 0 ? nil : $0.affinitySeconds)
+                }), as: UTF8.self))
                 return
             }
             for entry in services {
-                print("\(entry.service.description.padding(32)) \(entry.backends.map(\.description).joined(separator: " "))")
+                let affinity = entry.affinitySeconds == 0 ? "" : "  (affinity \(entry.affinitySeconds) s)"
+                print("\(entry.service.description.padding(32)) \(entry.backends.map(\.description).joined(separator: " "))\(affinity)")
             }
         }
     }
@@ -116,7 +120,9 @@ struct ServiceCommand: ParsableCommand {
                 data = try Data(contentsOf: URL(fileURLWithPath: file))
             }
             let views = try JSONDecoder().decode([ServiceView].self, from: data)
-            let desired = try views.map { (try ServiceCommand.parseService($0.service), try ServiceCommand.parseBackends($0.backends)) }
+            let desired = try views.map {
+                (try ServiceCommand.parseService($0.service), try ServiceCommand.parseBackends($0.backends), $0.affinitySeconds ?? 0)
+            }
             let datapath = try ServiceCommand.datapath(store.root)
             let result = try datapath.applyServices(desired)
             print("\(result.set) service(s) set, \(result.deleted) deleted")
@@ -128,4 +134,5 @@ struct ServiceCommand: ParsableCommand {
 struct ServiceView: Codable {
     var service: String
     var backends: [String]
+    var affinitySeconds: UInt32?
 }

@@ -182,4 +182,24 @@ final class SocketLBTests: XCTestCase {
         XCTAssertEqual(again["udp"], "be2")
         holder.waitUntilExit()
     }
+
+    func testPerClientAffinityKeepsABackendUntilItLeaves() throws {
+        let all = backends.map { $0.v4 + ":8080" }
+        try cli("service", "set", "10.96.0.40:80/tcp", all[0], all[1], all[2], "--affinity", "60")
+        XCTAssertTrue(try cli("service", "list").contains("(affinity 60 s)"))
+        let pinned = try ask("spread", "10.96.0.40", "80", "40")
+        let chosen = backends.map(\.name).filter { pinned[$0] != nil }
+        XCTAssertEqual(chosen.count, 1, "one client, one backend while it keeps coming back: \(pinned)")
+        XCTAssertEqual(pinned[chosen[0]] as? Int, 40)
+
+        // Its backend leaves: the client moves to a live one, and stays there.
+        let remaining = backends.filter { $0.name != chosen[0] }.map { $0.v4 + ":8080" }
+        let output = try cli("service", "set", "10.96.0.40:80/tcp", remaining[0], remaining[1], "--affinity", "60")
+        XCTAssertTrue(output.contains("departed backend"), output)
+        let dump = try node.sh(["bpftool", "-j", "map", "dump", "pinned", node.storeRoot + "/datapath/sp_affinity"])
+        XCTAssertEqual(dump.trimmingCharacters(in: .whitespacesAndNewlines), "[]", "the client's choice was forgotten")
+        let moved = try ask("spread", "10.96.0.40", "80", "20")
+        XCTAssertNil(moved[chosen[0]], "\(moved)")
+        XCTAssertEqual(moved.filter { $0.key != "errors" && ($0.value as? Int ?? 0) > 0 }.count, 1, "\(moved)")
+    }
 }

@@ -61,6 +61,13 @@ struct {
 	__uint(max_entries, 262144);
 } sp_sticky SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sp_affinity_key);
+	__type(value, struct sp_affinity);
+	__uint(max_entries, 262144);
+} sp_affinity SEC(".maps");
+
 /* Picks a backend of `service`, at random; a replaced service's old slots may vanish under a
  * concurrent connect, so a miss looks the service up once more. */
 static __always_inline int pick_backend(const struct sp_service_key *key, struct sp_backend *out)

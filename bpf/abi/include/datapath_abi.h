@@ -97,7 +97,7 @@ struct sp_service {
 	__u32 id;
 	__u32 slots;		/* 0: no live backend, connect and sendmsg fail with ECONNREFUSED */
 	__u32 flags;
-	__u32 reserved;
+	__u32 affinity_seconds;	/* per-client affinity: a client (netns) keeps its backend this long; 0: none */
 };
 
 struct sp_slot_key {
@@ -126,6 +126,17 @@ struct sp_translation {
 struct sp_sticky_key {
 	__u64 cookie;
 	struct sp_service_key service;
+};
+
+/* Per-client affinity: the backend a client (its netns) last got for a service, and when. */
+struct sp_affinity_key {
+	__u64 netns_cookie;
+	struct sp_service_key service;
+};
+
+struct sp_affinity {
+	struct sp_backend backend;
+	__u64 last_used_ns;
 };
 
 /* A backend that left a service: its translated sockets are to be terminated. */
