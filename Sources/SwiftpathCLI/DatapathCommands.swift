@@ -34,6 +34,7 @@ struct DatapathCommand: ParsableCommand {
                 podAttachments: Dictionary(grouping: records, by: { AttachMode(rawValue: $0.attachMode)?.description ?? "none" })
                     .mapValues(\.count),
                 uplinks: status.uplinks.map { .init(device: names[$0.ifindex] ?? "?", ifindex: $0.ifindex, mode: $0.mode.description) },
+                socketHookCgroups: status.socketHookCgroups,
                 endpointAddresses: .init(ipv4: status.endpointAddresses.v4, ipv6: status.endpointAddresses.v6))
             if output == .json {
                 print(String(decoding: JSONCoding.encode(view), as: UTF8.self))
@@ -46,6 +47,9 @@ struct DatapathCommand: ParsableCommand {
             print("endpoints   \(view.endpoints) (\(view.endpointAddresses.ipv4) IPv4 and \(view.endpointAddresses.ipv6) IPv6 addresses in the maps)")
             for (mode, count) in view.podAttachments.sorted(by: { $0.key < $1.key }) {
                 print("pods        \(count) attached with \(mode)\(mode == "tc" ? " (fallback: tcx unavailable)" : "")")
+            }
+            for cgroup in view.socketHookCgroups {
+                print("socket LB   hooks on cgroup id \(cgroup.dropFirst(2))")
             }
             for uplink in view.uplinks {
                 print("uplink      \(uplink.device) (#\(uplink.ifindex)) attached with \(uplink.mode)\(uplink.mode == "tc" ? " (fallback: tcx unavailable)" : "")")
@@ -115,6 +119,7 @@ struct StatusView: Encodable {
     var endpoints: Int
     var podAttachments: [String: Int]
     var uplinks: [Uplink]
+    var socketHookCgroups: [String]
     var endpointAddresses: Addresses
 }
 
