@@ -210,10 +210,10 @@ enum Layouts {
     static let terminated = BPFMap.Layout(name: "sp_terminated", type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1)
     static let sticky = BPFMap.Layout(name: "sp_sticky", type: BPF_MAP_TYPE_LRU_HASH,
                                       keySize: MemoryLayout<sp_sticky_key>.size, valueSize: MemoryLayout<sp_backend>.size,
-                                      maxEntries: 262144)
+                                      maxEntries: 16384)
     static let affinity = BPFMap.Layout(name: "sp_affinity", type: BPF_MAP_TYPE_LRU_HASH,
                                         keySize: MemoryLayout<sp_affinity_key>.size, valueSize: MemoryLayout<sp_affinity>.size,
-                                        maxEntries: 262144)
+                                        maxEntries: 16384)
     static let meta = BPFMap.Layout(name: "sp_meta", type: BPF_MAP_TYPE_ARRAY,
                                     keySize: 4, valueSize: MemoryLayout<sp_meta>.size, maxEntries: 1)
 }

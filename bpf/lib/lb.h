@@ -45,12 +45,14 @@ static __always_inline int skip_netns(__u64 netns_cookie)
 	return config && (config->flags & SP_LB_SKIP_HOST_NETNS) && config->host_netns_cookie == netns_cookie;
 }
 
-/* Socket and backend -> service, for every socket the hooks translated. */
+/* Socket and backend -> service, for every socket the hooks translated. LRU maps are allocated up
+ * front, so their sizes are the node's memory: past 65,536 live translated sockets the oldest
+ * entries go (their replies then show the backend, and a sweep no longer finds them). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct sp_translation_key);
 	__type(value, struct sp_translation);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 65536);
 } sp_translations SEC(".maps");
 
 /* Unconnected UDP sockets keep their backend: socket and service -> backend. */
@@ -58,14 +60,14 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct sp_sticky_key);
 	__type(value, struct sp_backend);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 16384);
 } sp_sticky SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct sp_affinity_key);
 	__type(value, struct sp_affinity);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 16384);
 } sp_affinity SEC(".maps");
 
 /* Picks a backend of `service`, at random; a replaced service's old slots may vanish under a

@@ -1,0 +1,134 @@
+"""CNI ADD/DEL latency as pods accumulate on one node, and what swiftpath costs: peak RSS of a
+plugin run, the pinned maps' memory with that many endpoints and with 10,000 services, and the
+size of every BPF program. Run inside a node netns (bench/run.sh does), as root.
+
+    python3 cni_scale.py PODS WORKDIR PLUGIN CNI_PATH STORE CGROUP  -> JSON on stdout
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+pods, work, plugin, cni_path, store, cgroup = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+run_id = os.path.basename(work.rstrip("/"))[:8]
+
+
+def config(name, **extra):
+    return json.dumps(dict({"cniVersion": "1.0.0", "name": name}, **extra)).encode()
+
+
+contenders = {
+    "swiftpath-builtin": (plugin, config(f"{run_id}a", type="swiftpath", bpffsRoot=store, logFile=f"{work}/log",
+                                         socketLB={"cgroupRoot": cgroup},
+                                         ipam={"type": "swiftpath", "ranges": [{"subnet": "10.210.0.0/16"}]})),
+    "swiftpath-hostlocal": (plugin, config(f"{run_id}b", type="swiftpath", bpffsRoot=store, logFile=f"{work}/log",
+                                           socketLB={"cgroupRoot": cgroup},
+                                           ipam={"type": "host-local", "dataDir": f"{work}/ipam",
+                                                 "ranges": [[{"subnet": "10.211.0.0/16"}]]})),
+    "ptp": (f"{cni_path}/ptp", config(f"{run_id}c", type="ptp", ipam={"type": "host-local", "dataDir": f"{work}/ipam",
+                                                                    "ranges": [[{"subnet": "10.212.0.0/16"}]]})),
+    "kernel": (None, None),
+}
+
+
+def timed(argv, env=None, stdin=b""):
+    """Runs argv; returns (milliseconds, peak RSS in KiB of that child)."""
+    start = time.perf_counter()
+    child = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child.stdin.write(stdin)
+    child.stdin.close()
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = (time.perf_counter() - start) * 1000
+    if status != 0:
+        raise SystemExit(f"{argv[0]} failed with status {status}")
+    return elapsed, usage.ru_maxrss
+
+
+tags = {"swiftpath-builtin": "sb", "swiftpath-hostlocal": "sh", "ptp": "pt", "kernel": "k"}
+
+
+def netns_name(contender, index):
+    return f"{run_id}-{tags[contender]}-{index}"
+
+
+def cni(contender, verb, index):
+    binary, conf = contenders[contender]
+    netns = netns_name(contender, index)
+    if contender == "kernel":
+        return timed(["ip", "link", "add", f"kb{index}", "type", "veth", "peer", "name", f"kp{index}"] if verb == "ADD"
+                     else ["ip", "link", "del", f"kb{index}"])
+    env = dict(os.environ, CNI_COMMAND=verb, CNI_CONTAINERID=f"{tags[contender]}{index}", CNI_NETNS=f"/run/netns/{netns}",
+               CNI_IFNAME="eth0", CNI_PATH=cni_path)
+    return timed([binary], env=env, stdin=conf)
+
+
+def bpftool(*args):
+    return json.loads(subprocess.run(["bpftool", "-j", *args], check=True, capture_output=True).stdout)
+
+
+def map_memory():
+    total = {}
+    for folder, _, files in os.walk(store):
+        if os.path.basename(folder) == "datapath" or folder == store:
+            for name in files:
+                try:
+                    info = bpftool("map", "show", "pinned", os.path.join(folder, name))
+                    total[name] = info.get("bytes_memlock", 0)
+                except subprocess.CalledProcessError:
+                    pass   # a program pin, not a map
+    return total
+
+
+adds = {name: [] for name in contenders}
+dels = {name: [] for name in contenders}
+rss = []
+for index in range(pods):
+    for name in contenders:
+        if name != "kernel":
+            subprocess.run(["ip", "netns", "add", netns_name(name, index)], check=True)
+        elapsed, peak = cni(name, "ADD", index)
+        adds[name].append(elapsed)
+        if name.startswith("swiftpath"):
+            rss.append(peak)
+
+memory_endpoints = map_memory()
+services = [{"service": f"10.96.{i // 250}.{i % 250 + 1}:80/tcp", "backends": ["10.210.0.2:8080"]} for i in range(10000)]
+with open(f"{work}/services.json", "w") as file:
+    json.dump(services, file)
+subprocess.run([plugin, "service", "apply", "-f", f"{work}/services.json", "--root", store], check=True, capture_output=True)
+memory_services = map_memory()
+programs = {}
+for name in sorted(os.listdir(f"{store}/datapath")):
+    try:
+        info = bpftool("prog", "show", "pinned", f"{store}/datapath/{name}")
+        programs[name] = {"instructions": info["bytes_xlated"] // 8, "xlated_bytes": info["bytes_xlated"],
+                          "jited_bytes": info.get("bytes_jited", 0)}
+    except subprocess.CalledProcessError:
+        pass
+
+for index in range(pods):
+    for name in contenders:
+        dels[name].append(cni(name, "DEL", index)[0])
+        if name != "kernel":
+            subprocess.run(["ip", "netns", "del", netns_name(name, index)], check=True)
+
+
+def summary(samples):
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {"p50": statistics.median(samples), "p99": p99, "min": ordered[0], "max": ordered[-1]}
+
+
+bucket = max(1, pods // 5)
+result = {"pods": pods, "add": {}, "del": {}, "add_by_pods": {}, "peak_rss_kib": max(rss) if rss else 0,
+          "map_memory_bytes": {"endpoints": sum(memory_endpoints.values()), "endpoints_detail": memory_endpoints,
+                               "with_10000_services": sum(memory_services.values()), "services_detail": memory_services},
+          "programs": programs}
+for name in contenders:
+    result["add"][name] = summary(adds[name])
+    result["del"][name] = summary(dels[name])
+    result["add_by_pods"][name] = {f"{start + 1}-{min(start + bucket, pods)}": summary(adds[name][start:start + bucket])
+                                   for start in range(0, pods, bucket)}
+print(json.dumps(result))

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The whole benchmark suite, one command: builds what it needs, sets up its own netns, cgroups and
+# stores, measures, tears down, prints the tables and the goals, and writes one JSON file.
+#
+#   bash bench/run.sh [--quick]    (--quick: about a minute, for development; default: the full run)
+#
+# Every figure is a ratio against a baseline measured in the same run, rounds interleaved, medians
+# with min and max. Timings never fail anything: this exits 0 whatever the figures say.
+set -euo pipefail
+mode=${1:---full}
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+bash scripts/setup.sh
+swift build -c release --static-swift-stdlib 2>&1 | tail -1
+plugin="$here/.build/release/swiftpath"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p bench/results
+out="bench/results/$stamp"
+quick=""; pods=500
+[ "$mode" = "--quick" ] && { quick="--quick"; pods=40; }
+
+echo "== datapath"; BENCH_JSON="$out-datapath.json" bash bench/datapath.sh $quick
+echo "== socket LB"; BENCH_JSON="$out-socket-lb.json" bash bench/socket-lb.sh $quick
+
+echo "== CNI latency as $pods pods accumulate, and cost"
+id="spr$$"
+work=$(mktemp -d "/tmp/$id.XXXX")
+cgroup="$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)/$id"
+cleanup() {
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$(basename "$work" | cut -c1-8)-\|^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "/sys/fs/bpf/$id" "$work"
+  rmdir "$cgroup" 2>/dev/null || true
+}
+trap cleanup EXIT
+mkdir "$cgroup"
+ip netns add "$id-node"; ip -n "$id-node" link set lo up
+nsenter --net="/run/netns/$id-node" python3 bench/cni_scale.py "$pods" "$work" "$plugin" /usr/lib/cni "/sys/fs/bpf/$id" "$cgroup" \
+  > "$out-cni.json"
+
+python3 - "$out" "$pods" <<'PY'
+import json, sys, platform, os, datetime
+out, pods = sys.argv[1], int(sys.argv[2])
+d = json.load(open(f"{out}-datapath.json")); l = json.load(open(f"{out}-socket-lb.json")); c = json.load(open(f"{out}-cni.json"))
+print(f"\nCNI ADD and DEL over {pods} accumulating pods (ms)      ADD p50   p99      DEL p50   p99")
+for name in ("swiftpath-builtin", "swiftpath-hostlocal", "ptp", "kernel"):
+    a, b = c["add"][name], c["del"][name]
+    print(f"  {name:<22}                      {a['p50']:7.2f} {a['p99']:6.2f}    {b['p50']:7.2f} {b['p99']:6.2f}")
+print("\nADD p50 by pods already on the node (ms):")
+for name in ("swiftpath-builtin", "ptp"):
+    print(f"  {name:<22} " + "  ".join(f"{k}: {v['p50']:.2f}" for k, v in c["add_by_pods"][name].items()))
+mib = lambda b: b / 1048576
+print(f"\ncost: peak RSS of a plugin run {c['peak_rss_kib'] / 1024:.1f} MiB; pinned maps {mib(c['map_memory_bytes']['endpoints']):.1f} MiB "
+      f"with {pods} endpoints, {mib(c['map_memory_bytes']['with_10000_services']):.1f} MiB with 10,000 services too")
+for name, p in c["programs"].items():
+    print(f"  {name:<20} {p['instructions']:6d} instructions, {p['jited_bytes']:6d} bytes jited")
+
+r = d["results"]; lb = l["results"]
+add_ratio = c["add"]["swiftpath-builtin"]["p50"] / c["add"]["ptp"]["p50"]
+del_over = c["del"]["swiftpath-builtin"]["p50"] - c["del"]["kernel"]["p50"]
+overheads = [1 - lb[n]["swiftpath"]["ratio"] for n in ("1", "1000", "10000")]
+goals = [
+    ("pod to pod across nodes, throughput >= 0.97 of host", r["swiftpath-across-nodes"]["gbps_ratio"], r["swiftpath-across-nodes"]["gbps_ratio"] >= 0.97),
+    ("pod to pod across nodes, latency <= 1.05 of host", r["swiftpath-across-nodes"]["p50_ratio"], r["swiftpath-across-nodes"]["p50_ratio"] <= 1.05),
+    ("ADD (built-in allocator) <= 0.4 of ptp + host-local", add_ratio, add_ratio <= 0.4),
+    ("DEL <= bare veth deletion + 2 ms (ms above)", del_over, del_over <= 2),
+    ("connect() overhead <= 3 %, 1 to 10,000 services (worst)", max(overheads), max(overheads) <= 0.03),
+    ("peak RSS <= 20 MiB", c["peak_rss_kib"] / 1024, c["peak_rss_kib"] / 1024 <= 20),
+]
+print("\ngoals")
+for text, value, met in goals:
+    print(f"  {'met   ' if met else 'MISSED'} {text}: {value:.3f}")
+summary = {"date": datetime.datetime.utcnow().isoformat() + "Z", "machine": f"{os.cpu_count()} CPUs, Linux {platform.release()}",
+           "datapath": d, "socket_lb": l, "cni": c, "goals": [{"goal": t, "value": v, "met": m} for t, v, m in goals]}
+json.dump(summary, open(f"{out}.json", "w"), indent=2)
+print(f"\nJSON: {out}.json")
+PY
+rm -f "$out-datapath.json" "$out-socket-lb.json" "$out-cni.json"
