@@ -43,8 +43,9 @@ make_nodes() {  # PREFIX
 }
 
 serve() {  # NETNS ADDRESS: iperf3 and sockperf servers in a netns
-  in_ns "$1" iperf3 -s -B "$2" >/dev/null 2>&1 & echo $! > "$work/$1-$2.iperf.pid"
-  in_ns "$1" sockperf sr --tcp -i "$2" -p 11111 >/dev/null 2>&1 & echo $! > "$work/$1-$2.sockperf.pid"
+  # nsenter itself, not a shell function, in the background: $! is then the server's own pid.
+  nsenter --net="/run/netns/$1" iperf3 -s -B "$2" >/dev/null 2>&1 & echo $! > "$work/$1-$2.iperf.pid"
+  nsenter --net="/run/netns/$1" sockperf sr --tcp -i "$2" -p 11111 >/dev/null 2>&1 & echo $! > "$work/$1-$2.sockperf.pid"
 }
 
 add_pod() {  # PLUGIN NODE POD CONFIG -> prints the pod's IPv4 address

@@ -180,40 +180,28 @@ extension EndpointStore {
     }
 }
 
-/// The layouts of the datapath's maps, from the C ABI header.
+/// The datapath's maps as the loader opens their pins: a name and the C types of key and value.
+/// Their type, size and flags are declared once, in bpf/lib (maps.h, lb.h, terminate.h); opening a
+/// pin checks only that key and value still have the sizes this build expects.
 enum Layouts {
-    static let endpoints4 = BPFMap.Layout(name: "sp_endpoints4", type: BPF_MAP_TYPE_HASH,
-                                          keySize: 4, valueSize: MemoryLayout<sp_endpoint>.size, maxEntries: 16384)
-    static let endpoints6 = BPFMap.Layout(name: "sp_endpoints6", type: BPF_MAP_TYPE_HASH,
-                                          keySize: MemoryLayout<sp_addr6>.size, valueSize: MemoryLayout<sp_endpoint>.size,
-                                          maxEntries: 16384)
-    static let counters = BPFMap.Layout(name: "sp_counters", type: BPF_MAP_TYPE_PERCPU_HASH,
-                                        keySize: MemoryLayout<sp_counter_key>.size, valueSize: MemoryLayout<sp_counter>.size,
-                                        maxEntries: 65536)
-    static let node = BPFMap.Layout(name: "sp_node", type: BPF_MAP_TYPE_ARRAY,
-                                    keySize: 4, valueSize: MemoryLayout<sp_node_config>.size, maxEntries: 1)
-    static let cluster4 = BPFMap.Layout(name: "sp_cluster4", type: BPF_MAP_TYPE_LPM_TRIE,
-                                        keySize: MemoryLayout<sp_lpm4>.size, valueSize: 1, maxEntries: 64)
-    static let cluster6 = BPFMap.Layout(name: "sp_cluster6", type: BPF_MAP_TYPE_LPM_TRIE,
-                                        keySize: MemoryLayout<sp_lpm6>.size, valueSize: 1, maxEntries: 64)
-    static let uplinks = BPFMap.Layout(name: "sp_uplinks", type: BPF_MAP_TYPE_HASH, keySize: 4, valueSize: 4, maxEntries: 256)
-    static let services = BPFMap.Layout(name: "sp_services", type: BPF_MAP_TYPE_HASH,
-                                        keySize: MemoryLayout<sp_service_key>.size, valueSize: MemoryLayout<sp_service>.size,
-                                        maxEntries: 65536)
-    static let slots = BPFMap.Layout(name: "sp_slots", type: BPF_MAP_TYPE_HASH,
-                                     keySize: MemoryLayout<sp_slot_key>.size, valueSize: MemoryLayout<sp_backend>.size,
-                                     maxEntries: 65536 * 4)
-    static let lbConfig = BPFMap.Layout(name: "sp_lb", type: BPF_MAP_TYPE_ARRAY,
-                                        keySize: 4, valueSize: MemoryLayout<sp_lb_config>.size, maxEntries: 1)
-    static let departures = BPFMap.Layout(name: "sp_departures", type: BPF_MAP_TYPE_HASH,
-                                          keySize: MemoryLayout<sp_departure>.size, valueSize: 1, maxEntries: 4096)
-    static let terminated = BPFMap.Layout(name: "sp_terminated", type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1)
-    static let sticky = BPFMap.Layout(name: "sp_sticky", type: BPF_MAP_TYPE_LRU_HASH,
-                                      keySize: MemoryLayout<sp_sticky_key>.size, valueSize: MemoryLayout<sp_backend>.size,
-                                      maxEntries: 16384)
-    static let affinity = BPFMap.Layout(name: "sp_affinity", type: BPF_MAP_TYPE_LRU_HASH,
-                                        keySize: MemoryLayout<sp_affinity_key>.size, valueSize: MemoryLayout<sp_affinity>.size,
-                                        maxEntries: 16384)
-    static let meta = BPFMap.Layout(name: "sp_meta", type: BPF_MAP_TYPE_ARRAY,
-                                    keySize: 4, valueSize: MemoryLayout<sp_meta>.size, maxEntries: 1)
+    static func pin<Key, Value>(_ name: String, _: Key.Type, _: Value.Type) -> BPFMap.Layout {
+        BPFMap.Layout(name: name, type: BPF_MAP_TYPE_UNSPEC, keySize: MemoryLayout<Key>.size,
+                      valueSize: MemoryLayout<Value>.size, maxEntries: 0)
+    }
+
+    static let endpoints4 = pin("sp_endpoints4", UInt32.self, sp_endpoint.self)
+    static let endpoints6 = pin("sp_endpoints6", sp_addr6.self, sp_endpoint.self)
+    static let counters = pin("sp_counters", sp_counter_key.self, sp_counter.self)
+    static let node = pin("sp_node", UInt32.self, sp_node_config.self)
+    static let cluster4 = pin("sp_cluster4", sp_lpm4.self, UInt8.self)
+    static let cluster6 = pin("sp_cluster6", sp_lpm6.self, UInt8.self)
+    static let uplinks = pin("sp_uplinks", UInt32.self, UInt32.self)
+    static let services = pin("sp_services", sp_service_key.self, sp_service.self)
+    static let slots = pin("sp_slots", sp_slot_key.self, sp_backend.self)
+    static let lbConfig = pin("sp_lb", UInt32.self, sp_lb_config.self)
+    static let departures = pin("sp_departures", sp_departure.self, UInt8.self)
+    static let terminated = pin("sp_terminated", UInt32.self, UInt64.self)
+    static let sticky = pin("sp_sticky", sp_sticky_key.self, sp_backend.self)
+    static let affinity = pin("sp_affinity", sp_affinity_key.self, sp_affinity.self)
+    static let meta = pin("sp_meta", UInt32.self, sp_meta.self)
 }

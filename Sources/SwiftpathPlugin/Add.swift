@@ -27,8 +27,7 @@ extension Plugin {
         let plan = try ipamPlan()
         let host = try hostNetlink()
         let defaultLinks = try defaultRouteLinks(host)
-        let uplinks = try settings.devices.map { names throws(CNIError) in try namedDevices(names, host) }
-            ?? defaultLinks.map { ($0.name, $0.index) }
+        let uplinks = try uplinkDevices(host, defaultLinks: defaultLinks)
         let mtu = settings.mtu ?? defaultLinks.first?.mtu ?? 1500
         let socketCgroup = try podCgroup()
 
@@ -47,33 +46,9 @@ extension Plugin {
             let gateways = type(of: ipam).gateways(of: addressing)
             try configurePod(podNetlink, veth: veth, addressing: addressing, gateways: gateways)
             try configureHost(host, veth: veth, addressing: addressing)
-            let addresses = addressing.ips.map(\.address.address)
-            try datapathCall { () throws(StoreError) in
-                try datapath.addEndpoint(addresses: addresses, hostIndex: veth.host.index,
-                                         podMAC: veth.pod.mac ?? .zero, hostMAC: veth.host.mac ?? .zero)
-            }
-            rollback.onFailure("endpoint map entries") { try datapath.removeEndpoint(addresses: addresses, hostIndex: veth.host.index) }
-            let attached = try datapathCall { () throws(StoreError) in
-                try datapath.attachPod(hostName: veth.host.name, hostIndex: veth.host.index, policy: settings.attachMode)
-            }
-            rollback.onFailure("\(attached.mode) attachment") {
-                try datapath.detachPod(hostName: veth.host.name, hostIndex: veth.host.index, mode: attached.mode)
-            }
-            if attached.mode == .tc { log("tcx unavailable: \(veth.host.name) uses the tc (clsact) fallback") }
-            var socketCgroupID: UInt64 = 0
-            if let socketCgroup {
-                socketCgroupID = try store.withLockOrFail { () throws(CNIError) in
-                    try datapathCall { () throws(StoreError) in
-                        try datapath.ensureSocketHooks(cgroup: socketCgroup)
-                        return try Datapath.cgroupID(socketCgroup)
-                    }
-                }
-                rollback.onFailure("socket hooks on \(socketCgroup)") { [socketCgroupID] in
-                    try datapath.detachSocketHooks(cgroupID: socketCgroupID)
-                }
-            }
-            try recordEndpoint(store, veth: veth, addressing: addressing, source: ipam.source, mtu: mtu, attached: attached,
-                               socketCgroupID: socketCgroupID)
+            let wiring = try attachToDatapath(datapath, store: store, veth: veth, addressing: addressing,
+                                              socketCgroup: socketCgroup, rollback: &rollback)
+            try recordEndpoint(store, veth: veth, addressing: addressing, source: ipam.source, mtu: mtu, wiring: wiring)
             log("added \(veth.host.name) <-> \(environment.netns):\(environment.ifname) with \(addressing.ips.map(\.address.description))")
             return result(veth: veth, addressing: addressing, gateways: gateways, mtu: mtu)
         } catch {
@@ -217,8 +192,7 @@ extension Plugin {
     }
 
     func recordEndpoint(_ store: EndpointStore, veth: VethPair, addressing: CNIResult,
-                        source: EndpointRecord.AddressSource, mtu: Int, attached: ProgramAttachment,
-                        socketCgroupID: UInt64) throws(CNIError) {
+                        source: EndpointRecord.AddressSource, mtu: Int, wiring: DatapathWiring) throws(CNIError) {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let record = EndpointRecord(
@@ -227,7 +201,7 @@ extension Plugin {
             hostMAC: veth.host.mac ?? .zero, podIndex: veth.pod.index, podMAC: veth.pod.mac ?? .zero, mtu: mtu,
             addresses: addressing.ips.prefix(EndpointRecord.maxAddresses).map { .host($0.address.address) },
             addressSource: source, created: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec),
-            attachMode: attached.mode.rawValue, attachID: attached.id, socketCgroupID: socketCgroupID)
+            attachMode: wiring.attached.mode.rawValue, attachID: wiring.attached.id, socketCgroupID: wiring.socketCgroupID)
         let inserted: Bool
         do { inserted = try store.insert(record) } catch { throw CNIError(store: error) }
         guard inserted else {

@@ -5,6 +5,13 @@ import NetAddress
 import Netlink
 import SystemCallSupport
 
+/// How ADD wired a pod into the datapath, as the record keeps it.
+struct DatapathWiring {
+    let attached: ProgramAttachment
+    /// The cgroup id whose socket hooks the pod brought (per-pod socket LB), 0 for none.
+    let socketCgroupID: UInt64
+}
+
 extension Plugin {
     /// The once-per-node part of ADD, cheap after the first time: the datapath loaded (or
     /// upgraded) in the store, and the uplinks running the program for traffic to local pods.
@@ -25,6 +32,43 @@ extension Plugin {
         }
         if attachments.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }
         return datapath
+    }
+
+    /// The uplinks: the devices the config names, else those of the default routes.
+    func uplinkDevices(_ netlink: NetlinkSocket, defaultLinks: [Link]) throws(CNIError) -> [(name: String, index: Int32)] {
+        if let names = settings.devices { return try namedDevices(names, netlink) }
+        return defaultLinks.map { ($0.name, $0.index) }
+    }
+
+    /// The per-pod part of ADD in the datapath: the pod's addresses in the endpoint maps (before
+    /// its program runs, so its first packet is recognised), its program on the host end, and with
+    /// per-pod socket LB, the hooks on its cgroup. Each step joins the rollback.
+    func attachToDatapath(_ datapath: Datapath, store: EndpointStore, veth: VethPair, addressing: CNIResult,
+                          socketCgroup: String?, rollback: inout Rollback) throws(CNIError) -> DatapathWiring {
+        let addresses = addressing.ips.map(\.address.address)
+        try datapathCall { () throws(StoreError) in
+            try datapath.addEndpoint(addresses: addresses, hostIndex: veth.host.index,
+                                     podMAC: veth.pod.mac ?? .zero, hostMAC: veth.host.mac ?? .zero)
+        }
+        rollback.onFailure("endpoint map entries") { try datapath.removeEndpoint(addresses: addresses, hostIndex: veth.host.index) }
+
+        let attached = try datapathCall { () throws(StoreError) in
+            try datapath.attachPod(hostName: veth.host.name, hostIndex: veth.host.index, policy: settings.attachMode)
+        }
+        rollback.onFailure("\(attached.mode) attachment") {
+            try datapath.detachPod(hostName: veth.host.name, hostIndex: veth.host.index, mode: attached.mode)
+        }
+        if attached.mode == .tc { log("tcx unavailable: \(veth.host.name) uses the tc (clsact) fallback") }
+
+        guard let socketCgroup else { return DatapathWiring(attached: attached, socketCgroupID: 0) }
+        let cgroupID = try store.withLockOrFail { () throws(CNIError) in
+            try datapathCall { () throws(StoreError) in
+                try datapath.ensureSocketHooks(cgroup: socketCgroup)
+                return try Datapath.cgroupID(socketCgroup)
+            }
+        }
+        rollback.onFailure("socket hooks on \(socketCgroup)") { try datapath.detachSocketHooks(cgroupID: cgroupID) }
+        return DatapathWiring(attached: attached, socketCgroupID: cgroupID)
     }
 
     /// The devices the config names, by index.
