@@ -86,17 +86,6 @@ public final class EndpointStore {
             throw StoreError("create store folder \(root)", .current)
         }
     }
-
-    /// Removes every pinned map and the folder itself. Links to the maps held elsewhere keep
-    /// them alive until closed; the store is gone for every later run.
-    public func destroy() throws(StoreError) {
-        for map in [endpoints, leases, cursors] where unlink(map.path) != 0 && Errno.current != .noSuchFileOrDirectory {
-            throw StoreError("unpin \(map.path)", .current)
-        }
-        guard rmdir(root) == 0 || Errno.current == .noSuchFileOrDirectory else {
-            throw StoreError("remove store folder \(root)", .current)
-        }
-    }
 }
 
 private let bpffsMagic = 0xcafe_4a11

@@ -40,8 +40,6 @@ public enum PacketPath: UInt32, CaseIterable, Sendable {
         case .dropMalformed: "drop_malformed"
         }
     }
-
-    public var isDrop: Bool { name.hasPrefix("drop") }
 }
 
 public struct PathCounter: Equatable, Sendable {

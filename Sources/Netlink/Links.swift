@@ -16,8 +16,6 @@ public struct Link: Equatable, Sendable {
     public let isUp: Bool
     /// The `IFLA_INFO_KIND` of virtual devices ("veth", ...), nil for physical ones.
     public let kind: String?
-    /// For a veth, the peer's index (in the peer's namespace).
-    public let peerIndex: Int32?
 }
 
 extension NetlinkSocket {
@@ -51,8 +49,7 @@ extension NetlinkSocket {
                  mac: attributes.bytes(Int(IFLA_ADDRESS)).flatMap { MACAddress(bytes: $0) },
                  mtu: Int(attributes.u32(Int(IFLA_MTU)) ?? 0),
                  isUp: header.ifi_flags & UInt32(IFF_UP.rawValue) != 0,
-                 kind: attributes.nested(Int(IFLA_LINKINFO))?.string(Int(IFLA_INFO_KIND)),
-                 peerIndex: attributes.u32(Int(IFLA_LINK)).map { Int32(bitPattern: $0) })
+                 kind: attributes.nested(Int(IFLA_LINKINFO))?.string(Int(IFLA_INFO_KIND)))
         }
     }
 
@@ -101,12 +98,5 @@ extension NetlinkSocket {
         } catch where error.errno == .operationNotSupportedByDevice {  // ENODEV
             return false
         }
-    }
-
-    /// Every device of the namespace.
-    public func links() throws(SystemCallError) -> [Link] {
-        try request("dump links", type: Int(RTM_GETLINK), flags: NLM_F_DUMP) { message in
-            message.family(ifinfomsg.self) { $0.ifi_family = UInt8(AF_UNSPEC) }
-        }.map(Self.parseLink)
     }
 }

@@ -35,19 +35,6 @@ extension NetlinkSocket {
         }
     }
 
-    /// Deletes `route`; returns false when there was no such route.
-    @discardableResult
-    public func deleteRoute(_ route: Route) throws(SystemCallError) -> Bool {
-        do {
-            try request("delete route \(route)", type: Int(RTM_DELROUTE), flags: NLM_F_ACK) { message in
-                Self.describe(route, in: message)
-            }
-            return true
-        } catch where error.errno == .noSuchProcess {
-            return false
-        }
-    }
-
     private static func describe(_ route: Route, in message: MessageBuilder) {
         let family = route.destination.family
         message.family(rtmsg.self) {

@@ -60,13 +60,6 @@ public final class NetworkNamespace {
             throw SystemCallError("setns \(path)", .current)
         }
     }
-
-    /// Whether two handles name the same namespace.
-    public func isSame(as other: NetworkNamespace) -> Bool {
-        var a = stat(), b = stat()
-        return fstat(descriptor.rawValue, &a) == 0 && fstat(other.descriptor.rawValue, &b) == 0
-            && a.st_ino == b.st_ino && a.st_dev == b.st_dev
-    }
 }
 
 private let nsfsMagic = 0x6e73_6673

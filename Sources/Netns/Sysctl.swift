@@ -16,12 +16,6 @@ public enum Sysctl {
         }
     }
 
-    public static func read(_ key: String) throws(SystemCallError) -> String {
-        do { return try read(FilePath("/proc/sys/" + key)) } catch {
-            throw SystemCallError("read sysctl \(key)", error as? Errno ?? .ioError)
-        }
-    }
-
     private static func read(_ path: FilePath) throws -> String {
         let fd = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec])
         defer { try? fd.close() }
