@@ -26,7 +26,9 @@ extension Plugin {
         try ensureInterfaceIsFree(podNetlink)
         let plan = try ipamPlan()
         let host = try hostNetlink()
-        let defaultLinks = try defaultRouteLinks(host)
+        // The routing table is read only when the config leaves the uplinks or the MTU to it: with
+        // one host route per pod, that dump grows with the node.
+        let defaultLinks = settings.devices == nil || settings.mtu == nil ? try defaultRouteLinks(host) : []
         let uplinks = try uplinkDevices(host, defaultLinks: defaultLinks)
         let mtu = settings.mtu ?? defaultLinks.first?.mtu ?? 1500
         let socketCgroup = try podCgroup()
