@@ -137,8 +137,9 @@ public final class BPFMap {
 }
 
 extension BPFMap {
-    /// Typed access for maps whose key and value are C structs of the datapath ABI. The key is
-    /// copied as bytes: only for key types without padding (for others, see `removeAll`).
+    /// Typed access for maps whose key and value are C structs of the datapath ABI. Keys are copied
+    /// as bytes, which is why the ABI spells out every padding byte (Swift leaves implicit padding
+    /// undefined).
     public func lookup<Key, Value>(_ key: Key, as type: Value.Type) throws(StoreError) -> Value? {
         try lookup(Self.bytes(of: key)).map { bytes in bytes.withUnsafeBytes { $0.loadUnaligned(as: Value.self) } }
     }
@@ -165,8 +166,7 @@ extension BPFMap {
         return (0..<cpus).map { cpu in values.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: cpu * stride, as: Value.self) } }
     }
 
-    /// Deletes every entry for which `matches` says so. Works on the keys' raw bytes: a C key with
-    /// padding would not survive a round trip through a Swift value, whose padding is undefined.
+    /// Deletes every entry for which `matches` says so, by the keys' bytes as the map holds them.
     public func removeAll<Key, Value>(keys: Key.Type, values: Value.Type,
                                       where matches: (Key, Value) -> Bool) throws(StoreError) {
         for raw in try rawKeys() {

@@ -17,4 +17,20 @@ final class ABITests: XCTestCase {
         XCTAssertEqual(PacketPath.allCases.count, Int(SP_PATH_MAX.rawValue) - 1)
         for (swift, cValue) in c { XCTAssertEqual(swift.rawValue, cValue.rawValue, swift.name) }
     }
+
+    /// Map keys are compared byte by byte: none may leave a byte to the compiler's padding.
+    func testMapKeysHaveNoImplicitPadding() {
+        func ends<T>(_: T.Type, at lastField: PartialKeyPath<T>, of size: Int) -> Bool {
+            MemoryLayout<T>.offset(of: lastField)! + size == MemoryLayout<T>.size
+        }
+        XCTAssertTrue(ends(sp_service_key.self, at: \sp_service_key.family, of: 1))
+        XCTAssertTrue(ends(sp_backend.self, at: \sp_backend.reserved, of: 1))
+        XCTAssertTrue(ends(sp_slot_key.self, at: \sp_slot_key.slot, of: 4))
+        XCTAssertTrue(ends(sp_translation_key.self, at: \sp_translation_key.pad, of: 4))
+        XCTAssertTrue(ends(sp_sticky_key.self, at: \sp_sticky_key.pad, of: 4))
+        XCTAssertTrue(ends(sp_affinity_key.self, at: \sp_affinity_key.pad, of: 4))
+        XCTAssertTrue(ends(sp_departure.self, at: \sp_departure.backend, of: MemoryLayout<sp_backend>.size))
+        XCTAssertTrue(ends(sp_counter_key.self, at: \sp_counter_key.path, of: 4))
+        XCTAssertEqual(MemoryLayout<sp_affinity>.offset(of: \sp_affinity.last_used_ns), 24, "the pad before it is spelled out")
+    }
 }

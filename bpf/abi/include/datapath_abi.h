@@ -73,6 +73,9 @@ enum sp_path {
 	SP_PATH_MAX,
 };
 
+/* Every struct below spells out its padding: keys are compared byte by byte, and the Swift side
+ * copies them as bytes, which only works where no byte is left to the compiler. */
+
 /* Socket load balancing. A service is a VIP, port and protocol; its backends sit in numbered slots
  * under the service's current id (a backend of weight w takes w slots). Replacing a service writes
  * the slots under a fresh id, then swaps the service entry: a connect sees all the old set or all
@@ -117,6 +120,7 @@ struct sp_backend {
 struct sp_translation_key {
 	__u64 cookie;		/* bpf_get_socket_cookie() */
 	struct sp_backend backend;
+	__u8 pad[4];
 };
 
 struct sp_translation {
@@ -126,16 +130,19 @@ struct sp_translation {
 struct sp_sticky_key {
 	__u64 cookie;
 	struct sp_service_key service;
+	__u8 pad[4];
 };
 
 /* Per-client affinity: the backend a client (its netns) last got for a service, and when. */
 struct sp_affinity_key {
 	__u64 netns_cookie;
 	struct sp_service_key service;
+	__u8 pad[4];
 };
 
 struct sp_affinity {
 	struct sp_backend backend;
+	__u8 pad[4];
 	__u64 last_used_ns;
 };
 
