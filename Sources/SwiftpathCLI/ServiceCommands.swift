@@ -10,15 +10,16 @@ struct ServiceCommand: ParsableCommand {
         subcommands: [Set.self, Delete.self, List.self, Apply.self])
 
     /// The node's datapath, loaded if no ADD has loaded it yet: services can come before pods.
-    static func datapath(_ root: String) throws -> Datapath {
-        try Datapath.open(store: EndpointStore.open(root: root))
+    static func open(_ root: String) throws -> (store: EndpointStore, datapath: Datapath) {
+        let store = try EndpointStore.open(root: root)
+        return (store, try Datapath.open(store: store))
     }
 
     /// Terminates the sockets still aimed at backends that left, on the node and in every pod,
     /// and says how many.
-    static func terminate(_ departures: [(service: Service, backend: Backend)], datapath: Datapath, root: String) throws {
+    static func terminate(_ departures: [(service: Service, backend: Backend)], datapath: Datapath, store: EndpointStore) throws {
         guard !departures.isEmpty else { return }
-        let namespaces = try EndpointStore.open(root: root).records().map(\.netns).filter { !$0.isEmpty }
+        let namespaces = try store.records().map(\.netns).filter { !$0.isEmpty }
         let count = try datapath.terminate(departures: departures, namespaces: namespaces)
         print("terminated \(count) socket(s) of \(departures.count) departed backend(s)")
     }
@@ -54,10 +55,10 @@ struct ServiceCommand: ParsableCommand {
             guard backends.allSatisfy({ $0.address.family == service.address.family || service.address.family == .v6 }) else {
                 throw ValidationError("an IPv4 service cannot have IPv6 backends")
             }
-            let datapath = try ServiceCommand.datapath(store.root)
+            let (opened, datapath) = try ServiceCommand.open(store.root)
             let departed = try datapath.setService(service, backends: backends, affinitySeconds: affinity)
             print("\(service) -> \(backends.isEmpty ? "no backend (connections refused)" : backends.map(\.description).joined(separator: " "))")
-            try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, root: store.root)
+            try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, store: opened)
         }
     }
 
@@ -68,13 +69,13 @@ struct ServiceCommand: ParsableCommand {
 
         func run() throws {
             let service = try ServiceCommand.parseService(self.service)
-            let datapath = try ServiceCommand.datapath(store.root)
+            let (opened, datapath) = try ServiceCommand.open(store.root)
             guard let departed = try datapath.deleteService(service) else {
                 print("no service \(service)")
                 return
             }
             print("deleted \(service)")
-            try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, root: store.root)
+            try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, store: opened)
         }
     }
 
@@ -123,10 +124,10 @@ struct ServiceCommand: ParsableCommand {
             let desired = try views.map {
                 (try ServiceCommand.parseService($0.service), try ServiceCommand.parseBackends($0.backends), $0.affinitySeconds ?? 0)
             }
-            let datapath = try ServiceCommand.datapath(store.root)
+            let (opened, datapath) = try ServiceCommand.open(store.root)
             let result = try datapath.applyServices(desired)
             print("\(result.set) service(s) set, \(result.deleted) deleted")
-            try ServiceCommand.terminate(result.departures, datapath: datapath, root: store.root)
+            try ServiceCommand.terminate(result.departures, datapath: datapath, store: opened)
         }
     }
 }
