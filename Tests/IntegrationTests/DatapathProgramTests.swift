@@ -24,7 +24,7 @@ final class DatapathProgramTests: XCTestCase {
                         ["neigh", "add", "10.200.0.2", "lladdr", "02:00:00:00:00:99", "dev", "out0", "nud", "permanent"],
                         ["-6", "neigh", "add", "fd00:200::2", "lladdr", "02:00:00:00:00:99", "dev", "out0", "nud", "permanent"],
                         ["route", "add", "blackhole", "198.51.100.0/24"]] {
-            try node.sh(["nsenter", "--net=/run/netns/\(node.netns)", "ip"] + command)
+            try shell(["nsenter", "--net=/run/netns/\(node.netns)", "ip"] + command)
         }
         try node.exec("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
         let in0 = try node.ifindex(of: "in0")

@@ -30,13 +30,34 @@ func runProcess(_ argv: [String], environment: [String: String]? = nil, stdin: S
 
 /// `ip` and friends; a failure here is a broken test environment, reported as such.
 @discardableResult
-func shell(_ argv: String...) throws -> String {
+func shell(_ argv: String...) throws -> String { try shell(argv) }
+
+@discardableResult
+func shell(_ argv: [String]) throws -> String {
     let result = try runProcess(argv)
     guard result.status == 0 else {
         throw NSError(domain: "sh", code: Int(result.status),
                       userInfo: [NSLocalizedDescriptionKey: "\(argv.joined(separator: " ")): \(result.stderr)"])
     }
     return result.stdout
+}
+
+/// A helper script of this folder (echo.py, lbserver.py, lbclient.py).
+func testScript(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(name).path
+}
+
+/// Starts a helper server in `netns` and returns once it printed its first line ("ready": bound).
+/// The caller stops it.
+func startServer(in netns: String, _ script: String, _ arguments: [String]) throws -> Process {
+    let server = Process()
+    server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+    server.arguments = ["--net=\(netns)", "python3", testScript(script)] + arguments
+    let ready = Pipe()
+    server.standardOutput = ready
+    try server.run()
+    _ = ready.fileHandleForReading.availableData
+    return server
 }
 
 /// The built plugin, next to the test bundle in the build folder.
@@ -102,16 +123,7 @@ final class TestNode {
 
     /// A command run inside the node's netns.
     @discardableResult
-    func exec(_ argv: String...) throws -> String { try sh(["nsenter", "--net=/run/netns/\(netns)"] + argv) }
-
-    func sh(_ argv: [String]) throws -> String {
-        let result = try runProcess(argv)
-        guard result.status == 0 else {
-            throw NSError(domain: "sh", code: Int(result.status),
-                          userInfo: [NSLocalizedDescriptionKey: "\(argv.joined(separator: " ")): \(result.stderr)"])
-        }
-        return result.stdout
-    }
+    func exec(_ argv: String...) throws -> String { try shell(["nsenter", "--net=/run/netns/\(netns)"] + argv) }
 
     /// The index of a device in the node netns (sysfs shows the host's, not the node's, under nsenter).
     func ifindex(of device: String) throws -> Int32 {
@@ -197,7 +209,7 @@ final class TestNode {
 
     /// How many addresses the built-in allocator has leased (read with bpftool, not with swiftpath).
     func leaseCount() throws -> Int {
-        let dump = try sh(["bpftool", "-j", "map", "dump", "pinned", "\(storeRoot)/ip_leases_v1"])
+        let dump = try shell(["bpftool", "-j", "map", "dump", "pinned", "\(storeRoot)/ip_leases_v1"])
         return (try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [Any])?.count ?? -1
     }
 

@@ -15,7 +15,7 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         let pins = try runProcess(["find", node.storeRoot + "/endpoints", node.storeRoot + "/uplinks", node.storeRoot + "/socketlb",
                                    "-mindepth", "2"]).stdout
         for pin in pins.split(separator: "\n") {
-            let info = try node.sh(["bpftool", "-j", "link", "show", "pinned", String(pin)])
+            let info = try shell(["bpftool", "-j", "link", "show", "pinned", String(pin)])
             let object = try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any] ?? [:]
             result[String(pin)] = (object["id"] as? Int ?? -1, object["prog_id"] as? Int ?? -1)
         }
@@ -134,7 +134,7 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         let pod = try node.makePod("del")
         _ = try node.add("ctr-del", pod: pod)
         func entries(_ map: String) throws -> Int {
-            let dump = try node.sh(["bpftool", "-j", "map", "dump", "pinned", "\(node.storeRoot)/datapath/\(map)"])
+            let dump = try shell(["bpftool", "-j", "map", "dump", "pinned", "\(node.storeRoot)/datapath/\(map)"])
             return (try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [Any])?.count ?? -1
         }
         XCTAssertEqual(try entries("sp_endpoints4"), 1)

@@ -3,25 +3,15 @@ import XCTest
 
 /// Where the socket hooks apply: per pod (the runtime's cgroupPath), and the node's own processes.
 final class SocketLBScopeTests: XCTestCase {
-    private func script(_ name: String) -> String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(name).path
-    }
-
     private func startBackend(_ pod: String) throws -> Process {
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        server.arguments = ["--net=\(pod)", "python3", script("lbserver.py"), "8080", "be1"]
-        let ready = Pipe()
-        server.standardOutput = ready
-        try server.run()
-        _ = ready.fileHandleForReading.availableData
+        let server = try startServer(in: pod, "lbserver.py", ["8080", "be1"])
         addTeardownBlock { if server.isRunning { server.terminate(); server.waitUntilExit() } }
         return server
     }
 
     /// Whether a connect from `netns`, in `cgroup`, to the VIP reaches the backend.
     private func balanced(netns: String, cgroup: String) throws -> Bool {
-        let command = "echo $$ > \(cgroup)/cgroup.procs && exec nsenter --net=\(netns) python3 \(script("lbclient.py")) errno 10.96.0.30 80"
+        let command = "echo $$ > \(cgroup)/cgroup.procs && exec nsenter --net=\(netns) python3 \(testScript("lbclient.py")) errno 10.96.0.30 80"
         let result = try runProcess(["sh", "-c", command])
         let answer = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
         return answer?["errno"] is NSNull

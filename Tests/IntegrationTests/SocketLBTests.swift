@@ -15,14 +15,7 @@ final class SocketLBTests: XCTestCase {
             let pod = try node.makePod(name)
             let addresses = try node.add("ctr-\(name)", pod: pod).podAddresses
             backends.append((name, addresses[0], addresses[1]))
-            let server = Process()
-            server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-            server.arguments = ["--net=\(pod)", "python3", script("lbserver.py"), "8080", name]
-            let ready = Pipe()
-            server.standardOutput = ready
-            try server.run()
-            _ = ready.fileHandleForReading.availableData
-            servers.append(server)
+            servers.append(try startServer(in: pod, "lbserver.py", ["8080", name]))
         }
         addTeardownBlock { [servers] in
             for server in servers where server.isRunning { server.terminate(); server.waitUntilExit() }
@@ -31,13 +24,9 @@ final class SocketLBTests: XCTestCase {
         _ = try node.add("ctr-client", pod: client)
     }
 
-    private func script(_ name: String) -> String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(name).path
-    }
-
     /// Runs lbclient.py in the client pod, inside the node's cgroup (or outside it).
     private func ask(_ arguments: String..., inCgroup: Bool = true) throws -> [String: Any] {
-        let command = "exec nsenter --net=\(client) python3 \(script("lbclient.py")) " + arguments.joined(separator: " ")
+        let command = "exec nsenter --net=\(client) python3 \(testScript("lbclient.py")) " + arguments.joined(separator: " ")
         let shell = inCgroup ? "echo $$ > \(node.cgroup)/cgroup.procs && " + command : command
         let result = try runProcess(["sh", "-c", shell])
         XCTAssertEqual(result.status, 0, result.stderr)
@@ -138,7 +127,7 @@ final class SocketLBTests: XCTestCase {
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/bin/sh")
         holder.arguments = ["-c", "echo $$ > \(node.cgroup)/cgroup.procs && exec nsenter --net=\(client) python3 "
-                            + "\(script("lbclient.py")) hold 10.96.0.20 80 53 10"]
+                            + "\(testScript("lbclient.py")) hold 10.96.0.20 80 53 10"]
         let input = Pipe(), output = Pipe()
         holder.standardInput = input
         holder.standardOutput = output
@@ -196,7 +185,7 @@ final class SocketLBTests: XCTestCase {
         let remaining = backends.filter { $0.name != chosen[0] }.map { $0.v4 + ":8080" }
         let output = try cli("service", "set", "10.96.0.40:80/tcp", remaining[0], remaining[1], "--affinity", "60")
         XCTAssertTrue(output.contains("departed backend"), output)
-        let dump = try node.sh(["bpftool", "-j", "map", "dump", "pinned", node.storeRoot + "/datapath/sp_affinity"])
+        let dump = try shell(["bpftool", "-j", "map", "dump", "pinned", node.storeRoot + "/datapath/sp_affinity"])
         XCTAssertEqual(dump.trimmingCharacters(in: .whitespacesAndNewlines), "[]", "the client's choice was forgotten")
         let moved = try ask("spread", "10.96.0.40", "80", "20")
         XCTAssertNil(moved[chosen[0]], "\(moved)")

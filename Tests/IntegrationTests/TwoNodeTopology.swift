@@ -43,19 +43,11 @@ final class TwoNodes {
 /// One TCP or UDP exchange between two netns, through Tests/IntegrationTests/echo.py.
 func exchange(_ proto: String, from client: String, to server: String, address: String, port: Int = 7777,
               askingForPeer: Bool = false) throws -> String {
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("echo.py").path
-    let serving = Process()
-    serving.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-    serving.arguments = ["--net=\(server)", "python3", script, "serve", proto, String(port)] + (askingForPeer ? ["peer"] : [])
-    let ready = Pipe()
-    serving.standardOutput = ready
-    try serving.run()
+    let serving = try startServer(in: server, "echo.py", ["serve", proto, String(port)] + (askingForPeer ? ["peer"] : []))
     defer {
         if serving.isRunning { serving.terminate() }
         serving.waitUntilExit()
-        try? ready.fileHandleForReading.close()
     }
-    _ = ready.fileHandleForReading.availableData   // "ready": the socket is bound
-    let answer = try runProcess(["nsenter", "--net=\(client)", "python3", script, "ask", proto, address, String(port)])
+    let answer = try runProcess(["nsenter", "--net=\(client)", "python3", testScript("echo.py"), "ask", proto, address, String(port)])
     return answer.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
 }
