@@ -43,7 +43,7 @@ public final class BPFMap {
     public static func openOrCreate(at path: String, _ layout: Layout) throws(StoreError) -> BPFMap {
         if let map = try open(at: path, layout) { return map }
         var options = bpf_map_create_opts()
-        options.sz = MemoryLayout<bpf_map_create_opts>.size
+        options.sz = libbpfOptionsSize(\bpf_map_create_opts.map_ifindex)
         // Entries are allocated as pods come, not up front: an idle node pays for nothing.
         options.map_flags = UInt32(BPF_F_NO_PREALLOC)
         let fd = bpf_map_create(layout.type, layout.name, UInt32(layout.keySize), UInt32(layout.valueSize),

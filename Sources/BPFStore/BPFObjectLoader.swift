@@ -18,7 +18,7 @@ public struct BPFObjectLoader {
 
     public static func load(name: String, bytes: [UInt8], mapFolder: String) throws(StoreError) -> Loaded {
         var options = bpf_object_open_opts()
-        options.sz = MemoryLayout<bpf_object_open_opts>.size
+        options.sz = libbpfOptionsSize(\bpf_object_open_opts.kernel_log_level)
         let object: OpaquePointer? = name.withCString { objectName in
             options.object_name = objectName
             return bytes.withUnsafeBytes { bpf_object__open_mem($0.baseAddress, $0.count, &options) }

@@ -52,7 +52,7 @@ public final class BPFProgram {
         var context = __sk_buff()
         context.ifindex = UInt32(ifindex)
         var options = bpf_test_run_opts()
-        options.sz = MemoryLayout<bpf_test_run_opts>.size
+        options.sz = libbpfOptionsSize(\bpf_test_run_opts.batch_size)
         options.repeat = 1
         let status = input.withUnsafeMutableBytes { inputBytes in
             output.withUnsafeMutableBytes { outputBytes in

@@ -49,9 +49,7 @@ public struct TCFilter: Sendable {
 
     private var hook: bpf_tc_hook {
         var hook = bpf_tc_hook()
-        // The size up to the last field: libbpf refuses non-zero bytes past it, and Swift does not
-        // promise zeroed tail padding in copies.
-        hook.sz = MemoryLayout<bpf_tc_hook>.offset(of: \.parent)! + MemoryLayout<UInt32>.size
+        hook.sz = libbpfOptionsSize(\bpf_tc_hook.parent)
         hook.ifindex = ifindex
         hook.attach_point = BPF_TC_INGRESS
         return hook
@@ -59,7 +57,7 @@ public struct TCFilter: Sendable {
 
     private var options: bpf_tc_opts {
         var options = bpf_tc_opts()
-        options.sz = MemoryLayout<bpf_tc_opts>.offset(of: \.priority)! + MemoryLayout<UInt32>.size
+        options.sz = libbpfOptionsSize(\bpf_tc_opts.priority)
         options.handle = handle
         options.priority = priority
         return options
