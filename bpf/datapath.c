@@ -253,33 +253,3 @@ int sock_getpeername4(struct bpf_sock_addr *ctx) { return show_service4(ctx); }
 
 SEC("cgroup/getpeername6")
 int sock_getpeername6(struct bpf_sock_addr *ctx) { return show_service6(ctx); }
-
-/* ---- Terminating sockets of departed backends: socket iterators ------------------------------ */
-
-#include "terminate.h"
-
-SEC("iter/tcp")
-int sock_terminate_tcp(struct bpf_iter__tcp *ctx)
-{
-	struct sock_common *sk = ctx->sk_common;
-
-	if (!sk)
-		return 0;
-	unsigned char state = sk->skc_state;
-
-	if (state == SP_TCP_TIME_WAIT || state == SP_TCP_NEW_SYN_RECV)
-		return 0;	/* not full sockets: nothing to abort */
-	terminate_if_departed(sk, IPPROTO_TCP);
-	return 0;
-}
-
-SEC("iter/udp")
-int sock_terminate_udp(struct bpf_iter__udp *ctx)
-{
-	struct udp_sock *udp = ctx->udp_sk;
-
-	if (!udp)
-		return 0;
-	terminate_if_departed((struct sock_common *)udp, IPPROTO_UDP);
-	return 0;
-}

@@ -36,6 +36,11 @@ public final class BPFMap {
         self.valueSize = layout.valueSize
     }
 
+    /// A map no pin names, held by its descriptor alone (a guest object's own map).
+    convenience init(unpinned descriptor: FileDescriptor, layout: Layout, of object: String) {
+        self.init(path: "\(object):\(layout.name)", descriptor: descriptor, layout: layout)
+    }
+
     deinit { try? descriptor.close() }
 
     /// Opens the map pinned at `path`, or creates and pins it. A concurrent run that pins first wins

@@ -5,18 +5,29 @@ import SystemPackage
 import Glibc
 #endif
 
-/// Loads a BPF ELF object from memory with libbpf, its maps pinned in `mapFolder`.
-///
-/// A pinned map whose type, sizes, entries and flags match the object's is reused, entries and all;
-/// one that no longer matches is unpinned and created anew (reported in `replacedMaps`, so that
-/// the caller can refill it before anything uses the new programs).
+/// Loads a BPF ELF object from memory with libbpf, sharing the maps pinned in `mapFolder`.
 public struct BPFObjectLoader {
+    /// Who the maps in `mapFolder` belong to.
+    public enum MapPinning: Sendable {
+        /// This object owns the folder: every map is pinned there. A pinned map whose type, sizes,
+        /// entries and flags match the object's is reused, entries and all; one that no longer
+        /// matches is unpinned and created anew (reported in `replacedMaps`, so that the caller
+        /// can refill it before anything uses the new programs).
+        case owner
+        /// This object borrows the owner's maps: those pinned in the folder are reused and must
+        /// match; the object's other maps are its own, unpinned, gone when the last user closes them.
+        case guest
+    }
+
     public struct Loaded {
         public let programs: [String: BPFProgram]
         public let replacedMaps: [String]
+        /// A guest's own maps, by name.
+        public let privateMaps: [String: BPFMap]
     }
 
-    public static func load(name: String, bytes: [UInt8], mapFolder: String) throws(StoreError) -> Loaded {
+    public static func load(name: String, bytes: [UInt8], mapFolder: String,
+                            pinning: MapPinning = .owner) throws(StoreError) -> Loaded {
         var options = bpf_object_open_opts()
         options.sz = libbpfOptionsSize(\bpf_object_open_opts.kernel_log_level)
         let object: OpaquePointer? = name.withCString { objectName in
@@ -28,17 +39,25 @@ public struct BPFObjectLoader {
         }
         defer { bpf_object__close(object) }
 
-        var replaced: [String] = []
+        var replaced: [String] = [], unpinned: [OpaquePointer] = []
         var map = bpf_object__next_map(object, nil)
         while let current = map {
+            map = bpf_object__next_map(object, current)
             let mapName = String(cString: bpf_map__name(current))
             let path = "\(mapFolder)/\(mapName)"
-            if try !pinnedMapMatches(current, at: path) {
+            switch (pinning, try pinnedMapMatches(current, at: path)) {
+            case (_, nil) where pinning == .guest:
+                unpinned.append(current)
+                continue
+            case (.owner, false?):
                 if unlink(path) == 0 { replaced.append(mapName) }
+            case (.guest, false?):
+                throw StoreError("pinned map \(path) is not the one BPF object \(name) expects: the datapath is another build")
+            default:
+                break
             }
             let status = bpf_map__set_pin_path(current, path)
             guard status == 0 else { throw StoreError("set pin path \(path)", Errno(rawValue: -status)) }
-            map = bpf_object__next_map(object, current)
         }
 
         let loaded = bpf_object__load(object)
@@ -53,13 +72,23 @@ public struct BPFObjectLoader {
             programs[String(cString: bpf_program__name(current))] = BPFProgram(descriptor: FileDescriptor(rawValue: fd))
             program = bpf_object__next_program(object, current)
         }
-        return Loaded(programs: programs, replacedMaps: replaced)
+        var privateMaps: [String: BPFMap] = [:]
+        for current in unpinned {
+            let fd = dup(bpf_map__fd(current))
+            guard fd >= 0 else { throw StoreError("keep map descriptor", .current) }
+            let layout = BPFMap.Layout(name: String(cString: bpf_map__name(current)), type: bpf_map__type(current),
+                                       keySize: Int(bpf_map__key_size(current)), valueSize: Int(bpf_map__value_size(current)),
+                                       maxEntries: Int(bpf_map__max_entries(current)))
+            privateMaps[layout.name] = BPFMap(unpinned: FileDescriptor(rawValue: fd), layout: layout, of: name)
+        }
+        return Loaded(programs: programs, replacedMaps: replaced, privateMaps: privateMaps)
     }
 
-    /// Whether the map pinned at `path` (if any) is one libbpf can reuse for `map`.
-    private static func pinnedMapMatches(_ map: OpaquePointer, at path: String) throws(StoreError) -> Bool {
+    /// Whether the map pinned at `path` is one libbpf can reuse for `map`; nil when nothing is
+    /// pinned there.
+    private static func pinnedMapMatches(_ map: OpaquePointer, at path: String) throws(StoreError) -> Bool? {
         let fd = bpf_obj_get(path)
-        if fd < 0 { return true }   // nothing pinned: libbpf creates and pins it
+        if fd < 0 { return nil }
         defer { close(fd) }
         var info = bpf_map_info()
         var length = UInt32(MemoryLayout<bpf_map_info>.size)

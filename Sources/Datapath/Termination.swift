@@ -1,3 +1,4 @@
+import BPFObjects
 import BPFStore
 import CDatapathABI
 import CLibBPF
@@ -14,20 +15,22 @@ extension Datapath {
     /// caller's netns and in every netns of `namespaces` (the pods'), with bpf_sock_destroy() run
     /// from socket iterators. Sockets to other backends, and sockets the LB did not translate, are
     /// left alone. Returns how many sockets were terminated.
-    public func terminate(departures: [(service: Service, backend: Backend)], namespaces: [String]) throws(StoreError) -> Int {
+    public func terminate(departures: [(service: Service, backend: Backend)], namespaces: [String],
+                          object: BPFObject = .terminate) throws(StoreError) -> Int {
         guard !departures.isEmpty else { return 0 }
-        let departuresMap = try Self.map(folder, Layouts.departures), terminated = try Self.map(folder, Layouts.terminated)
-        let marked = departures.map { sp_departure(service: serviceKey($0.service), backend: backendValue($0.backend)) }
-        for departure in marked { try departuresMap.upsert(departure, UInt8(1)) }
-        defer { for departure in marked { _ = try? departuresMap.delete(departure) } }
-        try terminated.upsert(UInt32(0), UInt64(0))
+        // Loaded for this sweep only (see bpf/terminate.c): it shares the LB's pinned maps, and
+        // its departures and count maps are its own, gone with it.
+        let loaded = try BPFObjectLoader.load(name: object.name, bytes: object.bytes, mapFolder: folder, pinning: .guest)
+        let departuresMap = try Self.privateMap(loaded, Layouts.departures)
+        let terminated = try Self.privateMap(loaded, Layouts.terminated)
+        for departure in departures {
+            try departuresMap.upsert(sp_departure(service: serviceKey(departure.service), backend: backendValue(departure.backend)), UInt8(1))
+        }
         try forgetChoices(of: departures)
 
         var links: [BPFLink] = []
         for name in ["sock_terminate_tcp", "sock_terminate_udp"] {
-            guard let program = try BPFProgram.pinned(at: "\(folder)/\(name)") else {
-                throw StoreError("the datapath program \(name) is not pinned in \(folder)")
-            }
+            guard let program = loaded.programs[name] else { throw StoreError("BPF object \(object.name) lacks \(name)") }
             links.append(try BPFLink.attachIterator(program))
         }
         // An iterator walks the netns of the thread that creates it: enter each, then create.
@@ -39,6 +42,13 @@ extension Datapath {
             }
         }
         return Int(try terminated.lookup(UInt32(0), as: UInt64.self) ?? 0)
+    }
+
+    private static func privateMap(_ loaded: BPFObjectLoader.Loaded, _ layout: BPFMap.Layout) throws(StoreError) -> BPFMap {
+        guard let map = loaded.privateMaps[layout.name], map.keySize == layout.keySize, map.valueSize == layout.valueSize else {
+            throw StoreError("the termination object has no map \(layout.name) of the expected sizes")
+        }
+        return map
     }
 
     private func sweep(_ links: [BPFLink]) throws(StoreError) {

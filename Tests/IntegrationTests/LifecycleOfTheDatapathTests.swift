@@ -60,6 +60,35 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         XCTAssertEqual(try cluster.one.inPod(a, "ping", "-c1", "-W2", target).status, 0)
     }
 
+    /// The termination object borrows the LB's pinned maps, keeps its own unpinned, pins nothing,
+    /// and refuses (rather than replaces) a pinned map that is not the one it was built against.
+    func testTerminationObjectOnlyBorrowsTheDatapathsMaps() throws {
+        let node = try TestNode(self)
+        _ = try Datapath.open(store: EndpointStore.open(root: node.storeRoot))
+        let folder = node.storeRoot + "/datapath"
+        let pins = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+        XCTAssertTrue(pins.contains("sp_translations"), "\(pins)")
+        XCTAssertFalse(pins.contains { $0.hasPrefix("sock_terminate") || $0 == "sp_departures" || $0 == "sp_terminated" },
+                       "the host datapath carries no termination program or map: \(pins)")
+
+        let guest = try BPFObjectLoader.load(name: "terminate", bytes: BPFObject.terminate.bytes, mapFolder: folder, pinning: .guest)
+        XCTAssertEqual(Set(guest.programs.keys), ["sock_terminate_tcp", "sock_terminate_udp"])
+        XCTAssertEqual(Set(guest.privateMaps.keys), ["sp_departures", "sp_terminated"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).sorted(), pins, "a guest pins nothing")
+
+        // Another build's sp_translations (other sizes) in its place: the guest refuses it and leaves it be.
+        let translations = folder + "/sp_translations"
+        XCTAssertEqual(unlink(translations), 0)
+        _ = try shell(["bpftool", "map", "create", translations, "type", "hash", "key", "4", "value", "4", "entries", "1",
+                       "name", "sp_translations"])
+        XCTAssertThrowsError(try BPFObjectLoader.load(name: "terminate", bytes: BPFObject.terminate.bytes, mapFolder: folder,
+                                                      pinning: .guest)) { error in
+            XCTAssertTrue("\(error)".contains("another build"), "\(error)")
+        }
+        let kept = try shell(["bpftool", "-j", "map", "show", "pinned", translations])
+        XCTAssertTrue(kept.contains("\"bytes_key\":4"), "the foreign map is still the one pinned: \(kept)")
+    }
+
     func testAnotherToolsTCXProgramKeepsRunning() throws {
         let cluster = try TwoNodes(self)
         let namespace = try NetworkNamespace.open("/run/netns/\(cluster.one.netns)")

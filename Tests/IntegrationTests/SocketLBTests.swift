@@ -149,11 +149,14 @@ final class SocketLBTests: XCTestCase {
         let onBe1 = tcpBefore.filter { $0 == "be1" }.count
         XCTAssertGreaterThan(onBe1, 0, "some of the 10 connections went to be1: \(tcpBefore)")
 
-        // be1 leaves both services.
+        // be1 leaves both services. The sweep's object shares the LB's pins and leaves none behind.
+        let pinsBefore = try FileManager.default.contentsOfDirectory(atPath: node.storeRoot + "/datapath").sorted()
         let tcpOut = try cli("service", "set", "10.96.0.20:80/tcp", backends[1].v4 + ":8080")
         XCTAssertTrue(tcpOut.contains("terminated \(onBe1) socket(s)"), tcpOut)
         let udpOut = try cli("service", "set", "10.96.0.20:53/udp", backends[1].v4 + ":8080")
         XCTAssertTrue(udpOut.contains("terminated 1 socket(s)"), udpOut)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: node.storeRoot + "/datapath").sorted(), pinsBefore)
+        XCTAssertFalse(pinsBefore.contains { $0.hasPrefix("sock_terminate") || $0 == "sp_departures" })
 
         input.fileHandleForWriting.write(Data("go\n".utf8))
         let after = try nextLine()
