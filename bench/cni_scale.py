@@ -27,6 +27,11 @@ contenders = {
                                            socketLB={"cgroupRoot": cgroup},
                                            ipam={"type": "host-local", "dataDir": f"{work}/ipam",
                                                  "ranges": [[{"subnet": "10.211.0.0/16"}]]})),
+    # The same with legacy tc instead of tcx: tcx waits for an RCU grace period per attach and
+    # per deleted device, tc does not; this shows what that costs.
+    "swiftpath-tc": (plugin, config(f"{run_id}d", type="swiftpath", bpffsRoot=store, logFile=f"{work}/log",
+                                    socketLB={"cgroupRoot": cgroup}, attachMode="tc",
+                                    ipam={"type": "swiftpath", "ranges": [{"subnet": "10.213.0.0/16"}]})),
     "ptp": (f"{cni_path}/ptp", config(f"{run_id}c", type="ptp", ipam={"type": "host-local", "dataDir": f"{work}/ipam",
                                                                     "ranges": [[{"subnet": "10.212.0.0/16"}]]})),
     "kernel": (None, None),
@@ -46,7 +51,7 @@ def timed(argv, env=None, stdin=b""):
     return elapsed, usage.ru_maxrss
 
 
-tags = {"swiftpath-builtin": "sb", "swiftpath-hostlocal": "sh", "ptp": "pt", "kernel": "k"}
+tags = {"swiftpath-builtin": "sb", "swiftpath-hostlocal": "sh", "swiftpath-tc": "st", "ptp": "pt", "kernel": "k"}
 
 
 def netns_name(contender, index):

@@ -5,7 +5,8 @@
 #   ptp pod-to-pod           Debian's reference ptp + host-local, same node and across nodes
 #   swiftpath pod-to-pod     same node and across nodes
 # Each contender gets its own pair of nodes, built the same way (same wire offloads, recorded).
-# Rounds are interleaved (every contender once per round); medians, min and max; ratios to host.
+# Rounds are interleaved (every contender once per round, every other round in reverse); medians,
+# min and max; a ratio is the median of the per-round ratios to host-to-host.
 #
 #   bench/datapath.sh [--quick]        (needs root and a release build of swiftpath)
 set -euo pipefail
@@ -102,7 +103,13 @@ contenders=("host-to-host:$id-h-1:10.9.0.2"
             "ptp-same-node:$id-p-a:$ptp_b" "swiftpath-same-node:$id-s-a:$sp_b"
             "ptp-across-nodes:$id-p-a:$ptp_c" "swiftpath-across-nodes:$id-s-a:$sp_c")
 for round in $(seq 1 "$rounds"); do
-  for contender in "${contenders[@]}"; do
+  # Every other round runs in reverse (A B C, C B A, ...): a drift in the machine's load then
+  # weighs on the baseline and the contenders alike.
+  order=("${contenders[@]}")
+  if [ $((round % 2)) -eq 0 ]; then
+    for ((i = 0; i < ${#contenders[@]}; i++)); do order[i]=${contenders[${#contenders[@]} - 1 - i]}; done
+  fi
+  for contender in "${order[@]}"; do
     IFS=: read -r name client address <<< "$contender"
     measure "$name" "$client" "$address"
   done
@@ -119,18 +126,24 @@ for line in open(path):
     samples[name]["p99"].append(float(p99))
 med = lambda xs: statistics.median(xs)
 host = samples["host-to-host"]
+# A contender's ratio is the median of its per-round ratios to the host-to-host sample of the same
+# round: each pair was measured minutes apart at most, so the machine's slow drifts cancel out.
+def ratios(name, metric):
+    return [x / h for x, h in zip(samples[name][metric], host[metric])]
 print(f"\nDatapath ({rounds} interleaved rounds of {seconds} s; wire offloads: {offloads.strip()})")
-print(f"{'contender':<24} {'Gbit/s median (min-max)':>26} {'x host':>7}   {'p50 us (min-max)':>20} {'x host':>7}   {'p99 us':>8} {'x host':>7}")
+print(f"{'contender':<24} {'Gbit/s median (min-max)':>26} {'x host (min-max)':>18}   {'p50 us (min-max)':>20} {'x host (min-max)':>18}   {'p99 us':>8} {'x host':>6}")
 out = {"date": datetime.datetime.utcnow().isoformat() + "Z", "kernel": platform.release(), "rounds": rounds,
        "seconds": seconds, "offloads": offloads.strip(), "results": {}}
 for name in ["host-to-host", "ptp-same-node", "swiftpath-same-node", "ptp-across-nodes", "swiftpath-across-nodes"]:
     s = samples[name]
     g, p, q = med(s["gbps"]), med(s["p50"]), med(s["p99"])
-    out["results"][name] = {"gbps": g, "p50_us": p, "p99_us": q, "gbps_ratio": g / med(host["gbps"]),
-                            "p50_ratio": p / med(host["p50"]), "p99_ratio": q / med(host["p99"]),
-                            "samples": s}
-    print(f"{name:<24} {g:8.2f} ({min(s['gbps']):5.2f}-{max(s['gbps']):5.2f}) {g/med(host['gbps']):7.2f}   "
-          f"{p:7.1f} ({min(s['p50']):5.1f}-{max(s['p50']):5.1f}) {p/med(host['p50']):7.2f}   {q:8.1f} {q/med(host['p99']):7.2f}")
+    rg, rp, rq = ratios(name, "gbps"), ratios(name, "p50"), ratios(name, "p99")
+    out["results"][name] = {"gbps": g, "p50_us": p, "p99_us": q,
+                            "gbps_ratio": med(rg), "gbps_ratio_min": min(rg), "gbps_ratio_max": max(rg),
+                            "p50_ratio": med(rp), "p50_ratio_min": min(rp), "p50_ratio_max": max(rp),
+                            "p99_ratio": med(rq), "samples": s}
+    print(f"{name:<24} {g:8.2f} ({min(s['gbps']):5.2f}-{max(s['gbps']):5.2f}) {med(rg):6.2f} ({min(rg):4.2f}-{max(rg):4.2f})   "
+          f"{p:7.1f} ({min(s['p50']):5.1f}-{max(s['p50']):5.1f}) {med(rp):6.2f} ({min(rp):4.2f}-{max(rp):4.2f})   {q:8.1f} {med(rq):6.2f}")
 target = os.environ.get("BENCH_JSON")
 if target:
     json.dump(out, open(target, "w"), indent=2)

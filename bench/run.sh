@@ -42,11 +42,11 @@ import json, sys, platform, os, datetime
 out, pods = sys.argv[1], int(sys.argv[2])
 d = json.load(open(f"{out}-datapath.json")); l = json.load(open(f"{out}-socket-lb.json")); c = json.load(open(f"{out}-cni.json"))
 print(f"\nCNI ADD and DEL over {pods} accumulating pods (ms)      ADD p50   p99      DEL p50   p99")
-for name in ("swiftpath-builtin", "swiftpath-hostlocal", "ptp", "kernel"):
+for name in ("swiftpath-builtin", "swiftpath-hostlocal", "swiftpath-tc", "ptp", "kernel"):
     a, b = c["add"][name], c["del"][name]
     print(f"  {name:<22}                      {a['p50']:7.2f} {a['p99']:6.2f}    {b['p50']:7.2f} {b['p99']:6.2f}")
 print("\nADD p50 by pods already on the node (ms):")
-for name in ("swiftpath-builtin", "ptp"):
+for name in ("swiftpath-builtin", "swiftpath-tc", "ptp"):
     print(f"  {name:<22} " + "  ".join(f"{k}: {v['p50']:.2f}" for k, v in c["add_by_pods"][name].items()))
 mib = lambda b: b / 1048576
 print(f"\ncost: peak RSS of a plugin run {c['peak_rss_kib'] / 1024:.1f} MiB; pinned maps {mib(c['map_memory_bytes']['endpoints']):.1f} MiB "
@@ -69,6 +69,9 @@ goals = [
 print("\ngoals")
 for text, value, met in goals:
     print(f"  {'met   ' if met else 'MISSED'} {text}: {value:.3f}")
+tc_add = c["add"]["swiftpath-tc"]["p50"] / c["add"]["ptp"]["p50"]
+tc_del = c["del"]["swiftpath-tc"]["p50"] - c["del"]["kernel"]["p50"]
+print(f"  (with attachMode tc instead of tcx: ADD {tc_add:.3f} of ptp, DEL {tc_del:.3f} ms above bare veth)")
 summary = {"date": datetime.datetime.utcnow().isoformat() + "Z", "machine": f"{os.cpu_count()} CPUs, Linux {platform.release()}",
            "datapath": d, "socket_lb": l, "cni": c, "goals": [{"goal": t, "value": v, "met": m} for t, v, m in goals]}
 json.dump(summary, open(f"{out}.json", "w"), indent=2)

@@ -2,12 +2,13 @@
 # Socket LB benchmark: connect() rate to a service VIP against connecting to the backend directly,
 # with 1, 1,000 and 10,000 services, for swiftpath's socket hooks and for iptables DNAT rules laid
 # out as kube-proxy does (one KUBE-SVC chain per service, reached from KUBE-SERVICES; the service
-# measured is the last one, the longest walk). Rounds interleaved; medians, min and max.
+# measured is the last one, the longest walk). Rounds interleaved, the baseline first in odd rounds
+# and last in even ones; medians, min and max; a ratio is the median of the per-round ratios.
 #
 #   bench/socket-lb.sh [--quick]        (needs root, a release build, clang, iptables)
 set -euo pipefail
 quick=${1:-}
-rounds=5; ms=2000
+rounds=8; ms=2000
 [ "$quick" = "--quick" ] && { rounds=2; ms=400; }
 here=$(cd "$(dirname "$0")/.." && pwd)
 plugin=${SWIFTPATH_BIN:-$here/.build/release/swiftpath}
@@ -82,9 +83,11 @@ for n in 1 1000 10000; do
   "$plugin" service apply -f "$work/services.json" --root "$store" > /dev/null
   iptables_rules "$n" | nsenter --net="/run/netns/$id-iptclient" iptables-restore
   for round in $(seq 1 "$rounds"); do
-    echo "$n direct $(run_client plain client "$server")" >> "$work/samples"
+    # direct first in odd rounds, last in even ones: drift weighs on baseline and contenders alike.
+    if [ $((round % 2)) -eq 1 ]; then echo "$n direct $(run_client plain client "$server")" >> "$work/samples"; fi
     echo "$n swiftpath $(run_client hooked client "$vip")" >> "$work/samples"
     echo "$n iptables $(run_client plain iptclient "$vip")" >> "$work/samples"
+    if [ $((round % 2)) -eq 0 ]; then echo "$n direct $(run_client plain client "$server")" >> "$work/samples"; fi
   done
   nsenter --net="/run/netns/$id-iptclient" iptables -t nat -F; nsenter --net="/run/netns/$id-iptclient" iptables -t nat -X
 done
@@ -100,13 +103,17 @@ print(f"\nconnect() per second ({rounds} interleaved rounds of {ms} ms; median (
 print(f"{'services':>8}  {'direct':>22}  {'swiftpath VIP':>28}  {'iptables DNAT VIP':>28}")
 out = {"date": datetime.datetime.utcnow().isoformat() + "Z", "kernel": platform.release(), "rounds": rounds, "results": {}}
 for n in (1, 1000, 10000):
-    direct = statistics.median(samples[(n, "direct")])
+    direct = samples[(n, "direct")]
     cells = []
     for who in ("direct", "swiftpath", "iptables"):
         xs = samples[(n, who)]
         m = statistics.median(xs)
-        out["results"].setdefault(str(n), {})[who] = {"median": m, "min": min(xs), "max": max(xs), "ratio": m / direct}
-        cells.append(f"{m:8.0f} ({min(xs):6.0f}-{max(xs):6.0f})" + ("" if who == "direct" else f" {m / direct:5.3f}"))
+        # The ratio: the median of the per-round ratios to the direct sample of the same round.
+        ratios = [x / d for x, d in zip(xs, direct)]
+        r = statistics.median(ratios)
+        out["results"].setdefault(str(n), {})[who] = {"median": m, "min": min(xs), "max": max(xs), "ratio": r,
+                                                     "ratio_min": min(ratios), "ratio_max": max(ratios)}
+        cells.append(f"{m:8.0f} ({min(xs):6.0f}-{max(xs):6.0f})" + ("" if who == "direct" else f" {r:5.3f}"))
     print(f"{n:>8}  {cells[0]:>22}  {cells[1]:>28}  {cells[2]:>28}")
 if os.environ.get("BENCH_JSON"):
     json.dump(out, open(os.environ["BENCH_JSON"], "w"), indent=2)
