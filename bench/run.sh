@@ -33,9 +33,10 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir "$cgroup"
+"$(command -v clang || command -v cc)" -O2 -o "$work/run_timed" bench/tools/run_timed.c
 ip netns add "$id-node"; ip -n "$id-node" link set lo up
 nsenter --net="/run/netns/$id-node" python3 bench/cni_scale.py "$pods" "$work" "$plugin" /usr/lib/cni "/sys/fs/bpf/$id" "$cgroup" \
-  > "$out-cni.json"
+  "$work/run_timed" > "$out-cni.json"
 
 python3 - "$out" "$pods" <<'PY'
 import json, sys, platform, os, datetime
@@ -49,7 +50,8 @@ print("\nADD p50 by pods already on the node (ms):")
 for name in ("swiftpath-builtin", "swiftpath-tc", "ptp"):
     print(f"  {name:<22} " + "  ".join(f"{k}: {v['p50']:.2f}" for k, v in c["add_by_pods"][name].items()))
 mib = lambda b: b / 1048576
-print(f"\ncost: peak RSS of a plugin run {c['peak_rss_kib'] / 1024:.1f} MiB; pinned maps {mib(c['map_memory_bytes']['endpoints']):.1f} MiB "
+print(f"\ncost: peak RSS of a plugin run {c['peak_rss_kib'] / 1024:.1f} MiB "
+      f"({c['peak_rss_kib_by_contender']['swiftpath-hostlocal'] / 1024:.1f} MiB with its host-local child); pinned maps {mib(c['map_memory_bytes']['endpoints']):.1f} MiB "
       f"with {pods} endpoints, {mib(c['map_memory_bytes']['with_10000_services']):.1f} MiB with 10,000 services too")
 for name, p in c["programs"].items():
     print(f"  {name:<20} {p['instructions']:6d} instructions, {p['jited_bytes']:6d} bytes jited")
