@@ -46,14 +46,14 @@ public struct BPFObjectLoader {
             let mapName = String(cString: bpf_map__name(current))
             let path = "\(mapFolder)/\(mapName)"
             switch (pinning, try pinnedMapMatches(current, at: path)) {
-            case (_, nil) where pinning == .guest:
+            case (.guest, nil):
                 unpinned.append(current)
                 continue
+            case (.guest, false?):
+                throw StoreError("pinned map \(path) is not the one BPF object \(name) expects: it comes from another build")
             case (.owner, false?):
                 if unlink(path) == 0 { replaced.append(mapName) }
-            case (.guest, false?):
-                throw StoreError("pinned map \(path) is not the one BPF object \(name) expects: the datapath is another build")
-            default:
+            case (.owner, nil), (_, true?):
                 break
             }
             let status = bpf_map__set_pin_path(current, path)

@@ -41,6 +41,7 @@ public final class NetlinkSocket {
     /// message of the dump; a plain request returns the one reply.
     @discardableResult
     func request(_ operation: @autoclosure () -> String, type: Int, flags: Int32,
+                 keeping keep: (UnsafePointer<nlmsghdr>) -> Bool = { _ in true },
                  build: (MessageBuilder) -> Void) throws(SystemCallError) -> [NetlinkMessage] {
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
         let header = mnl_nlmsg_put_header(buffer.baseAddress)!
@@ -53,27 +54,35 @@ public final class NetlinkSocket {
         guard mnl_socket_sendto(socket, header, Int(header.pointee.nlmsg_len)) >= 0 else {
             throw SystemCallError(operation(), .current)
         }
-        let collector = MessageCollector()
-        let context = Unmanaged.passUnretained(collector).toOpaque()
         let isDump = flags & NLM_F_DUMP == NLM_F_DUMP
-        while true {
-            let received = mnl_socket_recvfrom(socket, buffer.baseAddress, Self.bufferSize)
-            guard received >= 0 else { throw SystemCallError(operation(), .current) }
-            let status = mnl_cb_run(buffer.baseAddress, received, sequence, portID, collectMessage, context)
-            if status == MNL_CB_ERROR { throw SystemCallError(operation(), .current) }
-            if status == MNL_CB_STOP || !isDump && flags & NLM_F_ACK == 0 { break }
+        return try withoutActuallyEscaping(keep) { (keep) throws(SystemCallError) -> [NetlinkMessage] in
+            let collector = MessageCollector(keep: keep)
+            let context = Unmanaged.passUnretained(collector).toOpaque()
+            while true {
+                let received = mnl_socket_recvfrom(socket, buffer.baseAddress, Self.bufferSize)
+                guard received >= 0 else { throw SystemCallError(operation(), .current) }
+                let status = mnl_cb_run(buffer.baseAddress, received, sequence, portID, collectMessage, context)
+                if status == MNL_CB_ERROR { throw SystemCallError(operation(), .current) }
+                if status == MNL_CB_STOP || !isDump && flags & NLM_F_ACK == 0 { break }
+            }
+            return collector.messages
         }
-        return collector.messages
     }
 }
 
+/// The messages of an answer that `keep` wants, copied out of the receive buffer: a dump of a
+/// node's thousands of pod routes copies only the few the caller asked for.
 private final class MessageCollector {
+    let keep: (UnsafePointer<nlmsghdr>) -> Bool
     var messages: [NetlinkMessage] = []
+
+    init(keep: @escaping (UnsafePointer<nlmsghdr>) -> Bool) { self.keep = keep }
 }
 
 private let collectMessage: mnl_cb_t = { header, context in
     guard let header, let context else { return MNL_CB_OK }
     let collector = Unmanaged<MessageCollector>.fromOpaque(context).takeUnretainedValue()
+    guard collector.keep(header) else { return MNL_CB_OK }
     let length = Int(header.pointee.nlmsg_len)
     collector.messages.append(NetlinkMessage(bytes: Array(UnsafeRawBufferPointer(start: header, count: length))))
     return MNL_CB_OK

@@ -53,7 +53,21 @@ extension NetlinkSocket {
 
     /// The unicast routes of the main table for `family`.
     public func routes(family: IPAddress.Family) throws(SystemCallError) -> [Route] {
-        try request("dump routes", type: Int(RTM_GETROUTE), flags: NLM_F_DUMP) { message in
+        try routes(family: family) { _ in true }
+    }
+
+    /// The default routes of the main table for `family`. The dump still walks every route (the
+    /// kernel cannot filter on the prefix length), but only defaults are copied and parsed: a
+    /// node with one host route per pod does not make each ADD slower.
+    public func defaultRoutes(family: IPAddress.Family) throws(SystemCallError) -> [Route] {
+        try routes(family: family) { $0.rtm_dst_len == 0 }
+    }
+
+    private func routes(family: IPAddress.Family, where keep: @escaping (rtmsg) -> Bool) throws(SystemCallError) -> [Route] {
+        try request("dump routes", type: Int(RTM_GETROUTE), flags: NLM_F_DUMP, keeping: { message in
+            message.pointee.nlmsg_type != UInt16(RTM_NEWROUTE)
+                || keep(mnl_nlmsg_get_payload(message)!.loadUnaligned(as: rtmsg.self))
+        }) { message in
             message.family(rtmsg.self) { $0.rtm_family = UInt8(family.addressFamily) }
         }.compactMap { message in
             message.withContents(rtmsg.self) { header, attributes -> Route? in

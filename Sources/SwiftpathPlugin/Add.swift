@@ -93,7 +93,7 @@ extension Plugin {
         do {
             var links: [Link] = []
             for family in [IPAddress.Family.v4, .v6] {
-                for route in try netlink.routes(family: family) where route.destination.length == 0 {
+                for route in try netlink.defaultRoutes(family: family) {
                     guard let index = route.outputIndex, !links.contains(where: { $0.index == index }),
                           let link = try netlink.link(index: index) else { continue }
                     links.append(link)
