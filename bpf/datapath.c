@@ -253,3 +253,25 @@ int sock_getpeername4(struct bpf_sock_addr *ctx) { return show_service4(ctx); }
 
 SEC("cgroup/getpeername6")
 int sock_getpeername6(struct bpf_sock_addr *ctx) { return show_service6(ctx); }
+
+/* A socket closes: forget what its connect translated. Its peer is the backend it was connected
+ * to; unconnected sockets have none, their datagram entries age out of the LRU. */
+SEC("cgroup/sock_release")
+int sock_release(struct bpf_sock *sk)
+{
+	struct sp_backend peer;
+
+	if (!sk->dst_port)
+		return 1;
+	if (sk->family == AF_INET) {
+		backend_v4(&peer, sk->dst_ip4, sk->dst_port);
+	} else if (sk->family == AF_INET6) {
+		__u32 addr[4] = { sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3] };
+
+		backend_v6(&peer, addr, sk->dst_port);
+	} else {
+		return 1;
+	}
+	forget(bpf_get_socket_cookie(sk), &peer);
+	return 1;
+}

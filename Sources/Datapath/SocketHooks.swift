@@ -16,6 +16,7 @@ extension Datapath {
         ("sock_sendmsg4", BPF_CGROUP_UDP4_SENDMSG), ("sock_sendmsg6", BPF_CGROUP_UDP6_SENDMSG),
         ("sock_recvmsg4", BPF_CGROUP_UDP4_RECVMSG), ("sock_recvmsg6", BPF_CGROUP_UDP6_RECVMSG),
         ("sock_getpeername4", BPF_CGROUP_INET4_GETPEERNAME), ("sock_getpeername6", BPF_CGROUP_INET6_GETPEERNAME),
+        ("sock_release", BPF_CGROUP_INET_SOCK_RELEASE),
     ]
 
     /// Makes sure every socket hook is attached to `cgroup` (a cgroup v2 directory). Cheap when they

@@ -28,7 +28,7 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         _ = try cluster.one.add("ctr-a", pod: a)
         let target = try XCTUnwrap(cluster.two.add("ctr-c", pod: c).podAddresses.first)
         let before = try links(cluster.one)
-        XCTAssertEqual(before.count, 10, "one pod link, one uplink link, eight socket hook links: \(before)")
+        XCTAssertEqual(before.count, 11, "one pod link, one uplink link, nine socket hook links: \(before)")
 
         // 400 pings 5 ms apart across the nodes; the upgrade lands in the middle of them.
         let ping = Process()
@@ -168,11 +168,11 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         }
         XCTAssertEqual(try entries("sp_endpoints4"), 1)
         XCTAssertEqual(try entries("sp_endpoints6"), 1)
-        XCTAssertEqual(try links(node).count, 1 + 8, "the pod's link and the node's socket hooks")
+        XCTAssertEqual(try links(node).count, 1 + 9, "the pod's link and the node's socket hooks")
         XCTAssertEqual(try node.cni("DEL", containerID: "ctr-del", netns: pod, config: node.config()).status, 0)
         XCTAssertEqual(try entries("sp_endpoints4"), 0)
         XCTAssertEqual(try entries("sp_endpoints6"), 0)
-        XCTAssertEqual(try links(node).count, 8, "the node's socket hooks stay; the pod's link is gone")
+        XCTAssertEqual(try links(node).count, 9, "the node's socket hooks stay; the pod's link is gone")
         XCTAssertEqual(try entries("sp_counters"), 0, "the endpoint's counters went with it")
     }
 

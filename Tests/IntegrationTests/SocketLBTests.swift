@@ -40,6 +40,27 @@ final class SocketLBTests: XCTestCase {
         return result.stdout
     }
 
+    /// How many sockets the LB remembers translating.
+    private func translations() throws -> Int {
+        let dump = try shell(["bpftool", "-j", "map", "dump", "pinned", node.storeRoot + "/datapath/sp_translations"])
+        return (try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [Any])?.count ?? -1
+    }
+
+    /// A socket's translation lives as long as the socket: 300 short connections on each family
+    /// leave none behind, so they cannot push long-lived sockets out of the map.
+    func testClosedSocketsLeaveNoTranslation() throws {
+        try cli("service", "set", "10.96.0.11:80/tcp", backends[0].v4 + ":8080", backends[1].v4 + ":8080")
+        try cli("service", "set", "[fd00:96::11]:80/tcp", "[\(backends[0].v6)]:8080")
+        try cli("service", "set", "10.96.0.11:53/udp", backends[2].v4 + ":8080")
+        XCTAssertEqual(try ask("spread", "10.96.0.11", "80", "300")["errors"] as? Int, 0)
+        XCTAssertEqual(try ask("spread", "fd00:96::11", "80", "300")["errors"] as? Int, 0)
+        XCTAssertEqual(try ask("peer", "tcp", "10.96.0.11", "80")["peer"] as? [AnyHashable], ["10.96.0.11", 80])
+        XCTAssertEqual(try translations(), 0, "every closed TCP socket took its translation along")
+        // An unconnected UDP socket's datagrams name no peer a close could find: LRU entries.
+        _ = try ask("peer", "udp", "10.96.0.11", "53")
+        XCTAssertEqual(try translations(), 1)
+    }
+
     func testConnectsSpreadOverBackendsOnBothFamilies() throws {
         try cli("service", "set", "10.96.0.10:80/tcp", backends[0].v4 + ":8080", backends[1].v4 + ":8080", backends[2].v4 + ":8080")
         let spread = try ask("spread", "10.96.0.10", "80", "300")

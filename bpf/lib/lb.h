@@ -45,9 +45,11 @@ static __always_inline int skip_netns(__u64 netns_cookie)
 	return config && (config->flags & SP_LB_SKIP_HOST_NETNS) && config->host_netns_cookie == netns_cookie;
 }
 
-/* Socket and backend -> service, for every socket the hooks translated. LRU maps are allocated up
- * front, so their sizes are the node's memory: past 65,536 live translated sockets the oldest
- * entries go (their replies then show the backend, and a sweep no longer finds them). */
+/* Socket and backend -> service, for every socket the hooks translated; a connected socket's entry
+ * goes when it closes (sock_release). LRU maps are allocated up front, so their sizes are the
+ * node's memory: past 65,536 live translated sockets (or unconnected UDP destinations, which no
+ * close can name) the oldest entries go (their replies then show the backend, and a sweep no
+ * longer finds them). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct sp_translation_key);
@@ -96,6 +98,16 @@ static __always_inline void remember(__u64 cookie, const struct sp_service_key *
 	struct sp_translation value = { .service = *service };
 
 	bpf_map_update_elem(&sp_translations, &key, &value, BPF_ANY);
+}
+
+/* A translated socket is closing: its entry goes with it, so the map holds the node's live
+ * sockets rather than its history (a churn of short connections would otherwise evict the entries
+ * of long-lived ones, which then show the backend and escape a termination sweep). */
+static __always_inline void forget(__u64 cookie, const struct sp_backend *peer)
+{
+	struct sp_translation_key key = { .cookie = cookie, .backend = *peer };
+
+	bpf_map_delete_elem(&sp_translations, &key);
 }
 
 /* The service a socket's peer stands for, if the hooks translated it. */
