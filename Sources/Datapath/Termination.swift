@@ -15,11 +15,11 @@ extension Datapath {
     /// caller's netns and in every netns of `namespaces` (the pods'), with bpf_sock_destroy() run
     /// from socket iterators. Sockets to other backends, and sockets the LB did not translate, are
     /// left alone. Returns how many sockets were terminated.
-    public func terminate(departures: [(service: Service, backend: Backend)], namespaces: [String],
-                          object: BPFObject = .terminate) throws(StoreError) -> Int {
+    public func terminate(departures: [(service: Service, backend: Backend)], namespaces: [String]) throws(StoreError) -> Int {
         guard !departures.isEmpty else { return 0 }
         // Loaded for this sweep only (see bpf/terminate.c): it shares the LB's pinned maps, and
         // its departures and count maps are its own, gone with it.
+        let object = BPFObject.terminate
         let loaded = try BPFObjectLoader.load(name: object.name, bytes: object.bytes, mapFolder: folder, pinning: .guest)
         let departuresMap = try Self.privateMap(loaded, Layouts.departures)
         let terminated = try Self.privateMap(loaded, Layouts.terminated)
