@@ -69,18 +69,40 @@ extension NetlinkSocket {
                 || keep(mnl_nlmsg_get_payload(message)!.loadUnaligned(as: rtmsg.self))
         }) { message in
             message.family(rtmsg.self) { $0.rtm_family = UInt8(family.addressFamily) }
-        }.compactMap { message in
-            message.withContents(rtmsg.self) { header, attributes -> Route? in
-                let table = attributes.u32(Int(RTA_TABLE.rawValue)) ?? UInt32(header.rtm_table)
-                guard table == RT_TABLE_MAIN.rawValue, header.rtm_type == UInt8(RTN_UNICAST) else { return nil }
-                let destination = attributes.bytes(Int(RTA_DST.rawValue)).flatMap { IPAddress(bytes: $0) }
-                    ?? IPAddress(family: family, value: 0)
-                guard let prefix = IPPrefix(address: destination, length: Int(header.rtm_dst_len)) else { return nil }
-                return Route(destination: prefix,
-                             gateway: attributes.bytes(Int(RTA_GATEWAY.rawValue)).flatMap { IPAddress(bytes: $0) },
-                             outputIndex: attributes.u32(Int(RTA_OIF.rawValue)).map { Int32(bitPattern: $0) },
-                             onLink: header.rtm_flags & UInt32(RTNH_F_ONLINK) != 0)
+        }.compactMap { Self.mainTableRoute($0, family: family) }
+    }
+
+    /// The route the kernel picks for `address` (RTM_F_FIB_MATCH: the FIB entry itself, prefix and
+    /// all), or nil when nothing of the main table routes it. One lookup, however many routes the
+    /// node holds.
+    public func route(to address: IPAddress) throws(SystemCallError) -> Route? {
+        let replies: [NetlinkMessage]
+        do {
+            replies = try request("look up the route to \(address)", type: Int(RTM_GETROUTE), flags: 0) { message in
+                message.family(rtmsg.self) {
+                    $0.rtm_family = UInt8(address.family.addressFamily)
+                    $0.rtm_dst_len = UInt8(address.family == .v4 ? 32 : 128)
+                    $0.rtm_flags = UInt32(RTM_F_FIB_MATCH)
+                }
+                message.put(Int(RTA_DST.rawValue), address.bytes)
             }
+        } catch where error.errno == .networkUnreachable || error.errno == .noRouteToHost {
+            return nil
+        }
+        return replies.first.flatMap { Self.mainTableRoute($0, family: address.family) }
+    }
+
+    private static func mainTableRoute(_ message: NetlinkMessage, family: IPAddress.Family) -> Route? {
+        message.withContents(rtmsg.self) { header, attributes -> Route? in
+            let table = attributes.u32(Int(RTA_TABLE.rawValue)) ?? UInt32(header.rtm_table)
+            guard table == RT_TABLE_MAIN.rawValue, header.rtm_type == UInt8(RTN_UNICAST) else { return nil }
+            let destination = attributes.bytes(Int(RTA_DST.rawValue)).flatMap { IPAddress(bytes: $0) }
+                ?? IPAddress(family: family, value: 0)
+            guard let prefix = IPPrefix(address: destination, length: Int(header.rtm_dst_len)) else { return nil }
+            return Route(destination: prefix,
+                         gateway: attributes.bytes(Int(RTA_GATEWAY.rawValue)).flatMap { IPAddress(bytes: $0) },
+                         outputIndex: attributes.u32(Int(RTA_OIF.rawValue)).map { Int32(bitPattern: $0) },
+                         onLink: header.rtm_flags & UInt32(RTNH_F_ONLINK) != 0)
         }
     }
 }

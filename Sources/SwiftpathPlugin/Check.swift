@@ -76,12 +76,12 @@ extension Plugin {
                 throw drift("host interface \(record.hostName) is missing")
             }
             guard link.isUp else { throw drift("host interface \(record.hostName) is down") }
-            let families = Set(record.addresses.map(\.family))
-            var routes: [Route] = []
-            for family in families.sorted(by: { $0.rawValue < $1.rawValue }) { routes += try netlink.routes(family: family) }
+            // One FIB lookup per address: a dump would grow with every pod of the node.
             for address in record.addresses {
-                let found = routes.contains { $0.destination == address && $0.outputIndex == link.index && $0.gateway == nil }
-                if !found { throw drift("host route \(address) dev \(record.hostName) is missing") }
+                let route = try netlink.route(to: address.address)
+                guard let route, route.destination == address, route.outputIndex == link.index, route.gateway == nil else {
+                    throw drift("host route \(address) dev \(record.hostName) is missing")
+                }
             }
         } catch let error as SystemCallError {
             throw CNIError(netlink: error)

@@ -25,6 +25,22 @@ final class LifecycleTests: XCTestCase {
         }
     }
 
+    /// The node's side too: CHECK looks each pod address up in the FIB and finds its host route gone.
+    func testCheckFindsARemovedHostRoute() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("chkh")
+        let result = try node.add("ctr-chkh", pod: pod)
+        var config = node.config()
+        config["prevResult"] = result
+        XCTAssertEqual(try node.cni("CHECK", containerID: "ctr-chkh", netns: pod, config: config).status, 0)
+
+        let v6 = try XCTUnwrap(result.podAddresses.last)
+        XCTAssertEqual(try runProcess(["ip", "-n", node.netns, "-6", "route", "del", v6 + "/128"]).status, 0)
+        let failing = try node.cni("CHECK", containerID: "ctr-chkh", netns: pod, config: config)
+        XCTAssertEqual(failing.errorCode, 105)
+        XCTAssertTrue(failing.errorMessage.contains("host route \(v6)/128"), failing.errorMessage)
+    }
+
     func testCheckOfUnknownContainerIsCode3() throws {
         let node = try TestNode(self)
         let pod = try node.makePod("unk")
