@@ -77,7 +77,8 @@ mib = lambda value: value / 1048576
 print(f"- Peak RSS of one plugin run: {cni['peak_rss_kib'] / 1024:.1f} MiB (the first ADD, which loads the datapath, "
       f"included); {cni['peak_rss_kib_by_contender']['swiftpath-hostlocal'] / 1024:.1f} MiB for a run that delegates "
       "to host-local, its child counted.")
-print(f"- Pinned maps (`bytes_memlock` from bpftool): {mib(cni['map_memory_bytes']['endpoints']):.1f} MiB with "
+print(f"- Pinned maps (`bytes_memlock` from bpftool: an upper bound for the maps allocated on demand, the real "
+      f"size of the preallocated LRU maps): {mib(cni['map_memory_bytes']['endpoints']):.1f} MiB with "
       f"{cni['pods'] * 3} endpoints, {mib(cni['map_memory_bytes']['with_10000_services']):.1f} MiB with 10,000 "
       "services as well.")
 print("- Programs:\n")
