@@ -12,8 +12,9 @@ extension Plugin {
         let record = try storeCall { () throws(StoreError) in
             try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
         }
-        // The veth goes first: its link is then already defunct when unpinned, which spares the
-        // RCU grace period a live tcx detach waits for (under the RTNL lock).
+        // The veth goes first, so the pod's traffic stops before its map entries go. tcx waits for
+        // one RCU grace period either way: in the device's teardown here (tcx_uninstall), and the
+        // link, defunct by then, unpins without another.
         try removeVeth(host, record: record, of: attachment)
         try detachFromDatapath(try existingDatapath(store), record: record, hostName: record?.hostName ?? hostInterfaceName)
         try ipam.release(for: attachment, addresses: record?.addresses.map(\.address))
