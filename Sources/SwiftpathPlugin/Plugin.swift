@@ -21,7 +21,7 @@ public struct Plugin {
         var log = Log(file: nil, prefix: "")
         do throws(CNIError) {
             let cni = try CNIEnvironment(environment)
-            if cni.command == .version { return (versionAnswer(stdin), 0) }
+            if cni.command == .version { return (versionAnswer(asked: requested), 0) }
             let config = try NetworkConfig(parsing: stdin)
             let settings = try PluginSettings(parsing: stdin)
             log = Log(file: settings.logFile, prefix: "\(cni.command.rawValue) \(cni.containerID)/\(cni.ifname): ")
@@ -49,7 +49,7 @@ public struct Plugin {
             try requireVersion(.v1_1_0)
             try status()
         case .version:
-            return Self.versionAnswer(config.raw)
+            return Self.versionAnswer(asked: config.cniVersion)
         }
         return []
     }
@@ -62,10 +62,11 @@ public struct Plugin {
         }
     }
 
-    static func versionAnswer(_ stdin: [UInt8]) -> [UInt8] {
+    /// VERSION's answer, in the version the config asked for (the newest when it named none we know).
+    static func versionAnswer(asked: CNIVersion?) -> [UInt8] {
         struct Answer: Encodable { var cniVersion: String; var supportedVersions: [String] }
-        let asked = NetworkConfig.requestedVersion(in: stdin).flatMap(CNIVersion.init(rawValue:)) ?? .latest
-        return JSONCoding.encode(Answer(cniVersion: asked.rawValue, supportedVersions: CNIVersion.allCases.map(\.rawValue)))
+        let version = asked ?? .latest
+        return JSONCoding.encode(Answer(cniVersion: version.rawValue, supportedVersions: CNIVersion.allCases.map(\.rawValue)))
     }
 
     // MARK: - Shared pieces of the verbs
