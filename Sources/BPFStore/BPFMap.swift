@@ -20,6 +20,12 @@ public final class BPFMap {
         public let valueSize: Int
         public let maxEntries: Int
 
+        /// Why a map with these sizes cannot be read as this layout, or nil when it can.
+        func mismatch(keySize: Int, valueSize: Int, of what: String) -> StoreError? {
+            guard keySize != self.keySize || valueSize != self.valueSize else { return nil }
+            return StoreError("\(what) has key/value sizes \(keySize)/\(valueSize), this swiftpath expects \(self.keySize)/\(self.valueSize)")
+        }
+
         public init(name: String, type: bpf_map_type, keySize: Int, valueSize: Int, maxEntries: Int) {
             self.name = name
             self.type = type
@@ -34,6 +40,12 @@ public final class BPFMap {
         self.descriptor = descriptor
         self.keySize = layout.keySize
         self.valueSize = layout.valueSize
+    }
+
+    /// This map, checked against `layout` as `open(at:_:)` checks a pin.
+    func checked(_ layout: Layout) throws(StoreError) -> BPFMap {
+        if let mismatch = layout.mismatch(keySize: keySize, valueSize: valueSize, of: "map \(path)") { throw mismatch }
+        return self
     }
 
     /// A map no pin names, held by its descriptor alone (a guest object's own map).
@@ -73,10 +85,9 @@ public final class BPFMap {
             try? descriptor.close()
             throw StoreError("inspect pinned map \(path)", Errno(rawValue: -status))
         }
-        guard info.key_size == layout.keySize, info.value_size == layout.valueSize else {
+        if let mismatch = layout.mismatch(keySize: Int(info.key_size), valueSize: Int(info.value_size), of: "pinned map \(path)") {
             try? descriptor.close()
-            throw StoreError("pinned map \(path) has key/value sizes \(info.key_size)/\(info.value_size), "
-                             + "this swiftpath expects \(layout.keySize)/\(layout.valueSize)")
+            throw mismatch
         }
         return BPFMap(path: path, descriptor: descriptor, layout: layout)
     }

@@ -24,6 +24,12 @@ public struct BPFObjectLoader {
         public let replacedMaps: [String]
         /// A guest's own maps, by name.
         public let privateMaps: [String: BPFMap]
+
+        /// The guest's own map named by `layout`, checked against it.
+        public func privateMap(_ layout: BPFMap.Layout) throws(StoreError) -> BPFMap {
+            guard let map = privateMaps[layout.name] else { throw StoreError("the BPF object has no map \(layout.name) of its own") }
+            return try map.checked(layout)
+        }
     }
 
     public static func load(name: String, bytes: [UInt8], mapFolder: String,

@@ -21,8 +21,8 @@ extension Datapath {
         // its departures and count maps are its own, gone with it.
         let object = BPFObject.terminate
         let loaded = try BPFObjectLoader.load(name: object.name, bytes: object.bytes, mapFolder: folder, pinning: .guest)
-        let departuresMap = try Self.privateMap(loaded, Layouts.departures)
-        let terminated = try Self.privateMap(loaded, Layouts.terminated)
+        let departuresMap = try loaded.privateMap(Layouts.departures)
+        let terminated = try loaded.privateMap(Layouts.terminated)
         for departure in departures {
             try departuresMap.upsert(sp_departure(service: serviceKey(departure.service), backend: backendValue(departure.backend)), UInt8(1))
         }
@@ -42,13 +42,6 @@ extension Datapath {
             }
         }
         return Int(try terminated.lookup(UInt32(0), as: UInt64.self) ?? 0)
-    }
-
-    private static func privateMap(_ loaded: BPFObjectLoader.Loaded, _ layout: BPFMap.Layout) throws(StoreError) -> BPFMap {
-        guard let map = loaded.privateMaps[layout.name], map.keySize == layout.keySize, map.valueSize == layout.valueSize else {
-            throw StoreError("the termination object has no map \(layout.name) of the expected sizes")
-        }
-        return map
     }
 
     private func sweep(_ links: [BPFLink]) throws(StoreError) {
