@@ -60,43 +60,36 @@ conf_swiftpath_hostlocal > "$work/swiftpath-hostlocal.json"
 conf_swiftpath_tc > "$work/swiftpath-tc.json"
 conf_ptp > "$work/ptp.json"
 
-# One timed call, run inside the node netns by the driver below; prints milliseconds.
-cat > "$work/driver.sh" <<'DRIVER'
-#!/usr/bin/env bash
-set -euo pipefail
-now() { date +%s%N; }
-contender=$1 verb=$2 pod=$3 binary=$4 config=$5
-if [ "$contender" = kernel ]; then
-  t0=$(now)
-  n=${pod##*-}
-  if [ "$verb" = ADD ]; then ip link add "kb$n" type veth peer name "kp$n"; else ip link del "kb$n"; fi
-  t1=$(now)
-else
-  t0=$(now)
-  CNI_COMMAND=$verb CNI_CONTAINERID="c$pod" CNI_NETNS="/run/netns/$pod" CNI_IFNAME=eth0 \
-    CNI_PATH="$CNI_REF" "$binary" < "$config" > /dev/null
-  t1=$(now)
-fi
-echo $(( (t1 - t0) / 1000 ))
-DRIVER
-chmod +x "$work/driver.sh"
+# Every call runs under bench/tools/run_timed (as in the accumulation run), inside the node netns;
+# it reports microseconds.
+cc=$(command -v clang || command -v cc)
+"$cc" -O2 -o "$work/run_timed" "$here/bench/tools/run_timed.c"
+timed() {  # CONTENDER VERB POD -> microseconds
+  local contender=$1 verb=$2 pod=$3 n=${3##*-}
+  if [ "$contender" = kernel ]; then
+    if [ "$verb" = ADD ]; then set -- ip link add "kb$n" type veth peer name "kp$n"; else set -- ip link del "kb$n"; fi
+    nsenter --net="/run/netns/$node" "$work/run_timed" "$@" 2>&1 >/dev/null
+  else
+    CNI_COMMAND=$verb CNI_CONTAINERID="c$pod" CNI_NETNS="/run/netns/$pod" CNI_IFNAME=eth0 CNI_PATH="$ref" \
+      nsenter --net="/run/netns/$node" "$work/run_timed" "$(binary_of "$contender")" < "$work/$contender.json" 2>&1 >/dev/null
+  fi | awk '$3 != 0 { exit 1 } { print $1 }'
+}
 
 contenders=(swiftpath-builtin swiftpath-hostlocal swiftpath-tc ptp kernel)
 binary_of() { case $1 in swiftpath-*) echo "$plugin";; ptp) echo "$ref/ptp";; *) echo -;; esac; }
-config_of() { case $1 in kernel) echo -;; *) echo "$work/$1.json";; esac; }
 
 for c in "${contenders[@]}"; do : > "$work/$c.ADD"; : > "$work/$c.DEL"; done
 for round in $(seq 1 "$rounds"); do
   for c in "${contenders[@]}"; do
     pod="$id-$c-$round"
     [ "$c" = kernel ] || ip netns add "$pod"
-    CNI_REF=$ref nsenter --net="/run/netns/$node" "$work/driver.sh" "$c" ADD "$pod" "$(binary_of "$c")" "$(config_of "$c")" >> "$work/$c.ADD"
+    timed "$c" ADD "$pod" >> "$work/$c.ADD"
   done
 done
 for round in $(seq 1 "$rounds"); do
   for c in "${contenders[@]}"; do
     pod="$id-$c-$round"
-    CNI_REF=$ref nsenter --net="/run/netns/$node" "$work/driver.sh" "$c" DEL "$pod" "$(binary_of "$c")" "$(config_of "$c")" >> "$work/$c.DEL"
+    timed "$c" DEL "$pod" >> "$work/$c.DEL"
   done
 done
 
