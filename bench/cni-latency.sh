@@ -10,10 +10,7 @@
 #   bench/cni-latency.sh [ROUNDS]        (default 30; needs root, a built swiftpath)
 set -euo pipefail
 rounds=${1:-30}
-here=$(cd "$(dirname "$0")/.." && pwd)
-plugin=${SWIFTPATH_BIN:-$here/.build/release/swiftpath}
-ref=${CNI_REFERENCE_PATH:-/usr/lib/cni}
-[ -x "$plugin" ] || { echo "build first: swift build -c release --static-swift-stdlib" >&2; exit 1; }
+source "$(dirname "$0")/common.sh"
 [ -x "$ref/ptp" ] && [ -x "$ref/host-local" ] || { echo "needs containernetworking-plugins in $ref" >&2; exit 1; }
 
 id="spb$$"
@@ -21,7 +18,7 @@ node="$id-node"
 work=$(mktemp -d "/tmp/$id.XXXX")
 store="/sys/fs/bpf/$id"
 # The socket hooks go on a cgroup of the benchmark's own, never on the host's root.
-cgroup="$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)/$id"
+cgroup="$cgroot/$id"
 mkdir "$cgroup"
 cleanup() {
   rmdir "$cgroup" 2>/dev/null || true
@@ -62,8 +59,7 @@ conf_ptp > "$work/ptp.json"
 
 # Every call runs under bench/tools/run_timed (as in the accumulation run), inside the node netns;
 # it reports microseconds.
-cc=$(command -v clang || command -v cc)
-"$cc" -O2 -o "$work/run_timed" "$here/bench/tools/run_timed.c"
+build_tool run_timed "$work"
 timed() {  # CONTENDER VERB POD -> microseconds
   local contender=$1 verb=$2 pod=$3 n=${3##*-}
   if [ "$contender" = kernel ]; then

@@ -13,9 +13,7 @@ set -euo pipefail
 quick=${1:-}
 rounds=5; seconds=5
 [ "$quick" = "--quick" ] && { rounds=2; seconds=1; }
-here=$(cd "$(dirname "$0")/.." && pwd)
-plugin=${SWIFTPATH_BIN:-$here/.build/release/swiftpath}
-ref=${CNI_REFERENCE_PATH:-/usr/lib/cni}
+source "$(dirname "$0")/common.sh"
 for tool in iperf3 sockperf ethtool nsenter python3; do
   command -v $tool >/dev/null || { echo "needs $tool (apt-get install iperf3 sockperf ethtool)" >&2; exit 1; }
 done

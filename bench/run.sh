@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 bash scripts/setup.sh
 swift build -c release --static-swift-stdlib 2>&1 | tail -1
-plugin="$here/.build/release/swiftpath"
+source bench/common.sh
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p bench/results
 out="bench/results/$stamp"
@@ -25,7 +25,7 @@ echo "== socket LB"; BENCH_JSON="$out-socket-lb.json" bash bench/socket-lb.sh $q
 echo "== CNI latency as $pods pods accumulate, and cost"
 id="spr$$"
 work=$(mktemp -d "/tmp/$id.XXXX")
-cgroup="$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)/$id"
+cgroup="$cgroot/$id"
 cleanup() {
   for ns in $(ip netns list | awk '{print $1}' | grep "^$(basename "$work" | cut -c1-8)-\|^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "/sys/fs/bpf/$id" "$work"
@@ -33,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir "$cgroup"
-"$(command -v clang || command -v cc)" -O2 -o "$work/run_timed" bench/tools/run_timed.c
+build_tool run_timed "$work"
 ip netns add "$id-node"; ip -n "$id-node" link set lo up
 nsenter --net="/run/netns/$id-node" python3 bench/cni_scale.py "$pods" "$work" "$plugin" /usr/lib/cni "/sys/fs/bpf/$id" "$cgroup" \
   "$work/run_timed" > "$out-cni.json"

@@ -10,12 +10,7 @@ set -euo pipefail
 quick=${1:-}
 rounds=8; ms=2000
 [ "$quick" = "--quick" ] && { rounds=2; ms=400; }
-here=$(cd "$(dirname "$0")/.." && pwd)
-plugin=${SWIFTPATH_BIN:-$here/.build/release/swiftpath}
-ref=${CNI_REFERENCE_PATH:-/usr/lib/cni}
-[ -x "$plugin" ] || { echo "build first: swift build -c release --static-swift-stdlib" >&2; exit 1; }
-cc=$(command -v clang || command -v cc)
-cgroot=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)
+source "$(dirname "$0")/common.sh"
 
 id="spl$$"
 work=$(mktemp -d "/tmp/$id.XXXX")
@@ -29,7 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$cc" -O2 -o "$work/connect_rate" "$here/bench/tools/connect_rate.c"
+build_tool connect_rate "$work"
 mkdir -p "$cgroot/$id/hooked" "$cgroot/$id/plain"
 ip netns add "$id-node"; ip -n "$id-node" link set lo up
 cat > "$work/conf.json" <<JSON
