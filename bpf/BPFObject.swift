@@ -6,11 +6,17 @@ public struct BPFObject: Sendable {
     public let name: String
     /// FNV-1a of the object's bytes: two builds with the same hash are the same datapath.
     public let hash: UInt64
+    /// The maps the object declares, by name (read from its symbol table at build time).
+    public let maps: [String]
+    /// Its programs, by function name.
+    public let programs: [String]
     private let base64: StaticString
 
-    public init(name: String, hash: UInt64, base64: StaticString) {
+    public init(name: String, hash: UInt64, maps: [String], programs: [String], base64: StaticString) {
         self.name = name
         self.hash = hash
+        self.maps = maps
+        self.programs = programs
         self.base64 = base64
     }
 

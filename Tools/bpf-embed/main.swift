@@ -30,6 +30,7 @@ compile.waitUntilExit()
 guard compile.terminationStatus == 0 else { exit(compile.terminationStatus) }
 
 let bytes = try Data(contentsOf: URL(fileURLWithPath: object))
+let symbols = try ELFSymbols(Array(bytes))
 var hash: UInt64 = 0xcbf2_9ce4_8422_2325
 for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
 let identifier = name.replacingOccurrences(of: "-", with: "_")
@@ -39,6 +40,8 @@ let swift = """
 extension BPFObject {
     public static let \(identifier) = BPFObject(
         name: "\(name)", hash: 0x\(String(hash, radix: 16)),
+        maps: [\(symbols.maps.map { "\"\($0)\"" }.joined(separator: ", "))],
+        programs: [\(symbols.programs.map { "\"\($0)\"" }.joined(separator: ", "))],
         base64: "\(bytes.base64EncodedString())")
 }
 
