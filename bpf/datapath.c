@@ -8,6 +8,7 @@
 #include "endpoints.h"
 #include "fib.h"
 #include "masquerade.h"
+#include "addresses.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -29,6 +30,9 @@ int pod_egress(struct __sk_buff *skb)
 
 	if (verdict != SP_PARSED)
 		return verdict;
+	verdict = addressed_to_device(&pkt);
+	if (verdict != SP_PARSED)
+		return verdict;
 
 	if (pkt.ip4) {
 		struct iphdr *ip = pkt.ip4;
@@ -36,6 +40,8 @@ int pod_egress(struct __sk_buff *skb)
 
 		if (spoofed)
 			return drop(&pkt, spoofed);
+		if (ip4_is_special(ip->daddr))
+			return to_stack(&pkt, SP_STACK_NOT_UNICAST);
 		if (ip->ttl <= 1)
 			return to_stack(&pkt, SP_STACK_TTL);
 		struct sp_endpoint *dst = endpoint4(ip->daddr);
@@ -47,10 +53,17 @@ int pod_egress(struct __sk_buff *skb)
 			return to_stack(&pkt, SP_STACK_MASQUERADE);
 	} else {
 		struct ipv6hdr *ip6 = pkt.ip6;
+
+		/* Never true after parse(); the verifier, which may explore the IPv4 pointer as null,
+		 * needs to see this one tested. */
+		if (!ip6)
+			return drop(&pkt, SP_DROP_MALFORMED);
 		int spoofed = source_is_endpoint(&pkt, endpoint6(&ip6->saddr));
 
 		if (spoofed)
 			return drop(&pkt, spoofed);
+		if (ip6_is_special(&ip6->daddr))
+			return to_stack(&pkt, SP_STACK_NOT_UNICAST);
 		if (ip6->hop_limit <= 1)
 			return to_stack(&pkt, SP_STACK_TTL);
 		struct sp_endpoint *dst = endpoint6(&ip6->daddr);
@@ -97,14 +110,27 @@ int uplink_ingress(struct __sk_buff *skb)
 
 	if (verdict != SP_PARSED)
 		return verdict;
+	verdict = addressed_to_device(&pkt);
+	if (verdict != SP_PARSED)
+		return verdict;
 	if (pkt.ip4) {
+		if (ip4_is_martian_source(pkt.ip4->saddr))
+			return drop(&pkt, SP_DROP_MARTIAN_SOURCE);
+		if (ip4_is_special(pkt.ip4->daddr))
+			return to_stack(&pkt, SP_STACK_NOT_UNICAST);
 		if (pkt.ip4->ttl <= 1)
 			return to_stack(&pkt, SP_STACK_TTL);
 		ip4_decrease_ttl(pkt.ip4);
-	} else {
+	} else if (pkt.ip6) {
+		if (ip6_is_martian_source(&pkt.ip6->saddr))
+			return drop(&pkt, SP_DROP_MARTIAN_SOURCE);
+		if (ip6_is_special(&pkt.ip6->daddr))
+			return to_stack(&pkt, SP_STACK_NOT_UNICAST);
 		if (pkt.ip6->hop_limit <= 1)
 			return to_stack(&pkt, SP_STACK_TTL);
 		pkt.ip6->hop_limit--;
+	} else {
+		return drop(&pkt, SP_DROP_MALFORMED);	/* never: parse() set one of them */
 	}
 	return deliver_local(&pkt, dst);
 }

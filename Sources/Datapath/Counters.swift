@@ -19,6 +19,9 @@ public enum PacketPath: UInt32, CaseIterable, Sendable {
     case dropSpoofedSource
     case dropSpoofedMAC
     case dropMalformed
+    case stackNotUnicast
+    case dropOtherHost
+    case dropMartianSource
 
     public var name: String {
         switch self {
@@ -38,6 +41,9 @@ public enum PacketPath: UInt32, CaseIterable, Sendable {
         case .dropSpoofedSource: "drop_spoofed_source"
         case .dropSpoofedMAC: "drop_spoofed_mac"
         case .dropMalformed: "drop_malformed"
+        case .stackNotUnicast: "stack_not_unicast"
+        case .dropOtherHost: "drop_other_host"
+        case .dropMartianSource: "drop_martian_source"
         }
     }
 }

@@ -12,6 +12,7 @@ final class ABITests: XCTestCase {
             (.stackFragment, SP_STACK_FRAGMENT), (.stackIPv6Extension, SP_STACK_IPV6_EXTENSION), (.stackFIBOther, SP_STACK_FIB_OTHER),
             (.stackNotEndpoint, SP_STACK_NOT_ENDPOINT), (.dropSpoofedSource, SP_DROP_SPOOFED_SOURCE),
             (.dropSpoofedMAC, SP_DROP_SPOOFED_MAC), (.dropMalformed, SP_DROP_MALFORMED),
+            (.stackNotUnicast, SP_STACK_NOT_UNICAST), (.dropOtherHost, SP_DROP_OTHER_HOST), (.dropMartianSource, SP_DROP_MARTIAN_SOURCE),
         ]
         XCTAssertEqual(c.count, PacketPath.allCases.count)
         XCTAssertEqual(PacketPath.allCases.count, Int(SP_PATH_MAX.rawValue) - 1)

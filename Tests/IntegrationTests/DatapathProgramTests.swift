@@ -16,9 +16,26 @@ final class DatapathProgramTests: XCTestCase {
     private let a4: [UInt8] = [10, 50, 0, 2], b4: [UInt8] = [10, 50, 0, 3]
     private let a6 = IPAddress("fd00:50::2")!.bytes, b6 = IPAddress("fd00:50::3")!.bytes
 
-    func testProgramsOnCraftedPackets() throws {
+    /// A node netns with a route, a neighbour and a blackhole; pod A on in0 (whose MAC is hostA),
+    /// pod B behind a device that does not exist; the two programs, run as if on in0.
+    private struct Fixture {
+        let node: TestNode
+        let datapath: Datapath
+        let in0: Int32
+        let outMAC: String
+        let run: (BPFProgram, [UInt8]) throws -> (verdict: Int32, packet: [UInt8])
+        let podProgram: BPFProgram
+        let uplinkProgram: BPFProgram
+
+        func counted() throws -> [PacketPath: UInt64] {
+            Dictionary(grouping: try datapath.counters().filter { $0.ifindex == in0 }, by: \.path).mapValues { $0.reduce(0) { $0 + $1.packets } }
+        }
+    }
+
+    private func fixture() throws -> Fixture {
         let node = try TestNode(self)
-        try node.exec("ip", "link", "add", "in0", "type", "veth", "peer", "name", "out0")
+        // in0 carries hostA, as a pod's host end carries the MAC its pod sends to.
+        try node.exec("ip", "link", "add", "in0", "address", "02:00:00:00:00:aa", "type", "veth", "peer", "name", "out0")
         for command in [["link", "set", "in0", "up"], ["link", "set", "out0", "up"],
                         ["addr", "add", "10.200.0.1/24", "dev", "out0"], ["-6", "addr", "add", "fd00:200::1/64", "dev", "out0", "nodad"],
                         ["neigh", "add", "10.200.0.2", "lladdr", "02:00:00:00:00:99", "dev", "out0", "nud", "permanent"],
@@ -39,9 +56,17 @@ final class DatapathProgramTests: XCTestCase {
         let podProgram = try XCTUnwrap(BPFProgram.pinned(at: "\(node.storeRoot)/datapath/pod_egress"))
         let uplinkProgram = try XCTUnwrap(BPFProgram.pinned(at: "\(node.storeRoot)/datapath/uplink_ingress"))
         let namespace = try NetworkNamespace.open("/run/netns/\(node.netns)")
-        func run(_ program: BPFProgram, _ packet: [UInt8]) throws -> (verdict: Int32, packet: [UInt8]) {
+        return Fixture(node: node, datapath: datapath, in0: in0, outMAC: outMAC, run: { program, packet in
             try namespace.run { try program.testRun(packet: packet, ifindex: in0) }
-        }
+        }, podProgram: podProgram, uplinkProgram: uplinkProgram)
+    }
+
+    func testProgramsOnCraftedPackets() throws {
+        let fixture = try fixture()
+        let (datapath, in0, outMAC, podProgram, uplinkProgram) = (fixture.datapath, fixture.in0, fixture.outMAC,
+                                                                  fixture.podProgram, fixture.uplinkProgram)
+        let run = fixture.run
+        _ = in0
 
         // Local delivery: MACs as if routed, TTL one less, checksum still right, peer redirect.
         var result = try run(podProgram, Packets.ipv4(from: podA, to: hostA, a4, b4))
@@ -112,13 +137,70 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(try run(uplinkProgram, Packets.arp(from: neighbour)).verdict, TC_ACT_UNSPEC)
 
         // Every rule above was counted under its reason.
-        let counted = Dictionary(grouping: try datapath.counters().filter { $0.ifindex == in0 }, by: \.path)
-            .mapValues { $0.reduce(0) { $0 + $1.packets } }
+        let counted = try fixture.counted()
+        _ = datapath
         let expected: [PacketPath: UInt64] = [
             .peerRedirect: 4, .fibRedirect: 2, .neighRedirect: 1, .stackFIBOther: 1, .stackNotForwarded: 2, .stackTTL: 1,
             .stackIPOptions: 1, .stackFragment: 2, .stackIPv6Extension: 1, .stackICMPv6ND: 1, .stackNotIP: 1,
             .dropSpoofedSource: 2, .dropSpoofedMAC: 1, .dropMalformed: 3,
         ]
         for (path, packets) in expected { XCTAssertEqual(counted[path], packets, "counter \(path.name)") }
+    }
+
+    /// What must never be redirected: martian or spoofed-local sources from outside, bad IPv4
+    /// checksums, special destinations, frames not addressed to the device, lying header lengths.
+    func testPacketsThatMustNotPass() throws {
+        let fixture = try fixture()
+        let (pod, uplink) = (fixture.podProgram, fixture.uplinkProgram)
+        func verdict(_ program: BPFProgram, _ packet: [UInt8]) throws -> Int32 { try fixture.run(program, packet).verdict }
+        let outside: [UInt8] = [10, 200, 0, 2]
+
+        // From outside, for pod B, with sources no sender has, or pod A's own address.
+        for source in [[127, 0, 0, 1], [0, 0, 0, 0], [255, 255, 255, 255], [224, 0, 0, 5], [240, 0, 0, 1], a4] as [[UInt8]] {
+            XCTAssertEqual(try verdict(uplink, Packets.ipv4(from: neighbour, to: hostA, source, b4)), TC_ACT_SHOT, "source \(source)")
+        }
+        for source in ["::1", "::", "ff02::1", "fe80::1", "::ffff:10.200.0.2", "fd00:50::2"] {
+            XCTAssertEqual(try verdict(uplink, Packets.ipv6(from: neighbour, to: hostA, IPAddress(source)!.bytes, b6)), TC_ACT_SHOT,
+                           "source \(source)")
+        }
+        // A bad IPv4 header checksum, on either program.
+        var corrupt = Packets.ipv4(from: neighbour, to: hostA, outside, b4)
+        corrupt[24] ^= 0xff
+        XCTAssertEqual(try verdict(uplink, corrupt), TC_ACT_SHOT)
+        corrupt = Packets.ipv4(from: podA, to: hostA, a4, b4)
+        corrupt[25] ^= 0x01
+        XCTAssertEqual(try verdict(pod, corrupt), TC_ACT_SHOT)
+        // Special destinations from a pod go to the stack, never through the FIB or to a pod.
+        for destination in [[0, 0, 0, 0], [255, 255, 255, 255], [224, 0, 0, 251], [240, 1, 2, 3], [169, 254, 1, 1], [127, 0, 0, 1]] as [[UInt8]] {
+            XCTAssertEqual(try verdict(pod, Packets.ipv4(from: podA, to: hostA, a4, destination)), TC_ACT_OK, "destination \(destination)")
+        }
+        for destination in ["ff02::fb", "fe80::1", "::ffff:10.50.0.3", "::1", "::"] {
+            XCTAssertEqual(try verdict(pod, Packets.ipv6(from: podA, to: hostA, a6, IPAddress(destination)!.bytes)), TC_ACT_OK,
+                           "destination \(destination)")
+        }
+        // Frames not addressed to the device: broadcast and multicast to the stack, another host's dropped.
+        let broadcast: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], multicast: [UInt8] = [0x01, 0x00, 0x5e, 0, 0, 1]
+        let otherHost: [UInt8] = [0x02, 0, 0, 0, 0, 0x77]
+        for program in [pod, uplink] {
+            let source = program === pod ? a4 : outside
+            let mac = program === pod ? podA : neighbour
+            XCTAssertEqual(try verdict(program, Packets.ipv4(from: mac, to: broadcast, source, b4)), TC_ACT_OK)
+            XCTAssertEqual(try verdict(program, Packets.ipv4(from: mac, to: multicast, source, b4)), TC_ACT_OK)
+            XCTAssertEqual(try verdict(program, Packets.ipv4(from: mac, to: otherHost, source, b4)), TC_ACT_SHOT)
+        }
+        // A header length beyond the packet is malformed, not "options".
+        var longHeader = Packets.ipv4(from: podA, to: hostA, a4, b4, totalLength: 33)
+        longHeader[14] = 0x4f
+        XCTAssertEqual(try verdict(pod, Array(longHeader.prefix(14 + 33))), TC_ACT_SHOT)
+
+        let counted = try fixture.counted()
+        XCTAssertEqual(counted[.dropMartianSource], 12)
+        XCTAssertEqual(counted[.dropMalformed], 3)
+        XCTAssertEqual(counted[.stackNotUnicast], 15)
+        XCTAssertEqual(counted[.dropOtherHost], 2)
+        XCTAssertNil(counted[.stackIPOptions])
+        XCTAssertNil(counted[.peerRedirect], "nothing was delivered")
+        XCTAssertNil(counted[.fibRedirect])
+        XCTAssertNil(counted[.neighRedirect])
     }
 }

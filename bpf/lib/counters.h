@@ -8,6 +8,7 @@
 struct packet {
 	__u32 ifindex;
 	__u32 len;
+	__u32 pkt_type;		/* PACKET_HOST, PACKET_BROADCAST, ... */
 	struct ethhdr *eth;
 	struct iphdr *ip4;	/* exactly one of ip4 / ip6 is set when parse() returns SP_PARSED */
 	struct ipv6hdr *ip6;

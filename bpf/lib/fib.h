@@ -6,9 +6,11 @@
 
 static __always_inline void decrease_hop_limit(struct packet *pkt)
 {
+	/* Both pointers are tested: across the FIB helper call the verifier no longer knows that
+	 * exactly one of them is set. */
 	if (pkt->ip4)
 		ip4_decrease_ttl(pkt->ip4);
-	else
+	else if (pkt->ip6)
 		pkt->ip6->hop_limit--;
 }
 

@@ -1,11 +1,27 @@
 /* Packet parsing with the bounds checks the verifier wants, and the stated rules for what is not
- * forwarded in BPF: truncated headers are dropped; IPv4 options, fragments and IPv6 extension
- * headers go to the stack, which handles them correctly if slowly. */
+ * forwarded in BPF: truncated or inconsistent headers (and IPv4 headers whose checksum is wrong,
+ * which the stack would drop) are dropped; IPv4 options, fragments and IPv6 extension headers go
+ * to the stack, which handles them correctly if slowly. */
 #pragma once
 #include "counters.h"
 
 /* Not a tc verdict: every TC_ACT_* is -1 or above. */
 #define SP_PARSED (-1000)
+
+/* The one's-complement sum of the 20-byte IPv4 header, its checksum field included, is all ones
+ * exactly when the checksum is right. */
+static __always_inline int ip4_checksum_ok(const struct iphdr *ip)
+{
+	const __u16 *word = (const __u16 *)ip;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*ip) / 2); i++)
+		sum += word[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
 
 /* Returns SP_PARSED, or the verdict for a packet the datapath does not forward itself. */
 static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
@@ -16,6 +32,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 
 	pkt->ifindex = skb->ifindex;
 	pkt->len = skb->len;
+	pkt->pkt_type = skb->pkt_type;
 	if ((void *)(eth + 1) > data_end)
 		return drop(pkt, SP_DROP_MALFORMED);
 	pkt->eth = eth;
@@ -29,11 +46,13 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 			return drop(pkt, SP_DROP_MALFORMED);
 		/* Lengths are checked against skb->len, not data_end: a GSO packet's payload sits in
 		 * fragments beyond the linear part. */
-		if (ip->version != 4 || ip->ihl < 5 || bpf_ntohs(ip->tot_len) < sizeof(*ip)
+		if (ip->version != 4 || ip->ihl < 5 || bpf_ntohs(ip->tot_len) < ip->ihl * 4
 		    || bpf_ntohs(ip->tot_len) > pkt->len - sizeof(*eth))
 			return drop(pkt, SP_DROP_MALFORMED);
 		if (ip->ihl != 5)
 			return to_stack(pkt, SP_STACK_IP_OPTIONS);
+		if (!ip4_checksum_ok(ip))
+			return drop(pkt, SP_DROP_MALFORMED);
 		if (ip->frag_off & bpf_htons(0x3fff))	/* MF or an offset */
 			return to_stack(pkt, SP_STACK_FRAGMENT);
 		pkt->ip4 = ip;
@@ -67,4 +86,16 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 		return SP_PARSED;
 	}
 	return to_stack(pkt, SP_STACK_NOT_IP);
+}
+
+/* Where a frame is addressed (skb->pkt_type, which the device's receive path set from the
+ * Ethernet destination): SP_PARSED for this device's own MAC, else the verdict. Broadcast and
+ * multicast frames are the stack's business; a frame for another host is no router's. */
+static __always_inline int addressed_to_device(const struct packet *pkt)
+{
+	if (pkt->pkt_type == PACKET_HOST)
+		return SP_PARSED;
+	if (pkt->pkt_type == PACKET_BROADCAST || pkt->pkt_type == PACKET_MULTICAST)
+		return to_stack(pkt, SP_STACK_NOT_UNICAST);
+	return drop(pkt, SP_DROP_OTHER_HOST);
 }

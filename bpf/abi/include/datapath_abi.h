@@ -49,7 +49,7 @@ enum sp_attach_mode {
 struct sp_meta {
 	__u64 object_hash;	/* FNV-1a of the loaded ELF object */
 	__u32 layout_version;	/* SP_LAYOUT_VERSION of the loader that wrote it */
-	__u32 reserved;
+	__u32 release;		/* the swiftpath release that loaded it: major << 16 | minor << 8 | patch */
 };
 
 /* What happened to a packet: the path it took, why it went to the stack, or why it was dropped. */
@@ -69,7 +69,10 @@ enum sp_path {
 	SP_STACK_NOT_ENDPOINT,		/* uplink: not for a local pod */
 	SP_DROP_SPOOFED_SOURCE,
 	SP_DROP_SPOOFED_MAC,
-	SP_DROP_MALFORMED,		/* truncated or inconsistent headers */
+	SP_DROP_MALFORMED,		/* truncated or inconsistent headers, a bad IPv4 header checksum */
+	SP_STACK_NOT_UNICAST,		/* to a broadcast, multicast, link-local or otherwise special address */
+	SP_DROP_OTHER_HOST,		/* an Ethernet frame addressed to another host */
+	SP_DROP_MARTIAN_SOURCE,		/* from outside, with a source no sender has (loopback, multicast, ...) or a local pod's own */
 	SP_PATH_MAX,
 };
 
