@@ -23,7 +23,8 @@ public final class BPFMap {
         /// Why a map with these sizes cannot be read as this layout, or nil when it can.
         func mismatch(keySize: Int, valueSize: Int, of what: String) -> StoreError? {
             guard keySize != self.keySize || valueSize != self.valueSize else { return nil }
-            return StoreError("\(what) has key/value sizes \(keySize)/\(valueSize), this swiftpath expects \(self.keySize)/\(self.valueSize)")
+            return StoreError("\(what) has key/value sizes \(keySize)/\(valueSize), this swiftpath expects \(self.keySize)/\(self.valueSize)",
+                              kind: .layoutMismatch)
         }
 
         public init(name: String, type: bpf_map_type, keySize: Int, valueSize: Int, maxEntries: Int) {
@@ -138,7 +139,7 @@ public final class BPFMap {
     }
 
     /// Every key, walked with BPF_MAP_GET_NEXT_KEY.
-    func rawKeys() throws(StoreError) -> [[UInt8]] {
+    public func rawKeys() throws(StoreError) -> [[UInt8]] {
         var keys: [[UInt8]] = []
         var next = [UInt8](repeating: 0, count: keySize)
         while true {

@@ -11,8 +11,8 @@ public struct BPFObjectLoader {
     public enum MapPinning: Sendable {
         /// This object owns the folder: every map is pinned there. A pinned map whose type, sizes,
         /// entries and flags match the object's is reused, entries and all; one that no longer
-        /// matches is unpinned and created anew (reported in `replacedMaps`, so that the caller
-        /// can refill it before anything uses the new programs).
+        /// matches is unpinned and created anew; a missing one is created (both reported in
+        /// `freshMaps`, so that the caller can refill them before anything uses the new programs).
         case owner
         /// This object borrows the owner's maps: those pinned in the folder are reused and must
         /// match; the object's other maps are its own, unpinned, gone when the last user closes them.
@@ -21,7 +21,9 @@ public struct BPFObjectLoader {
 
     public struct Loaded {
         public let programs: [String: BPFProgram]
-        public let replacedMaps: [String]
+        /// The maps that start empty: created because none was pinned, or replacing one of
+        /// another layout.
+        public let freshMaps: [String]
         /// A guest's own maps, by name.
         public let privateMaps: [String: BPFMap]
 
@@ -34,18 +36,10 @@ public struct BPFObjectLoader {
 
     public static func load(name: String, bytes: [UInt8], mapFolder: String,
                             pinning: MapPinning = .owner) throws(StoreError) -> Loaded {
-        var options = bpf_object_open_opts()
-        options.sz = libbpfOptionsSize(\bpf_object_open_opts.kernel_log_level)
-        let object: OpaquePointer? = name.withCString { objectName in
-            options.object_name = objectName
-            return bytes.withUnsafeBytes { bpf_object__open_mem($0.baseAddress, $0.count, &options) }
-        }
-        guard let object, libbpf_get_error(UnsafeRawPointer(object)) == 0 else {
-            throw StoreError("open BPF object \(name)", .current)
-        }
+        let object = try open(name: name, bytes: bytes)
         defer { bpf_object__close(object) }
 
-        var replaced: [String] = [], unpinned: [OpaquePointer] = []
+        var fresh: [String] = [], unpinned: [OpaquePointer] = []
         var map = bpf_object__next_map(object, nil)
         while let current = map {
             map = bpf_object__next_map(object, current)
@@ -58,8 +52,11 @@ public struct BPFObjectLoader {
             case (.guest, false?):
                 throw StoreError("pinned map \(path) is not the one BPF object \(name) expects: it comes from another build")
             case (.owner, false?):
-                if unlink(path) == 0 { replaced.append(mapName) }
-            case (.owner, nil), (_, true?):
+                guard unlink(path) == 0 else { throw StoreError("unpin map \(path) of another layout", .current) }
+                fresh.append(mapName)
+            case (.owner, nil):
+                fresh.append(mapName)
+            case (_, true?):
                 break
             }
             let status = bpf_map__set_pin_path(current, path)
@@ -87,7 +84,44 @@ public struct BPFObjectLoader {
                                        maxEntries: Int(bpf_map__max_entries(current)))
             privateMaps[layout.name] = BPFMap(unpinned: FileDescriptor(rawValue: fd), layout: layout, of: name)
         }
-        return Loaded(programs: programs, replacedMaps: replaced, privateMaps: privateMaps)
+        return Loaded(programs: programs, freshMaps: fresh, privateMaps: privateMaps)
+    }
+
+    /// How a map the object declares stands in the folder it would be pinned in.
+    public enum PinState: Sendable, Equatable {
+        case matching, missing, mismatched
+    }
+
+    /// The state of each of the object's maps in `mapFolder`, found without loading anything
+    /// (what `datapath status` reports and `datapath load` repairs).
+    public static func pinnedMaps(of name: String, bytes: [UInt8], in mapFolder: String) throws(StoreError) -> [String: PinState] {
+        let object = try open(name: name, bytes: bytes)
+        defer { bpf_object__close(object) }
+        var states: [String: PinState] = [:]
+        var map = bpf_object__next_map(object, nil)
+        while let current = map {
+            map = bpf_object__next_map(object, current)
+            let mapName = String(cString: bpf_map__name(current))
+            states[mapName] = switch try pinnedMapMatches(current, at: "\(mapFolder)/\(mapName)") {
+            case nil: .missing
+            case true?: .matching
+            case false?: .mismatched
+            }
+        }
+        return states
+    }
+
+    private static func open(name: String, bytes: [UInt8]) throws(StoreError) -> OpaquePointer {
+        var options = bpf_object_open_opts()
+        options.sz = libbpfOptionsSize(\bpf_object_open_opts.kernel_log_level)
+        let object: OpaquePointer? = name.withCString { objectName in
+            options.object_name = objectName
+            return bytes.withUnsafeBytes { bpf_object__open_mem($0.baseAddress, $0.count, &options) }
+        }
+        guard let object, libbpf_get_error(UnsafeRawPointer(object)) == 0 else {
+            throw StoreError("open BPF object \(name)", .current)
+        }
+        return object
     }
 
     /// Whether the map pinned at `path` is one libbpf can reuse for `map`; nil when nothing is

@@ -10,6 +10,13 @@ public struct EndpointRecord: Equatable, Sendable {
         case delegated = 2
     }
 
+    /// Where the attachment stands. ADD records it `pending` before it changes anything, so that
+    /// DEL and GC can undo an ADD that died half-way, and makes it `ready` as its last step.
+    public enum State: UInt8, Sendable {
+        case ready = 0
+        case pending = 1
+    }
+
     public var containerID: String
     public var ifname: String
     public var network: String
@@ -30,11 +37,12 @@ public struct EndpointRecord: Equatable, Sendable {
     public var attachID: UInt32
     /// The cgroup whose socket hooks this pod brought (socketLB scope "pod"), by id; 0 for none.
     public var socketCgroupID: UInt64
+    public var state: State
 
     public init(containerID: String, ifname: String, network: String, netns: String, hostIndex: Int32,
                 hostName: String, hostMAC: MACAddress, podIndex: Int32, podMAC: MACAddress, mtu: Int,
                 addresses: [IPPrefix], addressSource: AddressSource, created: UInt64,
-                attachMode: UInt8 = 0, attachID: UInt32 = 0, socketCgroupID: UInt64 = 0) {
+                attachMode: UInt8 = 0, attachID: UInt32 = 0, socketCgroupID: UInt64 = 0, state: State = .ready) {
         self.containerID = containerID
         self.ifname = ifname
         self.network = network
@@ -51,6 +59,15 @@ public struct EndpointRecord: Equatable, Sendable {
         self.attachMode = attachMode
         self.attachID = attachID
         self.socketCgroupID = socketCgroupID
+        self.state = state
+    }
+
+    /// The first record of an ADD: who it is for, nothing wired yet.
+    public static func pending(containerID: String, ifname: String, network: String, netns: String, hostName: String,
+                               addressSource: AddressSource, created: UInt64) -> EndpointRecord {
+        EndpointRecord(containerID: containerID, ifname: ifname, network: network, netns: netns, hostIndex: 0, hostName: hostName,
+                       hostMAC: .zero, podIndex: 0, podMAC: .zero, mtu: 0, addresses: [], addressSource: addressSource,
+                       created: created, state: .pending)
     }
 
     public static let maxAddresses = 4
@@ -88,6 +105,7 @@ public struct EndpointRecord: Equatable, Sendable {
         writer.integer(attachMode)
         writer.integer(attachID)
         writer.integer(socketCgroupID)
+        writer.integer(state.rawValue)
         return writer.padded(to: Self.valueSize)
     }
 
@@ -115,6 +133,8 @@ public struct EndpointRecord: Equatable, Sendable {
         attachMode = reader.integer()
         attachID = reader.integer()
         socketCgroupID = reader.integer()
+        guard let state = State(rawValue: reader.integer()) else { return nil }
+        self.state = state
     }
 }
 
@@ -142,5 +162,15 @@ extension EndpointStore {
     /// Every recorded attachment, oldest first.
     public func records() throws(StoreError) -> [EndpointRecord] {
         try endpoints.entries().compactMap { EndpointRecord(key: $0.key, value: $0.value) }.sorted { $0.created < $1.created }
+    }
+
+    /// The keys of the records that cannot be read (not written by any swiftpath): what
+    /// `datapath status` reports and `datapath load` removes.
+    public func undecodableRecords() throws(StoreError) -> [[UInt8]] {
+        try endpoints.entries().filter { EndpointRecord(key: $0.key, value: $0.value) == nil }.map(\.key)
+    }
+
+    public func removeRecord(key: [UInt8]) throws(StoreError) {
+        try endpoints.delete(key)
     }
 }

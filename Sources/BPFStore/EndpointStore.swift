@@ -15,13 +15,16 @@ public final class EndpointStore {
     let endpoints: BPFMap
     let leases: BPFMap
     let cursors: BPFMap
+    let services: BPFMap
+    private var lockDepth = 0
 
-    private init(root: String, directory: FileDescriptor, endpoints: BPFMap, leases: BPFMap, cursors: BPFMap) {
+    private init(root: String, directory: FileDescriptor, endpoints: BPFMap, leases: BPFMap, cursors: BPFMap, services: BPFMap) {
         self.root = root
         self.directory = directory
         self.endpoints = endpoints
         self.leases = leases
         self.cursors = cursors
+        self.services = services
     }
 
     deinit { try? directory.close() }
@@ -39,23 +42,44 @@ public final class EndpointStore {
         let maps = try withLock(directory, root: root) { () throws(StoreError) in
             (try BPFMap.openOrCreate(at: root + "/endpoints_v1", EndpointRecord.layout),
              try BPFMap.openOrCreate(at: root + "/ip_leases_v1", Lease.layout),
-             try BPFMap.openOrCreate(at: root + "/ip_cursors_v1", Lease.cursorLayout))
+             try BPFMap.openOrCreate(at: root + "/ip_cursors_v1", Lease.cursorLayout),
+             try BPFMap.openOrCreate(at: root + "/services_v1", ServiceRecord.layout))
         }
-        return EndpointStore(root: root, directory: directory, endpoints: maps.0, leases: maps.1, cursors: maps.2)
+        return EndpointStore(root: root, directory: directory, endpoints: maps.0, leases: maps.1, cursors: maps.2, services: maps.3)
     }
 
-    /// Opens an existing store read-only in spirit: nil when `root` holds none (the CLI's view).
+    /// The store at `root` if there is one, or nil: what the verbs that only look or clean up
+    /// (DEL, CHECK, GC, STATUS, the CLI's listings) use, so that they never create a store.
     public static func openExisting(root: String = defaultRoot) throws(StoreError) -> EndpointStore? {
-        guard access(root + "/endpoints_v1", F_OK) == 0 else { return nil }
+        guard clinux_fs_magic_at(root) == bpffsMagic else { return nil }
         return try open(root: root)
     }
 
+    /// Whether `root` is where a store can be: a path bpffs accepts, in a bpf filesystem (or
+    /// under /sys/fs/bpf, mounted on demand).
+    public static func canHold(root: String) -> Bool {
+        guard root.hasPrefix("/"), root.count > 1, !root.contains(".") else { return false }
+        if clinux_fs_magic_at(root) == bpffsMagic { return true }
+        let parent = "/" + root.split(separator: "/").dropLast().joined(separator: "/")
+        return clinux_fs_magic_at(parent) == bpffsMagic || parent == "/sys/fs/bpf"
+    }
+
     /// Runs `body` holding the store's exclusive lock (flock on the folder), so that concurrent
-    /// plugin runs see each other's read-modify-write sequences whole.
+    /// plugin runs see each other's read-modify-write sequences whole. Reentrant: a body that
+    /// calls another locked operation of the same store keeps the lock until the outermost ends.
     public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(StoreError) -> Result<T, E> {
-        try Self.withLock(directory, root: root) { () throws(StoreError) -> Result<T, E> in
+        func run() -> Result<T, E> {
+            lockDepth += 1
+            defer { lockDepth -= 1 }
             do throws(E) { return .success(try body()) } catch { return .failure(error) }
         }
+        if lockDepth > 0 { return run() }
+        return try Self.withLock(directory, root: root) { () throws(StoreError) -> Result<T, E> in run() }
+    }
+
+    /// `withLock` for bodies that throw StoreError themselves.
+    public func withLockOrThrow<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+        try withLock(body).get()
     }
 
     private static func withLock<T>(_ directory: FileDescriptor, root: String,

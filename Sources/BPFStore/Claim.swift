@@ -1,0 +1,77 @@
+import SystemCallSupport
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An ADD in flight holds a claim on its attachment: a folder of the store, `claims/<host
+/// device>`, that it keeps locked (flock) while it runs. The kernel drops the lock when the
+/// process ends, however it ends, so a pending record whose claim nobody holds is what an ADD
+/// killed half-way left behind, and one whose claim is held is an ADD still at work, which GC
+/// must leave alone.
+public final class Claim {
+    public let path: String
+    private let descriptor: FileDescriptor
+
+    fileprivate init(path: String, descriptor: FileDescriptor) {
+        self.path = path
+        self.descriptor = descriptor
+    }
+
+    deinit { try? descriptor.close() }
+}
+
+extension EndpointStore {
+    func claimPath(_ hostName: String) -> String { root + "/claims/" + hostName }
+
+    /// Takes the claim on `hostName`. Fails with EWOULDBLOCK when another run holds it.
+    public func claim(_ hostName: String) throws(StoreError) -> Claim {
+        let path = claimPath(hostName)
+        for folder in [root + "/claims", path] {
+            guard mkdir(folder, 0o700) == 0 || Errno.current == .fileExists else { throw StoreError("create \(folder)", .current) }
+        }
+        let descriptor = try openClaim(path)
+        guard flock(descriptor.rawValue, LOCK_EX | LOCK_NB) == 0 else {
+            let error = Errno.current
+            try? descriptor.close()
+            throw StoreError("claim \(hostName)", error)
+        }
+        return Claim(path: path, descriptor: descriptor)
+    }
+
+    /// Whether a live run holds the claim on `hostName`.
+    public func isClaimed(_ hostName: String) throws(StoreError) -> Bool {
+        let path = claimPath(hostName)
+        guard access(path, F_OK) == 0 else { return false }
+        let descriptor = try openClaim(path)
+        defer { try? descriptor.close() }
+        if flock(descriptor.rawValue, LOCK_EX | LOCK_NB) == 0 { return false }
+        guard Errno.current == .wouldBlock else { throw StoreError("test the claim on \(hostName)", .current) }
+        return true
+    }
+
+    /// Removes the claim folder of `hostName` (held or not: the holder's lock dies with its descriptor).
+    public func dropClaim(_ hostName: String) throws(StoreError) {
+        guard rmdir(claimPath(hostName)) == 0 || Errno.current == .noSuchFileOrDirectory else {
+            throw StoreError("remove claim \(claimPath(hostName))", .current)
+        }
+    }
+
+    /// The host devices that have a claim folder, held or not.
+    public func claimedNames() -> [String] {
+        guard let directory = opendir(root + "/claims") else { return [] }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    private func openClaim(_ path: String) throws(StoreError) -> FileDescriptor {
+        do { return try FileDescriptor.open(FilePath(path), .readOnly, options: [.directory, .closeOnExec]) } catch {
+            throw StoreError("open claim \(path)", error as? Errno)
+        }
+    }
+}

@@ -1,0 +1,208 @@
+import CLibBPF
+import NetAddress
+
+/// A load-balanced service: a VIP, a port and a protocol.
+public struct Service: Hashable, Sendable, CustomStringConvertible {
+    public enum TransportProtocol: String, Sendable, CaseIterable {
+        case tcp, udp
+        public var number: UInt8 { self == .tcp ? 6 : 17 }
+    }
+
+    public let address: IPAddress
+    public let port: UInt16
+    public let proto: TransportProtocol
+
+    public init(address: IPAddress, port: UInt16, proto: TransportProtocol) {
+        self.address = address
+        self.port = port
+        self.proto = proto
+    }
+
+    /// "10.96.0.10:53/udp", "[fd00::10]:53/udp".
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: "/")
+        guard parts.count == 2, let proto = TransportProtocol(rawValue: parts[1].lowercased()),
+              let (address, port) = parseAddressAndPort(parts[0]) else { return nil }
+        self.init(address: address, port: port, proto: proto)
+    }
+
+    public var description: String { "\(formatAddressAndPort(address, port))/\(proto.rawValue)" }
+}
+
+/// A backend of a service, with its share of new connections.
+public struct Backend: Hashable, Sendable, CustomStringConvertible {
+    public static let weights = 1...100
+
+    public let address: IPAddress
+    public let port: UInt16
+    public let weight: Int
+
+    public init(address: IPAddress, port: UInt16, weight: Int = 1) {
+        self.address = address
+        self.port = port
+        self.weight = weight
+    }
+
+    /// "10.1.2.3:8080", "[fd00::3]:8080", with an optional "@WEIGHT" (1 to 100).
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let (address, port) = parseAddressAndPort(parts[0]) else { return nil }
+        let weight = parts.count == 2 ? Int(parts[1]) : 1
+        guard let weight, Self.weights.contains(weight) else { return nil }
+        self.init(address: address, port: port, weight: weight)
+    }
+
+    public var description: String { formatAddressAndPort(address, port) + (weight == 1 ? "" : "@\(weight)") }
+}
+
+func parseAddressAndPort(_ text: some StringProtocol) -> (IPAddress, UInt16)? {
+    let text = String(text)
+    let host: Substring, port: Substring
+    if text.hasPrefix("[") {
+        guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+        host = text[text.index(after: text.startIndex)..<close]
+        port = text[text.index(close, offsetBy: 2)...]
+    } else {
+        guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
+        host = text[..<colon]
+        port = text[text.index(after: colon)...]
+    }
+    guard let address = IPAddress(host), let number = UInt16(port), number > 0 else { return nil }
+    return (address, number)
+}
+
+func formatAddressAndPort(_ address: IPAddress, _ port: UInt16) -> String {
+    address.isIPv4 ? "\(address):\(port)" : "[\(address)]:\(port)"
+}
+
+/// What the node's services are, as whoever programmed them asked: the store keeps it apart from
+/// the datapath's own maps, so that a datapath whose service maps change layout is refilled from
+/// it, as the endpoint maps are refilled from the endpoint records.
+///
+/// A service's record is a chain of fixed-size chunks under (service, chunk number): chunk 0
+/// carries the backend count and the affinity timeout, chunks 1... sixteen backends each.
+public enum ServiceRecord {
+    static let backendsPerChunk = 16
+    static let keySize = 24
+    static let valueSize = 8 + backendsPerChunk * 20
+    static let layout = BPFMap.Layout(name: "sp_service_recs", type: BPF_MAP_TYPE_HASH,
+                                      keySize: keySize, valueSize: valueSize, maxEntries: 262_144)
+
+    static func key(_ service: Service, chunk: UInt32) -> [UInt8] {
+        var writer = FixedWriter()
+        writer.integer(service.address.family.rawValue)
+        writer.integer(service.proto.number)
+        writer.integer(service.port)
+        writer.raw(service.address.bytes, size: 16)
+        writer.integer(chunk)
+        return writer.bytes
+    }
+
+    static func service(key: [UInt8]) -> (Service, chunk: UInt32)? {
+        var reader = FixedReader(key)
+        let family: UInt8 = reader.integer()
+        let proto: UInt8 = reader.integer()
+        let port: UInt16 = reader.integer()
+        let bytes = reader.raw(size: 16)
+        let chunk: UInt32 = reader.integer()
+        guard let family = IPAddress.Family(rawValue: family), let address = IPAddress(bytes: bytes.prefix(family.byteCount)),
+              let proto = Service.TransportProtocol.allCases.first(where: { $0.number == proto }) else { return nil }
+        return (Service(address: address, port: port, proto: proto), chunk)
+    }
+
+    static func header(count: Int, affinitySeconds: UInt32) -> [UInt8] {
+        var writer = FixedWriter()
+        writer.integer(UInt32(count))
+        writer.integer(affinitySeconds)
+        return writer.padded(to: valueSize)
+    }
+
+    static func chunk(_ backends: ArraySlice<Backend>) -> [UInt8] {
+        var writer = FixedWriter()
+        writer.integer(UInt32(backends.count))
+        writer.integer(UInt32(0))
+        for backend in backends {
+            writer.integer(backend.address.family.rawValue)
+            writer.integer(UInt8(backend.weight))
+            writer.integer(backend.port)
+            writer.raw(backend.address.bytes, size: 16)
+        }
+        return writer.padded(to: valueSize)
+    }
+
+    static func backends(in value: [UInt8]) -> [Backend] {
+        var reader = FixedReader(value)
+        let count = min(Int(reader.integer(UInt32.self)), backendsPerChunk)
+        _ = reader.integer(UInt32.self)
+        return (0..<count).compactMap { _ in
+            let family: UInt8 = reader.integer()
+            let weight: UInt8 = reader.integer()
+            let port: UInt16 = reader.integer()
+            let bytes = reader.raw(size: 16)
+            guard let family = IPAddress.Family(rawValue: family), let address = IPAddress(bytes: bytes.prefix(family.byteCount)),
+                  Backend.weights.contains(Int(weight)) else { return nil }
+            return Backend(address: address, port: port, weight: Int(weight))
+        }
+    }
+}
+
+extension EndpointStore {
+    /// The recorded backends and affinity timeout of `service`, or nil when none is recorded.
+    public func serviceRecord(_ service: Service) throws(StoreError) -> (backends: [Backend], affinitySeconds: UInt32)? {
+        guard let header = try services.lookup(ServiceRecord.key(service, chunk: 0)) else { return nil }
+        var reader = FixedReader(header)
+        let count = Int(reader.integer(UInt32.self))
+        let affinity: UInt32 = reader.integer()
+        var backends: [Backend] = []
+        var chunk: UInt32 = 1
+        while backends.count < count, let value = try services.lookup(ServiceRecord.key(service, chunk: chunk)) {
+            backends += ServiceRecord.backends(in: value)
+            chunk += 1
+        }
+        return (backends, affinity)
+    }
+
+    /// Records `service` as having exactly `backends`: the chunks first, then the header that
+    /// counts them, then whatever chunks the previous record had beyond the new ones go.
+    public func recordService(_ service: Service, backends: [Backend], affinitySeconds: UInt32) throws(StoreError) {
+        let previous = try services.lookup(ServiceRecord.key(service, chunk: 0)).map { header in
+            var reader = FixedReader(header)
+            return Int(reader.integer(UInt32.self))
+        } ?? 0
+        let chunks = stride(from: 0, to: backends.count, by: ServiceRecord.backendsPerChunk).map {
+            backends[$0..<min($0 + ServiceRecord.backendsPerChunk, backends.count)]
+        }
+        for (index, chunk) in chunks.enumerated() {
+            try services.upsert(ServiceRecord.key(service, chunk: UInt32(index + 1)), ServiceRecord.chunk(chunk))
+        }
+        try services.upsert(ServiceRecord.key(service, chunk: 0),
+                            ServiceRecord.header(count: backends.count, affinitySeconds: affinitySeconds))
+        try deleteServiceChunks(service, from: chunks.count + 1, previousCount: previous)
+    }
+
+    /// Forgets `service`'s record.
+    public func forgetService(_ service: Service) throws(StoreError) {
+        guard let header = try services.lookup(ServiceRecord.key(service, chunk: 0)) else { return }
+        var reader = FixedReader(header)
+        let count = Int(reader.integer(UInt32.self))
+        try services.delete(ServiceRecord.key(service, chunk: 0))
+        try deleteServiceChunks(service, from: 1, previousCount: count)
+    }
+
+    private func deleteServiceChunks(_ service: Service, from first: Int, previousCount: Int) throws(StoreError) {
+        let last = (previousCount + ServiceRecord.backendsPerChunk - 1) / ServiceRecord.backendsPerChunk
+        guard first <= last else { return }
+        for chunk in first...last { try services.delete(ServiceRecord.key(service, chunk: UInt32(chunk))) }
+    }
+
+    /// Every recorded service.
+    public func recordedServices() throws(StoreError) -> [(service: Service, backends: [Backend], affinitySeconds: UInt32)] {
+        var result: [(service: Service, backends: [Backend], affinitySeconds: UInt32)] = []
+        for key in try services.rawKeys() {
+            guard let (service, chunk) = ServiceRecord.service(key: key), chunk == 0,
+                  let record = try serviceRecord(service) else { continue }
+            result.append((service, record.backends, record.affinitySeconds))
+        }
+        return result.sorted { $0.service.description < $1.service.description }
+    }
+}
