@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "CNIProtocolTests", dependencies: ["CNIProtocol"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM"]),
         .target(name: "BPFTestObjects", dependencies: ["BPFObjects"], path: "Tests/BPFTestObjects",
-                exclude: ["datapath_variant.c", "other_tool.c"], sources: ["BPFTestObjects.swift"], plugins: ["BPFCompiler"]),
+                exclude: ["datapath_variant.c", "datapath_small_lb.c", "other_tool.c"], sources: ["BPFTestObjects.swift"], plugins: ["BPFCompiler"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "BPFTestObjects", "BPFStore", "CDatapathABI", "CLibBPF", "Datapath", "NetAddress", "Netns",
         ], swiftSettings: [.swiftLanguageMode(.v5)]),

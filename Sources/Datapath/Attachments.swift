@@ -74,7 +74,7 @@ extension Datapath {
                 }
                 try BPFLink.unpin(pin)   // defunct: its device is gone
             } else if try uplinksMap.lookup(UInt32(bitPattern: uplink.index), as: UInt32.self) == UInt32(AttachMode.tc.rawValue),
-                      let id = tcFilter(uplink.index).programID(), id == uplinkIngress.id {
+                      let id = tcFilter(uplink.index).programID(), id == (try uplinkIngress.id) {
                 attachments.append(ProgramAttachment(mode: .tc, id: id))
                 continue
             }

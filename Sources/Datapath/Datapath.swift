@@ -14,78 +14,121 @@ import Glibc
 /// `<store>/uplinks/if<index>`.
 ///
 /// Loading and verifying happens once per node (and again only when a different build of the
-/// programs arrives); every later run just opens the pins.
+/// programs arrives, or a pin went missing); every later run opens just the pins it uses, when it
+/// first uses them.
 public final class Datapath {
-    public let storeRoot: String
+    public let store: EndpointStore
+    public var storeRoot: String { store.root }
     public let folder: String
-    let podEgress: BPFProgram
-    let uplinkIngress: BPFProgram
-    let endpoints4: BPFMap
-    let endpoints6: BPFMap
-    let counterMap: BPFMap
-    let node: BPFMap
-    let cluster4: BPFMap
-    let cluster6: BPFMap
-    let uplinksMap: BPFMap
-    let servicesMap: BPFMap
-    let slotsMap: BPFMap
+    private var openedMaps: [String: BPFMap] = [:]
+    private var openedPrograms: [String: BPFProgram] = [:]
 
     static let programNames = (pod: "pod_egress", uplink: "uplink_ingress")
 
-    private init(storeRoot: String) throws(StoreError) {
-        self.storeRoot = storeRoot
-        folder = storeRoot + "/datapath"
-        guard let pod = try BPFProgram.pinned(at: "\(folder)/\(Self.programNames.pod)"),
-              let uplink = try BPFProgram.pinned(at: "\(folder)/\(Self.programNames.uplink)") else {
-            throw StoreError("the datapath programs are not pinned in \(folder)")
-        }
-        podEgress = pod
-        uplinkIngress = uplink
-        endpoints4 = try Self.map(folder, Layouts.endpoints4)
-        endpoints6 = try Self.map(folder, Layouts.endpoints6)
-        counterMap = try Self.map(folder, Layouts.counters)
-        node = try Self.map(folder, Layouts.node)
-        cluster4 = try Self.map(folder, Layouts.cluster4)
-        cluster6 = try Self.map(folder, Layouts.cluster6)
-        uplinksMap = try Self.map(folder, Layouts.uplinks)
-        servicesMap = try Self.map(folder, Layouts.services)
-        slotsMap = try Self.map(folder, Layouts.slots)
+    private init(store: EndpointStore) {
+        self.store = store
+        folder = store.root + "/datapath"
     }
 
-    static func map(_ folder: String, _ layout: BPFMap.Layout) throws(StoreError) -> BPFMap {
+    /// The pinned map of `layout`, opened on first use and checked against the layout.
+    func map(_ layout: BPFMap.Layout) throws(StoreError) -> BPFMap {
+        if let map = openedMaps[layout.name] { return map }
         guard let map = try BPFMap.open(at: "\(folder)/\(layout.name)", layout) else {
-            throw StoreError("the datapath map \(layout.name) is not pinned in \(folder)")
+            throw StoreError("the datapath map \(layout.name) is not pinned in \(folder) (swiftpath datapath load repairs it)",
+                             .noSuchFileOrDirectory, kind: .missingPin)
         }
+        openedMaps[layout.name] = map
         return map
     }
 
+    /// The pinned program `name`, opened on first use.
+    func program(_ name: String) throws(StoreError) -> BPFProgram {
+        if let program = openedPrograms[name] { return program }
+        guard let program = try BPFProgram.pinned(at: "\(folder)/\(name)") else {
+            throw StoreError("the datapath program \(name) is not pinned in \(folder) (swiftpath datapath load repairs it)",
+                             .noSuchFileOrDirectory, kind: .missingPin)
+        }
+        openedPrograms[name] = program
+        return program
+    }
+
+    var podEgress: BPFProgram { get throws(StoreError) { try program(Self.programNames.pod) } }
+    var uplinkIngress: BPFProgram { get throws(StoreError) { try program(Self.programNames.uplink) } }
+    var endpoints4: BPFMap { get throws(StoreError) { try map(Layouts.endpoints4) } }
+    var endpoints6: BPFMap { get throws(StoreError) { try map(Layouts.endpoints6) } }
+    var counterMap: BPFMap { get throws(StoreError) { try map(Layouts.counters) } }
+    var node: BPFMap { get throws(StoreError) { try map(Layouts.node) } }
+    var cluster4: BPFMap { get throws(StoreError) { try map(Layouts.cluster4) } }
+    var cluster6: BPFMap { get throws(StoreError) { try map(Layouts.cluster6) } }
+    var uplinksMap: BPFMap { get throws(StoreError) { try map(Layouts.uplinks) } }
+    var servicesMap: BPFMap { get throws(StoreError) { try map(Layouts.services) } }
+    var slotsMap: BPFMap { get throws(StoreError) { try map(Layouts.slots) } }
+
+    /// What to do when the store holds the datapath of a newer swiftpath release than this binary's.
+    public enum Downgrade: Sendable {
+        /// Use it as it is when its maps are laid out as this binary reads them; refuse otherwise.
+        case keepNewer
+        /// Refuse: the caller asked to load this binary's datapath, which would be older.
+        case refuse
+        /// Load this binary's datapath all the same (the operator said so).
+        case allow
+    }
+
     /// Opens the node's datapath, first loading it, or upgrading it in place when the pinned one
-    /// is another build than `object`. An upgrade swaps the program behind every pinned link
-    /// atomically (BPF_LINK_UPDATE); maps whose layout is unchanged keep their entries, the
-    /// endpoint maps are refilled from the store's records when their layout changed.
-    public static func open(store: EndpointStore, object: BPFObject = .datapath) throws(StoreError) -> Datapath {
-        if try loadedBuild(storeRoot: store.root) == object.hash { return try Datapath(storeRoot: store.root) }
+    /// is another build than `object`, or repairing it when a pin is missing. An upgrade swaps the
+    /// program behind every pinned link atomically (BPF_LINK_UPDATE); maps whose layout is
+    /// unchanged keep their entries; the endpoint and service maps that start empty are refilled
+    /// from the store's records. A newer release's datapath is never replaced unless `downgrade`
+    /// allows it. `repair` loads again even a datapath that looks whole (one of whose maps is of
+    /// another layout, say: only a full check, `status`, finds that).
+    public static func open(store: EndpointStore, object: BPFObject = .datapath, downgrade: Downgrade = .keepNewer,
+                            repair: Bool = false) throws(StoreError) -> Datapath {
+        let folder = store.root + "/datapath"
+        if !repair, try loadedMeta(storeRoot: store.root)?.object_hash == object.hash, isComplete(folder, for: object) {
+            return Datapath(store: store)
+        }
         return try store.withLockOrThrow { () throws(StoreError) -> Datapath in
-            // Another run may have upgraded while this one waited for the lock.
-            if try loadedBuild(storeRoot: store.root) != object.hash {
-                try install(object, store: store)
+            // Another run may have loaded or repaired it while this one waited for the lock.
+            let meta = try loadedMeta(storeRoot: store.root)
+            if !repair, meta?.object_hash == object.hash, isComplete(folder, for: object) { return Datapath(store: store) }
+            if let meta, Release(packed: meta.release) > .current, downgrade != .allow {
+                guard downgrade == .keepNewer, meta.layout_version == UInt32(SP_LAYOUT_VERSION), isComplete(folder, for: object) else {
+                    throw StoreError("the node runs the datapath of swiftpath \(Release(packed: meta.release)), newer than this binary's "
+                                     + "\(Release.current): refusing to replace it (datapath load --allow-downgrade does)",
+                                     kind: .newerDatapath)
+                }
+                return Datapath(store: store)
             }
-            return try Datapath(storeRoot: store.root)
+            try install(object, store: store)
+            return Datapath(store: store)
         }
     }
 
-    /// The datapath already in the store, as it is (no load, no upgrade), or nil when there is
-    /// none: what DEL, GC and the CLI use, which must not load programs just to look.
-    public static func openExisting(storeRoot: String) throws(StoreError) -> Datapath? {
-        guard try loadedBuild(storeRoot: storeRoot) != nil else { return nil }
-        return try Datapath(storeRoot: storeRoot)
+    /// The datapath already in the store, as it is (no load, no upgrade, no repair), or nil when
+    /// there is none: what DEL, GC and the CLI use, which must not load programs just to look.
+    /// Its pins are opened as they are used, so a missing one fails only what needs it.
+    public static func openExisting(store: EndpointStore) -> Datapath? {
+        access(store.root + "/datapath", F_OK) == 0 ? Datapath(store: store) : nil
     }
 
     /// The hash of the build pinned in the store, or nil when there is none.
     public static func loadedBuild(storeRoot: String) throws(StoreError) -> UInt64? {
-        guard let meta = try BPFMap.open(at: "\(storeRoot)/datapath/\(Layouts.meta.name)", Layouts.meta),
-              let value = try meta.lookup(UInt32(0), as: sp_meta.self), value.object_hash != 0 else { return nil }
-        return value.object_hash
+        try loadedMeta(storeRoot: storeRoot)?.object_hash
+    }
+
+    /// What the store records of the loaded datapath (build, layout version, release), or nil.
+    public static func loadedMeta(storeRoot: String) throws(StoreError) -> sp_meta? {
+        let meta: BPFMap?
+        do { meta = try BPFMap.open(at: "\(storeRoot)/datapath/\(Layouts.meta.name)", Layouts.meta) } catch where error.isRepairable {
+            return nil
+        }
+        guard let meta, let value = try meta.lookup(UInt32(0), as: sp_meta.self), value.object_hash != 0 else { return nil }
+        return value
+    }
+
+    /// Whether every map and program of `object` is pinned in `folder` (one directory read).
+    static func isComplete(_ folder: String, for object: BPFObject) -> Bool {
+        Set(subfolders(of: folder)).isSuperset(of: object.maps + object.programs)
     }
 
     private static func install(_ object: BPFObject, store: EndpointStore) throws(StoreError) {
@@ -95,8 +138,13 @@ public final class Datapath {
         guard loaded.programs[programNames.pod] != nil, loaded.programs[programNames.uplink] != nil else {
             throw StoreError("BPF object \(object.name) lacks \(programNames.pod) or \(programNames.uplink)")
         }
-        if loaded.replacedMaps.contains(where: { $0.hasPrefix("sp_endpoints") }) {
-            try refillEndpoints(folder: folder, records: store.records())
+        // Maps that start empty are refilled before any program that uses them runs.
+        let datapath = Datapath(store: store)
+        if loaded.freshMaps.contains(where: { $0.hasPrefix("sp_endpoints") }) {
+            try datapath.refillEndpoints(from: store.records())
+        }
+        if loaded.freshMaps.contains(Layouts.services.name) || loaded.freshMaps.contains(Layouts.slots.name) {
+            try datapath.reprogramServices()
         }
         for (name, program) in loaded.programs.sorted(by: { $0.key < $1.key }) {
             try program.pin(at: "\(folder)/\(name)")
@@ -109,18 +157,15 @@ public final class Datapath {
                 try BPFLink.pinned(at: path)?.update(to: program)
             }
         }
-        let meta = try map(folder, Layouts.meta)
-        try meta.upsert(UInt32(0), sp_meta(object_hash: object.hash, layout_version: UInt32(SP_LAYOUT_VERSION), reserved: 0))
+        try datapath.map(Layouts.meta).upsert(UInt32(0), sp_meta(object_hash: object.hash, layout_version: UInt32(SP_LAYOUT_VERSION),
+                                                                  release: Release.current.packed))
     }
 
     /// Rebuilds the endpoint maps from the records (after a layout change created them empty).
-    private static func refillEndpoints(folder: String, records: [EndpointRecord]) throws(StoreError) {
-        let v4 = try map(folder, Layouts.endpoints4), v6 = try map(folder, Layouts.endpoints6)
-        for record in records {
-            let value = sp_endpoint(record)
-            for address in record.addresses.map(\.address) {
-                if address.family == .v4 { try v4.upsert(address.ipv4Key, value) } else { try v6.upsert(address.ipv6Key, value) }
-            }
+    private func refillEndpoints(from records: [EndpointRecord]) throws(StoreError) {
+        for record in records where record.state == .ready {
+            try addEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex,
+                            podMAC: record.podMAC, hostMAC: record.hostMAC)
         }
     }
 
@@ -173,11 +218,29 @@ extension sp_endpoint {
     }
 }
 
-extension EndpointStore {
-    /// `withLock` for bodies that throw StoreError themselves.
-    func withLockOrThrow<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
-        try withLock(body).get()
+/// A swiftpath release, which the store records with the datapath it loads, so that a node is
+/// never taken back to an older release's datapath by an older binary without being told to.
+public struct Release: Comparable, Sendable, CustomStringConvertible {
+    public static let current = Release(major: 0, minor: 5, patch: 0)
+
+    public let major: UInt32
+    public let minor: UInt32
+    public let patch: UInt32
+
+    public init(major: UInt32, minor: UInt32, patch: UInt32) {
+        self.major = major
+        self.minor = minor
+        self.patch = patch
     }
+
+    /// As sp_meta keeps it: major << 16 | minor << 8 | patch (0: loaded before releases were recorded).
+    public init(packed: UInt32) { self.init(major: packed >> 16, minor: packed >> 8 & 0xff, patch: packed & 0xff) }
+
+    public var packed: UInt32 { major << 16 | (minor & 0xff) << 8 | (patch & 0xff) }
+
+    public static func < (lhs: Release, rhs: Release) -> Bool { lhs.packed < rhs.packed }
+
+    public var description: String { "\(major).\(minor).\(patch)" }
 }
 
 /// The datapath's maps as the loader opens their pins: a name and the C types of key and value.

@@ -16,7 +16,7 @@ extension Datapath {
     /// handed to another pod stays), and the device's counters.
     public func removeEndpoint(addresses: [IPAddress], hostIndex: Int32) throws(StoreError) {
         for address in addresses {
-            let map = address.family == .v4 ? endpoints4 : endpoints6
+            let map = try address.family == .v4 ? endpoints4 : endpoints6
             let current = address.family == .v4 ? try map.lookup(address.ipv4Key, as: sp_endpoint.self)
                                                  : try map.lookup(address.ipv6Key, as: sp_endpoint.self)
             guard current?.ifindex == UInt32(hostIndex) else { continue }

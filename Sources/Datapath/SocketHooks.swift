@@ -33,10 +33,8 @@ extension Datapath {
         try Self.makeFolder(storeRoot + "/socketlb")
         try Self.makeFolder(folder)
         for hook in missing {
-            guard let program = try BPFProgram.pinned(at: "\(self.folder)/\(hook.program)") else {
-                throw StoreError("the datapath program \(hook.program) is not pinned in \(self.folder)")
-            }
-            try BPFLink.attachCgroup(program, cgroup: directory, attachType: hook.attachType).pin(at: "\(folder)/\(hook.program)")
+            try BPFLink.attachCgroup(program(hook.program), cgroup: directory, attachType: hook.attachType)
+                .pin(at: "\(folder)/\(hook.program)")
         }
     }
 
@@ -58,12 +56,12 @@ extension Datapath {
 
     /// Whether the hooks leave the sockets of the calling thread's netns (the node's) alone.
     public func configureSocketLB(skipNodeNetns: Bool) throws(StoreError) {
-        let map = try Self.map(folder, Layouts.lbConfig)
+        let config = try map(Layouts.lbConfig)
         let cookie = try Self.currentNetnsCookie()
         let wanted = sp_lb_config(host_netns_cookie: cookie, flags: skipNodeNetns ? SP_LB_SKIP_HOST_NETNS : 0, reserved: 0)
-        let current = try map.lookup(UInt32(0), as: sp_lb_config.self)
+        let current = try config.lookup(UInt32(0), as: sp_lb_config.self)
         guard current?.host_netns_cookie != wanted.host_netns_cookie || current?.flags != wanted.flags else { return }
-        try map.upsert(UInt32(0), wanted)
+        try config.upsert(UInt32(0), wanted)
     }
 
     /// SO_NETNS_COOKIE of a socket made in the calling thread's netns.
@@ -91,9 +89,11 @@ extension Datapath {
         return nil
     }
 
-    /// Whether `path` is a directory of a cgroup v2 hierarchy.
-    public static func isCgroup2(_ path: String) -> Bool {
-        clinux_fs_magic_at(path) == 0x6367_7270
-
+    /// Whether `path` is a directory of a cgroup v2 hierarchy (a cgroup, not one of its files).
+    public static func isCgroup2Directory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR && clinux_fs_magic_at(path) == cgroup2Magic
     }
 }
+
+private let cgroup2Magic = 0x6367_7270

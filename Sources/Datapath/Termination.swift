@@ -56,10 +56,10 @@ extension Datapath {
             guard let service = Self.service(key), let backend = Self.backend(value) else { return false }
             return gone.contains("\(service)|\(backend.address)|\(backend.port)")
         }
-        try Self.map(folder, Layouts.sticky).removeAll(keys: sp_sticky_key.self, values: sp_backend.self) {
+        try map(Layouts.sticky).removeAll(keys: sp_sticky_key.self, values: sp_backend.self) {
             departed($0.service, $1)
         }
-        try Self.map(folder, Layouts.affinity).removeAll(keys: sp_affinity_key.self, values: sp_affinity.self) {
+        try map(Layouts.affinity).removeAll(keys: sp_affinity_key.self, values: sp_affinity.self) {
             departed($0.service, $1.backend)
         }
     }

@@ -1,3 +1,4 @@
+import BPFObjects
 import BPFStore
 import SystemCallSupport
 import SystemPackage
@@ -9,29 +10,54 @@ extension Datapath {
     /// What `datapath status` reports.
     public struct Status: Sendable {
         public let build: UInt64
+        public let release: Release?
         public let programs: [(name: String, id: UInt32, xlated: Int, jited: Int)]
         public let podAttachments: Int
         /// The cgroups (by id) whose socket hooks swiftpath attached.
         public let socketHookCgroups: [String]
         public let uplinks: [(ifindex: Int32, mode: AttachMode)]
-        public let endpointAddresses: (v4: Int, v6: Int)
+        public let endpointAddresses: (v4: Int, v6: Int)?
+        /// What is broken, in words; empty when the datapath is whole.
+        public let problems: [String]
     }
 
-    public func status() throws(StoreError) -> Status {
-        let build = try Self.loadedBuild(storeRoot: storeRoot) ?? 0
+    /// The datapath as it stands, checked against `object` (this binary's build): every part that
+    /// can be read is reported, every part that cannot is named in `problems`.
+    public func status(against object: BPFObject = .datapath) throws(StoreError) -> Status {
+        var problems: [String] = []
+        let meta = try Self.loadedMeta(storeRoot: storeRoot)
+        if meta == nil { problems.append("no build recorded: sp_meta is missing or empty") }
+        let pinned = Set(Self.subfolders(of: folder))
+        for name in object.programs where !pinned.contains(name) { problems.append("program \(name) is not pinned") }
+        for (name, state) in try BPFObjectLoader.pinnedMaps(of: object.name, bytes: object.bytes, in: folder).sorted(by: { $0.key < $1.key }) {
+            switch state {
+            case .matching: break
+            case .missing: problems.append("map \(name) is not pinned")
+            case .mismatched: problems.append("map \(name) is of another layout than this build's")
+            }
+        }
+        let undecodable = try store.undecodableRecords()
+        if !undecodable.isEmpty { problems.append("\(undecodable.count) endpoint record(s) cannot be read") }
+        var programs: [(name: String, id: UInt32, xlated: Int, jited: Int)] = []
+        for name in object.programs where pinned.contains(name) {
+            let program = try program(name)
+            programs.append((name, program.id, program.sizes.xlated, program.sizes.jited))
+        }
         return Status(
-            build: build,
-            programs: [(Self.programNames.pod, podEgress.id, podEgress.sizes.xlated, podEgress.sizes.jited),
-                       (Self.programNames.uplink, uplinkIngress.id, uplinkIngress.sizes.xlated, uplinkIngress.sizes.jited)],
+            build: meta?.object_hash ?? 0,
+            release: meta.map { Release(packed: $0.release) },
+            programs: programs,
             podAttachments: Self.pinnedLinks(under: storeRoot + "/endpoints").count,
             socketHookCgroups: Self.subfolders(of: storeRoot + "/socketlb"),
-            uplinks: try uplinks(),
-            endpointAddresses: try endpointCounts())
+            uplinks: (try? uplinks()) ?? [],
+            endpointAddresses: try? endpointCounts(),
+            problems: problems)
     }
 
     /// Removes everything swiftpath attached and pinned on the node: pod and uplink attachments,
     /// programs and maps. Pods keep their veths and addresses; their traffic falls back to the
-    /// kernel's routing until the datapath is loaded again.
+    /// kernel's routing until the datapath is loaded again. Works on a damaged store too: what
+    /// cannot be read is removed without being read.
     public func unload(podAttachments: [(hostName: String, hostIndex: Int32, mode: AttachMode)]) throws(StoreError) {
         for pod in podAttachments {
             try detachPod(hostName: pod.hostName, hostIndex: pod.hostIndex, mode: pod.mode)
@@ -40,7 +66,7 @@ extension Datapath {
         for name in Self.subfolders(of: storeRoot + "/endpoints") {
             try detachPod(hostName: name, hostIndex: nil, mode: .tcx)
         }
-        for uplink in try uplinks() { try detachUplink(ifindex: uplink.ifindex) }
+        for uplink in (try? uplinks()) ?? [] { try detachUplink(ifindex: uplink.ifindex) }
         if masqueradeEnabled { try NFTables.deleteTable(Self.nftTable) }
         for group in Self.linkGroups {
             for name in Self.subfolders(of: "\(storeRoot)/\(group)") { try removeLinkFolder("\(storeRoot)/\(group)/\(name)") }

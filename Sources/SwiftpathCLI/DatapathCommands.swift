@@ -18,33 +18,39 @@ struct DatapathCommand: ParsableCommand {
 
         func run() throws {
             let embedded = BPFObject.datapath.hash
-            guard let datapath = try Datapath.openExisting(storeRoot: store.root) else {
+            guard let opened = try EndpointStore.openExisting(root: store.root), let datapath = Datapath.openExisting(store: opened) else {
                 if output == .json { print(#"{"loaded": false}"#) } else { print("no datapath loaded in \(store.root)") }
                 return
             }
             let status = try datapath.status()
-            let records = try EndpointStore.open(root: store.root).records()
+            let records = try opened.records()
             let names = (try? NetlinkSocket()).map { netlink in
                 Dictionary(uniqueKeysWithValues: status.uplinks.map { ($0.ifindex, (try? netlink.link(index: $0.ifindex))?.name ?? "?") })
             } ?? [:]
             let view = StatusView(
-                loaded: true, build: hex(status.build), binaryBuild: hex(embedded), current: status.build == embedded,
+                loaded: status.build != 0, build: hex(status.build), binaryBuild: hex(embedded), current: status.build == embedded,
+                release: status.release?.description, binaryRelease: Release.current.description,
                 programs: status.programs.map { .init(name: $0.name, id: $0.id, xlatedBytes: $0.xlated, jitedBytes: $0.jited) },
                 endpoints: records.count,
-                podAttachments: Dictionary(grouping: records, by: { AttachMode(rawValue: $0.attachMode)?.description ?? "none" })
-                    .mapValues(\.count),
+                pendingEndpoints: records.filter { $0.state == .pending }.count,
+                podAttachments: Dictionary(grouping: records.filter { $0.state == .ready },
+                                           by: { AttachMode(rawValue: $0.attachMode)?.description ?? "none" }).mapValues(\.count),
                 uplinks: status.uplinks.map { .init(device: names[$0.ifindex] ?? "?", ifindex: $0.ifindex, mode: $0.mode.description) },
                 socketHookCgroups: status.socketHookCgroups,
-                endpointAddresses: .init(ipv4: status.endpointAddresses.v4, ipv6: status.endpointAddresses.v6))
+                endpointAddresses: status.endpointAddresses.map { .init(ipv4: $0.v4, ipv6: $0.v6) },
+                healthy: status.problems.isEmpty, problems: status.problems)
             if output == .json {
                 print(String(decoding: JSONCoding.encode(view), as: UTF8.self))
                 return
             }
-            print("build       \(view.build)\(view.current ? "" : " (this binary carries \(view.binaryBuild): run 'swiftpath datapath load' to upgrade)")")
+            let release = view.release.map { " (swiftpath \($0))" } ?? ""
+            print("build       \(view.build)\(release)\(view.current ? "" : " (this binary carries \(view.binaryBuild), swiftpath \(view.binaryRelease): run 'swiftpath datapath load' to upgrade)")")
             for program in view.programs {
                 print("program     \(program.name) id \(program.id), \(program.xlatedBytes) bytes xlated, \(program.jitedBytes) jited")
             }
-            print("endpoints   \(view.endpoints) (\(view.endpointAddresses.ipv4) IPv4 and \(view.endpointAddresses.ipv6) IPv6 addresses in the maps)")
+            let addresses = view.endpointAddresses.map { "\($0.ipv4) IPv4 and \($0.ipv6) IPv6 addresses in the maps" } ?? "endpoint maps unreadable"
+            let pending = view.pendingEndpoints == 0 ? "" : ", \(view.pendingEndpoints) pending (an ADD at work, or one that died: DEL or GC removes it)"
+            print("endpoints   \(view.endpoints) (\(addresses))\(pending)")
             for (mode, count) in view.podAttachments.sorted(by: { $0.key < $1.key }) {
                 print("pods        \(count) attached with \(mode)\(mode == "tc" ? " (fallback: tcx unavailable)" : "")")
             }
@@ -54,20 +60,31 @@ struct DatapathCommand: ParsableCommand {
             for uplink in view.uplinks {
                 print("uplink      \(uplink.device) (#\(uplink.ifindex)) attached with \(uplink.mode)\(uplink.mode == "tc" ? " (fallback: tcx unavailable)" : "")")
             }
+            for problem in view.problems {
+                print("problem     \(problem) (swiftpath datapath load repairs it)")
+            }
         }
     }
 
     struct Load: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Load this binary's datapath into the store, or upgrade the loaded one in place.")
+            abstract: "Load this binary's datapath into the store, or upgrade or repair the loaded one in place.")
         @OptionGroup var store: StoreOptions
         @Option(name: .customLong("device"), help: "An uplink to attach to (repeatable).")
         var devices: [String] = []
+        @Flag(help: "Replace the datapath of a newer swiftpath release with this binary's older one.")
+        var allowDowngrade = false
 
         func run() throws {
             let opened = try EndpointStore.open(root: store.root)
-            let before = try Datapath.loadedBuild(storeRoot: store.root)
-            let datapath = try Datapath.open(store: opened)
+            let before = try Datapath.loadedMeta(storeRoot: store.root)
+            // A damaged store is repaired: records nobody can read go, and so does every pin the
+            // loader cannot reuse (it loads the programs again against the maps it keeps).
+            let unreadable = try opened.undecodableRecords()
+            for key in unreadable { try opened.removeRecord(key: key) }
+            if !unreadable.isEmpty { print("removed \(unreadable.count) unreadable endpoint record(s)") }
+            let damaged = try Datapath.openExisting(store: opened).map { try !$0.status().problems.isEmpty } ?? false
+            let datapath = try Datapath.open(store: opened, downgrade: allowDowngrade ? .allow : .refuse, repair: damaged)
             let netlink = try NetlinkSocket()
             let restored = try datapath.restore(try opened.records(), hostIndexExists: { index, name in
                 (try? netlink.link(index: index))??.name == name
@@ -83,8 +100,8 @@ struct DatapathCommand: ParsableCommand {
                 try datapath.ensureUplinks(uplinks, policy: .auto)
             }
             let now = BPFObject.datapath.hash
-            print(before == now ? "datapath \(hex(now)) already loaded"
-                  : before == nil ? "datapath \(hex(now)) loaded" : "datapath upgraded from \(hex(before!)) to \(hex(now))")
+            print(before?.object_hash == now ? (damaged ? "datapath \(hex(now)) repaired" : "datapath \(hex(now)) already loaded")
+                  : before == nil ? "datapath \(hex(now)) loaded" : "datapath upgraded from \(hex(before!.object_hash)) to \(hex(now))")
         }
     }
 
@@ -94,11 +111,11 @@ struct DatapathCommand: ParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            guard let datapath = try Datapath.openExisting(storeRoot: store.root) else {
+            guard let opened = try EndpointStore.openExisting(root: store.root), let datapath = Datapath.openExisting(store: opened) else {
                 print("no datapath loaded in \(store.root)")
                 return
             }
-            let records = try EndpointStore.open(root: store.root).records()
+            let records = try opened.records()
             try datapath.unload(podAttachments: records.map {
                 ($0.hostName, $0.hostIndex, AttachMode(rawValue: $0.attachMode) ?? .tcx)
             })
@@ -115,12 +132,17 @@ struct StatusView: Encodable {
     var build: String
     var binaryBuild: String
     var current: Bool
+    var release: String?
+    var binaryRelease: String
     var programs: [Program]
     var endpoints: Int
+    var pendingEndpoints: Int
     var podAttachments: [String: Int]
     var uplinks: [Uplink]
     var socketHookCgroups: [String]
-    var endpointAddresses: Addresses
+    var endpointAddresses: Addresses?
+    var healthy: Bool
+    var problems: [String]
 }
 
 func hex(_ value: UInt64) -> String { String(value, radix: 16) }

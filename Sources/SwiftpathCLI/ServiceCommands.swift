@@ -86,7 +86,7 @@ struct ServiceCommand: ParsableCommand {
         var output: OutputFormat = .table
 
         func run() throws {
-            guard let datapath = try Datapath.openExisting(storeRoot: store.root) else {
+            guard let opened = try EndpointStore.openExisting(root: store.root), let datapath = Datapath.openExisting(store: opened) else {
                 print(output == .json ? "[]" : "no datapath loaded in \(store.root)")
                 return
             }

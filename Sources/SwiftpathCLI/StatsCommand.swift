@@ -22,11 +22,11 @@ struct StatsCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard let datapath = try Datapath.openExisting(storeRoot: store.root) else {
+        guard let opened = try EndpointStore.openExisting(root: store.root), let datapath = Datapath.openExisting(store: opened) else {
             if output == .json { print("[]") } else { print("no datapath loaded in \(store.root)") }
             return
         }
-        let records = try EndpointStore.open(root: store.root).records()
+        let records = try opened.records()
         let pods = Dictionary(records.map { ($0.hostIndex, $0) }, uniquingKeysWith: { $1 })
         let netlink = try? NetlinkSocket()
         let counters = try datapath.counters()

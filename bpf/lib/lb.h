@@ -4,7 +4,9 @@
 #pragma once
 #include "common.h"
 
+#ifndef SP_MAX_SERVICES
 #define SP_MAX_SERVICES 65536
+#endif
 #define SP_MAX_SLOTS (SP_MAX_SERVICES * 4)
 
 /* bpf_set_retval(), helper 187 (Linux 5.18): the errno a cgroup hook's refusal carries. The
