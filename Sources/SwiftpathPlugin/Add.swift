@@ -17,8 +17,9 @@ struct VethPair {
 }
 
 extension Plugin {
-    /// ADD: checks its input, leases addresses, wires the veth, records the endpoint, and
-    /// undoes every step already done when a later one fails.
+    /// ADD: checks its input, records itself as pending, leases addresses, wires the veth and
+    /// the datapath, marks the record ready, and undoes every step already done when a later one
+    /// fails. Killed at any point, it leaves a pending record that DEL and GC undo whole.
     func add() throws(CNIError) -> CNIResult {
         // Everything that can be wrong with the input is found before anything changes.
         let podNamespace = try openPodNamespace()
@@ -32,25 +33,39 @@ extension Plugin {
         let uplinks = try uplinkDevices(host, defaultLinks: defaultLinks)
         let mtu = settings.mtu ?? defaultLinks.first?.mtu ?? 1500
         let socketCgroup = try podCgroup()
+        let nodeCgroup = try nodeSocketCgroup()
 
         let store = try openStore()
-        let ipam = addressManager(plan, store: store)
-        let datapath = try prepareDatapath(store: store, uplinks: uplinks)
+        let ipam = addressManager(plan, store: store)!
+        let datapath = try prepareDatapath(store: store, uplinks: uplinks, socketCgroup: nodeCgroup)
 
         var rollback = Rollback(log: log)
+        let claim = try beginRecord(store, source: ipam.source)
+        rollback.onFailure("record and claim") {
+            try store.removeRecord(containerID: attachment.containerID, ifname: attachment.ifname)
+            try store.dropClaim(claim.hostName)
+        }
         do throws(CNIError) {
             let addressing = try ipam.allocate(for: attachment)
             rollback.onFailure("IPAM lease") { try ipam.release(for: attachment, addresses: addressing.ips.map(\.address.address)) }
+            try updateRecord(store) { $0.addresses = addressing.ips.prefix(EndpointRecord.maxAddresses).map { .host($0.address.address) } }
 
-            let veth = try createVeth(host: host, pod: podNetlink, podNamespace: podNamespace, mtu: mtu)
-            rollback.onFailure("veth \(veth.host.name)") { try host.deleteLink(index: veth.host.index) }
+            let veth = try createVeth(host: host, pod: podNetlink, podNamespace: podNamespace, mtu: mtu, rollback: &rollback)
+            try updateRecord(store) { record in
+                (record.hostIndex, record.hostMAC, record.podIndex, record.podMAC, record.mtu) =
+                    (veth.host.index, veth.host.mac ?? .zero, veth.pod.index, veth.pod.mac ?? .zero, mtu)
+            }
 
             let gateways = type(of: ipam).gateways(of: addressing)
             try configurePod(podNetlink, veth: veth, addressing: addressing, gateways: gateways)
             try configureHost(host, veth: veth, addressing: addressing)
             let wiring = try attachToDatapath(datapath, store: store, veth: veth, addressing: addressing,
                                               socketCgroup: socketCgroup, rollback: &rollback)
-            try recordEndpoint(store, veth: veth, addressing: addressing, source: ipam.source, mtu: mtu, wiring: wiring)
+            try updateRecord(store) { record in
+                (record.attachMode, record.attachID, record.socketCgroupID, record.state) =
+                    (wiring.attached.mode.rawValue, wiring.attached.id, wiring.socketCgroupID, .ready)
+            }
+            try storeCall { () throws(StoreError) in try store.dropClaim(claim.hostName) }
             log("added \(veth.host.name) <-> \(environment.netns):\(environment.ifname) with \(addressing.ips.map(\.address.description))")
             return result(veth: veth, addressing: addressing, gateways: gateways, mtu: mtu)
         } catch {
@@ -59,14 +74,72 @@ extension Plugin {
         }
     }
 
+    /// The claim an ADD holds while it runs, on its host device's name.
+    struct HeldClaim {
+        let hostName: String
+        let claim: Claim
+    }
+
+    /// Under the store's lock: claims the attachment and records it as pending, so that a GC
+    /// running meanwhile sees an ADD at work, and a DEL after a crash finds what to undo.
+    func beginRecord(_ store: EndpointStore, source: EndpointRecord.AddressSource) throws(CNIError) -> HeldClaim {
+        try store.withLockOrFail { () throws(CNIError) -> HeldClaim in
+            if let existing = try storeCall({ () throws(StoreError) in
+                try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
+            }) {
+                if existing.state == .pending, try storeCall({ () throws(StoreError) in try store.isClaimed(existing.hostName) }) {
+                    throw CNIError(.tryAgainLater, "an ADD of \(attachment.containerID)/\(attachment.ifname) is in progress")
+                }
+                throw CNIError(.interfaceExists, "the store already records \(attachment.containerID)/\(attachment.ifname)",
+                               details: existing.state == .pending ? "an earlier ADD of it died half-way; DEL it first" : "DEL it first")
+            }
+            let claim: Claim
+            do throws(StoreError) { claim = try store.claim(hostInterfaceName) } catch where error.errno == .wouldBlock {
+                throw CNIError(.tryAgainLater, "an ADD of \(attachment.containerID)/\(attachment.ifname) is in progress")
+            } catch {
+                throw CNIError(store: error)
+            }
+            let record = EndpointRecord.pending(containerID: attachment.containerID, ifname: attachment.ifname, network: config.name,
+                                                netns: environment.netns, hostName: hostInterfaceName, addressSource: source,
+                                                created: Self.now())
+            _ = try storeCall { () throws(StoreError) in try store.insert(record) }
+            return HeldClaim(hostName: hostInterfaceName, claim: claim)
+        }
+    }
+
+    /// Rewrites the attachment's record as ADD gets further.
+    func updateRecord(_ store: EndpointStore, _ change: (inout EndpointRecord) -> Void) throws(CNIError) {
+        try storeCall { () throws(StoreError) in
+            guard var record = try store.record(containerID: attachment.containerID, ifname: attachment.ifname) else {
+                throw StoreError("the record of \(attachment.containerID)/\(attachment.ifname) vanished during ADD")
+            }
+            change(&record)
+            try store.update(record)
+        }
+    }
+
+    static func now() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
     func openPodNamespace() throws(CNIError) -> NetworkNamespace {
         guard environment.netns.utf8.count <= EndpointRecord.maxNetnsPathLength else {
             throw CNIError(.invalidEnvironment, "CNI_NETNS is longer than \(EndpointRecord.maxNetnsPathLength) characters")
         }
-        do { return try NetworkNamespace.open(environment.netns) } catch {
+        let namespace: NetworkNamespace
+        do { namespace = try NetworkNamespace.open(environment.netns) } catch {
             throw CNIError(.invalidEnvironment, "CNI_NETNS \"\(environment.netns)\" is not a network namespace",
                            details: error.description)
         }
+        // The plugin runs in the node's netns: a pod that is the node would get the pod's routes.
+        let isNode: Bool
+        do { isNode = try namespace.isCurrent() } catch { throw CNIError(system: error) }
+        if isNode {
+            throw CNIError(.invalidEnvironment, "CNI_NETNS \"\(environment.netns)\" is the node's own network namespace")
+        }
+        return namespace
     }
 
     /// A netlink socket bound to `namespace`: opened there, then used from the host.
@@ -105,8 +178,10 @@ extension Plugin {
         }
     }
 
+    /// Creates the veth pair, joining the rollback as soon as the kernel made it: a failure while
+    /// looking its two ends up must not leave it behind.
     func createVeth(host: NetlinkSocket, pod: NetlinkSocket, podNamespace: NetworkNamespace,
-                    mtu: Int) throws(CNIError) -> VethPair {
+                    mtu: Int, rollback: inout Rollback) throws(CNIError) -> VethPair {
         do {
             try host.createVethPair(name: hostInterfaceName, peerName: environment.ifname,
                                     peerNamespace: podNamespace, mtu: mtu)
@@ -116,16 +191,17 @@ extension Plugin {
         } catch {
             throw CNIError(netlink: error)
         }
-        do {
-            guard let hostEnd = try host.link(named: hostInterfaceName), let podEnd = try pod.link(named: environment.ifname) else {
-                throw CNIError(.netlinkFailure, "veth \(hostInterfaceName) vanished right after it was created")
-            }
-            return VethPair(host: hostEnd, pod: podEnd)
-        } catch let error as SystemCallError {
-            throw CNIError(netlink: error)
-        } catch {
-            throw error as! CNIError
+        rollback.onFailure("veth \(hostInterfaceName)") {
+            if let link = try hostEnd(host, of: attachment) { try host.deleteLink(index: link.index) }
         }
+        let ends: (Link?, Link?)
+        do { ends = (try host.link(named: hostInterfaceName), try pod.link(named: environment.ifname)) } catch {
+            throw CNIError(netlink: error)
+        }
+        guard let hostEnd = ends.0, let podEnd = ends.1 else {
+            throw CNIError(.netlinkFailure, "veth \(hostInterfaceName) vanished right after it was created")
+        }
+        return VethPair(host: hostEnd, pod: podEnd)
     }
 
     /// Inside the pod: link up, /32 and /128 addresses, a permanent neighbour for each gateway
@@ -190,24 +266,6 @@ extension Plugin {
             }
         } catch {
             throw CNIError(netlink: error)
-        }
-    }
-
-    func recordEndpoint(_ store: EndpointStore, veth: VethPair, addressing: CNIResult,
-                        source: EndpointRecord.AddressSource, mtu: Int, wiring: DatapathWiring) throws(CNIError) {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let record = EndpointRecord(
-            containerID: attachment.containerID, ifname: attachment.ifname, network: config.name,
-            netns: environment.netns, hostIndex: veth.host.index, hostName: veth.host.name,
-            hostMAC: veth.host.mac ?? .zero, podIndex: veth.pod.index, podMAC: veth.pod.mac ?? .zero, mtu: mtu,
-            addresses: addressing.ips.prefix(EndpointRecord.maxAddresses).map { .host($0.address.address) },
-            addressSource: source, created: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec),
-            attachMode: wiring.attached.mode.rawValue, attachID: wiring.attached.id, socketCgroupID: wiring.socketCgroupID)
-        let inserted: Bool
-        do { inserted = try store.insert(record) } catch { throw CNIError(store: error) }
-        guard inserted else {
-            throw CNIError(.interfaceExists, "the store already records \(attachment.containerID)/\(attachment.ifname)")
         }
     }
 

@@ -13,19 +13,19 @@ extension Plugin {
         guard let expected = config.prevResult else {
             throw CNIError(.invalidNetworkConfig, "missing key \"prevResult\" in network config", details: "CHECK needs it")
         }
-        let store = try openStore()
-        guard let record = try storeCall({ () throws(StoreError) in
+        let store = try existingStore()
+        guard let store, let record = try storeCall({ () throws(StoreError) in
             try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
         }) else {
             throw CNIError(.unknownContainer, "no swiftpath endpoint for \(attachment.containerID)/\(attachment.ifname)")
         }
+        guard record.state == .ready else { throw drift("the ADD of this attachment never completed") }
         let podNetlink = try netlink(in: openPodNamespace())
         let host = try hostNetlink()
         try checkPod(podNetlink, record: record, expected: expected)
         try checkHost(host, record: record)
         try checkDatapath(store, record: record)
-        let ipam = try addressManager(store: store)
-        try ipam.check(for: attachment, expecting: record.addresses.map(\.address))
+        try addressManager(try ipamPlan(), store: store)?.check(for: attachment, expecting: record.addresses.map(\.address))
     }
 
     private func checkPod(_ netlink: NetlinkSocket, record: EndpointRecord, expected: CNIResult) throws(CNIError) {
@@ -92,7 +92,7 @@ extension Plugin {
 
     /// The pod's program attached to its host end, and its addresses in the endpoint maps.
     private func checkDatapath(_ store: EndpointStore, record: EndpointRecord) throws(CNIError) {
-        guard let datapath = try existingDatapath(store) else { throw drift("the swiftpath datapath is not loaded") }
+        guard let datapath = Datapath.openExisting(store: store) else { throw drift("the swiftpath datapath is not loaded") }
         let mode = AttachMode(rawValue: record.attachMode) ?? .tcx
         let attached = try datapathCall { () throws(StoreError) in
             try datapath.podAttachment(hostName: record.hostName, hostIndex: record.hostIndex, mode: mode)

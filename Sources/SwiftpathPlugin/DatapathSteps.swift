@@ -14,8 +14,9 @@ struct DatapathWiring {
 
 extension Plugin {
     /// The once-per-node part of ADD, cheap after the first time: the datapath loaded (or
-    /// upgraded) in the store, and the uplinks running the program for traffic to local pods.
-    func prepareDatapath(store: EndpointStore, uplinks: [(name: String, index: Int32)]) throws(CNIError) -> Datapath {
+    /// upgraded, or repaired) in the store, and the uplinks running the program for traffic to
+    /// local pods.
+    func prepareDatapath(store: EndpointStore, uplinks: [(name: String, index: Int32)], socketCgroup: String?) throws(CNIError) -> Datapath {
         let datapath = try datapathCall { () throws(StoreError) in try Datapath.open(store: store) }
         // Node-wide state is checked and completed under the store's lock: two first ADDs at once
         // must not both attach (and both pin) the same uplink or cgroup hook.
@@ -23,15 +24,27 @@ extension Plugin {
             try datapathCall { () throws(StoreError) in
                 let attachments = try datapath.ensureUplinks(uplinks, policy: settings.attachMode)
                 try datapath.configureMasquerade(enabled: settings.ipMasq, clusterCIDRs: settings.clusterCIDRs)
-                if let cgroup = settings.socketLBCgroup { try datapath.ensureSocketHooks(cgroup: cgroup) }
-                if settings.socketLBCgroup != nil || settings.socketLBPerPod {
-                    try datapath.configureSocketLB(skipNodeNetns: !settings.socketLBHostNamespace)
+                if let socketCgroup { try datapath.ensureSocketHooks(cgroup: socketCgroup) }
+                if settings.socketLB.enabled {
+                    try datapath.configureSocketLB(skipNodeNetns: !settings.socketLB.hostNamespace)
                 }
                 return attachments
             }
         }
         if attachments.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }
         return datapath
+    }
+
+    /// The cgroup v2 directory of the node-wide socket hooks, or nil when the socket LB is off or
+    /// per pod: the configured root, else the host's cgroup2 mount.
+    func nodeSocketCgroup() throws(CNIError) -> String? {
+        guard settings.socketLB.enabled, !settings.socketLB.perPod else { return nil }
+        guard let root = settings.socketLB.cgroupRoot ?? Datapath.cgroup2Mount() else { return nil }
+        guard Datapath.isCgroup2Directory(root) else {
+            throw CNIError(.invalidNetworkConfig, "invalid value for key \"socketLB.cgroupRoot\" in network config",
+                           details: "\(root) is not a cgroup v2 directory")
+        }
+        return root
     }
 
     /// The uplinks: the devices the config names, else those of the default routes.
@@ -89,14 +102,14 @@ extension Plugin {
     /// The pod's cgroup for per-pod socket hooks, from the runtime's cgroupPath capability: a path
     /// in the cgroup v2 hierarchy, absolute or relative to its mount.
     func podCgroup() throws(CNIError) -> String? {
-        guard settings.socketLBPerPod else { return nil }
+        guard settings.socketLB.enabled, settings.socketLB.perPod else { return nil }
         guard let path = config.runtimeConfig?["cgroupPath"]?.stringValue, !path.isEmpty else {
             throw CNIError(.invalidNetworkConfig, "missing key \"runtimeConfig.cgroupPath\" in network config",
                            details: "socketLB scope \"pod\" needs the runtime's cgroupPath capability")
         }
         let mount = Datapath.cgroup2Mount() ?? "/sys/fs/cgroup"
         let full = path.hasPrefix(mount + "/") ? path : mount + "/" + path.drop { $0 == "/" }
-        guard Datapath.isCgroup2(full) else {
+        guard Datapath.isCgroup2Directory(full) else {
             throw CNIError(.invalidNetworkConfig, "invalid value for key \"runtimeConfig.cgroupPath\" in network config",
                            details: "\(full) is not a cgroup v2 directory")
         }
@@ -109,20 +122,33 @@ extension Plugin {
         }
     }
 
-    /// Undoes the datapath part of an attachment: its link or filter and its map entries.
-    func detachFromDatapath(_ datapath: Datapath?, record: EndpointRecord?, hostName: String) throws(CNIError) {
-        guard let datapath else { return }
+    /// Undoes the datapath part of an attachment: its link or filter, its map entries and
+    /// counters, its per-pod socket hooks. A map or program whose pin is missing or of another
+    /// layout is passed over (`datapath load` rebuilds it, without this attachment's entries).
+    /// Returns whether anything of the attachment was there.
+    func detachFromDatapath(_ datapath: Datapath, record: EndpointRecord?, hostName: String) throws(CNIError) -> Bool {
+        let hadLink = datapath.attachedPodNames().contains(hostName)
         try datapathCall { () throws(StoreError) in
-            let mode = record.flatMap { AttachMode(rawValue: $0.attachMode) } ?? .tcx
-            try datapath.detachPod(hostName: hostName, hostIndex: record?.hostIndex, mode: mode)
-            if let record {
+            // The veth is gone by now, and a tc filter with it: no device index from the record is
+            // trusted to find one.
+            try datapath.detachPod(hostName: hostName, hostIndex: nil, mode: .tcx)
+        }
+        guard let record else { return hadLink }
+        let parts: [(String, () throws(StoreError) -> Void)] = [
+            ("endpoint map entries", { () throws(StoreError) in
                 try datapath.removeEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex)
+            }),
+            ("socket hooks", { () throws(StoreError) in
                 if record.socketCgroupID != 0 { try datapath.detachSocketHooks(cgroupID: record.socketCgroupID) }
+            }),
+        ]
+        for (what, remove) in parts {
+            do throws(StoreError) { try remove() } catch where error.isRepairable {
+                log("\(what) of \(hostName) left to 'swiftpath datapath load': \(error)")
+            } catch {
+                throw CNIError(.storeFailure, "BPF datapath failed", details: error.description)
             }
         }
-    }
-
-    func existingDatapath(_ store: EndpointStore) throws(CNIError) -> Datapath? {
-        try datapathCall { () throws(StoreError) in try Datapath.openExisting(storeRoot: store.root) }
+        return true
     }
 }

@@ -3,28 +3,23 @@ import CNIProtocol
 import IPAM
 
 extension Plugin {
-    /// DEL: removes the veth, releases the addresses and forgets the endpoint. Whatever is
-    /// already gone (netns, link, record, lease) is skipped, so DEL can be repeated.
+    /// DEL: removes the veth, its datapath state, the addresses and the record. Whatever is
+    /// already gone (netns, link, record, lease) is skipped, so DEL can be repeated; a config that
+    /// ADD would refuse still cleans up, since the runtime has no other way to tear the pod down.
     func del() throws(CNIError) {
-        let store = try openStore()
-        let ipam = try addressManager(store: store)
-        let host = try hostNetlink()
-        let record = try storeCall { () throws(StoreError) in
-            try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
+        let store = try existingStore()
+        let record = try store.flatMap { store throws(CNIError) in
+            try storeCall { () throws(StoreError) in try store.record(containerID: attachment.containerID, ifname: attachment.ifname) }
         }
-        // The veth goes first, so the pod's traffic stops before its map entries go. tcx waits for
-        // one RCU grace period either way: in the device's teardown here (tcx_uninstall), and the
-        // link, defunct by then, unpins without another.
-        try removeVeth(host, record: record, of: attachment)
-        try detachFromDatapath(try existingDatapath(store), record: record, hostName: record?.hostName ?? hostInterfaceName)
-        try ipam.release(for: attachment, addresses: record?.addresses.map(\.address))
-        _ = try storeCall { () throws(StoreError) in
-            try store.removeRecord(containerID: attachment.containerID, ifname: attachment.ifname)
+        let ipam: (any AddressManager)?
+        var problems = settingsProblems
+        do { ipam = addressManager(try ipamPlan(), store: store) } catch {
+            problems.append(error)
+            ipam = nil
         }
-        log(record == nil ? "nothing recorded; released what IPAM held" : "removed \(record!.hostName)")
-    }
-
-    func storeCall<T>(_ body: () throws(StoreError) -> T) throws(CNIError) -> T {
-        do { return try body() } catch { throw CNIError(store: error) }
+        let found = try tearDown(attachment, record: record, store: store, host: hostNetlink(), ipam: ipam)
+        if !found, let problem = problems.first { throw problem }
+        log(found ? "removed \(Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname))"
+                  : "nothing recorded or wired; released what IPAM held")
     }
 }

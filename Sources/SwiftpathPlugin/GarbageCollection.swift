@@ -1,43 +1,60 @@
 import BPFStore
 import CNIProtocol
+import Datapath
 import IPAM
 
 extension Plugin {
-    /// GC: removes every attachment of this network that the runtime no longer lists as valid:
-    /// its veth and its record; then IPAM releases every address no valid attachment holds.
+    /// GC: removes every attachment of this network that the runtime no longer lists as valid,
+    /// whole (veth, datapath state, addresses, record), including what an ADD killed half-way left;
+    /// then IPAM releases every address no valid attachment holds. An ADD still at work (its claim
+    /// held) is left alone, whatever network it is for.
     func collectGarbage() throws(CNIError) {
         guard let validList = config.validAttachments else {
             throw CNIError(.invalidNetworkConfig, "missing key \"cni.dev/valid-attachments\" in network config",
                            details: "GC needs the list of attachments to keep")
         }
         let valid = Set(validList)
-        let store = try openStore()
-        let ipam = try addressManager(store: store)
+        let plan = try ipamPlan()
         let host = try hostNetlink()
-        let datapath = try existingDatapath(store)
-        let removed = try store.withLockOrFail { () throws(CNIError) -> [Attachment] in
-            let stale = try storeCall { () throws(StoreError) in try store.records() }
-                .filter { $0.network == config.name && !valid.contains($0.attachment) }
-            for record in stale {
-                try removeVeth(host, record: record, of: record.attachment)
-                try detachFromDatapath(datapath, record: record, hostName: record.hostName)
-                _ = try storeCall { () throws(StoreError) in
-                    try store.removeRecord(containerID: record.containerID, ifname: record.ifname)
-                }
-            }
-            // Attachments whose record never got written (an ADD killed half-way) go too.
-            let recorded = Set(try storeCall { () throws(StoreError) in try store.records() }.map(\.hostName))
-            if let datapath {
-                try datapathCall { () throws(StoreError) in
-                    for name in datapath.attachedPodNames() where !recorded.contains(name) {
-                        try datapath.detachPod(hostName: name, hostIndex: nil, mode: .tcx)
-                    }
-                }
-            }
-            return stale.map(\.attachment)
+        guard let store = try existingStore() else {
+            // No store: nothing swiftpath made; a delegated IPAM plugin may still hold leases.
+            try addressManager(plan, store: nil)?.collectGarbage(keeping: valid, stale: [])
+            return
         }
-        try ipam.collectGarbage(keeping: valid, stale: removed)
+        let ipam = addressManager(plan, store: store)
+        // Under the lock an ADD either has its pending record and claim already, or has not begun.
+        let removed = try store.withLockOrFail { () throws(CNIError) -> [Attachment] in
+            let records = try storeCall { () throws(StoreError) in try store.records() }
+            var inFlight: Set<Attachment> = []
+            var removed: [Attachment] = []
+            for record in records where record.network == config.name && !valid.contains(record.attachment) {
+                if record.state == .pending, try storeCall({ () throws(StoreError) in try store.isClaimed(record.hostName) }) {
+                    inFlight.insert(record.attachment)
+                    continue
+                }
+                try tearDown(record.attachment, record: record, store: store, host: host, ipam: ipam)
+                removed.append(record.attachment)
+            }
+            let kept = try storeCall { () throws(StoreError) in try store.records() }
+            try removeUnrecorded(store, keeping: Set(kept.map(\.hostName)))
+            try ipam?.collectGarbage(keeping: valid.union(inFlight), stale: removed)
+            return removed
+        }
         log("removed \(removed.count) stale attachment(s): \(removed.map { "\($0.containerID)/\($0.ifname)" })")
+    }
+
+    /// Pod links and claims that no record names and no live run holds: left by an ADD killed
+    /// between taking its claim and writing its record, or by an older swiftpath.
+    private func removeUnrecorded(_ store: EndpointStore, keeping recorded: Set<String>) throws(CNIError) {
+        let datapath = Datapath.openExisting(store: store)
+        let names = Set(store.claimedNames() + (datapath?.attachedPodNames() ?? [])).subtracting(recorded)
+        for name in names.sorted() {
+            guard try !storeCall({ () throws(StoreError) in try store.isClaimed(name) }) else { continue }
+            try storeCall { () throws(StoreError) in
+                try datapath?.detachPod(hostName: name, hostIndex: nil, mode: .tcx)
+                try store.dropClaim(name)
+            }
+        }
     }
 }
 

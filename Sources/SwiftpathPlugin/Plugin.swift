@@ -1,5 +1,6 @@
 import BPFStore
 import CNIProtocol
+import Datapath
 import IPAM
 import NetAddress
 import Netlink
@@ -11,6 +12,9 @@ public struct Plugin {
     let environment: CNIEnvironment
     let config: NetworkConfig
     let settings: PluginSettings
+    /// What is wrong with swiftpath's own keys. Every verb but DEL refuses such a config; DEL
+    /// cleans up with what it could read, and reports the first problem only if it found nothing.
+    let settingsProblems: [CNIError]
     let log: Log
 
     var attachment: Attachment { Attachment(containerID: environment.containerID, ifname: environment.ifname) }
@@ -23,9 +27,14 @@ public struct Plugin {
             let cni = try CNIEnvironment(environment)
             if cni.command == .version { return (versionAnswer(asked: requested), 0) }
             let config = try NetworkConfig(parsing: stdin)
-            let settings = try PluginSettings(parsing: stdin)
+            var (settings, problems) = PluginSettings.parse(config.keys)
             log = Log(file: settings.logFile, prefix: "\(cni.command.rawValue) \(cni.containerID)/\(cni.ifname): ")
-            let plugin = Plugin(environment: cni, config: config, settings: settings, log: log)
+            if let failure = log.failure {
+                problems.append(CNIError(.invalidNetworkConfig, "invalid value for key \"logFile\" in network config", details: failure))
+                settings.logFile = nil
+            }
+            if cni.command != .del, let problem = problems.first { throw problem }
+            let plugin = Plugin(environment: cni, config: config, settings: settings, settingsProblems: problems, log: log)
             return (try plugin.run(), 0)
         } catch {
             log("failed: code \(error.code) \(error)")
@@ -80,8 +89,20 @@ public struct Plugin {
 
     var hostInterfaceName: String { Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname) }
 
+    /// The node's store, created if this is the node's first ADD.
     func openStore() throws(CNIError) -> EndpointStore {
+        guard EndpointStore.canHold(root: settings.bpffsRoot) else {
+            throw CNIError(.invalidNetworkConfig, "invalid value for key \"bpffsRoot\" in network config",
+                           details: "\(settings.bpffsRoot) is not in a bpf filesystem")
+        }
         do { return try EndpointStore.open(root: settings.bpffsRoot) } catch {
+            throw CNIError(.storeFailure, "cannot open the swiftpath store at \(settings.bpffsRoot)", details: error.description)
+        }
+    }
+
+    /// The node's store if it has one: the verbs that only look or clean up never create it.
+    func existingStore() throws(CNIError) -> EndpointStore? {
+        do { return try EndpointStore.openExisting(root: settings.bpffsRoot) } catch {
             throw CNIError(.storeFailure, "cannot open the swiftpath store at \(settings.bpffsRoot)", details: error.description)
         }
     }
@@ -104,34 +125,62 @@ public struct Plugin {
         return .delegated(type: type)
     }
 
-    func addressManager(_ plan: IPAMPlan, store: EndpointStore) -> any AddressManager {
+    /// The address manager of `plan`; nil for the built-in allocator on a node without a store,
+    /// which has leased nothing.
+    func addressManager(_ plan: IPAMPlan, store: EndpointStore?) -> (any AddressManager)? {
         switch plan {
-        case .builtin(let ipamConfig): BuiltinAllocator(config: ipamConfig, network: config.name, store: store)
+        case .builtin(let ipamConfig): store.map { BuiltinAllocator(config: ipamConfig, network: config.name, store: $0) }
         case .delegated(let type): DelegatedIPAM(type: type, config: config, executor: PluginExecutor(searchPath: environment.path))
         }
-    }
-
-    func addressManager(store: EndpointStore) throws(CNIError) -> any AddressManager {
-        addressManager(try ipamPlan(), store: store)
     }
 
     func hostNetlink() throws(CNIError) -> NetlinkSocket {
         do { return try NetlinkSocket() } catch { throw CNIError(netlink: error) }
     }
 
-    /// Removes the host end of the attachment's veth (taking the pod end with it), identified by
-    /// the record's index when the name still matches, else by the deterministic name.
-    func removeVeth(_ netlink: NetlinkSocket, record: EndpointRecord?, of attachment: Attachment) throws(CNIError) {
+    /// The host end of `attachment`'s veth, if there is one: a veth of exactly the name swiftpath
+    /// gives it. Nothing else is ever taken for it, whatever a record says.
+    func hostEnd(_ netlink: NetlinkSocket, of attachment: Attachment) throws(CNIError) -> Link? {
         let name = Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname)
         do {
-            if let record, let link = try netlink.link(index: record.hostIndex), link.name == record.hostName {
-                try netlink.deleteLink(index: link.index)
-            } else if let link = try netlink.link(named: name), link.kind == "veth" {
-                try netlink.deleteLink(index: link.index)
-            }
+            guard let link = try netlink.link(named: name), link.kind == "veth" else { return nil }
+            return link
         } catch {
             throw CNIError(netlink: error)
         }
+    }
+
+    /// Everything an attachment has on the node, undone, whether its ADD finished or died at
+    /// any point: the veth (both ends, and with them the routes and neighbour entries on them),
+    /// its datapath link, map entries and counters, its socket hooks, its addresses, its claim
+    /// and its record. Whatever is already gone is skipped. Returns whether anything was found.
+    @discardableResult
+    func tearDown(_ attachment: Attachment, record: EndpointRecord?, store: EndpointStore?, host: NetlinkSocket,
+                  ipam: (any AddressManager)?) throws(CNIError) -> Bool {
+        let hostName = Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname)
+        var found = record != nil
+        // The veth goes first, so the pod's traffic stops before its map entries go. tcx waits for
+        // one RCU grace period either way: in the device's teardown here (tcx_uninstall), and the
+        // link, defunct by then, unpins without another.
+        if let link = try hostEnd(host, of: attachment) {
+            do { try host.deleteLink(index: link.index) } catch { throw CNIError(netlink: error) }
+            found = true
+        }
+        if let store, let datapath = Datapath.openExisting(store: store) {
+            found = try detachFromDatapath(datapath, record: record, hostName: hostName) || found
+        }
+        try ipam?.release(for: attachment, addresses: record?.addresses.map(\.address))
+        if let store {
+            try storeCall { () throws(StoreError) in
+                try store.dropClaim(hostName)
+                try store.removeRecord(containerID: attachment.containerID, ifname: attachment.ifname)
+            }
+        }
+        return found
+    }
+
+    func storeCall<T>(_ body: () throws(StoreError) -> T) throws(CNIError) -> T {
+        do { return try body() } catch { throw CNIError(store: error) }
     }
 }
 

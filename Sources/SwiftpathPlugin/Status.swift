@@ -3,16 +3,21 @@ import CNIProtocol
 import IPAM
 
 extension Plugin {
-    /// STATUS: ready when the store opens and IPAM can hand out addresses; code 50 otherwise.
+    /// STATUS: ready when the store is there or can be made, and IPAM can hand out addresses;
+    /// code 50 otherwise. Looks only: it creates nothing.
     func status() throws(CNIError) {
-        let store: EndpointStore
-        do { store = try openStore() } catch {
+        guard EndpointStore.canHold(root: settings.bpffsRoot) else {
+            throw CNIError(.pluginNotAvailable, "the swiftpath store cannot be made at \(settings.bpffsRoot)",
+                           details: "it is not in a bpf filesystem")
+        }
+        let store: EndpointStore?
+        do { store = try existingStore() } catch {
             throw CNIError(.pluginNotAvailable, "the swiftpath store is not available", details: error.description)
         }
-        let ipam: any AddressManager
-        do { ipam = try addressManager(store: store) } catch {
+        do { try addressManager(try ipamPlan(), store: store)?.status() } catch where error.code == .pluginNotAvailable {
+            throw error
+        } catch {
             throw CNIError(.pluginNotAvailable, "IPAM is not usable", details: error.description)
         }
-        try ipam.status()
     }
 }
