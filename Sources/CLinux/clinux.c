@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "clinux.h"
 #include <sched.h>
+#include <linux/nsfs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/vfs.h>
@@ -22,3 +24,10 @@ long clinux_fs_magic_at(const char *path)
 int clinux_mount_bpffs(const char *path) { return mount("bpf", path, "bpf", 0, "mode=0700"); }
 
 int clinux_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int clinux_is_network_namespace(int fd)
+{
+	int type = ioctl(fd, NS_GET_NSTYPE);
+
+	return type < 0 ? -1 : type == CLONE_NEWNET;
+}

@@ -32,11 +32,11 @@ public struct CNIEnvironment: Sendable {
     public static let maxContainerIDLength = 127
 
     public init(_ environment: [String: String]) throws(CNIError) {
-        guard let raw = environment["CNI_COMMAND"], !raw.isEmpty else {
+        guard let raw = environment["CNI_COMMAND"] else {
             throw CNIError(.invalidEnvironment, "CNI_COMMAND is not set")
         }
         guard let command = CNICommand(rawValue: raw) else {
-            throw CNIError(.invalidEnvironment, "CNI_COMMAND has an unknown value \"\(raw)\"",
+            throw CNIError(.invalidEnvironment, raw.isEmpty ? "CNI_COMMAND is empty" : "CNI_COMMAND has an unknown value \"\(raw)\"",
                            details: "expected one of \(CNICommand.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         for name in command.requiredVariables where (environment[name] ?? "").isEmpty {
@@ -68,14 +68,19 @@ public struct CNIEnvironment: Sendable {
         }
     }
 
-    /// Linux interface names: 1 to 15 bytes, not "." or "..", no '/', ':' or white space.
-    static func validateInterfaceName(_ name: String) throws(CNIError) {
+    /// Linux interface names: 1 to 15 bytes, not "." or "..", no '/', ':', '%' or white space.
+    /// The kernel reads a name with '%' as a template ("eth%d" becomes eth0, eth1, ...), so the
+    /// interface would not be called what the runtime asked for.
+    public static func isInterfaceName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
-        let bad = bytes.isEmpty || bytes.count > 15 || name == "." || name == ".."
-            || bytes.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7f }
-        if bad {
+        return !bytes.isEmpty && bytes.count <= 15 && name != "." && name != ".."
+            && !bytes.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: "%") || $0 <= 0x20 || $0 == 0x7f }
+    }
+
+    static func validateInterfaceName(_ name: String) throws(CNIError) {
+        guard isInterfaceName(name) else {
             throw CNIError(.invalidEnvironment, "CNI_IFNAME \"\(name)\" is not a valid interface name",
-                           details: "1 to 15 characters, not '.' or '..', without '/', ':' or white space")
+                           details: "1 to 15 characters, not '.' or '..', without '/', ':', '%' or white space")
         }
     }
 

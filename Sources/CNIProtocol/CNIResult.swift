@@ -37,6 +37,19 @@ public struct CNIResult: Equatable, Sendable {
             self.dst = dst
             self.gw = gw
         }
+
+        private enum CodingKeys: String, CodingKey { case dst, gw }
+
+        /// A route's gateway is of its destination's family, or the route cannot exist.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            dst = try container.decode(IPPrefix.self, forKey: .dst)
+            gw = try container.decodeIfPresent(IPAddress.self, forKey: .gw)
+            if let gw, gw.family != dst.family {
+                throw DecodingError.dataCorruptedError(forKey: .gw, in: container,
+                                                       debugDescription: "gateway \(gw) is not of the family of \(dst)")
+            }
+        }
     }
 
     public struct DNS: Codable, Equatable, Sendable {
@@ -155,6 +168,55 @@ public enum JSONValue: Codable, Equatable, Sendable {
 
     public var stringValue: String? {
         if case .string(let value) = self { return value }
+        return nil
+    }
+
+    public var boolValue: Bool? {
+        if case .bool(let value) = self { return value }
+        return nil
+    }
+
+    public var numberValue: Double? {
+        if case .number(let value) = self { return value }
+        return nil
+    }
+
+    /// The value as an integer, when it is a number without a fractional part.
+    public var integerValue: Int? {
+        guard case .number(let value) = self, value == value.rounded(), abs(value) < 1e15 else { return nil }
+        return Int(value)
+    }
+
+    public var arrayValue: [JSONValue]? {
+        if case .array(let value) = self { return value }
+        return nil
+    }
+
+    public var objectValue: [String: JSONValue]? {
+        if case .object(let value) = self { return value }
+        return nil
+    }
+
+    /// The key path (as error messages name keys: `ipam.ranges[0].subnet`) of the first string,
+    /// key included, that holds a NUL character, or nil when none does. C sees such a string cut
+    /// short at the NUL, so swiftpath refuses it rather than read less than it was given.
+    public func pathOfStringWithNUL(_ path: String = "") -> String? {
+        switch self {
+        case .string(let value):
+            return value.utf8.contains(0) ? path : nil
+        case .array(let values):
+            for (index, value) in values.enumerated() {
+                if let found = value.pathOfStringWithNUL("\(path)[\(index)]") { return found }
+            }
+        case .object(let object):
+            for (key, value) in object.sorted(by: { $0.key < $1.key }) {
+                let child = path.isEmpty ? key : "\(path).\(key)"
+                if key.utf8.contains(0) { return child }
+                if let found = value.pathOfStringWithNUL(child) { return found }
+            }
+        case .null, .bool, .number:
+            break
+        }
         return nil
     }
 }

@@ -35,9 +35,13 @@ public struct PluginExecutor: Sendable {
         guard status == 0 else {
             struct PluginError: Decodable { var code: Int?; var msg: String?; var details: String? }
             let reported = try? JSONCoding.decode(PluginError.self, from: output, what: "\(type) error")
-            throw CNIError(CNIError.Code(rawValue: reported?.code ?? CNIError.Code.ipamFailure.rawValue),
-                           "\(type) \(command.rawValue) failed: \(reported?.msg ?? "exit status \(status)")",
-                           details: reported?.details ?? "")
+            // The spec's own codes (below 100) mean the same from any plugin and pass through; a
+            // plugin's private codes (host-local's 999) mean nothing to the runtime: they become
+            // swiftpath's IPAM failure, the plugin's code kept in the details.
+            let code = reported?.code.flatMap { (1..<100).contains($0) ? CNIError.Code(rawValue: $0) : nil } ?? .ipamFailure
+            let privateCode = reported?.code.flatMap { (1..<100).contains($0) ? nil : "\(type) code \($0)" }
+            throw CNIError(code, "\(type) \(command.rawValue) failed: \(reported?.msg ?? "exit status \(status)")",
+                           details: [privateCode, reported?.details].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": "))
         }
         return output
     }

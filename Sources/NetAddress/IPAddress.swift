@@ -31,6 +31,8 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     public init?(_ text: some StringProtocol) {
         var raw = [UInt8](repeating: 0, count: 16)
         let string = String(text)
+        // inet_pton reads a C string: an embedded NUL would cut the text short, unseen.
+        guard !string.utf8.contains(0) else { return nil }
         if !string.contains(":"), inet_pton(AF_INET, string, &raw) == 1 {
             self.init(bytes: raw[0..<4])
         } else if inet_pton(AF_INET6, string, &raw) == 1 {

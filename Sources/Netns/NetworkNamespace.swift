@@ -21,22 +21,35 @@ public final class NetworkNamespace {
 
     deinit { try? descriptor.close() }
 
-    /// Opens the namespace at `path` (a bind mount such as /run/netns/NAME or /proc/PID/ns/net).
+    /// Opens the network namespace at `path` (a bind mount such as /run/netns/NAME, or
+    /// /proc/PID/ns/net). Only a regular file is opened, and without blocking, so a FIFO or a
+    /// device under that name cannot stall the run; what is opened must be a network namespace.
     public static func open(_ path: String) throws(SystemCallError) -> NetworkNamespace {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw SystemCallError("stat netns \(path)", .current) }
+        // nsfs inodes present themselves as regular files.
+        guard info.st_mode & S_IFMT == S_IFREG else { throw SystemCallError("\(path) is not a network namespace", .invalidArgument) }
         let descriptor: FileDescriptor
         do {
-            descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
+            descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec, .nonBlocking])
         } catch {
             throw SystemCallError("open netns \(path)", error as? Errno ?? .ioError)
         }
         let namespace = NetworkNamespace(path: path, descriptor: descriptor)
-        // A netns handle is an nsfs inode; anything else (a plain file, a directory) is a wrong path.
-        let magic = clinux_fs_magic(descriptor.rawValue)
-        guard magic >= 0 else { throw SystemCallError("statfs netns \(path)", .current) }
-        guard magic == nsfsMagic || magic == procfsMagic else {
+        guard clinux_fs_magic(descriptor.rawValue) == nsfsMagic, clinux_is_network_namespace(descriptor.rawValue) == 1 else {
             throw SystemCallError("\(path) is not a network namespace", .invalidArgument)
         }
         return namespace
+    }
+
+    /// Whether this is the namespace the calling thread is in.
+    public func isCurrent() throws(SystemCallError) -> Bool {
+        let current = try NetworkNamespace.current()
+        var mine = stat(), theirs = stat()
+        guard fstat(descriptor.rawValue, &mine) == 0, fstat(current.descriptor.rawValue, &theirs) == 0 else {
+            throw SystemCallError("stat netns \(path)", .current)
+        }
+        return mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino
     }
 
     /// The namespace the calling thread is in now.
@@ -63,4 +76,3 @@ public final class NetworkNamespace {
 }
 
 private let nsfsMagic = 0x6e73_6673
-private let procfsMagic = 0x9fa0

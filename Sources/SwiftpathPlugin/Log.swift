@@ -8,17 +8,33 @@ public final class Log {
     private let descriptor: FileDescriptor
     private let ownsDescriptor: Bool
     private let prefix: String
+    /// Why `file` could not be used (the log then goes to stderr), or nil.
+    public let failure: String?
 
+    /// Appends to `file`, a regular file, created if missing. Nothing that could block is opened
+    /// (a FIFO without a reader, a device): such a file is refused and the log goes to stderr.
     public init(file: String?, prefix: String) {
         self.prefix = prefix
-        if let file, let descriptor = try? FileDescriptor.open(
-            FilePath(file), .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite, .groupRead]) {
-            self.descriptor = descriptor
-            ownsDescriptor = true
-        } else {
-            descriptor = .standardError
-            ownsDescriptor = false
+        var failure: String?
+        var opened: FileDescriptor?
+        if let file {
+            do {
+                let candidate = try FileDescriptor.open(FilePath(file), .writeOnly, options: [.create, .append, .closeOnExec, .nonBlocking, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)],
+                                                        permissions: [.ownerReadWrite, .groupRead])
+                var info = stat()
+                if fstat(candidate.rawValue, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+                    opened = candidate
+                } else {
+                    try? candidate.close()
+                    failure = "\(file) is not a regular file"
+                }
+            } catch {
+                failure = "cannot open \(file): \(error)"
+            }
         }
+        descriptor = opened ?? .standardError
+        ownsDescriptor = opened != nil
+        self.failure = failure
     }
 
     deinit { if ownsDescriptor { try? descriptor.close() } }

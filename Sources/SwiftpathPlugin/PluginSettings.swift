@@ -3,98 +3,120 @@ import CNIProtocol
 import Datapath
 import NetAddress
 
-/// swiftpath's own keys of the network config.
+/// swiftpath's own keys of the network config, read without looking at the node: what the node
+/// must also satisfy (a store root on bpffs, a cgroup v2 directory) is checked by the verbs.
 public struct PluginSettings: Sendable {
     /// The MTU of both veth ends; nil takes the MTU of the default route's device.
-    public let mtu: Int?
+    public var mtu: Int?
     /// The bpffs folder of the node's shared store.
-    public let bpffsRoot: String
+    public var bpffsRoot = EndpointStore.defaultRoot
     /// Where diagnostics go; nil sends them to stderr.
-    public let logFile: String?
+    public var logFile: String?
     /// The node's uplinks, which get the program for traffic arriving for local pods. nil means
     /// the devices of the default routes; an empty list attaches none.
-    public let devices: [String]?
+    public var devices: [String]?
     /// tcx with a fallback to tc (auto), or one of them only.
-    public let attachMode: AttachPolicy
+    public var attachMode = AttachPolicy.auto
     /// Masquerade pod traffic that leaves `clusterCIDRs` behind the node's address.
-    public let ipMasq: Bool
+    public var ipMasq = false
     /// The cluster's (pod and native-routing) CIDRs: traffic among them is never masqueraded.
-    public let clusterCIDRs: [IPPrefix]
-    /// Socket load balancing: on by default, its hooks attached once per node to this cgroup v2
-    /// directory (default: the host's cgroup2 mount); nil when off or per pod.
-    public let socketLBCgroup: String?
-    /// Socket hooks per pod, on the cgroup the runtime passes (the cgroupPath capability).
-    public let socketLBPerPod: Bool
-    /// Whether the node's own processes are balanced too.
-    public let socketLBHostNamespace: Bool
+    public var clusterCIDRs: [IPPrefix] = []
+    /// Socket load balancing, on unless `enabled` is false.
+    public var socketLB = SocketLB()
 
-    private struct Wire: Decodable {
-        var mtu: Int?
-        var bpffsRoot: String?
-        var logFile: String?
-        var devices: [String]?
-        var attachMode: String?
-        var ipMasq: Bool?
-        var clusterCIDRs: [IPPrefix]?
-        var socketLB: SocketLB?
-
-        struct SocketLB: Decodable {
-            var enabled: Bool?
-            var cgroupRoot: String?
-            var scope: String?
-            var hostNamespace: Bool?
-        }
+    public struct SocketLB: Sendable {
+        public var enabled = true
+        /// Hooks once per node on a cgroup v2 directory, or per pod on the runtime's cgroupPath.
+        public var perPod = false
+        /// The node scope's cgroup v2 directory; nil: the host's cgroup2 mount.
+        public var cgroupRoot: String?
+        /// Whether the node's own processes are balanced too.
+        public var hostNamespace = true
     }
 
-    public init(parsing raw: [UInt8]) throws(CNIError) {
-        let wire = try JSONCoding.decode(Wire.self, from: raw)
-        if let mtu = wire.mtu, !(68...65535).contains(mtu) {
-            throw CNIError(.invalidNetworkConfig, "invalid value for key \"mtu\" in network config",
-                           details: "\(mtu) is outside 68...65535")
+    /// Reads every key it knows; a key with a bad value keeps its default and is reported among
+    /// `problems` (code 7, naming the key). ADD refuses a config with a problem; DEL cleans up
+    /// with what it could read.
+    public static func parse(_ keys: [String: JSONValue]) -> (settings: PluginSettings, problems: [CNIError]) {
+        var settings = PluginSettings()
+        var problems: [CNIError] = []
+        func bad(_ key: String, _ why: String) { problems.append(CNIError(.invalidNetworkConfig, "invalid value for key \"\(key)\" in network config", details: why)) }
+        func present(_ key: String, in object: [String: JSONValue] = keys) -> JSONValue? {
+            guard let value = object[key], value != .null else { return nil }
+            return value
         }
-        if let root = wire.bpffsRoot, !root.hasPrefix("/") || root.contains(".") {
-            throw CNIError(.invalidNetworkConfig, "invalid value for key \"bpffsRoot\" in network config",
-                           details: "\"\(root)\" must be an absolute path without '.' (bpffs refuses such names)")
+
+        if let value = present("mtu") {
+            if let mtu = value.integerValue, (68...65535).contains(mtu) { settings.mtu = mtu } else { bad("mtu", "expected an integer in 68...65535") }
         }
-        if let file = wire.logFile, !file.hasPrefix("/") {
-            throw CNIError(.invalidNetworkConfig, "invalid value for key \"logFile\" in network config",
-                           details: "\"\(file)\" must be an absolute path")
-        }
-        if let devices = wire.devices, let bad = devices.first(where: { $0.isEmpty || $0.utf8.count > 15 || $0.contains("/") }) {
-            throw CNIError(.invalidNetworkConfig, "invalid value for key \"devices\" in network config",
-                           details: "\"\(bad)\" is not an interface name")
-        }
-        guard let policy = AttachPolicy(rawValue: wire.attachMode ?? "auto") else {
-            throw CNIError(.invalidNetworkConfig, "invalid value for key \"attachMode\" in network config",
-                           details: "expected auto, tcx or tc")
-        }
-        if wire.ipMasq == true, (wire.clusterCIDRs ?? []).isEmpty {
-            throw CNIError(.invalidNetworkConfig, "missing key \"clusterCIDRs\" in network config",
-                           details: "ipMasq needs the cluster's CIDRs, the destinations never masqueraded")
-        }
-        let enabled = wire.socketLB?.enabled ?? true
-        guard ["node", "pod"].contains(wire.socketLB?.scope ?? "node") else {
-            throw CNIError(.invalidNetworkConfig, "invalid value for key \"socketLB.scope\" in network config",
-                           details: "expected node or pod")
-        }
-        socketLBPerPod = enabled && wire.socketLB?.scope == "pod"
-        socketLBHostNamespace = wire.socketLB?.hostNamespace ?? true
-        if enabled && !socketLBPerPod {
-            let root = wire.socketLB?.cgroupRoot ?? Datapath.cgroup2Mount()
-            if let root, !Datapath.isCgroup2(root) {
-                throw CNIError(.invalidNetworkConfig, "invalid value for key \"socketLB.cgroupRoot\" in network config",
-                               details: "\(root) is not a cgroup v2 directory")
+        if let value = present("bpffsRoot") {
+            if let root = value.stringValue, root.hasPrefix("/"), root.count > 1, !root.contains(".") {
+                settings.bpffsRoot = root
+            } else {
+                bad("bpffsRoot", "expected an absolute path without '.' (bpffs refuses such names)")
             }
-            socketLBCgroup = root
-        } else {
-            socketLBCgroup = nil
         }
-        mtu = wire.mtu
-        bpffsRoot = wire.bpffsRoot ?? EndpointStore.defaultRoot
-        logFile = wire.logFile
-        devices = wire.devices
-        attachMode = policy
-        ipMasq = wire.ipMasq ?? false
-        clusterCIDRs = wire.clusterCIDRs ?? []
+        if let value = present("logFile") {
+            if let file = value.stringValue, file.hasPrefix("/") { settings.logFile = file } else { bad("logFile", "expected an absolute path") }
+        }
+        if let value = present("devices") {
+            if let names = value.arrayValue?.compactMap(\.stringValue), names.count == value.arrayValue?.count,
+               names.allSatisfy(CNIEnvironment.isInterfaceName) {
+                settings.devices = names
+            } else {
+                bad("devices", "expected a list of interface names")
+            }
+        }
+        if let value = present("attachMode") {
+            if let policy = value.stringValue.flatMap(AttachPolicy.init(rawValue:)) { settings.attachMode = policy } else {
+                bad("attachMode", "expected auto, tcx or tc")
+            }
+        }
+        if let value = present("ipMasq") {
+            if let enabled = value.boolValue { settings.ipMasq = enabled } else { bad("ipMasq", "expected true or false") }
+        }
+        if let value = present("clusterCIDRs") {
+            if let prefixes = value.arrayValue?.compactMap({ $0.stringValue.flatMap(IPPrefix.init) }), prefixes.count == value.arrayValue?.count {
+                settings.clusterCIDRs = prefixes
+            } else {
+                bad("clusterCIDRs", "expected a list of CIDRs")
+            }
+        }
+        if settings.ipMasq, settings.clusterCIDRs.isEmpty {
+            problems.append(CNIError(.invalidNetworkConfig, "missing key \"clusterCIDRs\" in network config",
+                                     details: "ipMasq needs the cluster's CIDRs, the destinations never masqueraded"))
+        }
+        if let value = present("socketLB") {
+            if let object = value.objectValue {
+                settings.socketLB = parseSocketLB(object, present: { present($0, in: object) }, bad: bad)
+            } else {
+                bad("socketLB", "expected an object")
+            }
+        }
+        return (settings, problems)
+    }
+
+    private static func parseSocketLB(_ object: [String: JSONValue], present: (String) -> JSONValue?,
+                                      bad: (String, String) -> Void) -> SocketLB {
+        var socketLB = SocketLB()
+        if let value = present("enabled") {
+            if let enabled = value.boolValue { socketLB.enabled = enabled } else { bad("socketLB.enabled", "expected true or false") }
+        }
+        if let value = present("scope") {
+            switch value.stringValue {
+            case "node"?: socketLB.perPod = false
+            case "pod"?: socketLB.perPod = true
+            default: bad("socketLB.scope", "expected node or pod")
+            }
+        }
+        if let value = present("cgroupRoot") {
+            if let root = value.stringValue, root.hasPrefix("/") { socketLB.cgroupRoot = root } else {
+                bad("socketLB.cgroupRoot", "expected an absolute path")
+            }
+        }
+        if let value = present("hostNamespace") {
+            if let enabled = value.boolValue { socketLB.hostNamespace = enabled } else { bad("socketLB.hostNamespace", "expected true or false") }
+        }
+        return socketLB
     }
 }

@@ -6,10 +6,14 @@ import Glibc
 
 /// Runs a program to completion: stdin from memory, stdout collected, stderr inherited.
 public enum Subprocess {
-    /// The first executable called `name` in `directories`.
+    /// The first executable regular file called `name` in `directories`. `name` is a plain file
+    /// name: not empty, not "." or "..", without '/' or NUL.
     public static func find(_ name: String, in directories: [String]) -> String? {
-        guard !name.isEmpty, !name.contains("/") else { return nil }
-        return directories.lazy.map { $0 + "/" + name }.first { access($0, X_OK) == 0 }
+        guard !name.isEmpty, name != ".", name != "..", !name.contains("/"), !name.utf8.contains(0) else { return nil }
+        return directories.lazy.map { $0 + "/" + name }.first { path in
+            var info = stat()
+            return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG && access(path, X_OK) == 0
+        }
     }
 
     /// Runs `path` with `arguments` and `environment`; returns its exit status (128 + signal when

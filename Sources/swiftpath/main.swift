@@ -6,8 +6,9 @@ import SystemPackage
 import Glibc
 #endif
 
-/// A runtime runs us with CNI_COMMAND set; anyone else gets the operator's CLI.
-if let command = getenv("CNI_COMMAND"), command.pointee != 0 {
+/// A runtime runs us with CNI_COMMAND set (even empty: that is a runtime's mistake, answered with a
+/// CNI error); anyone else gets the operator's CLI.
+if getenv("CNI_COMMAND") != nil {
     var stdin: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65536)
     while let count = try? chunk.withUnsafeMutableBytes({ try FileDescriptor.standardInput.read(into: $0) }), count > 0 {

@@ -35,7 +35,13 @@ final class BadInputTests: XCTestCase {
             ("CNI_IFNAME", ["CNI_IFNAME": "eth/0"], "ctr"),
             ("CNI_CONTAINERID", [:], "-leading-dash"),
             ("CNI_COMMAND", ["CNI_COMMAND": "FROB"], "ctr"),
+            ("CNI_COMMAND", ["CNI_COMMAND": ""], "ctr"),
             ("CNI_NETNS", ["CNI_NETNS": "/tmp"], "ctr"),
+            ("CNI_NETNS", ["CNI_NETNS": "/proc/self/ns/uts"], "ctr"),
+            ("CNI_NETNS", ["CNI_NETNS": "/proc/self/status"], "ctr"),
+            ("CNI_NETNS", ["CNI_NETNS": "/proc/self/ns/net"], "ctr"),
+            ("CNI_IFNAME", ["CNI_IFNAME": "%d"], "ctr"),
+            ("CNI_IFNAME", ["CNI_IFNAME": "eth%d"], "ctr"),
         ]
         for (variable, environment, containerID) in cases {
             var env = environment
@@ -82,6 +88,15 @@ final class BadInputTests: XCTestCase {
             ("devices", ["devices": ["no/such"]]),
             ("devices", ["devices": ["nosuchdevice0"]]),
             ("attachMode", ["attachMode": "xdp"]),
+            ("name", ["name": String(repeating: "n", count: 64)]),
+            ("ipam.routes[0].gw", ["ipam": ["type": "swiftpath", "ranges": [["subnet": "10.1.2.0/24"]],
+                                            "routes": [["dst": "0.0.0.0/0", "gw": "fd00::1"]]]]),
+            ("ipam.type", ["ipam": ["type": "."]]),
+            ("ipam.type", ["ipam": ["type": "host-local\u{0}x"]]),
+            ("ipam.ranges[0].subnet", ["ipam": builtinRanges(["subnet": "10.0.0.0\u{0}/24"])]),
+            ("socketLB.cgroupRoot", ["socketLB": ["cgroupRoot": "\(node.cgroup)/cgroup.procs"]]),
+            ("bpffsRoot", ["bpffsRoot": "/tmp/not-bpffs"]),
+            ("logFile", ["logFile": "/tmp"]),
         ]
         for (key, change) in cases {
             var config = node.config()
@@ -95,6 +110,62 @@ final class BadInputTests: XCTestCase {
         let tolerant = try node.cni("ADD", containerID: "ctr-cfg", netns: pod, config: node.config(extra: ["someFutureKey": [1, 2]]))
         XCTAssertEqual(tolerant.status, 0, tolerant.stdout)
         XCTAssertEqual(try node.cni("DEL", containerID: "ctr-cfg", netns: pod, config: node.config()).status, 0)
+        try assertNothingChanged(node)
+    }
+
+    /// Nothing that can block is opened: a FIFO as CNI_NETNS or as the log file answers at once.
+    func testFIFOsNeverHang() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("fifo")
+        let fifo = "/tmp/\(node.prefix)-fifo"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        defer { unlink(fifo) }
+        let add = try node.cni("ADD", containerID: "ctr-fifo", netns: fifo, config: node.config())
+        XCTAssertEqual(add.errorCode, 4, add.stdout)
+        XCTAssertEqual(try node.cni("ADD", containerID: "ctr-fifo", netns: pod, config: node.config(extra: ["logFile": fifo])).errorCode, 7)
+        _ = try node.add("ctr-fifo", pod: pod)
+        let del = try node.cni("DEL", containerID: "ctr-fifo", netns: pod, config: node.config(extra: ["logFile": fifo]))
+        XCTAssertEqual(del.status, 0, "DEL with a FIFO as its log file: \(del.stdout)")
+        try assertNothingChanged(node)
+    }
+
+    /// A config fixed after its pod started (here an MTU ADD would refuse) still tears the pod down.
+    func testDelCleansUpWhateverElseIsWrongWithTheConfig() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("fix")
+        _ = try node.add("ctr-fix", pod: pod)
+        let broken = node.config(extra: ["mtu": 10])
+        XCTAssertEqual(try node.cni("DEL", containerID: "ctr-fix", netns: pod, config: broken).status, 0)
+        try assertNothingChanged(node)
+        XCTAssertEqual(try node.cni("DEL", containerID: "ctr-fix", netns: pod, config: broken).errorCode, 7,
+                       "with nothing to clean up, the config error is reported")
+    }
+
+    /// CHECK, GC and STATUS look only: a store root that did not exist still does not.
+    func testReadOnlyVerbsCreateNoStore() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("ro")
+        var config = node.config()
+        config["prevResult"] = ["cniVersion": "1.1.0", "ips": [["address": "10.123.0.9/32"]]]
+        config["cni.dev/valid-attachments"] = [[String: String]]()
+        XCTAssertEqual(try node.cni("CHECK", containerID: "ctr-ro", netns: pod, config: config).errorCode, 3)
+        XCTAssertEqual(try node.cni("GC", config: config).status, 0)
+        XCTAssertEqual(try node.cni("STATUS", config: config).status, 0)
+        XCTAssertEqual(try node.cni("DEL", containerID: "ctr-ro", netns: pod, config: config).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: node.storeRoot))
+    }
+
+    /// host-local's own error codes (999) are swiftpath's IPAM failure, 102; the spec's pass through.
+    func testDelegatedIPAMErrorsBecomeCode102() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("hl")
+        let config = node.config(extra: ["ipam": ["type": "host-local", "dataDir": node.ipamDataDir,
+                                                  "ranges": [[["subnet": "10.124.0.0/30", "rangeStart": "10.124.0.2", "rangeEnd": "10.124.0.2"]]]]])
+        let first = try node.makePod("hl1")
+        XCTAssertEqual(try node.cni("ADD", containerID: "ctr-hl1", netns: first, config: config).status, 0)
+        let exhausted = try node.cni("ADD", containerID: "ctr-hl2", netns: pod, config: config)
+        XCTAssertEqual(exhausted.errorCode, 102, exhausted.stdout)
+        XCTAssertEqual(try node.cni("DEL", containerID: "ctr-hl1", netns: first, config: config).status, 0)
         try assertNothingChanged(node)
     }
 
