@@ -6,10 +6,14 @@ import Glibc
 
 /// Runs a program to completion: stdin from memory, stdout collected, stderr inherited.
 public enum Subprocess {
-    /// The first executable regular file called `name` in `directories`. `name` is a plain file
-    /// name: not empty, not "." or "..", without '/' or NUL.
+    /// Whether `name` is a plain file name: not empty, not "." or "..", without '/' or NUL.
+    public static func isFileName(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && name != ".." && !name.contains("/") && !name.utf8.contains(0)
+    }
+
+    /// The first executable regular file called `name` (a plain file name) in `directories`.
     public static func find(_ name: String, in directories: [String]) -> String? {
-        guard !name.isEmpty, name != ".", name != "..", !name.contains("/"), !name.utf8.contains(0) else { return nil }
+        guard isFileName(name) else { return nil }
         return directories.lazy.map { $0 + "/" + name }.first { path in
             var info = stat()
             return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG && access(path, X_OK) == 0
@@ -34,22 +38,16 @@ public enum Subprocess {
             throw SystemCallError("prepare the standard streams of \(path)", error as? Errno ?? .ioError)
         }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, input, 0)
-        posix_spawn_file_actions_adddup2(&actions, pipe.writeEnd.rawValue, 1)
-        posix_spawn_file_actions_addclose(&actions, pipe.readEnd.rawValue)
-
         let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + envp).forEach { free($0) } }
 
-        var pid = pid_t()
-        let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        // The child dies with this process: a runtime that kills the plugin kills its IPAM call too,
+        // which would otherwise lease an address after the DEL that followed the kill.
+        let pid = clinux_spawn(path, argv, envp, input, pipe.writeEnd.rawValue, pipe.readEnd.rawValue)
         try? pipe.writeEnd.close()
         defer { try? pipe.readEnd.close() }
-        guard spawned == 0 else { throw SystemCallError("spawn \(path)", Errno(rawValue: spawned)) }
+        guard pid > 0 else { throw SystemCallError("spawn \(path)", Errno(rawValue: -pid)) }
 
         var output: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
