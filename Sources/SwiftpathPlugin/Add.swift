@@ -20,24 +20,22 @@ extension Plugin {
     /// ADD: checks its input, records itself as pending, leases addresses, wires the veth and
     /// the datapath, marks the record ready, and undoes every step already done when a later one
     /// fails. Killed at any point, it leaves a pending record that DEL and GC undo whole.
-    func add() throws(CNIError) -> CNIResult {
+    func add(_ node: NodeFacts) throws(CNIError) -> CNIResult {
         // Everything that can be wrong with the input is found before anything changes.
         let podNamespace = try openPodNamespace()
         let podNetlink = try netlink(in: podNamespace)
         try ensureInterfaceIsFree(podNetlink)
-        let plan = try ipamPlan()
-        let host = try hostNetlink()
+        let host = node.host
         // The routing table is read only when the config leaves the uplinks or the MTU to it: with
         // one host route per pod, that dump grows with the node.
-        let defaultLinks = settings.devices == nil || settings.mtu == nil ? try defaultRouteLinks(host) : []
-        let uplinks = try uplinkDevices(host, defaultLinks: defaultLinks)
+        let defaultLinks = node.devices == nil || settings.mtu == nil ? try defaultRouteLinks(host) : []
+        let uplinks = node.devices ?? defaultLinks.map { ($0.name, $0.index) }
         let mtu = settings.mtu ?? defaultLinks.first?.mtu ?? 1500
         let socketCgroup = try podCgroup()
-        let nodeCgroup = try nodeSocketCgroup()
 
         let store = try openStore()
-        let ipam = addressManager(plan, store: store)!
-        let datapath = try prepareDatapath(store: store, uplinks: uplinks, socketCgroup: nodeCgroup)
+        let ipam = addressManager(node.plan, store: store)!
+        let datapath = try prepareDatapath(store: store, uplinks: uplinks, socketCgroup: node.socketCgroup)
 
         var rollback = Rollback(log: log)
         let claim = try beginRecord(store, source: ipam.source)

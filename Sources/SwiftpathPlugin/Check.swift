@@ -9,10 +9,11 @@ import SystemCallSupport
 
 extension Plugin {
     /// CHECK: compares what is on the node with what ADD reported (prevResult) and recorded.
-    func check() throws(CNIError) {
+    func check(_ node: NodeFacts) throws(CNIError) {
         guard let expected = config.prevResult else {
             throw CNIError(.invalidNetworkConfig, "missing key \"prevResult\" in network config", details: "CHECK needs it")
         }
+        let podNamespace = try openPodNamespace()
         let store = try existingStore()
         guard let store, let record = try storeCall({ () throws(StoreError) in
             try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
@@ -20,12 +21,12 @@ extension Plugin {
             throw CNIError(.unknownContainer, "no swiftpath endpoint for \(attachment.containerID)/\(attachment.ifname)")
         }
         guard record.state == .ready else { throw drift("the ADD of this attachment never completed") }
-        let podNetlink = try netlink(in: openPodNamespace())
-        let host = try hostNetlink()
+        let podNetlink = try netlink(in: podNamespace)
+        let host = node.host
         try checkPod(podNetlink, record: record, expected: expected)
         try checkHost(host, record: record)
         try checkDatapath(store, record: record)
-        try addressManager(try ipamPlan(), store: store)?.check(for: attachment, expecting: record.addresses.map(\.address))
+        try addressManager(node.plan, store: store)?.check(for: attachment, expecting: record.addresses.map(\.address))
     }
 
     private func checkPod(_ netlink: NetlinkSocket, record: EndpointRecord, expected: CNIResult) throws(CNIError) {

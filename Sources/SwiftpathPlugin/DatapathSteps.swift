@@ -47,12 +47,6 @@ extension Plugin {
         return root
     }
 
-    /// The uplinks: the devices the config names, else those of the default routes.
-    func uplinkDevices(_ netlink: NetlinkSocket, defaultLinks: [Link]) throws(CNIError) -> [(name: String, index: Int32)] {
-        if let names = settings.devices { return try namedDevices(names, netlink) }
-        return defaultLinks.map { ($0.name, $0.index) }
-    }
-
     /// The per-pod part of ADD in the datapath: the pod's addresses in the endpoint maps (before
     /// its program runs, so its first packet is recognised), its program on the host end, and with
     /// per-pod socket LB, the hooks on its cgroup. Each step joins the rollback.

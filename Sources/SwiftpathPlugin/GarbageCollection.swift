@@ -8,14 +8,13 @@ extension Plugin {
     /// whole (veth, datapath state, addresses, record), including what an ADD killed half-way left;
     /// then IPAM releases every address no valid attachment holds. An ADD still at work (its claim
     /// held) is left alone, whatever network it is for.
-    func collectGarbage() throws(CNIError) {
+    func collectGarbage(_ node: NodeFacts) throws(CNIError) {
         guard let validList = config.validAttachments else {
             throw CNIError(.invalidNetworkConfig, "missing key \"cni.dev/valid-attachments\" in network config",
                            details: "GC needs the list of attachments to keep")
         }
         let valid = Set(validList)
-        let plan = try ipamPlan()
-        let host = try hostNetlink()
+        let (plan, host) = (node.plan, node.host)
         guard let store = try existingStore() else {
             // No store: nothing swiftpath made; a delegated IPAM plugin may still hold leases.
             try addressManager(plan, store: nil)?.collectGarbage(keeping: valid, stale: [])

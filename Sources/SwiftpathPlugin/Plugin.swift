@@ -43,20 +43,22 @@ public struct Plugin {
     }
 
     func run() throws(CNIError) -> [UInt8] {
+        // What only the node can judge is judged the same way for every verb but DEL, which
+        // never refuses to clean up over it.
         switch environment.command {
         case .add:
-            return try add().encoded(as: config.cniVersion)
+            return try add(checkAgainstNode()).encoded(as: config.cniVersion)
         case .del:
             try del()
         case .check:
             try requireVersion(.v0_4_0)
-            try check()
+            try check(checkAgainstNode())
         case .gc:
             try requireVersion(.v1_1_0)
-            try collectGarbage()
+            try collectGarbage(checkAgainstNode())
         case .status:
             try requireVersion(.v1_1_0)
-            try status()
+            try status(checkAgainstNode())
         case .version:
             return Self.versionAnswer(asked: config.cniVersion)
         }
@@ -89,12 +91,32 @@ public struct Plugin {
 
     var hostInterfaceName: String { Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname) }
 
-    /// The node's store, created if this is the node's first ADD.
-    func openStore() throws(CNIError) -> EndpointStore {
+    /// What the config names on the node, found there: judged the same way for every verb but
+    /// DEL, which never refuses to clean up over it.
+    struct NodeFacts {
+        let host: NetlinkSocket
+        let plan: IPAMPlan
+        /// The cgroup v2 directory of the node-wide socket hooks (nil: off, or per pod).
+        let socketCgroup: String?
+        /// The uplinks the config names, by index (nil: the default routes' devices).
+        let devices: [(name: String, index: Int32)]?
+    }
+
+    /// The config's keys that name things on the node: a place for the store, a cgroup v2
+    /// directory for the socket hooks, uplinks that exist, an IPAM plugin that can be run.
+    func checkAgainstNode() throws(CNIError) -> NodeFacts {
         guard EndpointStore.canHold(root: settings.bpffsRoot) else {
             throw CNIError(.invalidNetworkConfig, "invalid value for key \"bpffsRoot\" in network config",
                            details: "\(settings.bpffsRoot) is not in a bpf filesystem")
         }
+        let host = try hostNetlink()
+        let socketCgroup = try nodeSocketCgroup()
+        let devices = try settings.devices.map { names throws(CNIError) in try namedDevices(names, host) }
+        return NodeFacts(host: host, plan: try ipamPlan(), socketCgroup: socketCgroup, devices: devices)
+    }
+
+    /// The node's store, created if this is the node's first ADD.
+    func openStore() throws(CNIError) -> EndpointStore {
         do { return try EndpointStore.open(root: settings.bpffsRoot) } catch {
             throw CNIError(.storeFailure, "cannot open the swiftpath store at \(settings.bpffsRoot)", details: error.description)
         }
@@ -118,8 +140,14 @@ public struct Plugin {
             throw CNIError(.invalidNetworkConfig, "missing key \"ipam.type\" in network config")
         }
         if type == BuiltinIPAMConfig.type { return .builtin(try BuiltinIPAMConfig(parsing: config.raw)) }
-        guard Subprocess.find(type, in: environment.path) != nil else {
+        guard Subprocess.isFileName(type) else {
             throw CNIError(.invalidNetworkConfig, "invalid value for key \"ipam.type\" in network config",
+                           details: "\"\(type)\" is not a plugin's file name")
+        }
+        guard Subprocess.find(type, in: environment.path) != nil else {
+            // For STATUS a plugin not (yet) installed is the plugin not being available.
+            throw CNIError(environment.command == .status ? .pluginNotAvailable : .invalidNetworkConfig,
+                           "invalid value for key \"ipam.type\" in network config",
                            details: "no plugin \"\(type)\" in CNI_PATH \(environment.path.joined(separator: ":"))")
         }
         return .delegated(type: type)

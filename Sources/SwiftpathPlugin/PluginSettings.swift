@@ -50,14 +50,14 @@ public struct PluginSettings: Sendable {
             if let mtu = value.integerValue, (68...65535).contains(mtu) { settings.mtu = mtu } else { bad("mtu", "expected an integer in 68...65535") }
         }
         if let value = present("bpffsRoot") {
-            if let root = value.stringValue, root.hasPrefix("/"), root.count > 1, !root.contains(".") {
+            if let root = value.stringValue, isAbsolutePath(root), root.count > 1, !root.contains(".") {
                 settings.bpffsRoot = root
             } else {
                 bad("bpffsRoot", "expected an absolute path without '.' (bpffs refuses such names)")
             }
         }
         if let value = present("logFile") {
-            if let file = value.stringValue, file.hasPrefix("/") { settings.logFile = file } else { bad("logFile", "expected an absolute path") }
+            if let file = value.stringValue, isAbsolutePath(file) { settings.logFile = file } else { bad("logFile", "expected an absolute path") }
         }
         if let value = present("devices") {
             if let names = value.arrayValue?.compactMap(\.stringValue), names.count == value.arrayValue?.count,
@@ -110,7 +110,7 @@ public struct PluginSettings: Sendable {
             }
         }
         if let value = present("cgroupRoot") {
-            if let root = value.stringValue, root.hasPrefix("/") { socketLB.cgroupRoot = root } else {
+            if let root = value.stringValue, isAbsolutePath(root) { socketLB.cgroupRoot = root } else {
                 bad("socketLB.cgroupRoot", "expected an absolute path")
             }
         }
@@ -118,5 +118,10 @@ public struct PluginSettings: Sendable {
             if let enabled = value.boolValue { socketLB.hostNamespace = enabled } else { bad("socketLB.hostNamespace", "expected true or false") }
         }
         return socketLB
+    }
+
+    /// An absolute path the kernel can take: no component over NAME_MAX, the whole under PATH_MAX.
+    static func isAbsolutePath(_ path: String) -> Bool {
+        path.hasPrefix("/") && path.utf8.count < 4096 && path.split(separator: "/").allSatisfy { $0.utf8.count <= 255 }
     }
 }

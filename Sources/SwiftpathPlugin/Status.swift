@@ -5,16 +5,12 @@ import IPAM
 extension Plugin {
     /// STATUS: ready when the store is there or can be made, and IPAM can hand out addresses;
     /// code 50 otherwise. Looks only: it creates nothing.
-    func status() throws(CNIError) {
-        guard EndpointStore.canHold(root: settings.bpffsRoot) else {
-            throw CNIError(.pluginNotAvailable, "the swiftpath store cannot be made at \(settings.bpffsRoot)",
-                           details: "it is not in a bpf filesystem")
-        }
+    func status(_ node: NodeFacts) throws(CNIError) {
         let store: EndpointStore?
         do { store = try existingStore() } catch {
             throw CNIError(.pluginNotAvailable, "the swiftpath store is not available", details: error.description)
         }
-        do { try addressManager(try ipamPlan(), store: store)?.status() } catch where error.code == .pluginNotAvailable {
+        do { try addressManager(node.plan, store: store)?.status() } catch where error.code == .pluginNotAvailable {
             throw error
         } catch {
             throw CNIError(.pluginNotAvailable, "IPAM is not usable", details: error.description)
