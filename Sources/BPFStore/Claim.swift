@@ -10,11 +10,12 @@ import Glibc
 /// killed half-way left behind, and one whose claim is held is an ADD still at work, which GC
 /// must leave alone.
 public final class Claim {
-    public let path: String
+    /// The host device of the attachment claimed.
+    public let hostName: String
     private let descriptor: FileDescriptor
 
-    fileprivate init(path: String, descriptor: FileDescriptor) {
-        self.path = path
+    fileprivate init(hostName: String, descriptor: FileDescriptor) {
+        self.hostName = hostName
         self.descriptor = descriptor
     }
 
@@ -36,7 +37,7 @@ extension EndpointStore {
             try? descriptor.close()
             throw StoreError("claim \(hostName)", error)
         }
-        return Claim(path: path, descriptor: descriptor)
+        return Claim(hostName: hostName, descriptor: descriptor)
     }
 
     /// Whether a live run holds the claim on `hostName`.

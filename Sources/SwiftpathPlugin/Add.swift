@@ -38,18 +38,18 @@ extension Plugin {
         let datapath = try prepareDatapath(store: store, uplinks: uplinks, socketCgroup: node.socketCgroup)
 
         var rollback = Rollback(log: log)
-        let claim = try beginRecord(store, source: ipam.source)
-        rollback.onFailure("record and claim") {
+        var pending = try beginRecord(store, source: ipam.source)
+        rollback.onFailure("record and claim") { [pending] in
             try store.removeRecord(containerID: attachment.containerID, ifname: attachment.ifname)
-            try store.dropClaim(claim.hostName)
+            try store.dropClaim(pending.claim.hostName)
         }
         do throws(CNIError) {
             let addressing = try ipam.allocate(for: attachment)
             rollback.onFailure("IPAM lease") { try ipam.release(for: attachment, addresses: addressing.ips.map(\.address.address)) }
-            try updateRecord(store) { $0.addresses = addressing.ips.prefix(EndpointRecord.maxAddresses).map { .host($0.address.address) } }
+            try pending.record(in: store) { $0.addresses = addressing.ips.prefix(EndpointRecord.maxAddresses).map { .host($0.address.address) } }
 
             let veth = try createVeth(host: host, pod: podNetlink, podNamespace: podNamespace, mtu: mtu, rollback: &rollback)
-            try updateRecord(store) { record in
+            try pending.record(in: store) { record in
                 (record.hostIndex, record.hostMAC, record.podIndex, record.podMAC, record.mtu) =
                     (veth.host.index, veth.host.mac ?? .zero, veth.pod.index, veth.pod.mac ?? .zero, mtu)
             }
@@ -59,11 +59,11 @@ extension Plugin {
             try configureHost(host, veth: veth, addressing: addressing)
             let wiring = try attachToDatapath(datapath, store: store, veth: veth, addressing: addressing,
                                               socketCgroup: socketCgroup, rollback: &rollback)
-            try updateRecord(store) { record in
+            try pending.record(in: store) { record in
                 (record.attachMode, record.attachID, record.socketCgroupID, record.state) =
                     (wiring.attached.mode.rawValue, wiring.attached.id, wiring.socketCgroupID, .ready)
             }
-            try storeCall { () throws(StoreError) in try store.dropClaim(claim.hostName) }
+            try storeCall { () throws(StoreError) in try store.dropClaim(pending.claim.hostName) }
             log("added \(veth.host.name) <-> \(environment.netns):\(environment.ifname) with \(addressing.ips.map(\.address.description))")
             return result(veth: veth, addressing: addressing, gateways: gateways, mtu: mtu)
         } catch {
@@ -72,16 +72,27 @@ extension Plugin {
         }
     }
 
-    /// The claim an ADD holds while it runs, on its host device's name.
-    struct HeldClaim {
-        let hostName: String
+    /// An ADD's record while it runs, and the claim it holds on its host device's name.
+    struct PendingRecord {
+        private(set) var record: EndpointRecord
         let claim: Claim
+
+        init(record: EndpointRecord, claim: Claim) {
+            self.record = record
+            self.claim = claim
+        }
+
+        /// Writes down how far the ADD got.
+        mutating func record(in store: EndpointStore, _ change: (inout EndpointRecord) -> Void) throws(CNIError) {
+            change(&record)
+            do { try store.update(record) } catch { throw CNIError(store: error) }
+        }
     }
 
     /// Under the store's lock: claims the attachment and records it as pending, so that a GC
     /// running meanwhile sees an ADD at work, and a DEL after a crash finds what to undo.
-    func beginRecord(_ store: EndpointStore, source: EndpointRecord.AddressSource) throws(CNIError) -> HeldClaim {
-        try store.withLockOrFail { () throws(CNIError) -> HeldClaim in
+    func beginRecord(_ store: EndpointStore, source: EndpointRecord.AddressSource) throws(CNIError) -> PendingRecord {
+        try store.withLockOrFail { () throws(CNIError) -> PendingRecord in
             if let existing = try storeCall({ () throws(StoreError) in
                 try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
             }) {
@@ -101,18 +112,7 @@ extension Plugin {
                                                 netns: environment.netns, hostName: hostInterfaceName, addressSource: source,
                                                 created: Self.now())
             _ = try storeCall { () throws(StoreError) in try store.insert(record) }
-            return HeldClaim(hostName: hostInterfaceName, claim: claim)
-        }
-    }
-
-    /// Rewrites the attachment's record as ADD gets further.
-    func updateRecord(_ store: EndpointStore, _ change: (inout EndpointRecord) -> Void) throws(CNIError) {
-        try storeCall { () throws(StoreError) in
-            guard var record = try store.record(containerID: attachment.containerID, ifname: attachment.ifname) else {
-                throw StoreError("the record of \(attachment.containerID)/\(attachment.ifname) vanished during ADD")
-            }
-            change(&record)
-            try store.update(record)
+            return PendingRecord(record: record, claim: claim)
         }
     }
 

@@ -93,12 +93,15 @@ final class CrashRecoveryTests: XCTestCase {
         otherNetwork["name"] = "another-net"
         otherNetwork["cni.dev/valid-attachments"] = [[String: String]]()
         let outcomes = Outcomes(count)
-        DispatchQueue.concurrentPerform(iterations: count + 1) { index in
-            if index == count {
-                for round in 0..<15 { _ = try? node.cni("GC", config: round % 2 == 0 ? gcConfig : otherNetwork) }
+        let adding = Countdown(count)
+        // Two GC loops, one per network, run until the last ADD is done.
+        DispatchQueue.concurrentPerform(iterations: count + 2) { index in
+            if index >= count {
+                while !adding.done { _ = try? node.cni("GC", config: index == count ? gcConfig : otherNetwork) }
                 return
             }
             outcomes.set(index, try? node.cni("ADD", containerID: "ctr-c\(index)", netns: pods[index], config: node.config()))
+            adding.finishedOne()
         }
         let results = outcomes.values
         XCTAssertEqual(results.filter { $0?.status == 0 }.count, count, "\(results.compactMap { $0?.stdout }.filter { $0.contains("code") })")
@@ -194,6 +197,15 @@ extension TestNode {
         let routes = try exec("ip", "route", "show") + exec("ip", "-6", "route", "show")
         XCTAssertFalse(routes.contains("spath"), "no route to a pod: \(routes)", file: file, line: line)
     }
+}
+
+/// Counts the ADDs that finished, for loops that run until all have.
+final class Countdown: @unchecked Sendable {
+    private let lock = NSLock()
+    private var remaining: Int
+    init(_ count: Int) { remaining = count }
+    func finishedOne() { lock.withLock { remaining -= 1 } }
+    var done: Bool { lock.withLock { remaining <= 0 } }
 }
 
 final class Outcomes: @unchecked Sendable {
