@@ -59,16 +59,7 @@ extension EndpointStore {
     }
 
     /// The host devices that have a claim folder, held or not.
-    public func claimedNames() -> [String] {
-        guard let directory = opendir(root + "/claims") else { return [] }
-        defer { closedir(directory) }
-        var names: [String] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
-    }
+    public func claimedNames() -> [String] { folderEntries(root + "/claims") }
 
     private func openClaim(_ path: String) throws(StoreError) -> FileDescriptor {
         do { return try FileDescriptor.open(FilePath(path), .readOnly, options: [.directory, .closeOnExec]) } catch {

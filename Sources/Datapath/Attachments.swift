@@ -44,6 +44,9 @@ extension Datapath {
     /// The host ends that have a pinned pod link in the store.
     public func attachedPodNames() -> [String] { Self.subfolders(of: storeRoot + "/endpoints") }
 
+    /// Whether the host end `hostName` has a pinned pod link (one lookup, however many pods).
+    public func hasPodLink(_ hostName: String) -> Bool { access(endpointFolder(hostName), F_OK) == 0 }
+
     func endpointFolder(_ hostName: String) -> String { "\(storeRoot)/endpoints/\(hostName)" }
     func uplinkFolder(_ ifindex: Int32) -> String { "\(storeRoot)/uplinks/if\(ifindex)" }
 

@@ -177,16 +177,7 @@ public final class Datapath {
         subfolders(of: folder).flatMap { sub in subfolders(of: "\(folder)/\(sub)").map { "\(folder)/\(sub)/\($0)" } }
     }
 
-    static func subfolders(of folder: String) -> [String] {
-        guard let directory = opendir(folder) else { return [] }
-        defer { closedir(directory) }
-        var names: [String] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
-    }
+    static func subfolders(of folder: String) -> [String] { folderEntries(folder) }
 
     static func makeFolder(_ path: String) throws(StoreError) {
         guard mkdir(path, 0o700) == 0 || Errno.current == .fileExists else {

@@ -121,7 +121,7 @@ extension Plugin {
     /// layout is passed over (`datapath load` rebuilds it, without this attachment's entries).
     /// Returns whether anything of the attachment was there.
     func detachFromDatapath(_ datapath: Datapath, record: EndpointRecord?, hostName: String) throws(CNIError) -> Bool {
-        let hadLink = datapath.attachedPodNames().contains(hostName)
+        let hadLink = datapath.hasPodLink(hostName)
         try datapathCall { () throws(StoreError) in
             // The veth is gone by now, and a tc filter with it: no device index from the record is
             // trusted to find one.

@@ -3,8 +3,8 @@ import CNIProtocol
 import IPAM
 
 extension Plugin {
-    /// STATUS: ready when the store is there or can be made, and IPAM can hand out addresses;
-    /// code 50 otherwise. Looks only: it creates nothing.
+    /// STATUS: ready when IPAM can hand out addresses (the node checks before it found a place
+    /// for the store); code 50 otherwise. Looks only: it creates nothing.
     func status(_ node: NodeFacts) throws(CNIError) {
         let store: EndpointStore?
         do { store = try existingStore() } catch {
