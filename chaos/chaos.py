@@ -48,8 +48,11 @@ def cgroup2_mount():
     return "/sys/fs/cgroup"
 
 
+WORKDIR = None   # where plugin runs start (the node's own folder once it exists)
+
+
 def run(argv, stdin=b"", env=None, timeout=TIMEOUT, check=False):
-    result = subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=timeout)
+    result = subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=timeout, cwd=WORKDIR)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {result.stderr.decode(errors='replace')}")
     return result
@@ -69,8 +72,12 @@ class Node:
         self.network = f"{prefix}-net"
         self.pods = []
         self.extra_stores = []
+        self.workdir = f"/tmp/{prefix}-cwd"
 
     def setup(self):
+        # Plugin runs start here, so a relative path a faulty plugin accepted lands in the suite's folder.
+        os.mkdir(self.workdir)
+        self.extra_stores.append(f"{self.store}-nul")
         os.mkdir(self.cgroup)
         run(["ip", "netns", "add", self.netns], check=True)
         self.ip("link", "set", "lo", "up")
@@ -89,6 +96,7 @@ class Node:
         if os.path.isdir(self.cgroup):
             os.rmdir(self.cgroup)
         shutil.rmtree(self.ipam_dir, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def ip(self, *args):
         return run(["nsenter", f"--net=/run/netns/{self.netns}", "ip", *args], check=True).stdout.decode()
@@ -132,7 +140,7 @@ class Node:
     def spawn(self, command, config, container, netns):
         process = subprocess.Popen(["nsenter", f"--net=/run/netns/{self.netns}", self.plugin],
                                    env=self.env(command, container, netns), stdin=subprocess.PIPE,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=WORKDIR)
         process.stdin.write(json.dumps(config).encode())
         process.stdin.close()
         return process
@@ -292,7 +300,8 @@ def config_cases(node, pod, rng, wanted):
     # A NUL in every string swiftpath reads.
     for key in ["name", "type", "bpffsRoot", "logFile", "attachMode", "socketLB.cgroupRoot", "socketLB.scope",
                 "ipam.type", "ipam.ranges[0].subnet", "ipam.routes[0].dst", "devices"]:
-        value = ["eth\u00000"] if key == "devices" else ("/sys/fs/bpf/x\u0000y" if key == "bpffsRoot" else "abc\u0000def")
+        # A plugin that cut the string at the NUL would make its store under the suite's own prefix.
+        value = ["eth\u00000"] if key == "devices" else (f"{node.store}-nul\u0000y" if key == "bpffsRoot" else "abc\u0000def")
         cases.append((f"{key} with NUL", key, value))
     cases.append(("cniVersion", "cniVersion", "0.2.0"))
     cases.append(("cniVersion", "cniVersion", "9.9.9"))
@@ -854,8 +863,10 @@ def main():
     def stop(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, stop)
+    global WORKDIR
     try:
         node.setup()
+        WORKDIR = node.workdir
         pods = [node.make_pod("base0"), node.make_pod("base1")]
         addresses = [node.add(f"ctr-base{i}", pod)["ips"][0]["address"].split("/")[0] for i, pod in enumerate(pods)]
         time.sleep(0.5)   # the baseline pods' links settle (carrier, router solicitations)
@@ -878,6 +889,7 @@ def main():
                 table.record(name, False, f"stopped: {type(error).__name__}: {error}")
             print(f"{name}: done in {time.time() - started:.0f} s", flush=True)
     finally:
+        WORKDIR = None
         node.teardown()
         for leftover in (f"/tmp/{node.prefix}-fifo", f"/tmp/{node.prefix}-file", f"/tmp/{node.prefix}.log"):
             if os.path.exists(leftover):
