@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """CNI ADD/DEL latency as pods accumulate on one node, and what swiftpath costs: peak RSS of a
 plugin run, the pinned maps' memory with that many endpoints and with 10,000 services, and the
 size of every BPF program. Run inside a node netns (bench/run.sh does), as root.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # What every benchmark script starts from, sourced: where the plugins are, the cgroup2 mount, and
 # the small C tools of bench/tools. Needs a release build of swiftpath.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

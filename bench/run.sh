@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The whole benchmark suite, one command: builds what it needs, sets up its own netns, cgroups and
 # stores, measures, tears down, prints the tables and the goals, and writes one JSON file.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import FoundationEssentials
 
 /// A BPF object file compiled from `bpf/*.c` at build time and carried inside the binary, so the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* swiftpath host routing. Two programs, both at tcx ingress:
  *   pod_egress      on the host end of every pod's veth: what the pod sends;
  *   uplink_ingress  on the node's uplinks: what arrives for the node's pods. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* swiftpath socket termination: two socket iterators that abort the TCP and UDP sockets the LB
  * translated to a backend that has since left its service.
  *

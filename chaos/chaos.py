@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """The chaos suite: swiftpath attacked as a hostile runtime, a crashing runtime and a hostile
 network would attack it, on a node netns of its own.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The chaos suite: bad input, kill -9, concurrency, store corruption and packet fuzzing against the
 # real plugin on a node netns of its own. Prints a table (category, cases tried, failures) and fails
 # when any row has a failure. Needs root.

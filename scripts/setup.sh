@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages swiftpath builds, tests and demos with. Needs root.
 # The Swift toolchain (6.1 or later) is expected on PATH: Debian does not package it.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what is missing, builds, and runs every test (unit and real-kernel integration). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import NetAddress
 
 /// Writes a fixed-size record field by field: strings NUL-padded to their slot, integers little

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // libmnl and the rtnetlink UAPI it speaks.
 #include <libmnl/libmnl.h>

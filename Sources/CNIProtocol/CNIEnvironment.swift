@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The verbs a runtime asks for through `CNI_COMMAND`.
 public enum CNICommand: String, Sendable, CaseIterable {
     case add = "ADD"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A CNI error: what the plugin prints on stdout, with a non-zero exit, when a verb fails.
 public struct CNIError: Error, Equatable, Sendable, CustomStringConvertible {
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import NetAddress
 
 /// A CNI result, independent of the version it is read or printed in.

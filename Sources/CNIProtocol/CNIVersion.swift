@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// A CNI spec version. Only the versions swiftpath speaks can be made.
 public enum CNIVersion: String, CaseIterable, Comparable, Codable, Sendable, CustomStringConvertible {
     case v0_3_0 = "0.3.0"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import FoundationEssentials
 
 /// The one place JSON is read and written, so that every output looks alike and every decoding

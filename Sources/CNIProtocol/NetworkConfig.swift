@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The parts of a network config that every CNI plugin reads the same way. The plugin's own keys
 /// are read from `raw` by the plugin.
 public struct NetworkConfig: Sendable {

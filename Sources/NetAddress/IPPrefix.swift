@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// An address with a prefix length, as CNI writes it: "10.1.0.5/24", "fd00::5/64".
 /// The address keeps its host bits: `10.1.0.5/24` is an interface address, `network` its subnet.
 public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {

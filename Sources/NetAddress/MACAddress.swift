@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// An Ethernet hardware address.
 public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     public let bytes: [UInt8]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 
 /// `swiftpath` run by an operator (no CNI_COMMAND in the environment).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The undo list of a verb that changes the host step by step: when a later step fails, every
 /// earlier one is undone, newest first.
 struct Rollback {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The datapath plus one more program: another build (another hash) with the same programs and
  * maps, for the test that upgrades a running node in place. */
 #include "../../bpf/datapath.c"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Somebody else's tc program, for the coexistence test: counts what it sees at a device's tcx
  * ingress and lets every packet go on to the next program. */
 #include <linux/bpf.h>

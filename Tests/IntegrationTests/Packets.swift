@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// Hand-made frames for BPF_PROG_TEST_RUN: Ethernet, then IPv4 or IPv6, then an 8-byte UDP-like
 /// header and a little payload.
 enum Packets {

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One TCP or UDP exchange, for the datapath tests.
 
     echo.py serve tcp|udp PORT [peer]   answers one client with what it sent (or with the client's

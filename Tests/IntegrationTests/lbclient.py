@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The client side of the socket LB tests; prints one JSON object.
 
     lbclient.py spread ADDRESS PORT COUNT   TCP connects: {"backend name": count, "errors": n}

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A backend for the socket LB tests: answers every TCP connection (then keeps it open until the
 client closes it) and every UDP datagram on PORT, over IPv4 and IPv6, with its NAME, until killed.
 

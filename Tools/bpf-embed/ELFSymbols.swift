@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /// The names a BPF object declares, read from its ELF symbol table the way libbpf reads them:
 /// a map is an object symbol in the `.maps` section, a program a global function in a section of
 /// its own (its `SEC("...")`). Only little-endian ELF64, which is what clang's `bpf` target emits

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 
 // bpf-embed CLANG SOURCE.c OUTPUT.swift NAME IMPORT [clang flags...]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* connect() rate for the socket LB benchmark.
  *   connect_rate server PORT              accepts and closes connections until killed
  *   connect_rate client ADDRESS PORT MS   connects for MS milliseconds; prints connects per second

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* Runs one command and reports how long it took and its peak RSS, for the CNI benchmark.
  *   run_timed COMMAND [ARGS...]   -> "MICROSECONDS PEAK_RSS_KIB EXIT_STATUS" on stderr
  * stdin and stdout pass to the command; its stderr is discarded.

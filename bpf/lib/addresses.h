@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Addresses no router forwards to or from: what the datapath leaves to the stack as a
  * destination, and drops as a source arriving from outside the node. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* What every datapath file needs: UAPI types, libbpf's helper declarations, a few constants the
  * Debian 12 headers predate. */
 #pragma once

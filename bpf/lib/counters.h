@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Per-device counters of every path a packet can take, so that "fast path taken" is a number
  * an operator can read, not a belief. */
 #pragma once

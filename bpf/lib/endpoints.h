@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Local pods by address: where a packet for them goes, and what their traffic must look like. */
 #pragma once
 #include "counters.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Leaving the node: the kernel's FIB picks the device and next hop, the datapath sends the packet
  * straight to that device's egress, past the host's upper stack, netfilter and backlog queue. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Socket load balancing: a service VIP becomes one of its backends once per connection (TCP
  * connect, UDP connect or unconnected sendmsg), in cgroup socket hooks, and replies and
  * getpeername() show the VIP again. */

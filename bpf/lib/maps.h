@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The datapath's maps, declared once. The loader pins them in the store and reuses them across
  * program builds, so pods keep their entries when the programs are replaced. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* With masquerading on, traffic to destinations outside the cluster's CIDRs goes to the stack,
  * where swiftpath's own SNAT rule rewrites its source. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Packet parsing with the bounds checks the verifier wants, and the stated rules for what is not
  * forwarded in BPF: truncated or inconsistent headers (and IPv4 headers whose checksum is wrong,
  * which the stack would drop) are dropped; IPv4 options, fragments and IPv6 extension headers go

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Reading and writing the address of a cgroup socket hook's context as the LB's keys. IPv4-mapped
  * IPv6 addresses (::ffff:a.b.c.d) are IPv4 services and backends seen through an IPv6 socket. */
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The few Linux calls that Glibc's Swift overlay does not import (they need _GNU_SOURCE).
 
