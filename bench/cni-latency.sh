@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # CNI ADD/DEL latency: swiftpath (built-in allocator; host-local; built-in allocator with the tc
 # attachment instead of tcx) against the reference ptp plugin with host-local, and the kernel's
 # floor (a bare veth create/delete with iproute2).
@@ -22,7 +23,7 @@ cgroup="$cgroot/$id"
 mkdir "$cgroup"
 cleanup() {
   rmdir "$cgroup" 2>/dev/null || true
-  for ns in $(ip netns list | awk '{print $1}' | grep "^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in /run/netns/"$id"-*; do [ -e "$ns" ] && ip netns del "$(basename "$ns")" 2>/dev/null; done
   rm -rf "$store"   # unpinning everything detaches whatever is still attached
   rm -rf "$work"
 }

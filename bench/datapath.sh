@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Datapath benchmark: single-stream TCP throughput (iperf3) and TCP request/response latency
 # (sockperf ping-pong, p50 and p99) of
 #   host-to-host             two node netns joined by a veth wire (the baseline)
@@ -23,7 +24,7 @@ id="spd$$"
 work=$(mktemp -d "/tmp/$id.XXXX")
 cleanup() {
   for pid in $(cat "$work"/*.pid 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
-  for ns in $(ip netns list | awk '{print $1}' | grep "^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in /run/netns/"$id"-*; do [ -e "$ns" ] && ip netns del "$(basename "$ns")" 2>/dev/null; done
   rm -rf "/sys/fs/bpf/$id-s1" "/sys/fs/bpf/$id-s2" "$work"
 }
 trap cleanup EXIT

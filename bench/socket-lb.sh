@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Socket LB benchmark: connect() rate to a service VIP against connecting to the backend directly,
 # with 1, 1,000 and 10,000 services, for swiftpath's socket hooks and for iptables DNAT rules laid
 # out as kube-proxy does (one KUBE-SVC chain per service, reached from KUBE-SERVICES; the service
@@ -17,7 +18,7 @@ work=$(mktemp -d "/tmp/$id.XXXX")
 store="/sys/fs/bpf/$id"
 cleanup() {
   for pid in $(cat "$work"/*.pid 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
-  for ns in $(ip netns list | awk '{print $1}' | grep "^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in /run/netns/"$id"-*; do [ -e "$ns" ] && ip netns del "$(basename "$ns")" 2>/dev/null; done
   rm -rf "$store"
   for cg in "$cgroot/$id/hooked" "$cgroot/$id/plain" "$cgroot/$id"; do rmdir "$cg" 2>/dev/null || true; done
   rm -rf "$work"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The main job: a node (a netns) with two pods wired by swiftpath, talking over IPv4 and IPv6.
 # Everything it makes is named swdemo-$$ and removed on exit, whatever happens. Needs root.
 set -euo pipefail
@@ -16,7 +17,9 @@ cgroup="$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)/$id"
 mkdir "$cgroup"
 cleanup() {
   [ -n "${server:-}" ] && kill "$server" 2>/dev/null || true
-  for ns in $(ip netns list | awk '{print $1}' | grep "^$id-" || true); do ip netns del "$ns"; done
+  # The names under /run/netns, not `ip netns list`: iproute2 6.1 prints "Peer netns reference is
+  # invalid" for a netns that is going away while it lists.
+  for ns in /run/netns/"$id"-*; do [ -e "$ns" ] && ip netns del "$(basename "$ns")"; done
   rm -rf "$store"   # unpinning everything detaches whatever is still attached
   rm -f "$config"
   rmdir "$cgroup" 2>/dev/null || true

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import BPFStore
 import CLinux
 import CDatapathABI
@@ -83,7 +84,8 @@ extension Datapath {
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 4096)
         while fgets(&line, Int32(line.count), file) != nil {
-            let fields = String(cString: line).split(separator: " ")
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let fields = text.split(separator: " ")
             if fields.count > 2, fields[2] == "cgroup2" { return String(fields[1]) }
         }
         return nil

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 import XCTest
 
@@ -86,8 +87,9 @@ let referencePlugins = "/usr/lib/cni"
 private let runID = String(getpid() % 100_000)
 nonisolated(unsafe) private var nodeCounter = 0
 
-/// A simulated node: its own netns (the plugin runs inside it through nsenter, as the design notes
-/// say), its own bpffs store root, pods as further netns. Everything it makes carries a unique
+/// A simulated node: its own netns (the plugin runs inside it through nsenter, which keeps the
+/// host's mounts, bpffs among them, where `ip netns exec` would remount /sys), its own bpffs store
+/// root, pods as further netns. Everything it makes carries a unique
 /// prefix and is removed by `tearDown`, which the test case registers at once.
 final class TestNode {
     let prefix: String

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import BPFStore
 import BPFTestObjects
 import CLibBPF
@@ -141,8 +142,10 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         func cli(_ arguments: String...) throws -> (status: Int32, stdout: String, stderr: String) {
             try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", pluginBinary] + arguments + ["--root", node.storeRoot])
         }
+        // `bpftool -f` names each link's pins: the store's are there before unload, none after.
+        XCTAssertTrue(try runProcess(["bpftool", "-f", "link", "show"]).stdout.contains(node.storeRoot))
         XCTAssertEqual(try cli("datapath", "unload").status, 0)
-        XCTAssertEqual(try runProcess(["bpftool", "link", "show"]).stdout.contains(node.storeRoot), false)
+        XCTAssertEqual(try runProcess(["bpftool", "-f", "link", "show"]).stdout.contains(node.storeRoot), false)
         XCTAssertFalse(FileManager.default.fileExists(atPath: node.storeRoot + "/datapath"), "nothing pinned is left")
         XCTAssertEqual(try node.inPod(a, "ping", "-c1", "-W2", addressB).status, 0, "the kernel routes the pods meanwhile")
 

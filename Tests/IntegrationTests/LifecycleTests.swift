@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 import Foundation
 import XCTest
 
@@ -14,7 +15,7 @@ final class LifecycleTests: XCTestCase {
             let passing = try node.cni("CHECK", containerID: containerID, netns: pod, config: config)
             XCTAssertEqual(passing.status, 0, "CHECK of a fresh attachment: \(passing.stdout)")
 
-            try XCTUnwrap(node.inPod(pod, "ip", "-6", "route", "del", "default")).stdout
+            XCTAssertEqual(try node.inPod(pod, "ip", "-6", "route", "del", "default").status, 0)
             let failing = try node.cni("CHECK", containerID: containerID, netns: pod, config: config)
             XCTAssertNotEqual(failing.status, 0)
             XCTAssertEqual(failing.errorCode, 105)

@@ -1,4 +1,5 @@
-/* Terminating the sockets of backends that left their service (the seed's open problem): socket
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Terminating the sockets of backends that left their service: socket
  * iterators walk every TCP and UDP socket of the reader's netns, and bpf_sock_destroy() aborts
  * those the LB translated to a departed backend. The application's next operation fails
  * (ECONNABORTED) and it reconnects, to a live backend. */
