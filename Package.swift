@@ -89,7 +89,7 @@ let package = Package(
         .target(name: "BPFTestObjects", dependencies: ["BPFObjects"], path: "Tests/BPFTestObjects",
                 exclude: ["datapath_variant.c", "datapath_small_lb.c", "other_tool.c"], sources: ["BPFTestObjects.swift"], plugins: ["BPFCompiler"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "BPFTestObjects", "BPFStore", "CDatapathABI", "CLibBPF", "Datapath", "NetAddress", "Netns",
+            "BPFTestObjects", "BPFStore", "CDatapathABI", "CLibBPF", "Datapath", "NetAddress", "Netlink", "Netns", "SystemCallSupport",
         ], exclude: ["echo.py", "lbclient.py", "lbserver.py"], swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import NetAddress
+import Netlink
+import Netns
+import SystemCallSupport
+import XCTest
+
+/// The netlink layer against the kernel: refusals carry the kernel's own words, and a socket
+/// that saw one answers its next requests correctly.
+final class NetlinkTests: XCTestCase {
+    func testRefusalsCarryTheKernelsMessageAndTheSocketStaysUsable() throws {
+        let node = try TestNode(self)
+        try node.exec("ip", "link", "add", "nl0", "type", "veth", "peer", "name", "nl1")
+        try node.exec("ip", "link", "set", "nl0", "up")
+        let index = try node.ifindex(of: "nl0")
+        let namespace = try NetworkNamespace.open("/run/netns/\(node.netns)")
+        let netlink = try namespace.run { try NetlinkSocket() }
+
+        // A gateway that is on no connected network: the kernel refuses and says why.
+        let route = Route(destination: IPPrefix("10.77.0.0/16")!, gateway: IPAddress("192.0.2.77")!, outputIndex: index)
+        XCTAssertThrowsError(try netlink.addRoute(route)) { error in
+            let error = error as? SystemCallError
+            XCTAssertEqual(error?.errno, .networkUnreachable, "\(String(describing: error))")
+            XCTAssertNotNil(error?.kernelMessage, "the extended ack's message: \(String(describing: error))")
+        }
+        // The same socket goes on answering: a dump, then a lookup.
+        XCTAssertTrue(try netlink.defaultRoutes(family: .v4).isEmpty)
+        XCTAssertEqual(try netlink.link(index: index)?.name, "nl0")
+    }
+}
