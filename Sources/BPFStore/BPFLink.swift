@@ -26,7 +26,7 @@ public final class BPFLink {
     public static func attachTCX(_ program: BPFProgram, ifindex: Int32,
                                  direction: TCXDirection) throws(StoreError) -> BPFLink {
         let fd = bpf_link_create(program.descriptor.rawValue, ifindex, bpf_attach_type(rawValue: direction.rawValue), nil)
-        guard fd >= 0 else { throw StoreError("attach tcx \(direction) on ifindex \(ifindex)", Errno(rawValue: -fd)) }
+        try libbpf(fd, "attach tcx \(direction) on ifindex \(ifindex)")
         return BPFLink(descriptor: FileDescriptor(rawValue: fd))
     }
 
@@ -34,21 +34,21 @@ public final class BPFLink {
     public static func attachCgroup(_ program: BPFProgram, cgroup: FileDescriptor,
                                     attachType: bpf_attach_type) throws(StoreError) -> BPFLink {
         let fd = bpf_link_create(program.descriptor.rawValue, cgroup.rawValue, attachType, nil)
-        guard fd >= 0 else { throw StoreError("attach cgroup hook \(attachType.rawValue)", Errno(rawValue: -fd)) }
+        try libbpf(fd, "attach cgroup hook \(attachType.rawValue)")
         return BPFLink(descriptor: FileDescriptor(rawValue: fd))
     }
 
     /// A BPF_TRACE_ITER link of an iterator program (iter/tcp, iter/udp, ...).
     public static func attachIterator(_ program: BPFProgram) throws(StoreError) -> BPFLink {
         let fd = bpf_link_create(program.descriptor.rawValue, 0, BPF_TRACE_ITER, nil)
-        guard fd >= 0 else { throw StoreError("create iterator link", Errno(rawValue: -fd)) }
+        try libbpf(fd, "create iterator link")
         return BPFLink(descriptor: FileDescriptor(rawValue: fd))
     }
 
     /// Runs the iterator once to its end, in the netns (and for the objects) of the calling thread.
     public func iterate() throws(StoreError) {
         let fd = bpf_iter_create(descriptor.rawValue)
-        guard fd >= 0 else { throw StoreError("create iterator", Errno(rawValue: -fd)) }
+        try libbpf(fd, "create iterator")
         let iterator = FileDescriptor(rawValue: fd)
         defer { try? iterator.close() }
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -68,13 +68,13 @@ public final class BPFLink {
 
     public func pin(at path: String) throws(StoreError) {
         let status = bpf_obj_pin(descriptor.rawValue, path)
-        guard status == 0 else { throw StoreError("pin link at \(path)", Errno(rawValue: -status)) }
+        try libbpf(status, "pin link at \(path)")
     }
 
     /// Swaps the program behind the link in place (BPF_LINK_UPDATE): no moment without a program.
     public func update(to program: BPFProgram) throws(StoreError) {
         let status = bpf_link_update(descriptor.rawValue, program.descriptor.rawValue, nil)
-        guard status == 0 else { throw StoreError("update link", Errno(rawValue: -status)) }
+        try libbpf(status, "update link")
     }
 
     /// What the kernel says of the link. A tcx link whose device is gone reports ifindex 0.

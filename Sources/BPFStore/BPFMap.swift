@@ -67,13 +67,13 @@ public final class BPFMap {
         options.map_flags = UInt32(BPF_F_NO_PREALLOC)
         let fd = bpf_map_create(layout.type, layout.name, UInt32(layout.keySize), UInt32(layout.valueSize),
                                 UInt32(layout.maxEntries), &options)
-        guard fd >= 0 else { throw StoreError("create map \(layout.name)", Errno(rawValue: -fd)) }
+        try libbpf(fd, "create map \(layout.name)")
         let descriptor = FileDescriptor(rawValue: fd)
         let pinned = bpf_obj_pin(fd, path)
         if pinned == 0 { return BPFMap(path: path, descriptor: descriptor, layout: layout) }
         try? descriptor.close()
         if -pinned == EEXIST, let map = try open(at: path, layout) { return map }
-        throw StoreError("pin map at \(path)", Errno(rawValue: -pinned))
+        throw StoreError("pin map at \(path)", libbpfErrno(pinned))
     }
 
     /// The map pinned at `path`, or nil when nothing is pinned there.
@@ -85,7 +85,7 @@ public final class BPFMap {
         let status = bpf_obj_get_info_by_fd(fd, &info, &length)
         guard status == 0 else {
             try? descriptor.close()
-            throw StoreError("inspect pinned map \(path)", Errno(rawValue: -status))
+            throw StoreError("inspect pinned map \(path)", libbpfErrno(status))
         }
         if let mismatch = layout.mismatch(keySize: Int(info.key_size), valueSize: Int(info.value_size), of: "pinned map \(path)") {
             try? descriptor.close()
@@ -100,7 +100,7 @@ public final class BPFMap {
         let status = bpf_map_lookup_elem(descriptor.rawValue, key, &value)
         if status == 0 { return value }
         if -status == ENOENT { return nil }
-        throw StoreError("look up in \(path)", Errno(rawValue: -status))
+        throw StoreError("look up in \(path)", libbpfErrno(status))
     }
 
     /// Inserts `key` only if absent. Returns false when the key was already there.
@@ -108,12 +108,12 @@ public final class BPFMap {
         let status = update(key, value, flags: UInt64(BPF_NOEXIST))
         if status == 0 { return true }
         if -status == EEXIST { return false }
-        throw StoreError("insert into \(path)", Errno(rawValue: -status))
+        throw StoreError("insert into \(path)", libbpfErrno(status))
     }
 
     public func upsert(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) {
         let status = update(key, value, flags: UInt64(BPF_ANY))
-        guard status == 0 else { throw StoreError("update \(path)", Errno(rawValue: -status)) }
+        try libbpf(status, "update \(path)")
     }
 
     private func update(_ key: [UInt8], _ value: [UInt8], flags: UInt64) -> Int32 {
@@ -127,7 +127,7 @@ public final class BPFMap {
         let status = bpf_map_delete_elem(descriptor.rawValue, key)
         if status == 0 { return true }
         if -status == ENOENT { return false }
-        throw StoreError("delete from \(path)", Errno(rawValue: -status))
+        throw StoreError("delete from \(path)", libbpfErrno(status))
     }
 
     /// Every key and value. Taken as a snapshot: callers may change the map while they walk it.
@@ -148,7 +148,7 @@ public final class BPFMap {
             if let previous = keys.last { status = bpf_map_get_next_key(descriptor.rawValue, previous, &next) }
             else { status = bpf_map_get_next_key(descriptor.rawValue, nil, &next) }
             if -status == ENOENT { return keys }
-            guard status == 0 else { throw StoreError("walk \(path)", Errno(rawValue: -status)) }
+            try libbpf(status, "walk \(path)")
             keys.append(next)
         }
     }
@@ -180,7 +180,7 @@ extension BPFMap {
             bpf_map_lookup_elem(descriptor.rawValue, key.baseAddress, &values)
         }
         if -status == ENOENT { return [] }
-        guard status == 0 else { throw StoreError("look up in \(path)", Errno(rawValue: -status)) }
+        try libbpf(status, "look up in \(path)")
         return (0..<cpus).map { cpu in values.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: cpu * stride, as: Value.self) } }
     }
 
@@ -209,5 +209,5 @@ func openPinned(_ path: String, _ kind: String) throws(StoreError) -> FileDescri
     let fd = bpf_obj_get(path)
     if fd >= 0 { return FileDescriptor(rawValue: fd) }
     if -fd == ENOENT { return nil }
-    throw StoreError("open pinned \(kind) \(path)", Errno(rawValue: -fd))
+    throw StoreError("open pinned \(kind) \(path)", libbpfErrno(fd))
 }

@@ -61,11 +61,11 @@ public struct BPFObjectLoader {
                 break
             }
             let status = bpf_map__set_pin_path(current, path)
-            guard status == 0 else { throw StoreError("set pin path \(path)", Errno(rawValue: -status)) }
+            try libbpf(status, "set pin path \(path)")
         }
 
         let loaded = bpf_object__load(object)
-        guard loaded == 0 else { throw StoreError("load BPF object \(name) (verifier log on stderr)", Errno(rawValue: -loaded)) }
+        try libbpf(loaded, "load BPF object \(name) (verifier log on stderr)")
 
         var programs: [String: BPFProgram] = [:]
         var program = bpf_object__next_program(object, nil)
@@ -134,7 +134,7 @@ public struct BPFObjectLoader {
         var info = bpf_map_info()
         var length = UInt32(MemoryLayout<bpf_map_info>.size)
         let status = bpf_obj_get_info_by_fd(fd, &info, &length)
-        guard status == 0 else { throw StoreError("inspect pinned map \(path)", Errno(rawValue: -status)) }
+        try libbpf(status, "inspect pinned map \(path)")
         return info.type == bpf_map__type(map).rawValue && info.key_size == bpf_map__key_size(map)
             && info.value_size == bpf_map__value_size(map) && info.max_entries == bpf_map__max_entries(map)
             && info.map_flags == bpf_map__map_flags(map)

@@ -25,7 +25,7 @@ public final class BPFProgram {
         let staging = path + "_staging"
         unlink(staging)
         let status = bpf_obj_pin(descriptor.rawValue, staging)
-        guard status == 0 else { throw StoreError("pin program at \(staging)", Errno(rawValue: -status)) }
+        try libbpf(status, "pin program at \(staging)")
         guard rename(staging, path) == 0 else {
             let error = Errno.current
             unlink(staging)
@@ -68,7 +68,7 @@ public final class BPFProgram {
                 }
             }
         }
-        guard status == 0 else { throw StoreError("test run", Errno(rawValue: -status)) }
+        try libbpf(status, "test run")
         return (Int32(bitPattern: options.retval), Array(output.prefix(Int(options.data_size_out))))
     }
 }

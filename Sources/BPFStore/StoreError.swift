@@ -33,3 +33,14 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 
     public var description: String { errno.map { "\(operation): \($0)" } ?? operation }
 }
+
+/// libbpf's convention, in one place: a result of 0 or more (a descriptor, a count) is success, a
+/// negative one is `-errno`. Throws the failure with `operation`; returns the result otherwise.
+@discardableResult
+func libbpf(_ result: Int32, _ operation: @autoclosure () -> String) throws(StoreError) -> Int32 {
+    guard let errno = libbpfErrno(result) else { return result }
+    throw StoreError(operation(), errno)
+}
+
+/// The errno a negative libbpf result stands for; nil for success.
+func libbpfErrno(_ result: Int32) -> Errno? { result < 0 ? Errno(rawValue: -result) : nil }

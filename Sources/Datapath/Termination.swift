@@ -38,9 +38,11 @@ extension Datapath {
         try sweep(links)
         for path in Set(namespaces).sorted() {
             guard let namespace = try? NetworkNamespace.open(path) else { continue }   // gone with its pod
-            do { try namespace.run { try sweep(links) } } catch let error as StoreError { throw error } catch {
-                throw StoreError("enter \(path): \(error)")
+            let swept: Result<Void, StoreError>
+            do { swept = try namespace.run { () throws(StoreError) in try sweep(links) } } catch {
+                throw StoreError("enter \(path)", error.errno)
             }
+            try swept.get()
         }
         return Int(try terminated.lookup(UInt32(0), as: UInt64.self) ?? 0)
     }

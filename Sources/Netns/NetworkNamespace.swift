@@ -59,14 +59,15 @@ public final class NetworkNamespace {
     }
 
     /// Runs `body` inside this namespace, then returns the thread to the namespace it was in.
-    public func run<T>(_ body: () throws -> T) throws -> T {
+    /// Entering can fail (thrown); what `body` throws comes back in the result, typed.
+    public func run<T, E: Error>(_ body: () throws(E) -> T) throws(SystemCallError) -> Result<T, E> {
         let home = try NetworkNamespace.current()
         try enter()
         defer {
             // Failing to return would leave the rest of the run in the pod: nothing sane can follow.
             do { try home.enter() } catch { fatalError("cannot return to the original netns: \(error)") }
         }
-        return try body()
+        do throws(E) { return .success(try body()) } catch { return .failure(error) }
     }
 
     private func enter() throws(SystemCallError) {

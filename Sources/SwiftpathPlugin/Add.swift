@@ -143,10 +143,8 @@ extension Plugin {
 
     /// A netlink socket bound to `namespace`: opened there, then used from the host.
     func netlink(in namespace: NetworkNamespace) throws(CNIError) -> NetlinkSocket {
-        do { return try namespace.run { try NetlinkSocket() } } catch let error as SystemCallError {
+        do { return try namespace.run { () throws(SystemCallError) in try NetlinkSocket() }.get() } catch {
             throw CNIError(netlink: error)
-        } catch {
-            throw CNIError(.ioFailure, "cannot enter netns \(namespace.path)", details: "\(error)")
         }
     }
 

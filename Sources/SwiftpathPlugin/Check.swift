@@ -31,65 +31,61 @@ extension Plugin {
     }
 
     private func checkPod(_ netlink: NetlinkSocket, record: EndpointRecord, expected: CNIResult) throws(CNIError) {
-        do {
-            guard let link = try netlink.link(named: environment.ifname) else {
-                throw drift("interface \(environment.ifname) is missing from \(environment.netns)")
-            }
-            let podIndex = expected.interfaces.firstIndex { $0.name == environment.ifname && $0.sandbox != nil }
-            if let podIndex, let mac = expected.interfaces[podIndex].mac, MACAddress(mac) != link.mac {
-                throw drift("interface \(environment.ifname) has MAC \(link.mac?.description ?? "none"), prevResult says \(mac)")
-            }
-            guard link.isUp else { throw drift("interface \(environment.ifname) is down") }
+        guard let link = try ask({ () throws(SystemCallError) in try netlink.link(named: environment.ifname) }) else {
+            throw drift("interface \(environment.ifname) is missing from \(environment.netns)")
+        }
+        let podIndex = expected.interfaces.firstIndex { $0.name == environment.ifname && $0.sandbox != nil }
+        if let podIndex, let mac = expected.interfaces[podIndex].mac, MACAddress(mac) != link.mac {
+            throw drift("interface \(environment.ifname) has MAC \(link.mac?.description ?? "none"), prevResult says \(mac)")
+        }
+        guard link.isUp else { throw drift("interface \(environment.ifname) is down") }
 
-            let present = Set(try netlink.addresses(index: link.index).map(\.address))
-            let wanted = expected.ips.filter { $0.interface == nil || $0.interface == podIndex }
-            for ip in wanted where !present.contains(ip.address.address) {
-                throw drift("address \(ip.address) is missing from \(environment.ifname)")
-            }
+        let present = Set(try ask { () throws(SystemCallError) in try netlink.addresses(index: link.index) }.map(\.address))
+        let wanted = expected.ips.filter { $0.interface == nil || $0.interface == podIndex }
+        for ip in wanted where !present.contains(ip.address.address) {
+            throw drift("address \(ip.address) is missing from \(environment.ifname)")
+        }
 
-            let families = Set(wanted.map(\.address.family))
-            var routes: [Route] = []
-            for family in families.sorted(by: { $0.rawValue < $1.rawValue }) { routes += try netlink.routes(family: family) }
-            for route in expected.routes where families.contains(route.dst.family) {
-                let found = routes.contains {
-                    $0.destination.network == route.dst.network && $0.destination.length == route.dst.length
-                        && $0.gateway == route.gw && $0.outputIndex == link.index
-                }
-                if !found { throw drift("route \(route.dst)\(route.gw.map { " via \($0)" } ?? "") is missing in the pod") }
+        let families = Set(wanted.map(\.address.family))
+        var routes: [Route] = []
+        for family in families.sorted(by: { $0.rawValue < $1.rawValue }) {
+            routes += try ask { () throws(SystemCallError) in try netlink.routes(family: family) }
+        }
+        for route in expected.routes where families.contains(route.dst.family) {
+            let found = routes.contains {
+                $0.destination.network == route.dst.network && $0.destination.length == route.dst.length
+                    && $0.gateway == route.gw && $0.outputIndex == link.index
             }
+            if !found { throw drift("route \(route.dst)\(route.gw.map { " via \($0)" } ?? "") is missing in the pod") }
+        }
 
-            let neighbours = try netlink.neighbours(index: link.index)
-            for gateway in Set(wanted.compactMap(\.gateway)) {
-                let entry = neighbours.first { $0.address == gateway }
-                guard let entry, entry.isPermanent, entry.mac == record.hostMAC else {
-                    throw drift("the permanent neighbour entry for gateway \(gateway) -> \(record.hostMAC) is missing")
-                }
+        let neighbours = try ask { () throws(SystemCallError) in try netlink.neighbours(index: link.index) }
+        for gateway in Set(wanted.compactMap(\.gateway)) {
+            let entry = neighbours.first { $0.address == gateway }
+            guard let entry, entry.isPermanent, entry.mac == record.hostMAC else {
+                throw drift("the permanent neighbour entry for gateway \(gateway) -> \(record.hostMAC) is missing")
             }
-        } catch let error as SystemCallError {
-            throw CNIError(netlink: error)
-        } catch {
-            throw error as! CNIError
         }
     }
 
     private func checkHost(_ netlink: NetlinkSocket, record: EndpointRecord) throws(CNIError) {
-        do {
-            guard let link = try netlink.link(index: record.hostIndex), link.name == record.hostName else {
-                throw drift("host interface \(record.hostName) is missing")
-            }
-            guard link.isUp else { throw drift("host interface \(record.hostName) is down") }
-            // One FIB lookup per address: a dump would grow with every pod of the node.
-            for address in record.addresses {
-                let route = try netlink.route(to: address.address)
-                guard let route, route.destination == address, route.outputIndex == link.index, route.gateway == nil else {
-                    throw drift("host route \(address) dev \(record.hostName) is missing")
-                }
-            }
-        } catch let error as SystemCallError {
-            throw CNIError(netlink: error)
-        } catch {
-            throw error as! CNIError
+        guard let link = try ask({ () throws(SystemCallError) in try netlink.link(index: record.hostIndex) }),
+              link.name == record.hostName else {
+            throw drift("host interface \(record.hostName) is missing")
         }
+        guard link.isUp else { throw drift("host interface \(record.hostName) is down") }
+        // One FIB lookup per address: a dump would grow with every pod of the node.
+        for address in record.addresses {
+            let route = try ask { () throws(SystemCallError) in try netlink.route(to: address.address) }
+            guard let route, route.destination == address, route.outputIndex == link.index, route.gateway == nil else {
+                throw drift("host route \(address) dev \(record.hostName) is missing")
+            }
+        }
+    }
+
+    /// A netlink question whose failure is the kernel's, not drift.
+    private func ask<T>(_ body: () throws(SystemCallError) -> T) throws(CNIError) -> T {
+        do { return try body() } catch { throw CNIError(netlink: error) }
     }
 
     /// The pod's program attached to its host end, and its addresses in the endpoint maps.

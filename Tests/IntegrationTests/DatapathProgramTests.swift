@@ -58,7 +58,7 @@ final class DatapathProgramTests: XCTestCase {
         let uplinkProgram = try XCTUnwrap(BPFProgram.pinned(at: "\(node.storeRoot)/datapath/uplink_ingress"))
         let namespace = try NetworkNamespace.open("/run/netns/\(node.netns)")
         return Fixture(node: node, datapath: datapath, in0: in0, outMAC: outMAC, run: { program, packet in
-            try namespace.run { try program.testRun(packet: packet, ifindex: in0) }
+            try namespace.run { () throws(StoreError) in try program.testRun(packet: packet, ifindex: in0) }.get()
         }, podProgram: podProgram, uplinkProgram: uplinkProgram)
     }
 

@@ -15,7 +15,7 @@ final class NetlinkTests: XCTestCase {
         try node.exec("ip", "link", "set", "nl0", "up")
         let index = try node.ifindex(of: "nl0")
         let namespace = try NetworkNamespace.open("/run/netns/\(node.netns)")
-        let netlink = try namespace.run { try NetlinkSocket() }
+        let netlink = try namespace.run { () throws(SystemCallError) in try NetlinkSocket() }.get()
 
         // A gateway that is on no connected network: the kernel refuses and says why.
         let route = Route(destination: IPPrefix("10.77.0.0/16")!, gateway: IPAddress("192.0.2.77")!, outputIndex: index)
