@@ -29,7 +29,7 @@ let package = Package(
         // The BPF datapath: C in bpf/, compiled by the BPFCompiler plugin and embedded in the binary.
         .plugin(name: "BPFCompiler", capability: .buildTool(), dependencies: ["bpf-embed"]),
         .executableTarget(name: "bpf-embed", path: "Tools/bpf-embed"),
-        .target(name: "BPFObjects", path: "bpf", exclude: ["datapath.c", "terminate.c", "lib", "abi"], sources: ["BPFObject.swift"],
+        .target(name: "BPFObjects", path: "bpf", exclude: ["datapath.c", "terminate.c", "lib", "abi", "include"], sources: ["BPFObject.swift"],
                 plugins: ["BPFCompiler"]),
         // The layout of the datapath's maps, shared by the BPF C and the Swift loader.
         .target(name: "CDatapathABI", path: "bpf/abi"),

@@ -144,7 +144,7 @@ int uplink_ingress(struct __sk_buff *skb)
 /* Refuses a connect or sendmsg to a service with no live backend, with ECONNREFUSED. */
 static __always_inline int refuse(void)
 {
-	sp_set_retval(-SP_ECONNREFUSED);
+	bpf_set_retval(-ECONNREFUSED);
 	return 0;
 }
 

@@ -27,6 +27,8 @@ struct BPFCompiler: BuildToolPlugin {
                 displayName: "Compiling BPF \(source)",
                 executable: embed.url,
                 arguments: [clang.url.path, folder.appendingPathComponent(source).path, output.path, name, importing,
+                            // The few arch-specific UAPI headers, for BPF: no host multiarch folder.
+                            "-I", library.appendingPathComponent("include").path,
                             "-I", library.appendingPathComponent("lib").path,
                             "-I", library.appendingPathComponent("abi/include").path],
                 inputFiles: [folder.appendingPathComponent(source)] + shared,

@@ -52,7 +52,7 @@ public final class EndpointStore {
     /// The store at `root` if there is one, or nil: what the verbs that only look or clean up
     /// (DEL, CHECK, GC, STATUS, the CLI's listings) use, so that they never create a store.
     public static func openExisting(root: String = defaultRoot) throws(StoreError) -> EndpointStore? {
-        guard clinux_fs_magic_at(root) == bpffsMagic else { return nil }
+        guard clinux_fs_magic_at(root) == BPF_FS_MAGIC else { return nil }
         return try open(root: root)
     }
 
@@ -60,9 +60,9 @@ public final class EndpointStore {
     /// under /sys/fs/bpf, mounted on demand).
     public static func canHold(root: String) -> Bool {
         guard root.hasPrefix("/"), root.count > 1, !root.contains(".") else { return false }
-        if clinux_fs_magic_at(root) == bpffsMagic { return true }
+        if clinux_fs_magic_at(root) == BPF_FS_MAGIC { return true }
         let parent = "/" + root.split(separator: "/").dropLast().joined(separator: "/")
-        return clinux_fs_magic_at(parent) == bpffsMagic || parent == "/sys/fs/bpf"
+        return clinux_fs_magic_at(parent) == BPF_FS_MAGIC || parent == "/sys/fs/bpf"
     }
 
     /// Runs `body` holding the store's exclusive lock (flock on the folder), so that concurrent
@@ -98,10 +98,10 @@ public final class EndpointStore {
         guard root.hasPrefix("/"), root.count > 1, !root.contains(".") else {
             throw StoreError("store root \(root) must be an absolute path without '.'")
         }
-        if clinux_fs_magic_at(root) == bpffsMagic { return }
+        if clinux_fs_magic_at(root) == BPF_FS_MAGIC { return }
         let parent = root.split(separator: "/").dropLast().map(String.init).joined(separator: "/")
         let parentPath = "/" + parent
-        if clinux_fs_magic_at(parentPath) != bpffsMagic {
+        if clinux_fs_magic_at(parentPath) != BPF_FS_MAGIC {
             // The usual node has /sys/fs/bpf as an empty mount point until something mounts it.
             guard parentPath == "/sys/fs/bpf", clinux_mount_bpffs(parentPath) == 0 else {
                 throw StoreError("\(parentPath) is not a bpf filesystem (mount -t bpf bpf \(parentPath))", .current)
@@ -113,4 +113,3 @@ public final class EndpointStore {
     }
 }
 
-private let bpffsMagic = 0xcafe_4a11

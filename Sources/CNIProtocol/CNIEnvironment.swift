@@ -26,7 +26,6 @@ public struct CNIEnvironment: Sendable {
     /// The pod's netns path; empty on a DEL whose netns is gone.
     public let netns: String
     public let ifname: String
-    public let args: [String: String]
     public let path: [String]
 
     /// The longest container id the store records (the ids runtimes make are 64 characters).
@@ -48,7 +47,7 @@ public struct CNIEnvironment: Sendable {
         self.netns = environment["CNI_NETNS"] ?? ""
         self.ifname = environment["CNI_IFNAME"] ?? ""
         self.path = (environment["CNI_PATH"] ?? "").split(separator: ":").map(String.init)
-        self.args = try Self.parseArgs(environment["CNI_ARGS"] ?? "")
+        try Self.validateArgs(environment["CNI_ARGS"] ?? "")
 
         if command.requiredVariables.contains("CNI_CONTAINERID") { try Self.validateContainerID(containerID) }
         if command.requiredVariables.contains("CNI_IFNAME") { try Self.validateInterfaceName(ifname) }
@@ -85,16 +84,15 @@ public struct CNIEnvironment: Sendable {
         }
     }
 
-    static func parseArgs(_ raw: String) throws(CNIError) -> [String: String] {
-        var args: [String: String] = [:]
+    /// CNI_ARGS is `KEY=VALUE;...`. swiftpath reads none of its keys, but refuses what is not
+    /// that shape, as the spec's other plugins do.
+    static func validateArgs(_ raw: String) throws(CNIError) {
         for pair in raw.split(separator: ";") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, !parts[0].isEmpty else {
                 throw CNIError(.invalidEnvironment, "CNI_ARGS holds \"\(pair)\", which is not KEY=VALUE")
             }
-            args[String(parts[0])] = String(parts[1])
         }
-        return args
     }
 
     private static func isAlphanumeric(_ byte: UInt8) -> Bool {

@@ -72,7 +72,7 @@ extension Datapath {
         defer { close(fd) }
         var cookie: UInt64 = 0
         var length = socklen_t(MemoryLayout<UInt64>.size)
-        guard getsockopt(fd, SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &cookie, &length) == 0 else {
+        guard getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &length) == 0 else {
             throw StoreError("read the netns cookie", .current)
         }
         return cookie
@@ -94,8 +94,6 @@ extension Datapath {
     /// Whether `path` is a directory of a cgroup v2 hierarchy (a cgroup, not one of its files).
     public static func isCgroup2Directory(_ path: String) -> Bool {
         var info = stat()
-        return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR && clinux_fs_magic_at(path) == cgroup2Magic
+        return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR && clinux_fs_magic_at(path) == CGROUP2_SUPER_MAGIC
     }
 }
-
-private let cgroup2Magic = 0x6367_7270

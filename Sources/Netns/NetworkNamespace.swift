@@ -37,7 +37,7 @@ public final class NetworkNamespace {
             throw SystemCallError("open netns \(path)", error as? Errno ?? .ioError)
         }
         let namespace = NetworkNamespace(path: path, descriptor: descriptor)
-        guard clinux_fs_magic(descriptor.rawValue) == nsfsMagic, clinux_is_network_namespace(descriptor.rawValue) == 1 else {
+        guard clinux_fs_magic(descriptor.rawValue) == NSFS_MAGIC, clinux_is_network_namespace(descriptor.rawValue) == 1 else {
             throw SystemCallError("\(path) is not a network namespace", .invalidArgument)
         }
         return namespace
@@ -77,4 +77,3 @@ public final class NetworkNamespace {
     }
 }
 
-private let nsfsMagic = 0x6e73_6673

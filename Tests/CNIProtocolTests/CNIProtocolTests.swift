@@ -11,7 +11,7 @@ final class EnvironmentTests: XCTestCase {
         let environment = try CNIEnvironment(complete.merging(["CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAME=web"]) { $1 })
         XCTAssertEqual(environment.command, .add)
         XCTAssertEqual(environment.path, ["/opt/cni/bin", "/usr/lib/cni"])
-        XCTAssertEqual(environment.args["K8S_POD_NAME"], "web")
+        XCTAssertThrowsError(try CNIEnvironment(complete.merging(["CNI_ARGS": "IgnoreUnknown=1;web"]) { $1 }))
     }
 
     func testEachVerbNamesTheVariableItMisses() {

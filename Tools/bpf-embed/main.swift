@@ -20,8 +20,6 @@ let compile = Process()
 compile.executableURL = URL(fileURLWithPath: clang)
 compile.arguments = [
     "-target", "bpf", "-O2", "-g", "-Wall", "-Werror", "-mcpu=v3",
-    // Debian keeps asm/types.h under the multiarch folder.
-    "-I/usr/include/x86_64-linux-gnu",
     // The Swift toolchain's clang splits cold paths into static `.cold` functions, which a BPF
     // program cannot call and libbpf refuses: keep every path in its program.
     "-mllvm", "-hotcoldsplit-threshold=1000000",

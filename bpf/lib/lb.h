@@ -10,11 +10,7 @@
 #endif
 #define SP_MAX_SLOTS (SP_MAX_SERVICES * 4)
 
-/* bpf_set_retval(), helper 187 (Linux 5.18): the errno a cgroup hook's refusal carries. The
- * Debian 12 helper list predates it. */
-static long (*sp_set_retval)(int retval) = (void *)187;
-
-#define SP_ECONNREFUSED 111
+#include <asm-generic/errno.h>
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

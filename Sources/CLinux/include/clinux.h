@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
+#include <linux/magic.h>   // BPF_FS_MAGIC, NSFS_MAGIC, CGROUP2_SUPER_MAGIC: what statfs says a filesystem is
 // The few Linux calls that Glibc's Swift overlay does not import (they need _GNU_SOURCE).
 
 /// setns(fd, CLONE_NEWNET): moves the calling thread into the network namespace behind fd.
