@@ -86,6 +86,8 @@ let package = Package(
         .testTarget(name: "NetAddressTests", dependencies: ["NetAddress"]),
         .testTarget(name: "CNIProtocolTests", dependencies: ["CNIProtocol"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM"]),
+        .testTarget(name: "BPFStoreTests", dependencies: ["BPFStore", "NetAddress"]),
+        .testTarget(name: "SwiftpathPluginTests", dependencies: ["SwiftpathPlugin", "CNIProtocol", "NetAddress"]),
         .target(name: "BPFTestObjects", dependencies: ["BPFObjects"], path: "Tests/BPFTestObjects",
                 exclude: ["datapath_variant.c", "datapath_small_lb.c", "other_tool.c"], sources: ["BPFTestObjects.swift"], plugins: ["BPFCompiler"]),
         .testTarget(name: "IntegrationTests", dependencies: [

@@ -56,7 +56,8 @@ extension Plugin {
             }
 
             let gateways = type(of: ipam).gateways(of: addressing)
-            try configurePod(podNetlink, veth: veth, addressing: addressing, gateways: gateways)
+            let routes = Self.podRoutes(addressing.routes, gateways: gateways)
+            try configurePod(podNetlink, veth: veth, addressing: addressing, gateways: gateways, routes: routes)
             try configureHost(host, veth: veth, addressing: addressing)
             let wiring = try attachToDatapath(datapath, store: store, veth: veth, addressing: addressing,
                                               socketCgroup: socketCgroup, rollback: &rollback)
@@ -66,7 +67,7 @@ extension Plugin {
             }
             try storeCall { () throws(StoreError) in try store.dropClaim(pending.claim.hostName) }
             log("added \(veth.host.name) <-> \(environment.netns):\(environment.ifname) with \(addressing.ips.map(\.address.description))")
-            return result(veth: veth, addressing: addressing, gateways: gateways, mtu: mtu)
+            return result(veth: veth, addressing: addressing, gateways: gateways, routes: routes, mtu: mtu)
         } catch {
             rollback.run()
             throw error
@@ -204,7 +205,7 @@ extension Plugin {
     /// Inside the pod: link up, /32 and /128 addresses, a permanent neighbour for each gateway
     /// (so the pod never resolves it), and routes through the gateways.
     func configurePod(_ netlink: NetlinkSocket, veth: VethPair, addressing: CNIResult,
-                      gateways: [IPAddress.Family: IPAddress]) throws(CNIError) {
+                      gateways: [IPAddress.Family: IPAddress], routes: [CNIResult.Route]) throws(CNIError) {
         guard let hostMAC = veth.host.mac else { throw CNIError(.netlinkFailure, "\(veth.host.name) has no MAC address") }
         do {
             try netlink.setUp(index: veth.pod.index)
@@ -212,7 +213,7 @@ extension Plugin {
             for gateway in gateways.values.sorted() {
                 try netlink.addPermanentNeighbour(gateway, mac: hostMAC, index: veth.pod.index)
             }
-            for route in podRoutes(addressing: addressing, gateways: gateways) {
+            for route in routes {
                 try netlink.addRoute(Route(destination: route.dst, gateway: route.gw, outputIndex: veth.pod.index, onLink: true))
             }
         } catch {
@@ -221,9 +222,9 @@ extension Plugin {
     }
 
     /// The routes the pod gets: the IPAM's, then a default route for each family it lacks one for.
-    func podRoutes(addressing: CNIResult, gateways: [IPAddress.Family: IPAddress]) -> [CNIResult.Route] {
+    static func podRoutes(_ ipamRoutes: [CNIResult.Route], gateways: [IPAddress.Family: IPAddress]) -> [CNIResult.Route] {
         var routes: [CNIResult.Route] = []
-        for route in addressing.routes where gateways[route.dst.family] != nil {
+        for route in ipamRoutes where gateways[route.dst.family] != nil {
             let normalized = IPPrefix(address: route.dst.network, length: route.dst.length)!
             guard !routes.contains(where: { $0.dst == normalized }) else { continue }
             routes.append(.init(dst: normalized, gw: route.gw ?? gateways[route.dst.family]))
@@ -267,7 +268,8 @@ extension Plugin {
     }
 
     /// The CNI result: the previous plugins' result (when chained) extended with ours.
-    func result(veth: VethPair, addressing: CNIResult, gateways: [IPAddress.Family: IPAddress], mtu: Int) -> CNIResult {
+    func result(veth: VethPair, addressing: CNIResult, gateways: [IPAddress.Family: IPAddress], routes: [CNIResult.Route],
+                mtu: Int) -> CNIResult {
         var result = config.prevResult ?? CNIResult()
         let hostIndex = result.interfaces.count
         result.interfaces.append(.init(name: veth.host.name, mac: veth.host.mac?.description))
@@ -276,7 +278,7 @@ extension Plugin {
             result.ips.append(.init(address: .host(ip.address.address), gateway: gateways[ip.address.family],
                                     interface: hostIndex + 1))
         }
-        result.routes += podRoutes(addressing: addressing, gateways: gateways)
+        result.routes += routes
         if result.dns == CNIResult.DNS() { result.dns = addressing.dns }
         return result
     }
