@@ -85,13 +85,11 @@ public final class Datapath {
     public static func open(store: EndpointStore, object: BPFObject = .datapath, downgrade: Downgrade = .keepNewer,
                             repair: Bool = false) throws(StoreError) -> Datapath {
         let folder = store.root + "/datapath"
-        if !repair, try loadedMeta(storeRoot: store.root)?.object_hash == object.hash, isComplete(folder, for: object) {
-            return Datapath(store: store)
-        }
+        if !repair, try isCurrent(loadedMeta(storeRoot: store.root), object, folder) { return Datapath(store: store) }
         return try store.withLockOrThrow { () throws(StoreError) -> Datapath in
             // Another run may have loaded or repaired it while this one waited for the lock.
             let meta = try loadedMeta(storeRoot: store.root)
-            if !repair, meta?.object_hash == object.hash, isComplete(folder, for: object) { return Datapath(store: store) }
+            if !repair, isCurrent(meta, object, folder) { return Datapath(store: store) }
             if let meta, Release(packed: meta.release) > .current, downgrade != .allow {
                 guard downgrade == .keepNewer, meta.layout_version == UInt32(SP_LAYOUT_VERSION), isComplete(folder, for: object) else {
                     throw StoreError("the node runs the datapath of swiftpath \(Release(packed: meta.release)), newer than this binary's "
@@ -127,6 +125,12 @@ public final class Datapath {
         return value
     }
 
+    /// Whether the store runs `object` as this binary lays its maps out, with every pin in place.
+    static func isCurrent(_ meta: sp_meta?, _ object: BPFObject, _ folder: String) -> Bool {
+        guard let meta, meta.object_hash == object.hash, meta.layout_version == UInt32(SP_LAYOUT_VERSION) else { return false }
+        return isComplete(folder, for: object)
+    }
+
     /// Whether every map and program of `object` is pinned in `folder` (one directory read).
     static func isComplete(_ folder: String, for object: BPFObject) -> Bool {
         Set(subfolders(of: folder)).isSuperset(of: object.maps + object.programs)
@@ -135,6 +139,15 @@ public final class Datapath {
     private static func install(_ object: BPFObject, store: EndpointStore) throws(StoreError) {
         let folder = store.root + "/datapath"
         try makeFolder(folder)
+        // Maps written under another SP_LAYOUT_VERSION may match in size and still mean other
+        // bytes: all of them are made anew (and refilled below), whatever their sizes.
+        if let meta = try loadedMeta(storeRoot: store.root), meta.layout_version != UInt32(SP_LAYOUT_VERSION) {
+            for name in object.maps {
+                guard unlink("\(folder)/\(name)") == 0 || Errno.current == .noSuchFileOrDirectory else {
+                    throw StoreError("unpin \(folder)/\(name) of layout version \(meta.layout_version)", .current)
+                }
+            }
+        }
         let loaded = try BPFObjectLoader.load(name: object.name, bytes: object.bytes, mapFolder: folder)
         guard loaded.programs[programNames.pod] != nil, loaded.programs[programNames.uplink] != nil else {
             throw StoreError("BPF object \(object.name) lacks \(programNames.pod) or \(programNames.uplink)")
@@ -162,9 +175,10 @@ public final class Datapath {
                                                                   release: Release.current.packed))
     }
 
-    /// Rebuilds the endpoint maps from the records (after a layout change created them empty).
+    /// Rebuilds the endpoint maps from the records (after a layout change created them empty):
+    /// every attachment that has its veth, an ADD at work included.
     private func refillEndpoints(from records: [EndpointRecord]) throws(StoreError) {
-        for record in records where record.state == .ready {
+        for record in records where record.hostIndex != 0 {
             try addEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex,
                             podMAC: record.podMAC, hostMAC: record.hostMAC)
         }

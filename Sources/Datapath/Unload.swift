@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPFObjects
 import BPFStore
+import CDatapathABI
 import SystemCallSupport
 import SystemPackage
 #if canImport(Glibc)
@@ -28,6 +29,9 @@ extension Datapath {
         var problems: [String] = []
         let meta = try Self.loadedMeta(storeRoot: storeRoot)
         if meta == nil { problems.append("no build recorded: sp_meta is missing or empty") }
+        if let meta, meta.layout_version != UInt32(SP_LAYOUT_VERSION) {
+            problems.append("the maps are of layout version \(meta.layout_version), this build's is \(SP_LAYOUT_VERSION)")
+        }
         let pinned = Set(Self.subfolders(of: folder))
         for name in object.programs where !pinned.contains(name) { problems.append("program \(name) is not pinned") }
         for (name, state) in try BPFObjectLoader.pinnedMaps(of: object.name, bytes: object.bytes, in: folder).sorted(by: { $0.key < $1.key }) {

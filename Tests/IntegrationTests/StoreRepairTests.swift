@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPFStore
 import BPFTestObjects
+import CDatapathABI
 import CLibBPF
 import Datapath
 import Foundation
@@ -128,6 +129,38 @@ final class StoreRepairTests: XCTestCase {
         XCTAssertEqual(list.count, 1)
         let slots = 3 * ((list.first?["backends"] as? [String])?.count ?? 0)
         XCTAssertEqual(try node.mapEntries("datapath/sp_slots"), slots, "every slot belongs to the service: \(list)")
+    }
+
+    /// A store written under another layout version gets every map anew, even maps whose sizes
+    /// did not change, and its endpoints and services back from the records.
+    func testAnotherLayoutVersionRebuildsEveryMap() throws {
+        let node = try TestNode(self)
+        let a = try node.makePod("a"), b = try node.makePod("b")
+        _ = try node.add("ctr-a", pod: a)
+        let addressB = try XCTUnwrap(node.add("ctr-b", pod: b).podAddresses.first)
+        try node.cliText("service", "set", "10.96.0.10:80/tcp", "\(addressB):8080")
+        func mapIDs() throws -> [String: Int] {
+            var ids: [String: Int] = [:]
+            for name in ["sp_endpoints4", "sp_endpoints6", "sp_counters", "sp_services", "sp_lb"] {
+                let shown = try shell(["bpftool", "-j", "map", "show", "pinned", folder(node) + "/" + name])
+                ids[name] = (try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [String: Any])?["id"] as? Int
+            }
+            return ids
+        }
+        let before = try mapIDs()
+        var meta = try XCTUnwrap(Datapath.loadedMeta(storeRoot: node.storeRoot))
+        meta.layout_version = 0
+        try XCTUnwrap(BPFMap.open(at: folder(node) + "/sp_meta", .init(name: "sp_meta", type: BPF_MAP_TYPE_ARRAY, keySize: 4,
+                                                                        valueSize: MemoryLayout.size(ofValue: meta), maxEntries: 1)))
+            .upsert(UInt32(0), meta)
+        let load = try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", pluginBinary, "datapath", "load", "--root", node.storeRoot])
+        XCTAssertEqual(load.status, 0, load.stderr)
+        let after = try mapIDs()
+        for (name, id) in before { XCTAssertNotEqual(after[name], id, "\(name) was made anew") }
+        XCTAssertEqual(try Datapath.loadedMeta(storeRoot: node.storeRoot)?.layout_version, UInt32(SP_LAYOUT_VERSION))
+        XCTAssertEqual(try node.mapEntries("datapath/sp_endpoints4"), 2)
+        XCTAssertEqual(try node.cliText("service", "list").contains(addressB), true)
+        XCTAssertEqual(try node.inPod(a, "ping", "-c1", "-W2", addressB).status, 0)
     }
 
     /// A store loaded by a newer release is not taken back by this (older) binary: load refuses

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The layout of the datapath's pinned maps: shared by the BPF programs (bpf/lib) and the Swift
- * loader (module CDatapathABI), so both sides read the same bytes. Change a layout and bump
- * SP_LAYOUT_VERSION: the loader then rebuilds the maps instead of reusing them. */
+ * loader (module CDatapathABI), so both sides read the same bytes. Change what a layout's bytes
+ * mean and bump SP_LAYOUT_VERSION: the loader then makes every map anew and refills the endpoint
+ * and service maps from the store's records, even where the sizes stayed the same. */
 #pragma once
 #include <linux/types.h>
 
