@@ -56,9 +56,12 @@ let package = Package(
             "CLibBPF", "CLinux", "NetAddress", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system"),
         ], linkerSettings: staticBPF),
 
+        // The nftables swiftpath writes (the masquerade table), through the nft tool.
+        .target(name: "NFTables", dependencies: ["NetAddress", "SystemCallSupport"]),
+
         // The datapath model: loading and upgrading the programs, endpoints in the maps, attachments, counters.
         .target(name: "Datapath", dependencies: [
-            "BPFObjects", "BPFStore", "CDatapathABI", "CLibBPF", "CLinux", "NetAddress", "Netns", "SystemCallSupport",
+            "BPFObjects", "BPFStore", "CDatapathABI", "CLibBPF", "CLinux", "NetAddress", "Netns", "NFTables", "SystemCallSupport",
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
 

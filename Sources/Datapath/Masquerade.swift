@@ -2,6 +2,7 @@
 import BPFStore
 import CDatapathABI
 import NetAddress
+import NFTables
 import SystemCallSupport
 
 /// Masquerading: the programs hand traffic for destinations outside the cluster CIDRs to the
@@ -18,11 +19,15 @@ extension Datapath {
         let wanted = Set(clusterCIDRs.map { IPPrefix(address: $0.network, length: $0.length)! })
         guard wasEnabled != enabled || (enabled && current != wanted) else { return }
 
-        if enabled { try NFTables.replaceMasquerade(table: Self.nftTable, clusterCIDRs: wanted.sorted { $0.description < $1.description }) }
+        if enabled {
+            try nftables { () throws(NFTablesError) in
+                try NFTables.replaceMasquerade(table: Self.nftTable, clusterCIDRs: wanted.sorted { $0.description < $1.description })
+            }
+        }
         for prefix in current.subtracting(wanted) { try removeClusterPrefix(prefix) }
         for prefix in wanted.subtracting(current) { try addClusterPrefix(prefix) }
         try self.node.upsert(UInt32(0), sp_node_config(flags: enabled ? SP_NODE_MASQUERADE : 0, reserved: 0))
-        if !enabled && wasEnabled { try NFTables.deleteTable(Self.nftTable) }
+        if !enabled && wasEnabled { try nftables { () throws(NFTablesError) in try NFTables.deleteTable(Self.nftTable) } }
     }
 
     public var masqueradeEnabled: Bool {
@@ -62,43 +67,7 @@ extension Datapath {
     }
 }
 
-/// The few nftables operations swiftpath needs, through the `nft` tool.
-enum NFTables {
-    static func replaceMasquerade(table: String, clusterCIDRs: [IPPrefix]) throws(StoreError) {
-        var rules: [String] = []
-        for (family, keyword) in [(IPAddress.Family.v4, "ip"), (.v6, "ip6")] {
-            let set = clusterCIDRs.filter { $0.family == family }.map { "\($0.network)/\($0.length)" }
-            if set.isEmpty { continue }
-            let list = "{ " + set.joined(separator: ", ") + " }"
-            rules.append("\(keyword) saddr \(list) \(keyword) daddr != \(list) masquerade")
-        }
-        // Declaring then deleting the table makes the load a replacement, atomic in one transaction.
-        let script = """
-        table inet \(table)
-        delete table inet \(table)
-        table inet \(table) {
-            chain postrouting {
-                type nat hook postrouting priority srcnat; policy accept;
-                \(rules.joined(separator: "\n        "))
-            }
-        }
-
-        """
-        try nft(["-f", "-"], stdin: Array(script.utf8), what: "install the masquerade table inet \(table)")
-    }
-
-    static func deleteTable(_ table: String) throws(StoreError) {
-        try nft(["delete", "table", "inet", table], stdin: [], what: "delete table inet \(table)", allowMissing: true)
-    }
-
-    private static func nft(_ arguments: [String], stdin: [UInt8], what: String, allowMissing: Bool = false) throws(StoreError) {
-        guard let path = Subprocess.find("nft", in: ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]) else {
-            throw StoreError("\(what): masquerading needs the nft tool (nftables)")
-        }
-        let result: (status: Int32, stdout: [UInt8])
-        do { result = try Subprocess.run(path, arguments: arguments, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], stdin: stdin) } catch {
-            throw StoreError("\(what): \(error)")
-        }
-        guard result.status == 0 || allowMissing else { throw StoreError("\(what): nft exited with \(result.status)") }
-    }
+/// An nftables failure, as the datapath reports it.
+func nftables(_ body: () throws(NFTablesError) -> Void) throws(StoreError) {
+    do { try body() } catch { throw StoreError(error.description) }
 }

@@ -3,6 +3,7 @@ import BPFStore
 import CLinux
 import CDatapathABI
 import CLibBPF
+import Netns
 import SystemCallSupport
 import SystemPackage
 #if canImport(Glibc)
@@ -44,56 +45,18 @@ extension Datapath {
         try removeLinkFolder("\(storeRoot)/socketlb/cg\(cgroupID)")
     }
 
-    /// The id of a cgroup v2 directory: its inode, stable across renames.
-    public static func cgroupID(_ cgroup: String) throws(StoreError) -> UInt64 {
-        var info = stat()
-        guard stat(cgroup, &info) == 0 else { throw StoreError("stat cgroup \(cgroup)", .current) }
-        return UInt64(info.st_ino)
-    }
-
     private func socketHookFolder(_ cgroup: String) throws(StoreError) -> String {
-        "\(storeRoot)/socketlb/cg\(try Self.cgroupID(cgroup))"
+        do { return "\(storeRoot)/socketlb/cg\(try CgroupV2.id(of: cgroup))" } catch { throw StoreError(error.operation, error.errno) }
     }
 
     /// Whether the hooks leave the sockets of the calling thread's netns (the node's) alone.
     public func configureSocketLB(skipNodeNetns: Bool) throws(StoreError) {
         let config = try map(Layouts.lbConfig)
-        let cookie = try Self.currentNetnsCookie()
+        let cookie: UInt64
+        do { cookie = try NetworkNamespace.currentCookie() } catch { throw StoreError(error.operation, error.errno) }
         let wanted = sp_lb_config(host_netns_cookie: cookie, flags: skipNodeNetns ? SP_LB_SKIP_HOST_NETNS : 0, reserved: 0)
         let current = try config.lookup(UInt32(0), as: sp_lb_config.self)
         guard current?.host_netns_cookie != wanted.host_netns_cookie || current?.flags != wanted.flags else { return }
         try config.upsert(UInt32(0), wanted)
-    }
-
-    /// SO_NETNS_COOKIE of a socket made in the calling thread's netns.
-    static func currentNetnsCookie() throws(StoreError) -> UInt64 {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { throw StoreError("socket for the netns cookie", .current) }
-        defer { close(fd) }
-        var cookie: UInt64 = 0
-        var length = socklen_t(MemoryLayout<UInt64>.size)
-        guard getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &length) == 0 else {
-            throw StoreError("read the netns cookie", .current)
-        }
-        return cookie
-    }
-
-    /// The cgroup v2 mount of this host (on a hybrid host, /sys/fs/cgroup/unified), or nil.
-    public static func cgroup2Mount() -> String? {
-        guard let file = fopen("/proc/self/mounts", "r") else { return nil }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 4096)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            let fields = text.split(separator: " ")
-            if fields.count > 2, fields[2] == "cgroup2" { return String(fields[1]) }
-        }
-        return nil
-    }
-
-    /// Whether `path` is a directory of a cgroup v2 hierarchy (a cgroup, not one of its files).
-    public static func isCgroup2Directory(_ path: String) -> Bool {
-        var info = stat()
-        return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR && clinux_fs_magic_at(path) == CGROUP2_SUPER_MAGIC
     }
 }

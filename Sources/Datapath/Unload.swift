@@ -2,6 +2,7 @@
 import BPFObjects
 import BPFStore
 import CDatapathABI
+import NFTables
 import SystemCallSupport
 import SystemPackage
 #if canImport(Glibc)
@@ -72,7 +73,7 @@ extension Datapath {
             try detachPod(hostName: name, hostIndex: nil, mode: .tcx)
         }
         for uplink in (try? uplinks()) ?? [] { try detachUplink(ifindex: uplink.ifindex) }
-        if masqueradeEnabled { try NFTables.deleteTable(Self.nftTable) }
+        if masqueradeEnabled { try nftables { () throws(NFTablesError) in try NFTables.deleteTable(Self.nftTable) } }
         for group in Self.linkGroups {
             for name in Self.subfolders(of: "\(storeRoot)/\(group)") { try removeLinkFolder("\(storeRoot)/\(group)/\(name)") }
             rmdir("\(storeRoot)/\(group)")

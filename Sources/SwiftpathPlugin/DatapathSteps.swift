@@ -3,6 +3,7 @@ import BPFStore
 import CNIProtocol
 import Datapath
 import NetAddress
+import Netns
 import Netlink
 import SystemCallSupport
 
@@ -40,8 +41,8 @@ extension Plugin {
     /// per pod: the configured root, else the host's cgroup2 mount.
     func nodeSocketCgroup() throws(CNIError) -> String? {
         guard settings.socketLB.enabled, !settings.socketLB.perPod else { return nil }
-        guard let root = settings.socketLB.cgroupRoot ?? Datapath.cgroup2Mount() else { return nil }
-        guard Datapath.isCgroup2Directory(root) else {
+        guard let root = settings.socketLB.cgroupRoot ?? CgroupV2.mountPoint() else { return nil }
+        guard CgroupV2.isCgroup(root) else {
             throw CNIError(.invalidNetworkConfig, "invalid value for key \"socketLB.cgroupRoot\" in network config",
                            details: "\(root) is not a cgroup v2 directory")
         }
@@ -69,11 +70,9 @@ extension Plugin {
         if attached.mode == .tc { log("tcx unavailable: \(veth.host.name) uses the tc (clsact) fallback") }
 
         guard let socketCgroup else { return DatapathWiring(attached: attached, socketCgroupID: 0) }
-        let cgroupID = try store.withLockOrFail { () throws(CNIError) in
-            try datapathCall { () throws(StoreError) in
-                try datapath.ensureSocketHooks(cgroup: socketCgroup)
-                return try Datapath.cgroupID(socketCgroup)
-            }
+        let cgroupID = try store.withLockOrFail { () throws(CNIError) -> UInt64 in
+            try datapathCall { () throws(StoreError) in try datapath.ensureSocketHooks(cgroup: socketCgroup) }
+            do throws(SystemCallError) { return try CgroupV2.id(of: socketCgroup) } catch { throw CNIError(system: error) }
         }
         rollback.onFailure("socket hooks on \(socketCgroup)") { try datapath.detachSocketHooks(cgroupID: cgroupID) }
         return DatapathWiring(attached: attached, socketCgroupID: cgroupID)
@@ -102,9 +101,9 @@ extension Plugin {
             throw CNIError(.invalidNetworkConfig, "missing key \"runtimeConfig.cgroupPath\" in network config",
                            details: "socketLB scope \"pod\" needs the runtime's cgroupPath capability")
         }
-        let mount = Datapath.cgroup2Mount() ?? "/sys/fs/cgroup"
+        let mount = CgroupV2.mountPoint() ?? "/sys/fs/cgroup"
         let full = path.hasPrefix(mount + "/") ? path : mount + "/" + path.drop { $0 == "/" }
-        guard Datapath.isCgroup2Directory(full) else {
+        guard CgroupV2.isCgroup(full) else {
             throw CNIError(.invalidNetworkConfig, "invalid value for key \"runtimeConfig.cgroupPath\" in network config",
                            details: "\(full) is not a cgroup v2 directory")
         }
