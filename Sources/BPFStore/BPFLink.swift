@@ -9,11 +9,9 @@ import Glibc
 /// A BPF link: an owned attachment of a program to a hook. A link lives while a descriptor or a
 /// bpffs pin holds it, so the short-lived plugin pins every link it makes.
 public final class BPFLink {
-    let descriptor: FileDescriptor
+    let descriptor: OwnedDescriptor
 
-    init(descriptor: FileDescriptor) { self.descriptor = descriptor }
-
-    deinit { try? descriptor.close() }
+    init(descriptor: FileDescriptor) { self.descriptor = OwnedDescriptor(descriptor) }
 
     public enum TCXDirection: UInt32, Sendable {
         // Linux 6.6 UAPI values; the Debian 12 headers predate tcx.

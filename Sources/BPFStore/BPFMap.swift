@@ -12,7 +12,7 @@ public final class BPFMap {
     public let path: String
     public let keySize: Int
     public let valueSize: Int
-    let descriptor: FileDescriptor
+    let descriptor: OwnedDescriptor
 
     public struct Layout: Sendable {
         public let name: String
@@ -39,7 +39,7 @@ public final class BPFMap {
 
     private init(path: String, descriptor: FileDescriptor, layout: Layout) {
         self.path = path
-        self.descriptor = descriptor
+        self.descriptor = OwnedDescriptor(descriptor)
         self.keySize = layout.keySize
         self.valueSize = layout.valueSize
     }
@@ -54,8 +54,6 @@ public final class BPFMap {
     convenience init(unpinned descriptor: FileDescriptor, layout: Layout, of object: String) {
         self.init(path: "\(object):\(layout.name)", descriptor: descriptor, layout: layout)
     }
-
-    deinit { try? descriptor.close() }
 
     /// Opens the map pinned at `path`, or creates and pins it. A concurrent run that pins first wins
     /// and both end up with the same map. A pinned map whose sizes differ from `layout` is refused.

@@ -8,11 +8,9 @@ import Glibc
 
 /// A loaded, verified BPF program, held by a descriptor (its own, or one opened from a pin).
 public final class BPFProgram {
-    let descriptor: FileDescriptor
+    let descriptor: OwnedDescriptor
 
-    init(descriptor: FileDescriptor) { self.descriptor = descriptor }
-
-    deinit { try? descriptor.close() }
+    init(descriptor: FileDescriptor) { self.descriptor = OwnedDescriptor(descriptor) }
 
     /// The program pinned at `path`, or nil when nothing is pinned there.
     public static func pinned(at path: String) throws(StoreError) -> BPFProgram? {

@@ -13,14 +13,12 @@ import Glibc
 public final class Claim {
     /// The host device of the attachment claimed.
     public let hostName: String
-    private let descriptor: FileDescriptor
+    private let descriptor: OwnedDescriptor
 
     fileprivate init(hostName: String, descriptor: FileDescriptor) {
         self.hostName = hostName
-        self.descriptor = descriptor
+        self.descriptor = OwnedDescriptor(descriptor)
     }
-
-    deinit { try? descriptor.close() }
 }
 
 extension EndpointStore {

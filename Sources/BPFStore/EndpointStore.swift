@@ -12,14 +12,14 @@ public final class EndpointStore {
     public static let defaultRoot = "/sys/fs/bpf/swiftpath"
 
     public let root: String
-    private let directory: FileDescriptor
+    private let directory: OwnedDescriptor
     let endpoints: BPFMap
     let leases: BPFMap
     let cursors: BPFMap
     let services: BPFMap
     private var lockDepth = 0
 
-    private init(root: String, directory: FileDescriptor, endpoints: BPFMap, leases: BPFMap, cursors: BPFMap, services: BPFMap) {
+    private init(root: String, directory: OwnedDescriptor, endpoints: BPFMap, leases: BPFMap, cursors: BPFMap, services: BPFMap) {
         self.root = root
         self.directory = directory
         self.endpoints = endpoints
@@ -28,15 +28,13 @@ public final class EndpointStore {
         self.services = services
     }
 
-    deinit { try? directory.close() }
-
     /// Opens the store at `root`, creating its folder and maps (and mounting bpffs at
     /// /sys/fs/bpf when nothing is mounted there) if they do not exist yet.
     public static func open(root: String = defaultRoot) throws(StoreError) -> EndpointStore {
         try prepareFolder(root)
-        let directory: FileDescriptor
+        let directory: OwnedDescriptor
         do {
-            directory = try FileDescriptor.open(FilePath(root), .readOnly, options: [.directory, .closeOnExec])
+            directory = OwnedDescriptor(try FileDescriptor.open(FilePath(root), .readOnly, options: [.directory, .closeOnExec]))
         } catch {
             throw StoreError("open store \(root)", error as? Errno)
         }
@@ -83,7 +81,7 @@ public final class EndpointStore {
         try withLock(body).get()
     }
 
-    private static func withLock<T>(_ directory: FileDescriptor, root: String,
+    private static func withLock<T>(_ directory: OwnedDescriptor, root: String,
                                     _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
         while flock(directory.rawValue, LOCK_EX) != 0 {
             guard Errno.current == .interrupted else { throw StoreError("lock store \(root)", .current) }

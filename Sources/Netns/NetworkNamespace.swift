@@ -13,14 +13,12 @@ import Glibc
 public final class NetworkNamespace {
     public let path: String
     /// The namespace handle, for netlink attributes that name a namespace (IFLA_NET_NS_FD).
-    public let descriptor: FileDescriptor
+    public let descriptor: OwnedDescriptor
 
     private init(path: String, descriptor: FileDescriptor) {
         self.path = path
-        self.descriptor = descriptor
+        self.descriptor = OwnedDescriptor(descriptor)
     }
-
-    deinit { try? descriptor.close() }
 
     /// Opens the network namespace at `path` (a bind mount such as /run/netns/NAME, or
     /// /proc/PID/ns/net). Only a regular file is opened, and without blocking, so a FIFO or a
