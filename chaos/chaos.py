@@ -761,7 +761,7 @@ def packet_fuzz(node, table, rng, wanted):
     added = []
     for address, ifindex, pod_mac, host_mac in ((A4, in0, POD_A, HOST_A), (B4, 4242, POD_B, HOST_B),
                                                  (A6, in0, POD_A, HOST_A), (B6, 4242, POD_B, HOST_B)):
-        value = struct.pack("<I6s6sI", ifindex, pod_mac, host_mac, 0)
+        value = struct.pack("<I6s6s", ifindex, pod_mac, host_mac)
         name = "sp_endpoints4" if address.version == 4 else "sp_endpoints6"
         key = [f"0x{b:02x}" for b in address.packed]
         run(["bpftool", "map", "update", "pinned", f"{folder}/{name}", "key", *key, "value", *[f"0x{b:02x}" for b in value]], check=True)

@@ -6,14 +6,13 @@
 #pragma once
 #include <linux/types.h>
 
-#define SP_LAYOUT_VERSION 1
+#define SP_LAYOUT_VERSION 2
 
 /* Value of the endpoint maps, keyed by a pod address. */
 struct sp_endpoint {
 	__u32 ifindex;		/* the host end of the pod's veth */
 	__u8 pod_mac[6];
 	__u8 host_mac[6];
-	__u32 flags;
 };
 
 struct sp_addr6 {
