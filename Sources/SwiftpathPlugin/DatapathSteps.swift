@@ -19,22 +19,12 @@ extension Plugin {
     /// upgraded, or repaired) in the store, and the uplinks running the program for traffic to
     /// local pods.
     func prepareDatapath(store: EndpointStore, uplinks: [(name: String, index: Int32)], socketCgroup: String?) throws(CNIError) -> Datapath {
-        let datapath = try datapathCall { () throws(StoreError) in try Datapath.open(store: store) }
-        // Node-wide state is checked and completed under the store's lock: two first ADDs at once
-        // must not both attach (and both pin) the same uplink or cgroup hook.
-        let attachments = try store.withLockOrFail { () throws(CNIError) in
-            try datapathCall { () throws(StoreError) in
-                let attachments = try datapath.ensureUplinks(uplinks, policy: settings.attachMode)
-                try datapath.configureMasquerade(enabled: settings.ipMasq, clusterCIDRs: settings.clusterCIDRs)
-                if let socketCgroup { try datapath.ensureSocketHooks(cgroup: socketCgroup) }
-                if settings.socketLB.enabled {
-                    try datapath.configureSocketLB(skipNodeNetns: !settings.socketLB.hostNamespace)
-                }
-                return attachments
-            }
-        }
-        if attachments.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }
-        return datapath
+        let setup = NodeSetup(uplinks: uplinks, attachPolicy: settings.attachMode, masquerade: settings.ipMasq,
+                              clusterCIDRs: settings.clusterCIDRs, socketCgroup: socketCgroup, socketLB: settings.socketLB.enabled,
+                              balanceNodeProcesses: settings.socketLB.hostNamespace)
+        let ensured = try datapathCall { () throws(StoreError) in try setup.ensure(store: store) }
+        if ensured.uplinks.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }
+        return ensured.datapath
     }
 
     /// The cgroup v2 directory of the node-wide socket hooks, or nil when the socket LB is off or
