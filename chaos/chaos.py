@@ -854,6 +854,7 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--json")
+    parser.add_argument("--only", action="append", help="run just this step (repeatable), e.g. kill-add or packets")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     quick = args.quick
@@ -883,6 +884,8 @@ def main():
             ("packets", lambda: packet_fuzz(node, table, rng, 2_000 if quick else 10_000)),
         ]
         for name, step in steps:
+            if args.only and name not in args.only:
+                continue
             started = time.time()
             try:
                 step()

@@ -7,6 +7,7 @@
 #   bash chaos/run.sh            # the full run: 10,000 bad inputs, 100 kills of each kind, ...
 #   bash chaos/run.sh --quick    # a few minutes' worth, as CI runs it
 #   bash chaos/run.sh --seed N   # replay a run (the seed is printed first)
+#   bash chaos/run.sh --only kill-add --only packets   # just those steps
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -10,6 +10,10 @@ import Glibc
 /// process ends, however it ends, so a pending record whose claim nobody holds is what an ADD
 /// killed half-way left behind, and one whose claim is held is an ADD still at work, which GC
 /// must leave alone.
+///
+/// The lock's descriptor is inherited by the IPAM plugin ADD runs: an ADD killed while host-local
+/// leases leaves host-local to finish, still holding the claim, and the DEL that follows waits
+/// for it (`awaitClaim`) before it releases, so the lease cannot land after the release.
 public final class Claim {
     /// The host device of the attachment claimed.
     public let hostName: String
@@ -30,7 +34,7 @@ extension EndpointStore {
         for folder in [root + "/claims", path] {
             guard mkdir(folder, 0o700) == 0 || Errno.current == .fileExists else { throw StoreError("create \(folder)", .current) }
         }
-        let descriptor = try openClaim(path)
+        let descriptor = try openClaim(path, inheritable: true)
         guard flock(descriptor.rawValue, LOCK_EX | LOCK_NB) == 0 else {
             let error = Errno.current
             try? descriptor.close()
@@ -60,8 +64,21 @@ extension EndpointStore {
     /// The host devices that have a claim folder, held or not.
     public func claimedNames() -> [String] { folderEntries(root + "/claims") }
 
-    private func openClaim(_ path: String) throws(StoreError) -> FileDescriptor {
-        do { return try FileDescriptor.open(FilePath(path), .readOnly, options: [.directory, .closeOnExec]) } catch {
+    /// Waits, `seconds` at the most, until nobody holds the claim on `hostName` (an IPAM plugin a
+    /// killed ADD left running still does). Returns whether it came free.
+    @discardableResult
+    public func awaitClaim(_ hostName: String, seconds: Double = 10) throws(StoreError) -> Bool {
+        for _ in 0..<Int(seconds * 100) {
+            guard try isClaimed(hostName) else { return true }
+            usleep(10_000)
+        }
+        return false
+    }
+
+    private func openClaim(_ path: String, inheritable: Bool = false) throws(StoreError) -> FileDescriptor {
+        do {
+            return try FileDescriptor.open(FilePath(path), .readOnly, options: inheritable ? [.directory] : [.directory, .closeOnExec])
+        } catch {
             throw StoreError("open claim \(path)", error as? Errno)
         }
     }

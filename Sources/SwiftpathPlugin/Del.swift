@@ -18,6 +18,12 @@ extension Plugin {
             problems.append(error)
             ipam = nil
         }
+        // An ADD killed while its IPAM plugin ran leaves that plugin running, holding the claim:
+        // its lease must land before this DEL releases it.
+        let hostName = Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname)
+        if let store, try !storeCall({ () throws(StoreError) in try store.awaitClaim(hostName) }) {
+            log("the claim on \(hostName) is still held after 10 s; cleaning up regardless")
+        }
         let found = try tearDown(attachment, record: record, store: store, host: hostNetlink(), ipam: ipam)
         if !found, let problem = problems.first { throw problem }
         log(found ? "removed \(Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname))"

@@ -28,12 +28,12 @@ extension Plugin {
             var inFlight: Set<Attachment> = []
             var removed: [Attachment] = []
             for record in records where record.network == config.name && !valid.contains(record.attachment) {
-                if record.state == .pending, try storeCall({ () throws(StoreError) in try store.isClaimed(record.hostName) }) {
+                guard let stale = try settled(record, in: store) else {
                     inFlight.insert(record.attachment)
                     continue
                 }
-                try tearDown(record.attachment, record: record, store: store, host: host, ipam: ipam)
-                removed.append(record.attachment)
+                try tearDown(stale.attachment, record: stale, store: store, host: host, ipam: ipam)
+                removed.append(stale.attachment)
             }
             let kept = try storeCall { () throws(StoreError) in try store.records() }
             try removeUnrecorded(store, keeping: Set(kept.map(\.hostName)))
@@ -41,6 +41,21 @@ extension Plugin {
             return removed
         }
         log("removed \(removed.count) stale attachment(s): \(removed.map { "\($0.containerID)/\($0.ifname)" })")
+    }
+
+    /// The record as GC may remove it, or nil when an ADD is at work on it. A pending record's claim
+    /// is held by its ADD, or, when the ADD was killed while its IPAM plugin ran, by that plugin
+    /// finishing on its own: GC gives it a moment, then removes what a dead ADD left, and leaves
+    /// alone an ADD that is still running or has just completed.
+    private func settled(_ record: EndpointRecord, in store: EndpointStore) throws(CNIError) -> EndpointRecord? {
+        guard record.state == .pending, try storeCall({ () throws(StoreError) in try store.isClaimed(record.hostName) }) else {
+            return record
+        }
+        return try storeCall { () throws(StoreError) -> EndpointRecord? in
+            guard try store.awaitClaim(record.hostName, seconds: 2),
+                  let now = try store.record(containerID: record.containerID, ifname: record.ifname), now.state == .pending else { return nil }
+            return now
+        }
     }
 
     /// Pod links and claims that no record names and no live run holds: left by an ADD killed

@@ -39,16 +39,22 @@ public enum Subprocess {
             throw SystemCallError("prepare the standard streams of \(path)", error as? Errno ?? .ioError)
         }
 
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, input, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipe.writeEnd.rawValue, 1)
+        posix_spawn_file_actions_addclose(&actions, pipe.readEnd.rawValue)
+
         let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + envp).forEach { free($0) } }
 
-        // The child dies with this process: a runtime that kills the plugin kills its IPAM call too,
-        // which would otherwise lease an address after the DEL that followed the kill.
-        let pid = clinux_spawn(path, argv, envp, input, pipe.writeEnd.rawValue, pipe.readEnd.rawValue)
+        var pid = pid_t()
+        let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
         try? pipe.writeEnd.close()
         defer { try? pipe.readEnd.close() }
-        guard pid > 0 else { throw SystemCallError("spawn \(path)", Errno(rawValue: -pid)) }
+        guard spawned == 0 else { throw SystemCallError("spawn \(path)", Errno(rawValue: spawned)) }
 
         var output: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)

@@ -21,11 +21,3 @@ int clinux_memfd(const char *name);
 /// Whether the nsfs file behind fd is a network namespace (NS_GET_NSTYPE): 1 yes, 0 another
 /// kind of namespace, -1 with errno set when fd is no namespace at all.
 int clinux_is_network_namespace(int fd);
-
-#include <sys/types.h>
-
-/// Runs path with argv and envp in a child whose stdin and stdout are stdin_fd and stdout_fd
-/// (close_fd closed), and which the kernel kills when this process dies (PR_SET_PDEATHSIG): a
-/// plugin killed half-way leaves no IPAM plugin running on behind it. Returns the child's pid,
-/// or -errno.
-pid_t clinux_spawn(const char *path, char *const argv[], char *const envp[], int stdin_fd, int stdout_fd, int close_fd);
