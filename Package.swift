@@ -51,35 +51,40 @@ let package = Package(
             "CLibMNL", "NetAddress", "Netns", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system"),
         ]),
 
-        // The node's shared state in bpffs: endpoint records and IP leases in pinned BPF maps.
-        .target(name: "BPFStore", dependencies: [
-            "CLibBPF", "CLinux", "NetAddress", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system"),
+        // BPF through libbpf, thin and typed: maps, programs, objects, links, tc filters. Knows nothing of pods.
+        .target(name: "BPF", dependencies: [
+            "CLibBPF", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system"),
         ], linkerSettings: staticBPF),
+
+        // The node's own state in bpffs, built on BPF maps: endpoint records, claims, IP leases, service records.
+        .target(name: "NodeStore", dependencies: [
+            "BPF", "CLibBPF", "CLinux", "NetAddress", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system"),
+        ]),
 
         // The nftables swiftpath writes (the masquerade table), through the nft tool.
         .target(name: "NFTables", dependencies: ["NetAddress", "SystemCallSupport"]),
 
         // The datapath model: loading and upgrading the programs, endpoints in the maps, attachments, counters.
         .target(name: "Datapath", dependencies: [
-            "BPFObjects", "BPFStore", "CDatapathABI", "CLibBPF", "CLinux", "NetAddress", "Netns", "NFTables", "SystemCallSupport",
+            "BPF", "BPFObjects", "NodeStore", "CDatapathABI", "CLibBPF", "CLinux", "NetAddress", "Netns", "NFTables", "SystemCallSupport",
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
 
         // Address management: delegated CNI IPAM plugins and the built-in allocator.
         .target(name: "IPAM", dependencies: [
-            "CLinux", "CNIProtocol", "BPFStore", "NetAddress", "SystemCallSupport",
+            "CLinux", "CNIProtocol", "NodeStore", "NetAddress", "SystemCallSupport",
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
 
         // The CNI verbs: add, del, check, gc, status, version.
         .target(name: "SwiftpathPlugin", dependencies: [
-            "CNIProtocol", "Datapath", "Netns", "Netlink", "BPFStore", "IPAM", "NetAddress", "SystemCallSupport",
+            "BPF", "CNIProtocol", "Datapath", "Netns", "Netlink", "NodeStore", "IPAM", "NetAddress", "SystemCallSupport",
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
 
         // The operator's command line.
         .target(name: "SwiftpathCLI", dependencies: [
-            "BPFObjects", "CNIProtocol", "BPFStore", "Datapath", "NetAddress", "Netlink", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BPF", "BPFObjects", "CNIProtocol", "NodeStore", "Datapath", "NetAddress", "Netlink", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .executableTarget(name: "swiftpath", dependencies: [
@@ -89,12 +94,12 @@ let package = Package(
         .testTarget(name: "NetAddressTests", dependencies: ["NetAddress"]),
         .testTarget(name: "CNIProtocolTests", dependencies: ["CNIProtocol"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM"]),
-        .testTarget(name: "BPFStoreTests", dependencies: ["BPFStore", "NetAddress"]),
+        .testTarget(name: "NodeStoreTests", dependencies: ["BPF", "NodeStore", "NetAddress"]),
         .testTarget(name: "SwiftpathPluginTests", dependencies: ["SwiftpathPlugin", "CNIProtocol", "NetAddress"]),
         .target(name: "BPFTestObjects", dependencies: ["BPFObjects"], path: "Tests/BPFTestObjects",
                 exclude: ["datapath_variant.c", "datapath_small_lb.c", "other_tool.c"], sources: ["BPFTestObjects.swift"], plugins: ["BPFCompiler"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "BPFTestObjects", "BPFStore", "CDatapathABI", "CLibBPF", "Datapath", "NetAddress", "Netlink", "Netns", "SystemCallSupport",
+            "BPF", "BPFTestObjects", "NodeStore", "CDatapathABI", "CLibBPF", "Datapath", "NetAddress", "Netlink", "Netns", "SystemCallSupport",
         ], exclude: ["echo.py", "lbclient.py", "lbserver.py"], swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import CDatapathABI
 import CLibBPF
 import SystemCallSupport
@@ -32,12 +33,12 @@ public struct ProgramAttachment: Sendable, Equatable {
 extension Datapath {
     /// Attaches the pod program at the tcx ingress of the pod's host end (what the pod sends),
     /// pinning the link under the endpoint's folder.
-    public func attachPod(hostName: String, hostIndex: Int32, policy: AttachPolicy) throws(StoreError) -> ProgramAttachment {
+    public func attachPod(hostName: String, hostIndex: Int32, policy: AttachPolicy) throws(BPFError) -> ProgramAttachment {
         try attach(podEgress, named: Self.programNames.pod, ifindex: hostIndex, folder: endpointFolder(hostName), policy: policy)
     }
 
     /// Removes the pod's attachment: its pinned link (tcx), or its filter (tc, when the device is still there).
-    public func detachPod(hostName: String, hostIndex: Int32?, mode: AttachMode) throws(StoreError) {
+    public func detachPod(hostName: String, hostIndex: Int32?, mode: AttachMode) throws(BPFError) {
         if mode == .tc, let hostIndex { tcFilter(hostIndex).detach() }
         try removeLinkFolder(endpointFolder(hostName))
     }
@@ -52,7 +53,7 @@ extension Datapath {
     func uplinkFolder(_ ifindex: Int32) -> String { "\(storeRoot)/uplinks/if\(ifindex)" }
 
     /// The pod's attachment as the kernel has it now, or nil when it is gone.
-    public func podAttachment(hostName: String, hostIndex: Int32, mode: AttachMode) throws(StoreError) -> ProgramAttachment? {
+    public func podAttachment(hostName: String, hostIndex: Int32, mode: AttachMode) throws(BPFError) -> ProgramAttachment? {
         switch mode {
         case .tcx:
             guard let link = try BPFLink.pinned(at: endpointFolder(hostName) + "/" + Self.programNames.pod),
@@ -66,7 +67,7 @@ extension Datapath {
     /// Makes sure every device in `uplinks` runs the uplink program at ingress (cheap when it
     /// does: one pin open per device). A link whose device went away is replaced.
     @discardableResult
-    public func ensureUplinks(_ uplinks: [(name: String, index: Int32)], policy: AttachPolicy) throws(StoreError) -> [ProgramAttachment] {
+    public func ensureUplinks(_ uplinks: [(name: String, index: Int32)], policy: AttachPolicy) throws(BPFError) -> [ProgramAttachment] {
         var attachments: [ProgramAttachment] = []
         for uplink in uplinks {
             let folder = uplinkFolder(uplink.index)
@@ -91,7 +92,7 @@ extension Datapath {
     }
 
     /// The uplinks swiftpath attached to, with their mode.
-    public func uplinks() throws(StoreError) -> [(ifindex: Int32, mode: AttachMode)] {
+    public func uplinks() throws(BPFError) -> [(ifindex: Int32, mode: AttachMode)] {
         var result: [(ifindex: Int32, mode: AttachMode)] = []
         for index in try uplinksMap.keys(as: UInt32.self) {
             if let raw = try uplinksMap.lookup(index, as: UInt32.self), let mode = AttachMode(rawValue: UInt8(truncatingIfNeeded: raw)) {
@@ -102,7 +103,7 @@ extension Datapath {
     }
 
     /// Detaches the uplink program from `ifindex`.
-    public func detachUplink(ifindex: Int32) throws(StoreError) {
+    public func detachUplink(ifindex: Int32) throws(BPFError) {
         if let mode = try uplinksMap.lookup(UInt32(bitPattern: ifindex), as: UInt32.self), mode == UInt32(AttachMode.tc.rawValue) {
             tcFilter(ifindex).detach()
         }
@@ -113,7 +114,7 @@ extension Datapath {
     /// Attaches `program` at the tcx ingress of `ifindex`, its link pinned as `folder/<name>`: a
     /// link pin carries its program's name, which is how an upgrade finds the program to swap in.
     private func attach(_ program: BPFProgram, named name: String, ifindex: Int32, folder: String,
-                        policy: AttachPolicy) throws(StoreError) -> ProgramAttachment {
+                        policy: AttachPolicy) throws(BPFError) -> ProgramAttachment {
         if policy != .tc {
             do {
                 let link = try BPFLink.attachTCX(program, ifindex: ifindex, direction: .ingress)
@@ -130,10 +131,10 @@ extension Datapath {
     }
 
     /// Unpins every link in `folder` (which detaches them) and removes the folder.
-    func removeLinkFolder(_ folder: String) throws(StoreError) {
+    func removeLinkFolder(_ folder: String) throws(BPFError) {
         for name in Self.subfolders(of: folder) { try BPFLink.unpin(folder + "/" + name) }
         guard rmdir(folder) == 0 || Errno.current == .noSuchFileOrDirectory else {
-            throw StoreError("remove \(folder)", .current)
+            throw BPFError("remove \(folder)", .current)
         }
     }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import CDatapathABI
 
 /// The paths a packet can take, named as `swiftpath stats` prints them.
@@ -58,7 +59,7 @@ public struct PathCounter: Equatable, Sendable {
 
 extension Datapath {
     /// Every counter, summed over CPUs.
-    public func counters() throws(StoreError) -> [PathCounter] {
+    public func counters() throws(BPFError) -> [PathCounter] {
         var result: [PathCounter] = []
         for key in try counterMap.keys(as: sp_counter_key.self) {
             guard let path = PacketPath(rawValue: key.path) else { continue }
@@ -69,7 +70,7 @@ extension Datapath {
         return result.sorted { ($0.ifindex, $0.path.rawValue) < ($1.ifindex, $1.path.rawValue) }
     }
 
-    func forgetCounters(ifindex: Int32) throws(StoreError) {
+    func forgetCounters(ifindex: Int32) throws(BPFError) {
         for path in PacketPath.allCases {
             try counterMap.delete(sp_counter_key(ifindex: UInt32(ifindex), path: path.rawValue))
         }

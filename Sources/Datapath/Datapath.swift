@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPFObjects
-import BPFStore
+import BPF
+import NodeStore
 import CDatapathABI
 import CLibBPF
 import NetAddress
@@ -32,10 +33,10 @@ public final class Datapath {
     }
 
     /// The pinned map of `layout`, opened on first use and checked against the layout.
-    func map(_ layout: BPFMap.Layout) throws(StoreError) -> BPFMap {
+    func map(_ layout: BPFMap.Layout) throws(BPFError) -> BPFMap {
         if let map = openedMaps[layout.name] { return map }
         guard let map = try BPFMap.open(at: "\(folder)/\(layout.name)", layout) else {
-            throw StoreError("the datapath map \(layout.name) is not pinned in \(folder) (swiftpath datapath load repairs it)",
+            throw BPFError("the datapath map \(layout.name) is not pinned in \(folder) (swiftpath datapath load repairs it)",
                              .noSuchFileOrDirectory, kind: .missingPin)
         }
         openedMaps[layout.name] = map
@@ -43,27 +44,27 @@ public final class Datapath {
     }
 
     /// The pinned program `name`, opened on first use.
-    func program(_ name: String) throws(StoreError) -> BPFProgram {
+    func program(_ name: String) throws(BPFError) -> BPFProgram {
         if let program = openedPrograms[name] { return program }
         guard let program = try BPFProgram.pinned(at: "\(folder)/\(name)") else {
-            throw StoreError("the datapath program \(name) is not pinned in \(folder) (swiftpath datapath load repairs it)",
+            throw BPFError("the datapath program \(name) is not pinned in \(folder) (swiftpath datapath load repairs it)",
                              .noSuchFileOrDirectory, kind: .missingPin)
         }
         openedPrograms[name] = program
         return program
     }
 
-    var podEgress: BPFProgram { get throws(StoreError) { try program(Self.programNames.pod) } }
-    var uplinkIngress: BPFProgram { get throws(StoreError) { try program(Self.programNames.uplink) } }
-    var endpoints4: BPFMap { get throws(StoreError) { try map(Layouts.endpoints4) } }
-    var endpoints6: BPFMap { get throws(StoreError) { try map(Layouts.endpoints6) } }
-    var counterMap: BPFMap { get throws(StoreError) { try map(Layouts.counters) } }
-    var node: BPFMap { get throws(StoreError) { try map(Layouts.node) } }
-    var cluster4: BPFMap { get throws(StoreError) { try map(Layouts.cluster4) } }
-    var cluster6: BPFMap { get throws(StoreError) { try map(Layouts.cluster6) } }
-    var uplinksMap: BPFMap { get throws(StoreError) { try map(Layouts.uplinks) } }
-    var servicesMap: BPFMap { get throws(StoreError) { try map(Layouts.services) } }
-    var slotsMap: BPFMap { get throws(StoreError) { try map(Layouts.slots) } }
+    var podEgress: BPFProgram { get throws(BPFError) { try program(Self.programNames.pod) } }
+    var uplinkIngress: BPFProgram { get throws(BPFError) { try program(Self.programNames.uplink) } }
+    var endpoints4: BPFMap { get throws(BPFError) { try map(Layouts.endpoints4) } }
+    var endpoints6: BPFMap { get throws(BPFError) { try map(Layouts.endpoints6) } }
+    var counterMap: BPFMap { get throws(BPFError) { try map(Layouts.counters) } }
+    var node: BPFMap { get throws(BPFError) { try map(Layouts.node) } }
+    var cluster4: BPFMap { get throws(BPFError) { try map(Layouts.cluster4) } }
+    var cluster6: BPFMap { get throws(BPFError) { try map(Layouts.cluster6) } }
+    var uplinksMap: BPFMap { get throws(BPFError) { try map(Layouts.uplinks) } }
+    var servicesMap: BPFMap { get throws(BPFError) { try map(Layouts.services) } }
+    var slotsMap: BPFMap { get throws(BPFError) { try map(Layouts.slots) } }
 
     /// What to do when the store holds the datapath of a newer swiftpath release than this binary's.
     public enum Downgrade: Sendable {
@@ -83,18 +84,18 @@ public final class Datapath {
     /// allows it. `repair` loads again even a datapath that looks whole (one of whose maps is of
     /// another layout, say: only a full check, `status`, finds that).
     public static func open(store: EndpointStore, object: BPFObject = .datapath, downgrade: Downgrade = .keepNewer,
-                            repair: Bool = false) throws(StoreError) -> Datapath {
+                            repair: Bool = false) throws(BPFError) -> Datapath {
         let folder = store.root + "/datapath"
         if !repair, try isCurrent(loadedMeta(storeRoot: store.root), object, folder) { return Datapath(store: store) }
-        return try store.withLockOrThrow { () throws(StoreError) -> Datapath in
+        return try store.withLockOrThrow { () throws(BPFError) -> Datapath in
             // Another run may have loaded or repaired it while this one waited for the lock.
             let meta = try loadedMeta(storeRoot: store.root)
             if !repair, isCurrent(meta, object, folder) { return Datapath(store: store) }
             if let meta, Release(packed: meta.release) > .current, downgrade != .allow {
                 guard downgrade == .keepNewer, meta.layout_version == UInt32(SP_LAYOUT_VERSION), isComplete(folder, for: object) else {
-                    throw StoreError("the node runs the datapath of swiftpath \(Release(packed: meta.release)), newer than this binary's "
+                    throw BPFError("the node runs the datapath of swiftpath \(Release(packed: meta.release)), newer than this binary's "
                                      + "\(Release.current): refusing to replace it (datapath load --allow-downgrade does)",
-                                     kind: .newerDatapath)
+                                     kind: .newerBuild)
                 }
                 return Datapath(store: store)
             }
@@ -111,12 +112,12 @@ public final class Datapath {
     }
 
     /// The hash of the build pinned in the store, or nil when there is none.
-    public static func loadedBuild(storeRoot: String) throws(StoreError) -> UInt64? {
+    public static func loadedBuild(storeRoot: String) throws(BPFError) -> UInt64? {
         try loadedMeta(storeRoot: storeRoot)?.object_hash
     }
 
     /// What the store records of the loaded datapath (build, layout version, release), or nil.
-    public static func loadedMeta(storeRoot: String) throws(StoreError) -> sp_meta? {
+    public static func loadedMeta(storeRoot: String) throws(BPFError) -> sp_meta? {
         let meta: BPFMap?
         do { meta = try BPFMap.open(at: "\(storeRoot)/datapath/\(Layouts.meta.name)", Layouts.meta) } catch where error.isRepairable {
             return nil
@@ -136,7 +137,7 @@ public final class Datapath {
         Set(subfolders(of: folder)).isSuperset(of: object.maps + object.programs)
     }
 
-    private static func install(_ object: BPFObject, store: EndpointStore) throws(StoreError) {
+    private static func install(_ object: BPFObject, store: EndpointStore) throws(BPFError) {
         let folder = store.root + "/datapath"
         try makeFolder(folder)
         // Maps written under another SP_LAYOUT_VERSION may match in size and still mean other
@@ -144,13 +145,13 @@ public final class Datapath {
         if let meta = try loadedMeta(storeRoot: store.root), meta.layout_version != UInt32(SP_LAYOUT_VERSION) {
             for name in object.maps {
                 guard unlink("\(folder)/\(name)") == 0 || Errno.current == .noSuchFileOrDirectory else {
-                    throw StoreError("unpin \(folder)/\(name) of layout version \(meta.layout_version)", .current)
+                    throw BPFError("unpin \(folder)/\(name) of layout version \(meta.layout_version)", .current)
                 }
             }
         }
         let loaded = try BPFObjectLoader.load(name: object.name, bytes: object.bytes, mapFolder: folder)
         guard loaded.programs[programNames.pod] != nil, loaded.programs[programNames.uplink] != nil else {
-            throw StoreError("BPF object \(object.name) lacks \(programNames.pod) or \(programNames.uplink)")
+            throw BPFError("BPF object \(object.name) lacks \(programNames.pod) or \(programNames.uplink)")
         }
         // Maps that start empty are refilled before any program that uses them runs.
         let datapath = Datapath(store: store)
@@ -177,7 +178,7 @@ public final class Datapath {
 
     /// Rebuilds the endpoint maps from the records (after a layout change created them empty):
     /// every attachment that has its veth, an ADD at work included.
-    private func refillEndpoints(from records: [EndpointRecord]) throws(StoreError) {
+    private func refillEndpoints(from records: [EndpointRecord]) throws(BPFError) {
         for record in records where record.hostIndex != 0 {
             try addEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex,
                             podMAC: record.podMAC, hostMAC: record.hostMAC)
@@ -194,9 +195,9 @@ public final class Datapath {
 
     static func subfolders(of folder: String) -> [String] { folderEntries(folder) }
 
-    static func makeFolder(_ path: String) throws(StoreError) {
+    static func makeFolder(_ path: String) throws(BPFError) {
         guard mkdir(path, 0o700) == 0 || Errno.current == .fileExists else {
-            throw StoreError("create \(path)", .current)
+            throw BPFError("create \(path)", .current)
         }
     }
 }

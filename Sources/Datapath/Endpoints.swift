@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import CDatapathABI
 import NetAddress
 
 extension Datapath {
     /// Makes `addresses` known to the datapath as the pod behind host device `hostIndex`.
     /// Done before the pod's link is attached, so its first packet is already recognised.
-    public func addEndpoint(addresses: [IPAddress], hostIndex: Int32, podMAC: MACAddress, hostMAC: MACAddress) throws(StoreError) {
+    public func addEndpoint(addresses: [IPAddress], hostIndex: Int32, podMAC: MACAddress, hostMAC: MACAddress) throws(BPFError) {
         let value = sp_endpoint(ifindex: hostIndex, podMAC: podMAC, hostMAC: hostMAC)
         for address in addresses {
             if address.family == .v4 { try endpoints4.upsert(address.ipv4Key, value) } else { try endpoints6.upsert(address.ipv6Key, value) }
@@ -15,7 +16,7 @@ extension Datapath {
 
     /// Forgets `addresses`, but only where they still point at `hostIndex` (an address already
     /// handed to another pod stays), and the device's counters.
-    public func removeEndpoint(addresses: [IPAddress], hostIndex: Int32) throws(StoreError) {
+    public func removeEndpoint(addresses: [IPAddress], hostIndex: Int32) throws(BPFError) {
         for address in addresses {
             let map = try address.family == .v4 ? endpoints4 : endpoints6
             let current = address.family == .v4 ? try map.lookup(address.ipv4Key, as: sp_endpoint.self)
@@ -27,7 +28,7 @@ extension Datapath {
     }
 
     /// The endpoint entry of `address`: the host device index and MACs the datapath delivers with.
-    public func endpoint(_ address: IPAddress) throws(StoreError) -> (hostIndex: Int32, podMAC: MACAddress, hostMAC: MACAddress)? {
+    public func endpoint(_ address: IPAddress) throws(BPFError) -> (hostIndex: Int32, podMAC: MACAddress, hostMAC: MACAddress)? {
         let entry = address.family == .v4 ? try endpoints4.lookup(address.ipv4Key, as: sp_endpoint.self)
                                           : try endpoints6.lookup(address.ipv6Key, as: sp_endpoint.self)
         guard var entry else { return nil }
@@ -40,7 +41,7 @@ extension Datapath {
     /// for every record, and an attachment for every pod whose host end has none. Returns the
     /// records of the pods attached anew, updated with their attachment.
     public func restore(_ records: [EndpointRecord], hostIndexExists: (Int32, String) -> Bool,
-                        policy: AttachPolicy) throws(StoreError) -> [EndpointRecord] {
+                        policy: AttachPolicy) throws(BPFError) -> [EndpointRecord] {
         var attached: [EndpointRecord] = []
         for record in records where hostIndexExists(record.hostIndex, record.hostName) {
             try addEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex,
@@ -58,7 +59,7 @@ extension Datapath {
     }
 
     /// How many addresses the endpoint maps hold, per family.
-    public func endpointCounts() throws(StoreError) -> (v4: Int, v6: Int) {
+    public func endpointCounts() throws(BPFError) -> (v4: Int, v6: Int) {
         (try endpoints4.keys(as: UInt32.self).count, try endpoints6.keys(as: sp_addr6.self).count)
     }
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import CDatapathABI
 import NetAddress
 import NFTables
@@ -12,7 +13,7 @@ extension Datapath {
 
     /// Makes the node's masquerading what the config says. Cheap when nothing changed (one map
     /// lookup and one trie walk); otherwise rewrites the maps and the nftables table.
-    public func configureMasquerade(enabled: Bool, clusterCIDRs: [IPPrefix]) throws(StoreError) {
+    public func configureMasquerade(enabled: Bool, clusterCIDRs: [IPPrefix]) throws(BPFError) {
         let node = try self.node.lookup(UInt32(0), as: sp_node_config.self) ?? sp_node_config()
         let wasEnabled = node.flags & SP_NODE_MASQUERADE != 0
         let current = try clusterPrefixes()
@@ -34,7 +35,7 @@ extension Datapath {
         ((try? node.lookup(UInt32(0), as: sp_node_config.self))??.flags ?? 0) & SP_NODE_MASQUERADE != 0
     }
 
-    func clusterPrefixes() throws(StoreError) -> Set<IPPrefix> {
+    func clusterPrefixes() throws(BPFError) -> Set<IPPrefix> {
         var prefixes = Set<IPPrefix>()
         for key in try cluster4.keys(as: sp_lpm4.self) {
             let bytes = withUnsafeBytes(of: key.addr) { Array($0) }
@@ -47,11 +48,11 @@ extension Datapath {
         return prefixes
     }
 
-    private func addClusterPrefix(_ prefix: IPPrefix) throws(StoreError) {
+    private func addClusterPrefix(_ prefix: IPPrefix) throws(BPFError) {
         if prefix.family == .v4 { try cluster4.upsert(lpm4(prefix), UInt8(1)) } else { try cluster6.upsert(lpm6(prefix), UInt8(1)) }
     }
 
-    private func removeClusterPrefix(_ prefix: IPPrefix) throws(StoreError) {
+    private func removeClusterPrefix(_ prefix: IPPrefix) throws(BPFError) {
         if prefix.family == .v4 { try cluster4.delete(lpm4(prefix)) } else { try cluster6.delete(lpm6(prefix)) }
     }
 
@@ -68,6 +69,6 @@ extension Datapath {
 }
 
 /// An nftables failure, as the datapath reports it.
-func nftables(_ body: () throws(NFTablesError) -> Void) throws(StoreError) {
-    do { try body() } catch { throw StoreError(error.description) }
+func nftables(_ body: () throws(NFTablesError) -> Void) throws(BPFError) {
+    do { try body() } catch { throw BPFError(error.description) }
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPFObjects
-import BPFStore
+import BPF
+import NodeStore
 import NetAddress
 
 /// What the node's datapath must look like, node-wide: the state every ADD makes sure of (cheaply,
@@ -34,10 +35,10 @@ public struct NodeSetup: Sendable {
     /// masquerading and the socket hooks as set. Returns the datapath and how each uplink is
     /// attached. Node-wide state is checked and completed under the store's lock: two first ADDs
     /// at once must not both attach (and both pin) the same uplink or cgroup hook.
-    public func ensure(store: EndpointStore, object: BPFObject = .datapath) throws(StoreError)
+    public func ensure(store: EndpointStore, object: BPFObject = .datapath) throws(BPFError)
         -> (datapath: Datapath, uplinks: [ProgramAttachment]) {
         let datapath = try Datapath.open(store: store, object: object)
-        let attachments = try store.withLockOrThrow { () throws(StoreError) in
+        let attachments = try store.withLockOrThrow { () throws(BPFError) in
             let attachments = try datapath.ensureUplinks(uplinks, policy: attachPolicy)
             try datapath.configureMasquerade(enabled: masquerade, clusterCIDRs: clusterCIDRs)
             if let socketCgroup { try datapath.ensureSocketHooks(cgroup: socketCgroup) }

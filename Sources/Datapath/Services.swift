@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import CDatapathABI
 import CLibBPF
 import NetAddress
@@ -11,8 +12,8 @@ extension Datapath {
     /// new connections. Returns the backends that left the set (their sockets are the caller's to
     /// terminate).
     @discardableResult
-    public func setService(_ service: Service, backends: [Backend], affinitySeconds: UInt32 = 0) throws(StoreError) -> [Backend] {
-        try store.withLockOrThrow { () throws(StoreError) -> [Backend] in
+    public func setService(_ service: Service, backends: [Backend], affinitySeconds: UInt32 = 0) throws(BPFError) -> [Backend] {
+        try store.withLockOrThrow { () throws(BPFError) -> [Backend] in
             var before = try store.serviceRecord(service)?.backends
             if before == nil { before = try programmedBackends(service) }
             try store.recordService(service, backends: backends, affinitySeconds: affinitySeconds)
@@ -23,7 +24,7 @@ extension Datapath {
     }
 
     /// Writes `service` into the datapath's maps (not into the store's record).
-    private func program(_ service: Service, backends: [Backend], affinitySeconds: UInt32) throws(StoreError) {
+    private func program(_ service: Service, backends: [Backend], affinitySeconds: UInt32) throws(BPFError) {
         let key = serviceKey(service)
         let services = try servicesMap, slots = try slotsMap
         let previous = try services.lookup(key, as: sp_service.self)
@@ -42,8 +43,8 @@ extension Datapath {
 
     /// Removes `service`. Returns its backends (all departed), or nil when there was no such service.
     @discardableResult
-    public func deleteService(_ service: Service) throws(StoreError) -> [Backend]? {
-        try store.withLockOrThrow { () throws(StoreError) -> [Backend]? in
+    public func deleteService(_ service: Service) throws(BPFError) -> [Backend]? {
+        try store.withLockOrThrow { () throws(BPFError) -> [Backend]? in
             let recorded = try store.serviceRecord(service)
             let key = serviceKey(service)
             let previous = try servicesMap.lookup(key, as: sp_service.self)
@@ -54,19 +55,19 @@ extension Datapath {
                 try deleteSlots(previous)
             }
             if let recorded { return recorded.backends }
-            return try previous.map { value throws(StoreError) in try slotBackends(of: value) } ?? []
+            return try previous.map { value throws(BPFError) in try slotBackends(of: value) } ?? []
         }
     }
 
     /// The backends the datapath has for `service` (a service programmed before the store kept records).
-    private func programmedBackends(_ service: Service) throws(StoreError) -> [Backend] {
+    private func programmedBackends(_ service: Service) throws(BPFError) -> [Backend] {
         guard let value = try servicesMap.lookup(serviceKey(service), as: sp_service.self) else { return [] }
         return try slotBackends(of: value)
     }
 
     /// Rewrites the datapath's service maps from the store's records: after a datapath whose
     /// service maps changed layout was loaded, they start empty.
-    func reprogramServices() throws(StoreError) {
+    func reprogramServices() throws(BPFError) {
         let services = try servicesMap, slots = try slotsMap
         for raw in try services.rawKeys() { try services.delete(raw) }
         for raw in try slots.rawKeys() { try slots.delete(raw) }
@@ -76,7 +77,7 @@ extension Datapath {
     }
 
     /// Every service with its backends (weights recovered from the slots) and its affinity timeout.
-    public func services() throws(StoreError) -> [(service: Service, backends: [Backend], affinitySeconds: UInt32)] {
+    public func services() throws(BPFError) -> [(service: Service, backends: [Backend], affinitySeconds: UInt32)] {
         var result: [(service: Service, backends: [Backend], affinitySeconds: UInt32)] = []
         for key in try servicesMap.keys(as: sp_service_key.self) {
             guard let value = try servicesMap.lookup(key, as: sp_service.self), let service = Self.service(key) else { continue }
@@ -87,9 +88,9 @@ extension Datapath {
 
     /// Makes the services exactly `desired`: sets every listed one, deletes every other. Returns
     /// the counts and every backend that left a service.
-    public func applyServices(_ desired: [(service: Service, backends: [Backend], affinitySeconds: UInt32)]) throws(StoreError)
+    public func applyServices(_ desired: [(service: Service, backends: [Backend], affinitySeconds: UInt32)]) throws(BPFError)
         -> (set: Int, deleted: Int, departures: [(service: Service, backend: Backend)]) {
-        try store.withLockOrThrow { () throws(StoreError) in
+        try store.withLockOrThrow { () throws(BPFError) in
             var departures: [(service: Service, backend: Backend)] = []
             for entry in desired {
                 departures += try setService(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds)
@@ -108,7 +109,7 @@ extension Datapath {
     }
 
     /// The backends in `service`'s slots, in slot order, weights recovered from repetitions.
-    func slotBackends(of service: sp_service) throws(StoreError) -> [Backend] {
+    func slotBackends(of service: sp_service) throws(BPFError) -> [Backend] {
         var weights: [Backend: Int] = [:]
         var order: [Backend] = []
         for slot in 0..<service.slots {
@@ -120,7 +121,7 @@ extension Datapath {
         return order.map { Backend(address: $0.address, port: $0.port, weight: weights[$0]!) }
     }
 
-    private func deleteSlots(_ service: sp_service) throws(StoreError) {
+    private func deleteSlots(_ service: sp_service) throws(BPFError) {
         for slot in 0..<service.slots { try slotsMap.delete(sp_slot_key(id: service.id, slot: slot)) }
     }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import CLinux
 import CDatapathABI
 import CLibBPF
@@ -23,13 +24,13 @@ extension Datapath {
 
     /// Makes sure every socket hook is attached to `cgroup` (a cgroup v2 directory). Cheap when they
     /// are: one access() per hook. Links of other programs on the cgroup stay (multi-program links).
-    public func ensureSocketHooks(cgroup: String) throws(StoreError) {
+    public func ensureSocketHooks(cgroup: String) throws(BPFError) {
         let folder = try socketHookFolder(cgroup)
         let missing = Self.socketHooks.filter { access("\(folder)/\($0.program)", F_OK) != 0 }
         guard !missing.isEmpty else { return }
         let directory: FileDescriptor
         do { directory = try FileDescriptor.open(FilePath(cgroup), .readOnly, options: [.directory, .closeOnExec]) } catch {
-            throw StoreError("open cgroup \(cgroup)", error as? Errno)
+            throw BPFError("open cgroup \(cgroup)", error as? Errno)
         }
         defer { try? directory.close() }
         try Self.makeFolder(storeRoot + "/socketlb")
@@ -41,19 +42,19 @@ extension Datapath {
     }
 
     /// Detaches the socket hooks from the cgroup with id `cgroupID` (gone or not).
-    public func detachSocketHooks(cgroupID: UInt64) throws(StoreError) {
+    public func detachSocketHooks(cgroupID: UInt64) throws(BPFError) {
         try removeLinkFolder("\(storeRoot)/socketlb/cg\(cgroupID)")
     }
 
-    private func socketHookFolder(_ cgroup: String) throws(StoreError) -> String {
-        do { return "\(storeRoot)/socketlb/cg\(try CgroupV2.id(of: cgroup))" } catch { throw StoreError(error.operation, error.errno) }
+    private func socketHookFolder(_ cgroup: String) throws(BPFError) -> String {
+        do { return "\(storeRoot)/socketlb/cg\(try CgroupV2.id(of: cgroup))" } catch { throw BPFError(error.operation, error.errno) }
     }
 
     /// Whether the hooks leave the sockets of the calling thread's netns (the node's) alone.
-    public func configureSocketLB(skipNodeNetns: Bool) throws(StoreError) {
+    public func configureSocketLB(skipNodeNetns: Bool) throws(BPFError) {
         let config = try map(Layouts.lbConfig)
         let cookie: UInt64
-        do { cookie = try NetworkNamespace.currentCookie() } catch { throw StoreError(error.operation, error.errno) }
+        do { cookie = try NetworkNamespace.currentCookie() } catch { throw BPFError(error.operation, error.errno) }
         let wanted = sp_lb_config(host_netns_cookie: cookie, flags: skipNodeNetns ? SP_LB_SKIP_HOST_NETNS : 0, reserved: 0)
         let current = try config.lookup(UInt32(0), as: sp_lb_config.self)
         guard current?.host_netns_cookie != wanted.host_netns_cookie || current?.flags != wanted.flags else { return }

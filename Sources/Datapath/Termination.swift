@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPFObjects
-import BPFStore
+import BPF
+import NodeStore
 import CDatapathABI
 import CLibBPF
 import Netns
@@ -16,7 +17,7 @@ extension Datapath {
     /// caller's netns and in every netns of `namespaces` (the pods'), with bpf_sock_destroy() run
     /// from socket iterators. Sockets to other backends, and sockets the LB did not translate, are
     /// left alone. Returns how many sockets were terminated.
-    public func terminate(departures: [(service: Service, backend: Backend)], namespaces: [String]) throws(StoreError) -> Int {
+    public func terminate(departures: [(service: Service, backend: Backend)], namespaces: [String]) throws(BPFError) -> Int {
         guard !departures.isEmpty else { return 0 }
         // Loaded for this sweep only (see bpf/terminate.c): it shares the LB's pinned maps, and
         // its departures and count maps are its own, gone with it.
@@ -31,29 +32,29 @@ extension Datapath {
 
         var links: [BPFLink] = []
         for name in ["sock_terminate_tcp", "sock_terminate_udp"] {
-            guard let program = loaded.programs[name] else { throw StoreError("BPF object \(object.name) lacks \(name)") }
+            guard let program = loaded.programs[name] else { throw BPFError("BPF object \(object.name) lacks \(name)") }
             links.append(try BPFLink.attachIterator(program))
         }
         // An iterator walks the netns of the thread that creates it: enter each, then create.
         try sweep(links)
         for path in Set(namespaces).sorted() {
             guard let namespace = try? NetworkNamespace.open(path) else { continue }   // gone with its pod
-            let swept: Result<Void, StoreError>
-            do { swept = try namespace.run { () throws(StoreError) in try sweep(links) } } catch {
-                throw StoreError("enter \(path)", error.errno)
+            let swept: Result<Void, BPFError>
+            do { swept = try namespace.run { () throws(BPFError) in try sweep(links) } } catch {
+                throw BPFError("enter \(path)", error.errno)
             }
             try swept.get()
         }
         return Int(try terminated.lookup(UInt32(0), as: UInt64.self) ?? 0)
     }
 
-    private func sweep(_ links: [BPFLink]) throws(StoreError) {
+    private func sweep(_ links: [BPFLink]) throws(BPFError) {
         for link in links { try link.iterate() }
     }
 
     /// Unconnected UDP sockets, and clients with affinity, remember a backend per service; departed
     /// ones are forgotten, so the next datagram or connect picks a live backend.
-    private func forgetChoices(of departures: [(service: Service, backend: Backend)]) throws(StoreError) {
+    private func forgetChoices(of departures: [(service: Service, backend: Backend)]) throws(BPFError) {
         let gone = Set(departures.map { "\($0.service)|\($0.backend.address)|\($0.backend.port)" })
         func departed(_ key: sp_service_key, _ value: sp_backend) -> Bool {
             guard let service = Self.service(key), let backend = Self.backend(value) else { return false }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPFObjects
-import BPFStore
+import BPF
+import NodeStore
 import CDatapathABI
 import NFTables
 import SystemCallSupport
@@ -26,7 +27,7 @@ extension Datapath {
 
     /// The datapath as it stands, checked against `object` (this binary's build): every part that
     /// can be read is reported, every part that cannot is named in `problems`.
-    public func status(against object: BPFObject = .datapath) throws(StoreError) -> Status {
+    public func status(against object: BPFObject = .datapath) throws(BPFError) -> Status {
         var problems: [String] = []
         let meta = try Self.loadedMeta(storeRoot: storeRoot)
         if meta == nil { problems.append("no build recorded: sp_meta is missing or empty") }
@@ -64,7 +65,7 @@ extension Datapath {
     /// programs and maps. Pods keep their veths and addresses; their traffic falls back to the
     /// kernel's routing until the datapath is loaded again. Works on a damaged store too: what
     /// cannot be read is removed without being read.
-    public func unload(podAttachments: [(hostName: String, hostIndex: Int32, mode: AttachMode)]) throws(StoreError) {
+    public func unload(podAttachments: [(hostName: String, hostIndex: Int32, mode: AttachMode)]) throws(BPFError) {
         for pod in podAttachments {
             try detachPod(hostName: pod.hostName, hostIndex: pod.hostIndex, mode: pod.mode)
         }
@@ -80,11 +81,11 @@ extension Datapath {
         }
         for name in Self.subfolders(of: folder) {
             guard unlink("\(folder)/\(name)") == 0 || Errno.current == .noSuchFileOrDirectory else {
-                throw StoreError("unpin \(folder)/\(name)", .current)
+                throw BPFError("unpin \(folder)/\(name)", .current)
             }
         }
         guard rmdir(folder) == 0 || Errno.current == .noSuchFileOrDirectory else {
-            throw StoreError("remove \(folder)", .current)
+            throw BPFError("remove \(folder)", .current)
         }
     }
 }

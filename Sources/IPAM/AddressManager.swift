@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import CNIProtocol
 import NetAddress
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import CNIProtocol
 import NetAddress
 
@@ -121,13 +122,13 @@ public struct BuiltinAllocator: AddressManager {
 
     /// Leases the first free address after the range's cursor, wrapping around once.
     private func lease(in range: BuiltinIPAMConfig.Range, for attachment: Attachment) throws(CNIError) -> IPAddress? {
-        let last = try storeCall { () throws(StoreError) in try store.cursor(network: network, range: range.subnet) }
+        let last = try storeCall { () throws(BPFError) in try store.cursor(network: network, range: range.subnet) }
         var offset: UInt128 = 0
         if let last, range.contains(last) { offset = (last.value - range.start.value + 1) % range.size }
         for step in 0..<min(range.size, Self.searchLimit) {
             let candidate = IPAddress(family: range.start.family, value: range.start.value + (offset + step) % range.size)
             if candidate == range.gateway { continue }
-            let won = try storeCall { () throws(StoreError) in
+            let won = try storeCall { () throws(BPFError) in
                 try store.lease(candidate, network: network, containerID: attachment.containerID, ifname: attachment.ifname)
             }
             if won {
@@ -139,7 +140,7 @@ public struct BuiltinAllocator: AddressManager {
     }
 
     public func release(for attachment: Attachment, addresses: [IPAddress]?) throws(CNIError) {
-        try storeCall { () throws(StoreError) in
+        try storeCall { () throws(BPFError) in
             // Without the store's record of them, find the attachment's leases by walking the map.
             var candidates = addresses ?? []
             if addresses == nil {
@@ -154,7 +155,7 @@ public struct BuiltinAllocator: AddressManager {
 
     public func check(for attachment: Attachment, expecting addresses: [IPAddress]) throws(CNIError) {
         for address in addresses {
-            let holder = try storeCall { () throws(StoreError) in try store.leaseHolder(address, network: network) }
+            let holder = try storeCall { () throws(BPFError) in try store.leaseHolder(address, network: network) }
             guard holder?.owner == attachment else {
                 throw CNIError(.checkFailed, "address \(address) is not leased to \(attachment.containerID)/\(attachment.ifname)",
                                details: holder.map { "it is leased to \($0.containerID)/\($0.ifname)" } ?? "it is not leased")
@@ -163,7 +164,7 @@ public struct BuiltinAllocator: AddressManager {
     }
 
     public func collectGarbage(keeping valid: Set<Attachment>, stale: [Attachment]) throws(CNIError) {
-        try storeCall { () throws(StoreError) in
+        try storeCall { () throws(BPFError) in
             for lease in try store.leases(network: network) where !valid.contains(lease.owner) {
                 try store.release(lease.address, network: network)
             }
@@ -171,7 +172,7 @@ public struct BuiltinAllocator: AddressManager {
     }
 
     public func status() throws(CNIError) {
-        let leases = try storeCall { () throws(StoreError) in try store.leases(network: network) }
+        let leases = try storeCall { () throws(BPFError) in try store.leases(network: network) }
         for range in config.ranges {
             let used = UInt128(leases.filter { range.contains($0.address) }.count)
             let usable = range.size - (range.contains(range.gateway) ? 1 : 0)
@@ -181,7 +182,7 @@ public struct BuiltinAllocator: AddressManager {
         }
     }
 
-    private func storeCall<T>(_ body: () throws(StoreError) -> T) throws(CNIError) -> T {
+    private func storeCall<T>(_ body: () throws(BPFError) -> T) throws(CNIError) -> T {
         do { return try body() } catch {
             throw CNIError(.storeFailure, "IP lease store failed", details: error.description)
         }

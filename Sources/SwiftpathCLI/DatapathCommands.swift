@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import BPFObjects
-import BPFStore
+import BPF
+import NodeStore
 import CNIProtocol
 import Datapath
 import Netlink

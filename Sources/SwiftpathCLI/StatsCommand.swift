@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
-import BPFStore
+import BPF
+import NodeStore
 import CNIProtocol
 import Datapath
 import Netlink

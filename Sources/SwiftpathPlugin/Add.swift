@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import CNIProtocol
 import Datapath
 import IPAM
@@ -65,7 +66,7 @@ extension Plugin {
                 (record.attachMode, record.attachID, record.socketCgroupID, record.state) =
                     (wiring.attached.mode.rawValue, wiring.attached.id, wiring.socketCgroupID, .ready)
             }
-            try storeCall { () throws(StoreError) in try store.dropClaim(pending.claim.hostName) }
+            try storeCall { () throws(BPFError) in try store.dropClaim(pending.claim.hostName) }
             log("added \(veth.host.name) <-> \(environment.netns):\(environment.ifname) with \(addressing.ips.map(\.address.description))")
             return result(veth: veth, addressing: addressing, gateways: gateways, routes: routes, mtu: mtu)
         } catch {
@@ -95,17 +96,17 @@ extension Plugin {
     /// running meanwhile sees an ADD at work, and a DEL after a crash finds what to undo.
     func beginRecord(_ store: EndpointStore, source: EndpointRecord.AddressSource) throws(CNIError) -> PendingRecord {
         try store.withLockOrFail { () throws(CNIError) -> PendingRecord in
-            if let existing = try storeCall({ () throws(StoreError) in
+            if let existing = try storeCall({ () throws(BPFError) in
                 try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
             }) {
-                if existing.state == .pending, try storeCall({ () throws(StoreError) in try store.isClaimed(existing.hostName) }) {
+                if existing.state == .pending, try storeCall({ () throws(BPFError) in try store.isClaimed(existing.hostName) }) {
                     throw CNIError(.tryAgainLater, "an ADD of \(attachment.containerID)/\(attachment.ifname) is in progress")
                 }
                 throw CNIError(.interfaceExists, "the store already records \(attachment.containerID)/\(attachment.ifname)",
                                details: existing.state == .pending ? "an earlier ADD of it died half-way; DEL it first" : "DEL it first")
             }
             let claim: Claim
-            do throws(StoreError) { claim = try store.claim(hostInterfaceName) } catch where error.errno == .wouldBlock {
+            do throws(BPFError) { claim = try store.claim(hostInterfaceName) } catch where error.errno == .wouldBlock {
                 throw CNIError(.tryAgainLater, "an ADD of \(attachment.containerID)/\(attachment.ifname) is in progress")
             } catch {
                 throw CNIError(store: error)
@@ -113,7 +114,7 @@ extension Plugin {
             let record = EndpointRecord.pending(containerID: attachment.containerID, ifname: attachment.ifname, network: config.name,
                                                 netns: environment.netns, hostName: hostInterfaceName, addressSource: source,
                                                 created: Self.now())
-            _ = try storeCall { () throws(StoreError) in try store.insert(record) }
+            _ = try storeCall { () throws(BPFError) in try store.insert(record) }
             return PendingRecord(record: record, claim: claim)
         }
     }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import CNIProtocol
 import Datapath
 import NetAddress
@@ -22,7 +23,7 @@ extension Plugin {
         let setup = NodeSetup(uplinks: uplinks, attachPolicy: settings.attachMode, masquerade: settings.ipMasq,
                               clusterCIDRs: settings.clusterCIDRs, socketCgroup: socketCgroup, socketLB: settings.socketLB.enabled,
                               balanceNodeProcesses: settings.socketLB.hostNamespace)
-        let ensured = try datapathCall { () throws(StoreError) in try setup.ensure(store: store) }
+        let ensured = try datapathCall { () throws(BPFError) in try setup.ensure(store: store) }
         if ensured.uplinks.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }
         return ensured.datapath
     }
@@ -45,13 +46,13 @@ extension Plugin {
     func attachToDatapath(_ datapath: Datapath, store: EndpointStore, veth: VethPair, addressing: CNIResult,
                           socketCgroup: String?, rollback: inout Rollback) throws(CNIError) -> DatapathWiring {
         let addresses = addressing.ips.map(\.address.address)
-        try datapathCall { () throws(StoreError) in
+        try datapathCall { () throws(BPFError) in
             try datapath.addEndpoint(addresses: addresses, hostIndex: veth.host.index,
                                      podMAC: veth.pod.mac ?? .zero, hostMAC: veth.host.mac ?? .zero)
         }
         rollback.onFailure("endpoint map entries") { try datapath.removeEndpoint(addresses: addresses, hostIndex: veth.host.index) }
 
-        let attached = try datapathCall { () throws(StoreError) in
+        let attached = try datapathCall { () throws(BPFError) in
             try datapath.attachPod(hostName: veth.host.name, hostIndex: veth.host.index, policy: settings.attachMode)
         }
         rollback.onFailure("\(attached.mode) attachment") {
@@ -61,7 +62,7 @@ extension Plugin {
 
         guard let socketCgroup else { return DatapathWiring(attached: attached, socketCgroupID: 0) }
         let cgroupID = try store.withLockOrFail { () throws(CNIError) -> UInt64 in
-            try datapathCall { () throws(StoreError) in try datapath.ensureSocketHooks(cgroup: socketCgroup) }
+            try datapathCall { () throws(BPFError) in try datapath.ensureSocketHooks(cgroup: socketCgroup) }
             do throws(SystemCallError) { return try CgroupV2.id(of: socketCgroup) } catch { throw CNIError(system: error) }
         }
         rollback.onFailure("socket hooks on \(socketCgroup)") { try datapath.detachSocketHooks(cgroupID: cgroupID) }
@@ -100,7 +101,7 @@ extension Plugin {
         return full
     }
 
-    func datapathCall<T>(_ body: () throws(StoreError) -> T) throws(CNIError) -> T {
+    func datapathCall<T>(_ body: () throws(BPFError) -> T) throws(CNIError) -> T {
         do { return try body() } catch {
             throw CNIError(.storeFailure, "BPF datapath failed", details: error.description)
         }
@@ -112,22 +113,22 @@ extension Plugin {
     /// Returns whether anything of the attachment was there.
     func detachFromDatapath(_ datapath: Datapath, record: EndpointRecord?, hostName: String) throws(CNIError) -> Bool {
         let hadLink = datapath.hasPodLink(hostName)
-        try datapathCall { () throws(StoreError) in
+        try datapathCall { () throws(BPFError) in
             // The veth is gone by now, and a tc filter with it: no device index from the record is
             // trusted to find one.
             try datapath.detachPod(hostName: hostName, hostIndex: nil, mode: .tcx)
         }
         guard let record else { return hadLink }
-        let parts: [(String, () throws(StoreError) -> Void)] = [
-            ("endpoint map entries", { () throws(StoreError) in
+        let parts: [(String, () throws(BPFError) -> Void)] = [
+            ("endpoint map entries", { () throws(BPFError) in
                 try datapath.removeEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex)
             }),
-            ("socket hooks", { () throws(StoreError) in
+            ("socket hooks", { () throws(BPFError) in
                 if record.socketCgroupID != 0 { try datapath.detachSocketHooks(cgroupID: record.socketCgroupID) }
             }),
         ]
         for (what, remove) in parts {
-            do throws(StoreError) { try remove() } catch where error.isRepairable {
+            do throws(BPFError) { try remove() } catch where error.isRepairable {
                 log("\(what) of \(hostName) left to 'swiftpath datapath load': \(error)")
             } catch {
                 throw CNIError(.storeFailure, "BPF datapath failed", details: error.description)

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import CNIProtocol
 import Datapath
 import IPAM
@@ -200,7 +201,7 @@ public struct Plugin {
         }
         try ipam?.release(for: attachment, addresses: record?.addresses.map(\.address))
         if let store {
-            try storeCall { () throws(StoreError) in
+            try storeCall { () throws(BPFError) in
                 try store.dropClaim(hostName)
                 try store.removeRecord(containerID: attachment.containerID, ifname: attachment.ifname)
             }
@@ -208,7 +209,7 @@ public struct Plugin {
         return found
     }
 
-    func storeCall<T>(_ body: () throws(StoreError) -> T) throws(CNIError) -> T {
+    func storeCall<T>(_ body: () throws(BPFError) -> T) throws(CNIError) -> T {
         do { return try body() } catch { throw CNIError(store: error) }
     }
 }
@@ -218,7 +219,7 @@ extension CNIError {
         self.init(.netlinkFailure, "netlink request failed", details: error.description)
     }
 
-    init(store error: StoreError) {
+    init(store error: BPFError) {
         self.init(.storeFailure, "swiftpath store failed", details: error.description)
     }
 

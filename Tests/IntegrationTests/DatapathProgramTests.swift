@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import Datapath
 import Foundation
 import NetAddress
@@ -58,7 +59,7 @@ final class DatapathProgramTests: XCTestCase {
         let uplinkProgram = try XCTUnwrap(BPFProgram.pinned(at: "\(node.storeRoot)/datapath/uplink_ingress"))
         let namespace = try NetworkNamespace.open("/run/netns/\(node.netns)")
         return Fixture(node: node, datapath: datapath, in0: in0, outMAC: outMAC, run: { program, packet in
-            try namespace.run { () throws(StoreError) in try program.testRun(packet: packet, ifindex: in0) }.get()
+            try namespace.run { () throws(BPFError) in try program.testRun(packet: packet, ifindex: in0) }.get()
         }, podProgram: podProgram, uplinkProgram: uplinkProgram)
     }
 

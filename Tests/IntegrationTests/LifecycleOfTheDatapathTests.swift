@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-import BPFStore
+import BPF
+import NodeStore
 import BPFTestObjects
 import CLibBPF
 import Datapath
@@ -102,7 +103,7 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         addTeardownBlock { _ = try? runProcess(["rm", "-rf", folder]) }
         let loaded = try BPFObjectLoader.load(name: "other_tool", bytes: BPFObject.other_tool.bytes, mapFolder: folder)
         let program = try XCTUnwrap(loaded.programs["other_tool"])
-        let link = try namespace.run { () throws(StoreError) in try BPFLink.attachTCX(program, ifindex: wireIndex, direction: .ingress) }.get()
+        let link = try namespace.run { () throws(BPFError) in try BPFLink.attachTCX(program, ifindex: wireIndex, direction: .ingress) }.get()
         let seen = try XCTUnwrap(BPFMap.open(at: folder + "/other_seen",
                                              .init(name: "other_seen", type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1)))
         func seenCount() throws -> UInt64 { try seen.lookup(UInt32(0), as: UInt64.self) ?? 0 }

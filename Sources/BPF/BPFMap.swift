@@ -22,9 +22,9 @@ public final class BPFMap {
         public let maxEntries: Int
 
         /// Why a map with these sizes cannot be read as this layout, or nil when it can.
-        func mismatch(keySize: Int, valueSize: Int, of what: String) -> StoreError? {
+        func mismatch(keySize: Int, valueSize: Int, of what: String) -> BPFError? {
             guard keySize != self.keySize || valueSize != self.valueSize else { return nil }
-            return StoreError("\(what) has key/value sizes \(keySize)/\(valueSize), this swiftpath expects \(self.keySize)/\(self.valueSize)",
+            return BPFError("\(what) has key/value sizes \(keySize)/\(valueSize), this swiftpath expects \(self.keySize)/\(self.valueSize)",
                               kind: .layoutMismatch)
         }
 
@@ -45,7 +45,7 @@ public final class BPFMap {
     }
 
     /// This map, checked against `layout` as `open(at:_:)` checks a pin.
-    func checked(_ layout: Layout) throws(StoreError) -> BPFMap {
+    func checked(_ layout: Layout) throws(BPFError) -> BPFMap {
         if let mismatch = layout.mismatch(keySize: keySize, valueSize: valueSize, of: "map \(path)") { throw mismatch }
         return self
     }
@@ -57,7 +57,7 @@ public final class BPFMap {
 
     /// Opens the map pinned at `path`, or creates and pins it. A concurrent run that pins first wins
     /// and both end up with the same map. A pinned map whose sizes differ from `layout` is refused.
-    public static func openOrCreate(at path: String, _ layout: Layout) throws(StoreError) -> BPFMap {
+    public static func openOrCreate(at path: String, _ layout: Layout) throws(BPFError) -> BPFMap {
         if let map = try open(at: path, layout) { return map }
         var options = bpf_map_create_opts()
         options.sz = libbpfOptionsSize(\bpf_map_create_opts.map_ifindex)
@@ -71,11 +71,11 @@ public final class BPFMap {
         if pinned == 0 { return BPFMap(path: path, descriptor: descriptor, layout: layout) }
         try? descriptor.close()
         if -pinned == EEXIST, let map = try open(at: path, layout) { return map }
-        throw StoreError("pin map at \(path)", libbpfErrno(pinned))
+        throw BPFError("pin map at \(path)", libbpfErrno(pinned))
     }
 
     /// The map pinned at `path`, or nil when nothing is pinned there.
-    public static func open(at path: String, _ layout: Layout) throws(StoreError) -> BPFMap? {
+    public static func open(at path: String, _ layout: Layout) throws(BPFError) -> BPFMap? {
         guard let descriptor = try openPinned(path, "map") else { return nil }
         let fd = descriptor.rawValue
         var info = bpf_map_info()
@@ -83,7 +83,7 @@ public final class BPFMap {
         let status = bpf_obj_get_info_by_fd(fd, &info, &length)
         guard status == 0 else {
             try? descriptor.close()
-            throw StoreError("inspect pinned map \(path)", libbpfErrno(status))
+            throw BPFError("inspect pinned map \(path)", libbpfErrno(status))
         }
         if let mismatch = layout.mismatch(keySize: Int(info.key_size), valueSize: Int(info.value_size), of: "pinned map \(path)") {
             try? descriptor.close()
@@ -92,24 +92,24 @@ public final class BPFMap {
         return BPFMap(path: path, descriptor: descriptor, layout: layout)
     }
 
-    public func lookup(_ key: [UInt8]) throws(StoreError) -> [UInt8]? {
+    public func lookup(_ key: [UInt8]) throws(BPFError) -> [UInt8]? {
         precondition(key.count == keySize)
         var value = [UInt8](repeating: 0, count: valueSize)
         let status = bpf_map_lookup_elem(descriptor.rawValue, key, &value)
         if status == 0 { return value }
         if -status == ENOENT { return nil }
-        throw StoreError("look up in \(path)", libbpfErrno(status))
+        throw BPFError("look up in \(path)", libbpfErrno(status))
     }
 
     /// Inserts `key` only if absent. Returns false when the key was already there.
-    public func insert(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) -> Bool {
+    public func insert(_ key: [UInt8], _ value: [UInt8]) throws(BPFError) -> Bool {
         let status = update(key, value, flags: UInt64(BPF_NOEXIST))
         if status == 0 { return true }
         if -status == EEXIST { return false }
-        throw StoreError("insert into \(path)", libbpfErrno(status))
+        throw BPFError("insert into \(path)", libbpfErrno(status))
     }
 
-    public func upsert(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) {
+    public func upsert(_ key: [UInt8], _ value: [UInt8]) throws(BPFError) {
         let status = update(key, value, flags: UInt64(BPF_ANY))
         try libbpf(status, "update \(path)")
     }
@@ -121,15 +121,15 @@ public final class BPFMap {
 
     /// Deletes `key`. Returns false when it was not there.
     @discardableResult
-    public func delete(_ key: [UInt8]) throws(StoreError) -> Bool {
+    public func delete(_ key: [UInt8]) throws(BPFError) -> Bool {
         let status = bpf_map_delete_elem(descriptor.rawValue, key)
         if status == 0 { return true }
         if -status == ENOENT { return false }
-        throw StoreError("delete from \(path)", libbpfErrno(status))
+        throw BPFError("delete from \(path)", libbpfErrno(status))
     }
 
     /// Every key and value. Taken as a snapshot: callers may change the map while they walk it.
-    public func entries() throws(StoreError) -> [(key: [UInt8], value: [UInt8])] {
+    public func entries() throws(BPFError) -> [(key: [UInt8], value: [UInt8])] {
         var result: [(key: [UInt8], value: [UInt8])] = []
         for key in try rawKeys() {
             if let value = try lookup(key) { result.append((key, value)) }
@@ -138,7 +138,7 @@ public final class BPFMap {
     }
 
     /// Every key, walked with BPF_MAP_GET_NEXT_KEY.
-    public func rawKeys() throws(StoreError) -> [[UInt8]] {
+    public func rawKeys() throws(BPFError) -> [[UInt8]] {
         var keys: [[UInt8]] = []
         var next = [UInt8](repeating: 0, count: keySize)
         while true {
@@ -156,21 +156,21 @@ extension BPFMap {
     /// Typed access for maps whose key and value are C structs of the datapath ABI. Keys are copied
     /// as bytes, which is why the ABI spells out every padding byte (Swift leaves implicit padding
     /// undefined).
-    public func lookup<Key, Value>(_ key: Key, as type: Value.Type) throws(StoreError) -> Value? {
+    public func lookup<Key, Value>(_ key: Key, as type: Value.Type) throws(BPFError) -> Value? {
         try lookup(Self.bytes(of: key)).map { bytes in bytes.withUnsafeBytes { $0.loadUnaligned(as: Value.self) } }
     }
 
-    public func upsert<Key, Value>(_ key: Key, _ value: Value) throws(StoreError) {
+    public func upsert<Key, Value>(_ key: Key, _ value: Value) throws(BPFError) {
         try upsert(Self.bytes(of: key), Self.bytes(of: value))
     }
 
     @discardableResult
-    public func delete<Key>(_ key: Key) throws(StoreError) -> Bool {
+    public func delete<Key>(_ key: Key) throws(BPFError) -> Bool {
         try delete(Self.bytes(of: key))
     }
 
     /// The value of `key` on every possible CPU, for per-CPU maps.
-    public func lookupPerCPU<Key, Value>(_ key: Key, as type: Value.Type) throws(StoreError) -> [Value] {
+    public func lookupPerCPU<Key, Value>(_ key: Key, as type: Value.Type) throws(BPFError) -> [Value] {
         let cpus = Int(libbpf_num_possible_cpus())
         let stride = (MemoryLayout<Value>.size + 7) & ~7
         var values = [UInt8](repeating: 0, count: stride * max(cpus, 1))
@@ -184,7 +184,7 @@ extension BPFMap {
 
     /// Deletes every entry for which `matches` says so, by the keys' bytes as the map holds them.
     public func removeAll<Key, Value>(keys: Key.Type, values: Value.Type,
-                                      where matches: (Key, Value) -> Bool) throws(StoreError) {
+                                      where matches: (Key, Value) -> Bool) throws(BPFError) {
         for raw in try rawKeys() {
             guard let value = try lookup(raw) else { continue }
             let key = raw.withUnsafeBytes { $0.loadUnaligned(as: Key.self) }
@@ -193,7 +193,7 @@ extension BPFMap {
     }
 
     /// Every key of the map, decoded as `Key`.
-    public func keys<Key>(as type: Key.Type) throws(StoreError) -> [Key] {
+    public func keys<Key>(as type: Key.Type) throws(BPFError) -> [Key] {
         try rawKeys().map { $0.withUnsafeBytes { $0.loadUnaligned(as: Key.self) } }
     }
 
@@ -203,9 +203,9 @@ extension BPFMap {
 }
 
 /// The BPF object (map, program, link) pinned at `path`, or nil when nothing is pinned there.
-func openPinned(_ path: String, _ kind: String) throws(StoreError) -> FileDescriptor? {
+func openPinned(_ path: String, _ kind: String) throws(BPFError) -> FileDescriptor? {
     let fd = bpf_obj_get(path)
     if fd >= 0 { return FileDescriptor(rawValue: fd) }
     if -fd == ENOENT { return nil }
-    throw StoreError("open pinned \(kind) \(path)", libbpfErrno(fd))
+    throw BPFError("open pinned \(kind) \(path)", libbpfErrno(fd))
 }

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import BPF
 import CLibBPF
 import NetAddress
 
@@ -58,35 +59,35 @@ public struct Lease: Equatable, Sendable {
 
 extension EndpointStore {
     /// Leases `address` to the attachment unless it is taken. Atomic without the lock.
-    public func lease(_ address: IPAddress, network: String, containerID: String, ifname: String) throws(StoreError) -> Bool {
+    public func lease(_ address: IPAddress, network: String, containerID: String, ifname: String) throws(BPFError) -> Bool {
         let lease = Lease(network: network, address: address, containerID: containerID, ifname: ifname)
         return try leases.insert(Lease.key(network: network, address: address), lease.value)
     }
 
-    public func leaseHolder(_ address: IPAddress, network: String) throws(StoreError) -> Lease? {
+    public func leaseHolder(_ address: IPAddress, network: String) throws(BPFError) -> Lease? {
         let key = Lease.key(network: network, address: address)
         return try leases.lookup(key).flatMap { Lease(key: key, value: $0) }
     }
 
     @discardableResult
-    public func release(_ address: IPAddress, network: String) throws(StoreError) -> Bool {
+    public func release(_ address: IPAddress, network: String) throws(BPFError) -> Bool {
         try leases.delete(Lease.key(network: network, address: address))
     }
 
     /// Every lease of `network` (of every network when nil).
-    public func leases(network: String? = nil) throws(StoreError) -> [Lease] {
+    public func leases(network: String? = nil) throws(BPFError) -> [Lease] {
         try leases.entries().compactMap { Lease(key: $0.key, value: $0.value) }
             .filter { network == nil || $0.network == network }
     }
 
-    public func cursor(network: String, range: IPPrefix) throws(StoreError) -> IPAddress? {
+    public func cursor(network: String, range: IPPrefix) throws(BPFError) -> IPAddress? {
         try cursors.lookup(Lease.cursorKey(network: network, range: range)).flatMap {
             var reader = FixedReader($0)
             return reader.address()
         }
     }
 
-    public func setCursor(_ address: IPAddress, network: String, range: IPPrefix) throws(StoreError) {
+    public func setCursor(_ address: IPAddress, network: String, range: IPPrefix) throws(BPFError) {
         var writer = FixedWriter()
         writer.address(address)
         try cursors.upsert(Lease.cursorKey(network: network, range: range), writer.padded(to: Lease.cursorLayout.valueSize))

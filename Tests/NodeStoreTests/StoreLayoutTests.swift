@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-@testable import BPFStore
+import BPF
+@testable import NodeStore
 import NetAddress
 import XCTest
 

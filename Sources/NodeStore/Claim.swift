@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import BPF
 import SystemCallSupport
 import SystemPackage
 #if canImport(Glibc)
@@ -29,35 +30,35 @@ extension EndpointStore {
     func claimPath(_ hostName: String) -> String { root + "/claims/" + hostName }
 
     /// Takes the claim on `hostName`. Fails with EWOULDBLOCK when another run holds it.
-    public func claim(_ hostName: String) throws(StoreError) -> Claim {
+    public func claim(_ hostName: String) throws(BPFError) -> Claim {
         let path = claimPath(hostName)
         for folder in [root + "/claims", path] {
-            guard mkdir(folder, 0o700) == 0 || Errno.current == .fileExists else { throw StoreError("create \(folder)", .current) }
+            guard mkdir(folder, 0o700) == 0 || Errno.current == .fileExists else { throw BPFError("create \(folder)", .current) }
         }
         let descriptor = try openClaim(path, inheritable: true)
         guard flock(descriptor.rawValue, LOCK_EX | LOCK_NB) == 0 else {
             let error = Errno.current
             try? descriptor.close()
-            throw StoreError("claim \(hostName)", error)
+            throw BPFError("claim \(hostName)", error)
         }
         return Claim(hostName: hostName, descriptor: descriptor)
     }
 
     /// Whether a live run holds the claim on `hostName`.
-    public func isClaimed(_ hostName: String) throws(StoreError) -> Bool {
+    public func isClaimed(_ hostName: String) throws(BPFError) -> Bool {
         let path = claimPath(hostName)
         guard access(path, F_OK) == 0 else { return false }
         let descriptor = try openClaim(path)
         defer { try? descriptor.close() }
         if flock(descriptor.rawValue, LOCK_EX | LOCK_NB) == 0 { return false }
-        guard Errno.current == .wouldBlock else { throw StoreError("test the claim on \(hostName)", .current) }
+        guard Errno.current == .wouldBlock else { throw BPFError("test the claim on \(hostName)", .current) }
         return true
     }
 
     /// Removes the claim folder of `hostName` (held or not: the holder's lock dies with its descriptor).
-    public func dropClaim(_ hostName: String) throws(StoreError) {
+    public func dropClaim(_ hostName: String) throws(BPFError) {
         guard rmdir(claimPath(hostName)) == 0 || Errno.current == .noSuchFileOrDirectory else {
-            throw StoreError("remove claim \(claimPath(hostName))", .current)
+            throw BPFError("remove claim \(claimPath(hostName))", .current)
         }
     }
 
@@ -67,7 +68,7 @@ extension EndpointStore {
     /// Waits, `seconds` at the most, until nobody holds the claim on `hostName` (an IPAM plugin a
     /// killed ADD left running still does). Returns whether it came free.
     @discardableResult
-    public func awaitClaim(_ hostName: String, seconds: Double = 10) throws(StoreError) -> Bool {
+    public func awaitClaim(_ hostName: String, seconds: Double = 10) throws(BPFError) -> Bool {
         for _ in 0..<Int(seconds * 100) {
             guard try isClaimed(hostName) else { return true }
             usleep(10_000)
@@ -75,11 +76,11 @@ extension EndpointStore {
         return false
     }
 
-    private func openClaim(_ path: String, inheritable: Bool = false) throws(StoreError) -> FileDescriptor {
+    private func openClaim(_ path: String, inheritable: Bool = false) throws(BPFError) -> FileDescriptor {
         do {
             return try FileDescriptor.open(FilePath(path), .readOnly, options: inheritable ? [.directory] : [.directory, .closeOnExec])
         } catch {
-            throw StoreError("open claim \(path)", error as? Errno)
+            throw BPFError("open claim \(path)", error as? Errno)
         }
     }
 }

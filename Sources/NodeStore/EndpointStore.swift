@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import BPF
 import CLinux
 import SystemCallSupport
 import SystemPackage
@@ -30,15 +31,15 @@ public final class EndpointStore {
 
     /// Opens the store at `root`, creating its folder and maps (and mounting bpffs at
     /// /sys/fs/bpf when nothing is mounted there) if they do not exist yet.
-    public static func open(root: String = defaultRoot) throws(StoreError) -> EndpointStore {
+    public static func open(root: String = defaultRoot) throws(BPFError) -> EndpointStore {
         try prepareFolder(root)
         let directory: OwnedDescriptor
         do {
             directory = OwnedDescriptor(try FileDescriptor.open(FilePath(root), .readOnly, options: [.directory, .closeOnExec]))
         } catch {
-            throw StoreError("open store \(root)", error as? Errno)
+            throw BPFError("open store \(root)", error as? Errno)
         }
-        let maps = try withLock(directory, root: root) { () throws(StoreError) in
+        let maps = try withLock(directory, root: root) { () throws(BPFError) in
             (try BPFMap.openOrCreate(at: root + "/endpoints_v1", EndpointRecord.layout),
              try BPFMap.openOrCreate(at: root + "/ip_leases_v1", Lease.layout),
              try BPFMap.openOrCreate(at: root + "/ip_cursors_v1", Lease.cursorLayout),
@@ -49,7 +50,7 @@ public final class EndpointStore {
 
     /// The store at `root` if there is one, or nil: what the verbs that only look or clean up
     /// (DEL, CHECK, GC, STATUS, the CLI's listings) use, so that they never create a store.
-    public static func openExisting(root: String = defaultRoot) throws(StoreError) -> EndpointStore? {
+    public static func openExisting(root: String = defaultRoot) throws(BPFError) -> EndpointStore? {
         guard clinux_fs_magic_at(root) == BPF_FS_MAGIC else { return nil }
         return try open(root: root)
     }
@@ -66,35 +67,35 @@ public final class EndpointStore {
     /// Runs `body` holding the store's exclusive lock (flock on the folder), so that concurrent
     /// plugin runs see each other's read-modify-write sequences whole. Reentrant: a body that
     /// calls another locked operation of the same store keeps the lock until the outermost ends.
-    public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(StoreError) -> Result<T, E> {
+    public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(BPFError) -> Result<T, E> {
         func run() -> Result<T, E> {
             lockDepth += 1
             defer { lockDepth -= 1 }
             do throws(E) { return .success(try body()) } catch { return .failure(error) }
         }
         if lockDepth > 0 { return run() }
-        return try Self.withLock(directory, root: root) { () throws(StoreError) -> Result<T, E> in run() }
+        return try Self.withLock(directory, root: root) { () throws(BPFError) -> Result<T, E> in run() }
     }
 
-    /// `withLock` for bodies that throw StoreError themselves.
-    public func withLockOrThrow<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+    /// `withLock` for bodies that throw BPFError themselves.
+    public func withLockOrThrow<T>(_ body: () throws(BPFError) -> T) throws(BPFError) -> T {
         try withLock(body).get()
     }
 
     private static func withLock<T>(_ directory: OwnedDescriptor, root: String,
-                                    _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+                                    _ body: () throws(BPFError) -> T) throws(BPFError) -> T {
         while flock(directory.rawValue, LOCK_EX) != 0 {
-            guard Errno.current == .interrupted else { throw StoreError("lock store \(root)", .current) }
+            guard Errno.current == .interrupted else { throw BPFError("lock store \(root)", .current) }
         }
         defer { flock(directory.rawValue, LOCK_UN) }
         return try body()
     }
 
     /// Makes sure `root` is a folder on a bpf filesystem.
-    private static func prepareFolder(_ root: String) throws(StoreError) {
+    private static func prepareFolder(_ root: String) throws(BPFError) {
         // bpffs refuses names with a '.', so a root with one could never hold a pin.
         guard root.hasPrefix("/"), root.count > 1, !root.contains(".") else {
-            throw StoreError("store root \(root) must be an absolute path without '.'")
+            throw BPFError("store root \(root) must be an absolute path without '.'")
         }
         if clinux_fs_magic_at(root) == BPF_FS_MAGIC { return }
         let parent = root.split(separator: "/").dropLast().map(String.init).joined(separator: "/")
@@ -102,11 +103,11 @@ public final class EndpointStore {
         if clinux_fs_magic_at(parentPath) != BPF_FS_MAGIC {
             // The usual node has /sys/fs/bpf as an empty mount point until something mounts it.
             guard parentPath == "/sys/fs/bpf", clinux_mount_bpffs(parentPath) == 0 else {
-                throw StoreError("\(parentPath) is not a bpf filesystem (mount -t bpf bpf \(parentPath))", .current)
+                throw BPFError("\(parentPath) is not a bpf filesystem (mount -t bpf bpf \(parentPath))", .current)
             }
         }
         guard mkdir(root, 0o700) == 0 || Errno.current == .fileExists else {
-            throw StoreError("create store folder \(root)", .current)
+            throw BPFError("create store folder \(root)", .current)
         }
     }
 }

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import BPF
 import CLibBPF
 import NetAddress
 
@@ -141,37 +142,37 @@ public struct EndpointRecord: Equatable, Sendable {
 
 extension EndpointStore {
     /// Records a new attachment. Returns false when one with the same container and ifname exists.
-    public func insert(_ record: EndpointRecord) throws(StoreError) -> Bool {
+    public func insert(_ record: EndpointRecord) throws(BPFError) -> Bool {
         try endpoints.insert(record.key, record.value)
     }
 
     /// Rewrites an existing record (after its attachment changed).
-    public func update(_ record: EndpointRecord) throws(StoreError) {
+    public func update(_ record: EndpointRecord) throws(BPFError) {
         try endpoints.upsert(record.key, record.value)
     }
 
-    public func record(containerID: String, ifname: String) throws(StoreError) -> EndpointRecord? {
+    public func record(containerID: String, ifname: String) throws(BPFError) -> EndpointRecord? {
         let key = EndpointRecord.key(containerID: containerID, ifname: ifname)
         return try endpoints.lookup(key).flatMap { EndpointRecord(key: key, value: $0) }
     }
 
     @discardableResult
-    public func removeRecord(containerID: String, ifname: String) throws(StoreError) -> Bool {
+    public func removeRecord(containerID: String, ifname: String) throws(BPFError) -> Bool {
         try endpoints.delete(EndpointRecord.key(containerID: containerID, ifname: ifname))
     }
 
     /// Every recorded attachment, oldest first.
-    public func records() throws(StoreError) -> [EndpointRecord] {
+    public func records() throws(BPFError) -> [EndpointRecord] {
         try endpoints.entries().compactMap { EndpointRecord(key: $0.key, value: $0.value) }.sorted { $0.created < $1.created }
     }
 
     /// The keys of the records that cannot be read (not written by any swiftpath): what
     /// `datapath status` reports and `datapath load` removes.
-    public func undecodableRecords() throws(StoreError) -> [[UInt8]] {
+    public func undecodableRecords() throws(BPFError) -> [[UInt8]] {
         try endpoints.entries().filter { EndpointRecord(key: $0.key, value: $0.value) == nil }.map(\.key)
     }
 
-    public func removeRecord(key: [UInt8]) throws(StoreError) {
+    public func removeRecord(key: [UInt8]) throws(BPFError) {
         try endpoints.delete(key)
     }
 }

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import BPF
 import CLibBPF
 import NetAddress
 
@@ -149,7 +150,7 @@ public enum ServiceRecord {
 
 extension EndpointStore {
     /// The recorded backends and affinity timeout of `service`, or nil when none is recorded.
-    public func serviceRecord(_ service: Service) throws(StoreError) -> (backends: [Backend], affinitySeconds: UInt32)? {
+    public func serviceRecord(_ service: Service) throws(BPFError) -> (backends: [Backend], affinitySeconds: UInt32)? {
         guard let header = try services.lookup(ServiceRecord.key(service, chunk: 0)) else { return nil }
         var reader = FixedReader(header)
         let count = Int(reader.integer(UInt32.self))
@@ -165,7 +166,7 @@ extension EndpointStore {
 
     /// Records `service` as having exactly `backends`: the chunks first, then the header that
     /// counts them, then whatever chunks the previous record had beyond the new ones go.
-    public func recordService(_ service: Service, backends: [Backend], affinitySeconds: UInt32) throws(StoreError) {
+    public func recordService(_ service: Service, backends: [Backend], affinitySeconds: UInt32) throws(BPFError) {
         let previous = try services.lookup(ServiceRecord.key(service, chunk: 0)).map { header in
             var reader = FixedReader(header)
             return Int(reader.integer(UInt32.self))
@@ -182,7 +183,7 @@ extension EndpointStore {
     }
 
     /// Forgets `service`'s record.
-    public func forgetService(_ service: Service) throws(StoreError) {
+    public func forgetService(_ service: Service) throws(BPFError) {
         guard let header = try services.lookup(ServiceRecord.key(service, chunk: 0)) else { return }
         var reader = FixedReader(header)
         let count = Int(reader.integer(UInt32.self))
@@ -190,14 +191,14 @@ extension EndpointStore {
         try deleteServiceChunks(service, from: 1, previousCount: count)
     }
 
-    private func deleteServiceChunks(_ service: Service, from first: Int, previousCount: Int) throws(StoreError) {
+    private func deleteServiceChunks(_ service: Service, from first: Int, previousCount: Int) throws(BPFError) {
         let last = (previousCount + ServiceRecord.backendsPerChunk - 1) / ServiceRecord.backendsPerChunk
         guard first <= last else { return }
         for chunk in first...last { try services.delete(ServiceRecord.key(service, chunk: UInt32(chunk))) }
     }
 
     /// Every recorded service.
-    public func recordedServices() throws(StoreError) -> [(service: Service, backends: [Backend], affinitySeconds: UInt32)] {
+    public func recordedServices() throws(BPFError) -> [(service: Service, backends: [Backend], affinitySeconds: UInt32)] {
         var result: [(service: Service, backends: [Backend], affinitySeconds: UInt32)] = []
         for key in try services.rawKeys() {
             guard let (service, chunk) = ServiceRecord.service(key: key), chunk == 0,

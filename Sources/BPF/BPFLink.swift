@@ -22,7 +22,7 @@ public final class BPFLink {
     /// Attaches `program` at the tcx hook of device `ifindex`, after the programs already there,
     /// which keep running (tcx is multi-program: nobody else's attachment is touched).
     public static func attachTCX(_ program: BPFProgram, ifindex: Int32,
-                                 direction: TCXDirection) throws(StoreError) -> BPFLink {
+                                 direction: TCXDirection) throws(BPFError) -> BPFLink {
         let fd = bpf_link_create(program.descriptor.rawValue, ifindex, bpf_attach_type(rawValue: direction.rawValue), nil)
         try libbpf(fd, "attach tcx \(direction) on ifindex \(ifindex)")
         return BPFLink(descriptor: FileDescriptor(rawValue: fd))
@@ -30,21 +30,21 @@ public final class BPFLink {
 
     /// Attaches `program` to a cgroup v2 directory's hook (`attachType`), as a multi-program link.
     public static func attachCgroup(_ program: BPFProgram, cgroup: FileDescriptor,
-                                    attachType: bpf_attach_type) throws(StoreError) -> BPFLink {
+                                    attachType: bpf_attach_type) throws(BPFError) -> BPFLink {
         let fd = bpf_link_create(program.descriptor.rawValue, cgroup.rawValue, attachType, nil)
         try libbpf(fd, "attach cgroup hook \(attachType.rawValue)")
         return BPFLink(descriptor: FileDescriptor(rawValue: fd))
     }
 
     /// A BPF_TRACE_ITER link of an iterator program (iter/tcp, iter/udp, ...).
-    public static func attachIterator(_ program: BPFProgram) throws(StoreError) -> BPFLink {
+    public static func attachIterator(_ program: BPFProgram) throws(BPFError) -> BPFLink {
         let fd = bpf_link_create(program.descriptor.rawValue, 0, BPF_TRACE_ITER, nil)
         try libbpf(fd, "create iterator link")
         return BPFLink(descriptor: FileDescriptor(rawValue: fd))
     }
 
     /// Runs the iterator once to its end, in the netns (and for the objects) of the calling thread.
-    public func iterate() throws(StoreError) {
+    public func iterate() throws(BPFError) {
         let fd = bpf_iter_create(descriptor.rawValue)
         try libbpf(fd, "create iterator")
         let iterator = FileDescriptor(rawValue: fd)
@@ -53,24 +53,24 @@ public final class BPFLink {
         while true {
             let count: Int
             do { count = try buffer.withUnsafeMutableBytes { try iterator.read(into: $0) } } catch {
-                throw StoreError("read iterator", error as? Errno)
+                throw BPFError("read iterator", error as? Errno)
             }
             if count == 0 { return }
         }
     }
 
     /// The link pinned at `path`, or nil when nothing is pinned there.
-    public static func pinned(at path: String) throws(StoreError) -> BPFLink? {
+    public static func pinned(at path: String) throws(BPFError) -> BPFLink? {
         try openPinned(path, "link").map { BPFLink(descriptor: $0) }
     }
 
-    public func pin(at path: String) throws(StoreError) {
+    public func pin(at path: String) throws(BPFError) {
         let status = bpf_obj_pin(descriptor.rawValue, path)
         try libbpf(status, "pin link at \(path)")
     }
 
     /// Swaps the program behind the link in place (BPF_LINK_UPDATE): no moment without a program.
-    public func update(to program: BPFProgram) throws(StoreError) {
+    public func update(to program: BPFProgram) throws(BPFError) {
         let status = bpf_link_update(descriptor.rawValue, program.descriptor.rawValue, nil)
         try libbpf(status, "update link")
     }
@@ -85,9 +85,9 @@ public final class BPFLink {
     }
 
     /// Removes the pin at `path`; the attachment goes when nothing else holds the link.
-    public static func unpin(_ path: String) throws(StoreError) {
+    public static func unpin(_ path: String) throws(BPFError) {
         guard unlink(path) == 0 || Errno.current == .noSuchFileOrDirectory else {
-            throw StoreError("unpin link \(path)", .current)
+            throw BPFError("unpin link \(path)", .current)
         }
     }
 }

@@ -21,11 +21,11 @@ public struct TCFilter: Sendable {
     }
 
     /// Creates clsact if needed and installs (or replaces) the filter running `program`.
-    public func attach(_ program: BPFProgram) throws(StoreError) {
+    public func attach(_ program: BPFProgram) throws(BPFError) {
         var hook = self.hook
         let created = bpf_tc_hook_create(&hook)
         guard created == 0 || -created == EEXIST else {
-            throw StoreError("create clsact on ifindex \(ifindex)", libbpfErrno(created))
+            throw BPFError("create clsact on ifindex \(ifindex)", libbpfErrno(created))
         }
         var options = self.options
         options.prog_fd = program.descriptor.rawValue

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import BPF
 import NetAddress
 
 /// Writes a fixed-size record field by field: strings NUL-padded to their slot, integers little

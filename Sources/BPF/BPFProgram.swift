@@ -13,13 +13,13 @@ public final class BPFProgram {
     init(descriptor: FileDescriptor) { self.descriptor = OwnedDescriptor(descriptor) }
 
     /// The program pinned at `path`, or nil when nothing is pinned there.
-    public static func pinned(at path: String) throws(StoreError) -> BPFProgram? {
+    public static func pinned(at path: String) throws(BPFError) -> BPFProgram? {
         try openPinned(path, "program").map { BPFProgram(descriptor: $0) }
     }
 
     /// Pins the program at `path`, atomically replacing what was pinned there before (pin beside,
     /// then rename over), so a concurrent reader sees the old program or the new, never nothing.
-    public func pin(at path: String) throws(StoreError) {
+    public func pin(at path: String) throws(BPFError) {
         let staging = path + "_staging"
         unlink(staging)
         let status = bpf_obj_pin(descriptor.rawValue, staging)
@@ -27,7 +27,7 @@ public final class BPFProgram {
         guard rename(staging, path) == 0 else {
             let error = Errno.current
             unlink(staging)
-            throw StoreError("move program pin to \(path)", error)
+            throw BPFError("move program pin to \(path)", error)
         }
     }
 
@@ -45,7 +45,7 @@ public final class BPFProgram {
 
     /// Runs the program once on `packet` (BPF_PROG_TEST_RUN) as if it arrived on `ifindex`.
     /// Returns the verdict and the packet as the program left it.
-    public func testRun(packet: [UInt8], ifindex: Int32) throws(StoreError) -> (verdict: Int32, packet: [UInt8]) {
+    public func testRun(packet: [UInt8], ifindex: Int32) throws(BPFError) -> (verdict: Int32, packet: [UInt8]) {
         var input = packet
         var output = [UInt8](repeating: 0, count: packet.count + 256)
         var context = __sk_buff()

@@ -29,14 +29,14 @@ public struct BPFObjectLoader {
         public let privateMaps: [String: BPFMap]
 
         /// The guest's own map named by `layout`, checked against it.
-        public func privateMap(_ layout: BPFMap.Layout) throws(StoreError) -> BPFMap {
-            guard let map = privateMaps[layout.name] else { throw StoreError("the BPF object has no map \(layout.name) of its own") }
+        public func privateMap(_ layout: BPFMap.Layout) throws(BPFError) -> BPFMap {
+            guard let map = privateMaps[layout.name] else { throw BPFError("the BPF object has no map \(layout.name) of its own") }
             return try map.checked(layout)
         }
     }
 
     public static func load(name: String, bytes: [UInt8], mapFolder: String,
-                            pinning: MapPinning = .owner) throws(StoreError) -> Loaded {
+                            pinning: MapPinning = .owner) throws(BPFError) -> Loaded {
         let object = try open(name: name, bytes: bytes)
         defer { bpf_object__close(object) }
 
@@ -51,9 +51,9 @@ public struct BPFObjectLoader {
                 unpinned.append(current)
                 continue
             case (.guest, false?):
-                throw StoreError("pinned map \(path) is not the one BPF object \(name) expects: it comes from another build")
+                throw BPFError("pinned map \(path) is not the one BPF object \(name) expects: it comes from another build")
             case (.owner, false?):
-                guard unlink(path) == 0 else { throw StoreError("unpin map \(path) of another layout", .current) }
+                guard unlink(path) == 0 else { throw BPFError("unpin map \(path) of another layout", .current) }
                 fresh.append(mapName)
             case (.owner, nil):
                 fresh.append(mapName)
@@ -72,14 +72,14 @@ public struct BPFObjectLoader {
         while let current = program {
             // The object's descriptors close with it: keep a duplicate per program.
             let fd = dup(bpf_program__fd(current))
-            guard fd >= 0 else { throw StoreError("keep program descriptor", .current) }
+            guard fd >= 0 else { throw BPFError("keep program descriptor", .current) }
             programs[String(cString: bpf_program__name(current))] = BPFProgram(descriptor: FileDescriptor(rawValue: fd))
             program = bpf_object__next_program(object, current)
         }
         var privateMaps: [String: BPFMap] = [:]
         for current in unpinned {
             let fd = dup(bpf_map__fd(current))
-            guard fd >= 0 else { throw StoreError("keep map descriptor", .current) }
+            guard fd >= 0 else { throw BPFError("keep map descriptor", .current) }
             let layout = BPFMap.Layout(name: String(cString: bpf_map__name(current)), type: bpf_map__type(current),
                                        keySize: Int(bpf_map__key_size(current)), valueSize: Int(bpf_map__value_size(current)),
                                        maxEntries: Int(bpf_map__max_entries(current)))
@@ -95,7 +95,7 @@ public struct BPFObjectLoader {
 
     /// The state of each of the object's maps in `mapFolder`, found without loading anything
     /// (what `datapath status` reports and `datapath load` repairs).
-    public static func pinnedMaps(of name: String, bytes: [UInt8], in mapFolder: String) throws(StoreError) -> [String: PinState] {
+    public static func pinnedMaps(of name: String, bytes: [UInt8], in mapFolder: String) throws(BPFError) -> [String: PinState] {
         let object = try open(name: name, bytes: bytes)
         defer { bpf_object__close(object) }
         var states: [String: PinState] = [:]
@@ -112,7 +112,7 @@ public struct BPFObjectLoader {
         return states
     }
 
-    private static func open(name: String, bytes: [UInt8]) throws(StoreError) -> OpaquePointer {
+    private static func open(name: String, bytes: [UInt8]) throws(BPFError) -> OpaquePointer {
         var options = bpf_object_open_opts()
         options.sz = libbpfOptionsSize(\bpf_object_open_opts.kernel_log_level)
         let object: OpaquePointer? = name.withCString { objectName in
@@ -120,14 +120,14 @@ public struct BPFObjectLoader {
             return bytes.withUnsafeBytes { bpf_object__open_mem($0.baseAddress, $0.count, &options) }
         }
         guard let object, libbpf_get_error(UnsafeRawPointer(object)) == 0 else {
-            throw StoreError("open BPF object \(name)", .current)
+            throw BPFError("open BPF object \(name)", .current)
         }
         return object
     }
 
     /// Whether the map pinned at `path` is one libbpf can reuse for `map`; nil when nothing is
     /// pinned there.
-    private static func pinnedMapMatches(_ map: OpaquePointer, at path: String) throws(StoreError) -> Bool? {
+    private static func pinnedMapMatches(_ map: OpaquePointer, at path: String) throws(BPFError) -> Bool? {
         let fd = bpf_obj_get(path)
         if fd < 0 { return nil }
         defer { close(fd) }

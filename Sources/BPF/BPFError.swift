@@ -5,17 +5,17 @@ import SystemPackage
 import Glibc
 #endif
 
-/// A failure of the bpffs store, with the object and operation it concerns.
-public struct StoreError: Error, CustomStringConvertible, Sendable {
+/// A failure of a BPF object or of its pin in bpffs, with the operation it concerns.
+public struct BPFError: Error, CustomStringConvertible, Sendable {
     public enum Kind: Sendable, Equatable {
         /// A system call failed (see `errno`).
         case system
-        /// A pin the store should hold is not there.
+        /// A pin that should be there is not.
         case missingPin
         /// A pinned map is not of the layout this swiftpath reads.
         case layoutMismatch
-        /// The node runs a newer swiftpath's datapath than this binary's.
-        case newerDatapath
+        /// What is pinned comes from a newer build than the one asking, and is not to be replaced.
+        case newerBuild
     }
 
     public let operation: String
@@ -28,7 +28,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         self.kind = kind
     }
 
-    /// What `datapath load` repairs: a pin that is missing or of another layout.
+    /// What loading the object again repairs: a pin that is missing or of another layout.
     public var isRepairable: Bool { kind == .missingPin || kind == .layoutMismatch }
 
     public var description: String { errno.map { "\(operation): \($0)" } ?? operation }
@@ -37,9 +37,9 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 /// libbpf's convention, in one place: a result of 0 or more (a descriptor, a count) is success, a
 /// negative one is `-errno`. Throws the failure with `operation`; returns the result otherwise.
 @discardableResult
-func libbpf(_ result: Int32, _ operation: @autoclosure () -> String) throws(StoreError) -> Int32 {
+func libbpf(_ result: Int32, _ operation: @autoclosure () -> String) throws(BPFError) -> Int32 {
     guard let errno = libbpfErrno(result) else { return result }
-    throw StoreError(operation(), errno)
+    throw BPFError(operation(), errno)
 }
 
 /// The errno a negative libbpf result stands for; nil for success.

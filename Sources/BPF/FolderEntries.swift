@@ -3,7 +3,7 @@
 import Glibc
 #endif
 
-/// The names in a folder of the store (pins, or subfolders of pins), sorted; none when the folder
+/// The names in a bpffs folder (pins, or subfolders of pins), sorted; none when the folder
 /// is missing.
 public func folderEntries(_ folder: String) -> [String] {
     guard let directory = opendir(folder) else { return [] }
