@@ -20,7 +20,16 @@ struct BPFCompiler: BuildToolPlugin {
         let sources = files.filter { $0.hasSuffix(".c") && !$0.contains("/") }.sorted()
         // Objects built outside BPFObjects extend its BPFObject type from another module.
         let importing = target.name == "BPFObjects" ? "-" : "BPFObjects"
-        return sources.map { source in
+        // The datapath's own module also gets the Swift side of the ABI's enums, generated from the C.
+        var commands: [Command] = []
+        if target.name == "BPFObjects" {
+            let header = library.appendingPathComponent("abi/include/datapath_abi.h")
+            let output = context.pluginWorkDirectoryURL.appendingPathComponent("PacketPath.swift")
+            commands.append(.buildCommand(displayName: "Generating PacketPath from datapath_abi.h", executable: embed.url,
+                                          arguments: ["--enum", header.path, "sp_path", "PacketPath", output.path],
+                                          inputFiles: [header], outputFiles: [output]))
+        }
+        return commands + sources.map { source in
             let name = String(source.dropLast(2))
             let output = context.pluginWorkDirectoryURL.appendingPathComponent("\(name).bpf.swift")
             return .buildCommand(

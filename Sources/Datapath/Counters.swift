@@ -1,54 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPF
+import BPFObjects
 import NodeStore
 import CDatapathABI
 
-/// The paths a packet can take, named as `swiftpath stats` prints them.
-public enum PacketPath: UInt32, CaseIterable, Sendable {
-    case peerRedirect = 1
-    case fibRedirect
-    case neighRedirect
-    case stackNotIP
-    case stackICMPv6ND
-    case stackNotForwarded
-    case stackMasquerade
-    case stackTTL
-    case stackIPOptions
-    case stackFragment
-    case stackIPv6Extension
-    case stackFIBOther
-    case stackNotEndpoint
-    case dropSpoofedSource
-    case dropSpoofedMAC
-    case dropMalformed
-    case stackNotUnicast
-    case dropOtherHost
-    case dropMartianSource
-
-    public var name: String {
-        switch self {
-        case .peerRedirect: "redirect_peer"
-        case .fibRedirect: "redirect_fib"
-        case .neighRedirect: "redirect_neigh"
-        case .stackNotIP: "stack_not_ip"
-        case .stackICMPv6ND: "stack_icmp6_nd"
-        case .stackNotForwarded: "stack_not_forwarded"
-        case .stackMasquerade: "stack_masquerade"
-        case .stackTTL: "stack_ttl"
-        case .stackIPOptions: "stack_ip_options"
-        case .stackFragment: "stack_fragment"
-        case .stackIPv6Extension: "stack_ipv6_extension"
-        case .stackFIBOther: "stack_fib_other"
-        case .stackNotEndpoint: "stack_not_endpoint"
-        case .dropSpoofedSource: "drop_spoofed_source"
-        case .dropSpoofedMAC: "drop_spoofed_mac"
-        case .dropMalformed: "drop_malformed"
-        case .stackNotUnicast: "stack_not_unicast"
-        case .dropOtherHost: "drop_other_host"
-        case .dropMartianSource: "drop_martian_source"
-        }
-    }
-}
+/// The paths a packet can take are `PacketPath` (module BPFObjects), generated at build time from
+/// `enum sp_path` in the ABI header the programs count with.
 
 public struct PathCounter: Equatable, Sendable {
     public let ifindex: Int32

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
 import BPF
+import BPFObjects
 import NodeStore
 import CNIProtocol
 import Datapath

@@ -1,23 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
+import BPFObjects
 import CDatapathABI
 import Datapath
 import XCTest
 
 /// The Swift names of the counters must follow the C enum the programs count with.
 final class ABITests: XCTestCase {
-    func testPacketPathsMatchTheCEnum() {
-        let c: [(PacketPath, sp_path)] = [
-            (.peerRedirect, SP_PATH_PEER_REDIRECT), (.fibRedirect, SP_PATH_FIB_REDIRECT), (.neighRedirect, SP_PATH_NEIGH_REDIRECT),
-            (.stackNotIP, SP_STACK_NOT_IP), (.stackICMPv6ND, SP_STACK_ICMP6_ND), (.stackNotForwarded, SP_STACK_NOT_FORWARDED),
-            (.stackMasquerade, SP_STACK_MASQUERADE), (.stackTTL, SP_STACK_TTL), (.stackIPOptions, SP_STACK_IP_OPTIONS),
-            (.stackFragment, SP_STACK_FRAGMENT), (.stackIPv6Extension, SP_STACK_IPV6_EXTENSION), (.stackFIBOther, SP_STACK_FIB_OTHER),
-            (.stackNotEndpoint, SP_STACK_NOT_ENDPOINT), (.dropSpoofedSource, SP_DROP_SPOOFED_SOURCE),
-            (.dropSpoofedMAC, SP_DROP_SPOOFED_MAC), (.dropMalformed, SP_DROP_MALFORMED),
-            (.stackNotUnicast, SP_STACK_NOT_UNICAST), (.dropOtherHost, SP_DROP_OTHER_HOST), (.dropMartianSource, SP_DROP_MARTIAN_SOURCE),
-        ]
-        XCTAssertEqual(c.count, PacketPath.allCases.count)
-        XCTAssertEqual(PacketPath.allCases.count, Int(SP_PATH_MAX.rawValue) - 1)
-        for (swift, cValue) in c { XCTAssertEqual(swift.rawValue, cValue.rawValue, swift.name) }
+    /// PacketPath is generated from the C enum: every value the programs count with has its case,
+    /// named as the C names it.
+    func testPacketPathsAreTheCEnum() {
+        XCTAssertEqual(PacketPath.allCases.map(\.rawValue), Array(1..<SP_PATH_MAX.rawValue))
+        let c: [(sp_path, String)] = [(SP_REDIRECT_PEER, "redirect_peer"), (SP_STACK_ICMP6_ND, "stack_icmp6_nd"),
+                                      (SP_DROP_MARTIAN_SOURCE, "drop_martian_source"), (SP_STACK_NOT_UNICAST, "stack_not_unicast")]
+        for (value, name) in c { XCTAssertEqual(PacketPath(rawValue: value.rawValue)?.name, name) }
     }
 
     /// Map keys are compared byte by byte: none may leave a byte to the compiler's padding.

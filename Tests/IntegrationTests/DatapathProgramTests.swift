@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPF
+import BPFObjects
 import NodeStore
 import Datapath
 import Foundation
@@ -142,7 +143,7 @@ final class DatapathProgramTests: XCTestCase {
         let counted = try fixture.counted()
         _ = datapath
         let expected: [PacketPath: UInt64] = [
-            .peerRedirect: 4, .fibRedirect: 2, .neighRedirect: 1, .stackFIBOther: 1, .stackNotForwarded: 2, .stackTTL: 1,
+            .redirectPeer: 4, .redirectFIB: 2, .redirectNeigh: 1, .stackFIBOther: 1, .stackNotForwarded: 2, .stackTTL: 1,
             .stackIPOptions: 1, .stackFragment: 2, .stackIPv6Extension: 1, .stackICMPv6ND: 1, .stackNotIP: 1,
             .dropSpoofedSource: 2, .dropSpoofedMAC: 1, .dropMalformed: 3,
         ]
@@ -201,8 +202,8 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(counted[.stackNotUnicast], 15)
         XCTAssertEqual(counted[.dropOtherHost], 2)
         XCTAssertNil(counted[.stackIPOptions])
-        XCTAssertNil(counted[.peerRedirect], "nothing was delivered")
-        XCTAssertNil(counted[.fibRedirect])
-        XCTAssertNil(counted[.neighRedirect])
+        XCTAssertNil(counted[.redirectPeer], "nothing was delivered")
+        XCTAssertNil(counted[.redirectFIB])
+        XCTAssertNil(counted[.redirectNeigh])
     }
 }

@@ -2,13 +2,22 @@
 import Foundation
 
 // bpf-embed CLANG SOURCE.c OUTPUT.swift NAME IMPORT [clang flags...]
+// bpf-embed --enum HEADER.h C_ENUM SWIFT_ENUM OUTPUT.swift
 //
 // IMPORT names the module that declares BPFObject, or "-" when the output is compiled into it.
 //
 // Compiles one BPF C file and writes a Swift file that holds the object as base64 (a large
 // `[UInt8]` literal costs swiftc seconds; a string literal costs nothing), with a content hash the
-// loader uses to tell one datapath build from another.
+// loader uses to tell one datapath build from another, and the names of its maps and programs.
+// With --enum, writes the Swift side of one enum of the ABI header instead.
 let arguments = CommandLine.arguments
+if arguments.count == 6, arguments[1] == "--enum" {
+    let header = try String(contentsOfFile: arguments[2], encoding: .utf8)
+    let generator = EnumGenerator(header: header, enumName: arguments[3], swiftName: arguments[4])
+    try generator.swift(source: URL(fileURLWithPath: arguments[2]).lastPathComponent)
+        .write(toFile: arguments[5], atomically: true, encoding: .utf8)
+    exit(0)
+}
 guard arguments.count >= 6 else {
     FileHandle.standardError.write(Data("usage: bpf-embed CLANG SOURCE.c OUTPUT.swift NAME IMPORT [flags...]\n".utf8))
     exit(2)

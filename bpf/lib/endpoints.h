@@ -40,6 +40,6 @@ static __always_inline int deliver_local(const struct packet *pkt, const struct 
 {
 	mac_copy(pkt->eth->h_source, ep->host_mac);
 	mac_copy(pkt->eth->h_dest, ep->pod_mac);
-	count(pkt, SP_PATH_PEER_REDIRECT);
+	count(pkt, SP_REDIRECT_PEER);
 	return bpf_redirect_peer(ep->ifindex, 0);
 }

@@ -41,7 +41,7 @@ static __always_inline int forward_via_fib(struct __sk_buff *skb, struct packet 
 		decrease_hop_limit(pkt);
 		__builtin_memcpy(pkt->eth->h_dest, fib.dmac, ETH_ALEN);
 		__builtin_memcpy(pkt->eth->h_source, fib.smac, ETH_ALEN);
-		count(pkt, SP_PATH_FIB_REDIRECT);
+		count(pkt, SP_REDIRECT_FIB);
 		return bpf_redirect(fib.ifindex, 0);
 	}
 	if (status == BPF_FIB_LKUP_RET_NO_NEIGH) {
@@ -52,7 +52,7 @@ static __always_inline int forward_via_fib(struct __sk_buff *skb, struct packet 
 		else
 			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));
 		decrease_hop_limit(pkt);
-		count(pkt, SP_PATH_NEIGH_REDIRECT);
+		count(pkt, SP_REDIRECT_NEIGH);
 		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 	}
 	if (status == BPF_FIB_LKUP_RET_NOT_FWDED)

@@ -55,9 +55,9 @@ struct sp_meta {
 
 /* What happened to a packet: the path it took, why it went to the stack, or why it was dropped. */
 enum sp_path {
-	SP_PATH_PEER_REDIRECT = 1,	/* into a local pod, netns ingress to ingress */
-	SP_PATH_FIB_REDIRECT,		/* out of the node, neighbour known */
-	SP_PATH_NEIGH_REDIRECT,		/* out of the node, neighbour resolved by the kernel */
+	SP_REDIRECT_PEER = 1,	/* into a local pod, netns ingress to ingress */
+	SP_REDIRECT_FIB,		/* out of the node, neighbour known */
+	SP_REDIRECT_NEIGH,		/* out of the node, neighbour resolved by the kernel */
 	SP_STACK_NOT_IP,		/* ARP, LLDP, ...: the stack's business */
 	SP_STACK_ICMP6_ND,		/* neighbour discovery */
 	SP_STACK_NOT_FORWARDED,		/* the FIB does not forward it: for the node itself, or no route */
