@@ -84,7 +84,7 @@ let package = Package(
 
         // The operator's command line.
         .target(name: "SwiftpathCLI", dependencies: [
-            "BPF", "BPFObjects", "CNIProtocol", "NodeStore", "Datapath", "NetAddress", "Netlink", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BPF", "BPFObjects", "NodeStore", "Datapath", "NetAddress", "Netlink", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .executableTarget(name: "swiftpath", dependencies: [

@@ -3,7 +3,6 @@ import ArgumentParser
 import BPFObjects
 import BPF
 import NodeStore
-import CNIProtocol
 import Datapath
 import Netlink
 
@@ -42,7 +41,7 @@ struct DatapathCommand: ParsableCommand {
                 endpointAddresses: status.endpointAddresses.map { .init(ipv4: $0.v4, ipv6: $0.v6) },
                 healthy: status.problems.isEmpty, problems: status.problems)
             if output == .json {
-                print(String(decoding: JSONCoding.encode(view), as: UTF8.self))
+                printJSON(view)
                 return
             }
             let release = view.release.map { " (swiftpath \($0))" } ?? ""

@@ -2,7 +2,6 @@
 import ArgumentParser
 import BPF
 import NodeStore
-import CNIProtocol
 import NetAddress
 
 /// Options every command that reads the store shares.
@@ -36,7 +35,7 @@ struct EndpointCommand: ParsableCommand {
             let records = try opened.records()
             switch output {
             case .json:
-                print(String(decoding: JSONCoding.encode(records.map(EndpointView.init)), as: UTF8.self))
+                printJSON(records.map(EndpointView.init))
             case .table:
                 printTable(records)
             }

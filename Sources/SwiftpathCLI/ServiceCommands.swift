@@ -2,7 +2,6 @@
 import ArgumentParser
 import BPF
 import NodeStore
-import CNIProtocol
 import Datapath
 import FoundationEssentials
 
@@ -94,10 +93,10 @@ struct ServiceCommand: ParsableCommand {
             }
             let services = try datapath.services()
             if output == .json {
-                print(String(decoding: JSONCoding.encode(services.map {
+                printJSON(services.map {
                     ServiceView(service: $0.service.description, backends: $0.backends.map(\.description),
                                 affinitySeconds: $0.affinitySeconds == 0 ? nil : $0.affinitySeconds)
-                }), as: UTF8.self))
+                })
                 return
             }
             for entry in services {

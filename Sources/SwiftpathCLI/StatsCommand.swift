@@ -3,7 +3,6 @@ import ArgumentParser
 import BPF
 import BPFObjects
 import NodeStore
-import CNIProtocol
 import Datapath
 import Netlink
 
@@ -47,7 +46,7 @@ struct StatsCommand: ParsableCommand {
                             packets: matching.reduce(0) { $0 + $1.packets }, bytes: matching.reduce(0) { $0 + $1.bytes }))
         }
         if output == .json {
-            print(String(decoding: JSONCoding.encode(rows), as: UTF8.self))
+            printJSON(rows)
             return
         }
         print("DEVICE           ROLE      CONTAINER     PATH                      PACKETS          BYTES")

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPFObjects
 import CDatapathABI
-import Datapath
+@testable import Datapath
 import XCTest
 
 /// The Swift names of the counters must follow the C enum the programs count with.
@@ -13,6 +13,22 @@ final class ABITests: XCTestCase {
         let c: [(sp_path, String)] = [(SP_REDIRECT_PEER, "redirect_peer"), (SP_STACK_ICMP6_ND, "stack_icmp6_nd"),
                                       (SP_DROP_MARTIAN_SOURCE, "drop_martian_source"), (SP_STACK_NOT_UNICAST, "stack_not_unicast")]
         for (value, name) in c { XCTAssertEqual(PacketPath(rawValue: value.rawValue)?.name, name) }
+    }
+
+    /// The names the Swift side opens pins by are the names the objects declare (read from their
+    /// ELF symbol tables at build time): a map or program renamed in C fails here, not on a node.
+    func testPinNamesAreTheObjectsOwn() {
+        let maps = Set(BPFObject.datapath.maps + BPFObject.terminate.maps)
+        for layout in [Layouts.endpoints4, Layouts.endpoints6, Layouts.counters, Layouts.node, Layouts.cluster4, Layouts.cluster6,
+                       Layouts.uplinks, Layouts.services, Layouts.slots, Layouts.lbConfig, Layouts.departures, Layouts.terminated,
+                       Layouts.sticky, Layouts.affinity, Layouts.meta] {
+            XCTAssertTrue(maps.contains(layout.name), "\(layout.name) is a map of the objects")
+        }
+        let programs = Set(BPFObject.datapath.programs)
+        for name in Datapath.socketHooks.map(\.program) + [Datapath.programNames.pod, Datapath.programNames.uplink] {
+            XCTAssertTrue(programs.contains(name), "\(name) is a program of the datapath")
+        }
+        XCTAssertEqual(Set(BPFObject.terminate.programs), ["sock_terminate_tcp", "sock_terminate_udp"])
     }
 
     /// Map keys are compared byte by byte: none may leave a byte to the compiler's padding.
