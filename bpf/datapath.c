@@ -27,13 +27,12 @@ SEC("tc")
 int pod_egress(struct __sk_buff *skb)
 {
 	struct packet pkt;
-	int verdict = parse(skb, &pkt);
+	int why = parse(skb, &pkt);
 
-	if (verdict != SP_PARSED)
-		return verdict;
-	verdict = addressed_to_device(&pkt);
-	if (verdict != SP_PARSED)
-		return verdict;
+	if (why == SP_PARSED)
+		why = addressed_to_device(&pkt);
+	if (why != SP_PARSED)
+		return conclude(&pkt, why);
 
 	if (pkt.ip4) {
 		struct iphdr *ip = pkt.ip4;
@@ -107,13 +106,12 @@ int uplink_ingress(struct __sk_buff *skb)
 	}
 
 	/* For a local pod: now the full checks. */
-	int verdict = parse(skb, &pkt);
+	int why = parse(skb, &pkt);
 
-	if (verdict != SP_PARSED)
-		return verdict;
-	verdict = addressed_to_device(&pkt);
-	if (verdict != SP_PARSED)
-		return verdict;
+	if (why == SP_PARSED)
+		why = addressed_to_device(&pkt);
+	if (why != SP_PARSED)
+		return conclude(&pkt, why);
 	if (pkt.ip4) {
 		if (ip4_is_martian_source(pkt.ip4->saddr))
 			return drop(&pkt, SP_DROP_MARTIAN_SOURCE);

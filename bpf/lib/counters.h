@@ -41,3 +41,19 @@ static __always_inline int drop(const struct packet *pkt, enum sp_path why)
 	count(pkt, why);
 	return TC_ACT_SHOT;
 }
+
+/* The program's last word on a packet it does not forward, for a reason found on the way
+ * (parse(), addressed_to_device()): counted under it, then dropped or handed to the stack. */
+static __always_inline int conclude(const struct packet *pkt, enum sp_path why)
+{
+	switch (why) {
+	case SP_DROP_SPOOFED_SOURCE:
+	case SP_DROP_SPOOFED_MAC:
+	case SP_DROP_MALFORMED:
+	case SP_DROP_OTHER_HOST:
+	case SP_DROP_MARTIAN_SOURCE:
+		return drop(pkt, why);
+	default:
+		return to_stack(pkt, why);
+	}
+}

@@ -6,8 +6,8 @@
 #pragma once
 #include "counters.h"
 
-/* Not a tc verdict: every TC_ACT_* is -1 or above. */
-#define SP_PARSED (-1000)
+/* Not a reason (enum sp_path): the packet is for the datapath to decide on. */
+#define SP_PARSED 0
 
 /* The one's-complement sum of the 20-byte IPv4 header, its checksum field included, is all ones
  * exactly when the checksum is right. */
@@ -24,7 +24,8 @@ static __always_inline int ip4_checksum_ok(const struct iphdr *ip)
 	return sum == 0xffff;
 }
 
-/* Returns SP_PARSED, or the verdict for a packet the datapath does not forward itself. */
+/* Returns SP_PARSED, or the reason (enum sp_path) the datapath does not forward the packet itself;
+ * the program concludes with it (counts it, then drops or hands on). */
 static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 {
 	void *data = (void *)(long)skb->data;
@@ -35,7 +36,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 	pkt->len = skb->len;
 	pkt->pkt_type = skb->pkt_type;
 	if ((void *)(eth + 1) > data_end)
-		return drop(pkt, SP_DROP_MALFORMED);
+		return SP_DROP_MALFORMED;
 	pkt->eth = eth;
 	pkt->ip4 = 0;
 	pkt->ip6 = 0;
@@ -44,18 +45,18 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 		struct iphdr *ip = (void *)(eth + 1);
 
 		if ((void *)(ip + 1) > data_end)
-			return drop(pkt, SP_DROP_MALFORMED);
+			return SP_DROP_MALFORMED;
 		/* Lengths are checked against skb->len, not data_end: a GSO packet's payload sits in
 		 * fragments beyond the linear part. */
 		if (ip->version != 4 || ip->ihl < 5 || bpf_ntohs(ip->tot_len) < ip->ihl * 4
 		    || bpf_ntohs(ip->tot_len) > pkt->len - sizeof(*eth))
-			return drop(pkt, SP_DROP_MALFORMED);
+			return SP_DROP_MALFORMED;
 		if (ip->ihl != 5)
-			return to_stack(pkt, SP_STACK_IP_OPTIONS);
+			return SP_STACK_IP_OPTIONS;
 		if (!ip4_checksum_ok(ip))
-			return drop(pkt, SP_DROP_MALFORMED);
+			return SP_DROP_MALFORMED;
 		if (ip->frag_off & bpf_htons(0x3fff))	/* MF or an offset */
-			return to_stack(pkt, SP_STACK_FRAGMENT);
+			return SP_STACK_FRAGMENT;
 		pkt->ip4 = ip;
 		return SP_PARSED;
 	}
@@ -63,9 +64,9 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
 		if ((void *)(ip6 + 1) > data_end)
-			return drop(pkt, SP_DROP_MALFORMED);
+			return SP_DROP_MALFORMED;
 		if (ip6->version != 6 || bpf_ntohs(ip6->payload_len) > pkt->len - sizeof(*eth) - sizeof(*ip6))
-			return drop(pkt, SP_DROP_MALFORMED);
+			return SP_DROP_MALFORMED;
 		switch (ip6->nexthdr) {
 		case IPPROTO_TCP:
 		case IPPROTO_UDP:
@@ -74,29 +75,29 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 			struct icmp6hdr *icmp = (void *)(ip6 + 1);
 
 			if ((void *)(icmp + 1) > data_end)
-				return drop(pkt, SP_DROP_MALFORMED);
+				return SP_DROP_MALFORMED;
 			/* Router and neighbour discovery: 133 to 137. */
 			if (icmp->icmp6_type >= 133 && icmp->icmp6_type <= 137)
-				return to_stack(pkt, SP_STACK_ICMP6_ND);
+				return SP_STACK_ICMP6_ND;
 			break;
 		}
 		default:
-			return to_stack(pkt, SP_STACK_IPV6_EXTENSION);
+			return SP_STACK_IPV6_EXTENSION;
 		}
 		pkt->ip6 = ip6;
 		return SP_PARSED;
 	}
-	return to_stack(pkt, SP_STACK_NOT_IP);
+	return SP_STACK_NOT_IP;
 }
 
 /* Where a frame is addressed (skb->pkt_type, which the device's receive path set from the
- * Ethernet destination): SP_PARSED for this device's own MAC, else the verdict. Broadcast and
- * multicast frames are the stack's business; a frame for another host is no router's. */
+ * Ethernet destination): SP_PARSED for this device's own MAC, else the reason not to forward it.
+ * Broadcast and multicast frames are the stack's business; a frame for another host is no router's. */
 static __always_inline int addressed_to_device(const struct packet *pkt)
 {
 	if (pkt->pkt_type == PACKET_HOST)
 		return SP_PARSED;
 	if (pkt->pkt_type == PACKET_BROADCAST || pkt->pkt_type == PACKET_MULTICAST)
-		return to_stack(pkt, SP_STACK_NOT_UNICAST);
-	return drop(pkt, SP_DROP_OTHER_HOST);
+		return SP_STACK_NOT_UNICAST;
+	return SP_DROP_OTHER_HOST;
 }
