@@ -44,7 +44,7 @@ extension Datapath {
     }
 
     /// The host ends that have a pinned pod link in the store.
-    public func attachedPodNames() -> [String] { Self.subfolders(of: storeRoot + "/endpoints") }
+    public func attachedPodNames() -> [String] { folderEntries(storeRoot + "/endpoints") }
 
     /// Whether the host end `hostName` has a pinned pod link (one lookup, however many pods).
     public func hasPodLink(_ hostName: String) -> Bool { access(endpointFolder(hostName), F_OK) == 0 }
@@ -132,7 +132,7 @@ extension Datapath {
 
     /// Unpins every link in `folder` (which detaches them) and removes the folder.
     func removeLinkFolder(_ folder: String) throws(BPFError) {
-        for name in Self.subfolders(of: folder) { try BPFLink.unpin(folder + "/" + name) }
+        for name in folderEntries(folder) { try BPFLink.unpin(folder + "/" + name) }
         guard rmdir(folder) == 0 || Errno.current == .noSuchFileOrDirectory else {
             throw BPFError("remove \(folder)", .current)
         }

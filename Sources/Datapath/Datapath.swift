@@ -134,7 +134,7 @@ public final class Datapath {
 
     /// Whether every map and program of `object` is pinned in `folder` (one directory read).
     static func isComplete(_ folder: String, for object: BPFObject) -> Bool {
-        Set(subfolders(of: folder)).isSuperset(of: object.maps + object.programs)
+        Set(folderEntries(folder)).isSuperset(of: object.maps + object.programs)
     }
 
     private static func install(_ object: BPFObject, store: EndpointStore) throws(BPFError) {
@@ -190,10 +190,9 @@ public final class Datapath {
 
     /// The link pins one level below `folder` (one subfolder per endpoint, uplink or cgroup).
     static func pinnedLinks(under folder: String) -> [String] {
-        subfolders(of: folder).flatMap { sub in subfolders(of: "\(folder)/\(sub)").map { "\(folder)/\(sub)/\($0)" } }
+        folderEntries(folder).flatMap { sub in folderEntries("\(folder)/\(sub)").map { "\(folder)/\(sub)/\($0)" } }
     }
 
-    static func subfolders(of folder: String) -> [String] { folderEntries(folder) }
 
     static func makeFolder(_ path: String) throws(BPFError) {
         guard mkdir(path, 0o700) == 0 || Errno.current == .fileExists else {

@@ -34,7 +34,7 @@ extension Datapath {
         if let meta, meta.layout_version != UInt32(SP_LAYOUT_VERSION) {
             problems.append("the maps are of layout version \(meta.layout_version), this build's is \(SP_LAYOUT_VERSION)")
         }
-        let pinned = Set(Self.subfolders(of: folder))
+        let pinned = Set(folderEntries(folder))
         for name in object.programs where !pinned.contains(name) { problems.append("program \(name) is not pinned") }
         for (name, state) in try BPFObjectLoader.pinnedMaps(of: object.name, bytes: object.bytes, in: folder).sorted(by: { $0.key < $1.key }) {
             switch state {
@@ -55,7 +55,7 @@ extension Datapath {
             release: meta.map { Release(packed: $0.release) },
             programs: programs,
             podAttachments: Self.pinnedLinks(under: storeRoot + "/endpoints").count,
-            socketHookCgroups: Self.subfolders(of: storeRoot + "/socketlb"),
+            socketHookCgroups: folderEntries(storeRoot + "/socketlb"),
             uplinks: (try? uplinks()) ?? [],
             endpointAddresses: try? endpointCounts(),
             problems: problems)
@@ -70,16 +70,16 @@ extension Datapath {
             try detachPod(hostName: pod.hostName, hostIndex: pod.hostIndex, mode: pod.mode)
         }
         // Link pins the records do not know of (a crashed ADD) go too.
-        for name in Self.subfolders(of: storeRoot + "/endpoints") {
+        for name in folderEntries(storeRoot + "/endpoints") {
             try detachPod(hostName: name, hostIndex: nil, mode: .tcx)
         }
         for uplink in (try? uplinks()) ?? [] { try detachUplink(ifindex: uplink.ifindex) }
         if masqueradeEnabled { try nftables { () throws(NFTablesError) in try NFTables.deleteTable(Self.nftTable) } }
         for group in Self.linkGroups {
-            for name in Self.subfolders(of: "\(storeRoot)/\(group)") { try removeLinkFolder("\(storeRoot)/\(group)/\(name)") }
+            for name in folderEntries("\(storeRoot)/\(group)") { try removeLinkFolder("\(storeRoot)/\(group)/\(name)") }
             rmdir("\(storeRoot)/\(group)")
         }
-        for name in Self.subfolders(of: folder) {
+        for name in folderEntries(folder) {
             guard unlink("\(folder)/\(name)") == 0 || Errno.current == .noSuchFileOrDirectory else {
                 throw BPFError("unpin \(folder)/\(name)", .current)
             }

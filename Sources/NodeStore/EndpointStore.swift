@@ -57,11 +57,23 @@ public final class EndpointStore {
 
     /// Whether `root` is where a store can be: a path bpffs accepts, in a bpf filesystem (or
     /// under /sys/fs/bpf, mounted on demand).
-    public static func canHold(root: String) -> Bool {
-        guard root.hasPrefix("/"), root.count > 1, !root.contains(".") else { return false }
-        if clinux_fs_magic_at(root) == BPF_FS_MAGIC { return true }
+    public static func canHold(root: String) -> Bool { placement(of: root) != nil }
+
+    /// Where a store at `root` would stand: already on bpffs, or to be made in a parent that is
+    /// bpffs (or /sys/fs/bpf, still to be mounted). nil when no store can be there.
+    private enum Placement: Equatable {
+        case onBPFFS
+        case inParent(String, mountFirst: Bool)
+    }
+
+    private static func placement(of root: String) -> Placement? {
+        // bpffs refuses names with a '.', so a root with one could never hold a pin.
+        guard root.hasPrefix("/"), root.count > 1, !root.contains(".") else { return nil }
+        if clinux_fs_magic_at(root) == BPF_FS_MAGIC { return .onBPFFS }
         let parent = "/" + root.split(separator: "/").dropLast().joined(separator: "/")
-        return clinux_fs_magic_at(parent) == BPF_FS_MAGIC || parent == "/sys/fs/bpf"
+        if clinux_fs_magic_at(parent) == BPF_FS_MAGIC { return .inParent(parent, mountFirst: false) }
+        // The usual node has /sys/fs/bpf as an empty mount point until something mounts it.
+        return parent == "/sys/fs/bpf" ? .inParent(parent, mountFirst: true) : nil
     }
 
     /// Runs `body` holding the store's exclusive lock (flock on the folder), so that concurrent
@@ -93,21 +105,18 @@ public final class EndpointStore {
 
     /// Makes sure `root` is a folder on a bpf filesystem.
     private static func prepareFolder(_ root: String) throws(BPFError) {
-        // bpffs refuses names with a '.', so a root with one could never hold a pin.
-        guard root.hasPrefix("/"), root.count > 1, !root.contains(".") else {
-            throw BPFError("store root \(root) must be an absolute path without '.'")
-        }
-        if clinux_fs_magic_at(root) == BPF_FS_MAGIC { return }
-        let parent = root.split(separator: "/").dropLast().map(String.init).joined(separator: "/")
-        let parentPath = "/" + parent
-        if clinux_fs_magic_at(parentPath) != BPF_FS_MAGIC {
-            // The usual node has /sys/fs/bpf as an empty mount point until something mounts it.
-            guard parentPath == "/sys/fs/bpf", clinux_mount_bpffs(parentPath) == 0 else {
-                throw BPFError("\(parentPath) is not a bpf filesystem (mount -t bpf bpf \(parentPath))", .current)
+        switch placement(of: root) {
+        case nil:
+            throw BPFError("store root \(root) must be an absolute path without '.', on a bpf filesystem")
+        case .onBPFFS:
+            return
+        case .inParent(let parent, let mountFirst):
+            if mountFirst, clinux_mount_bpffs(parent) != 0 {
+                throw BPFError("\(parent) is not a bpf filesystem (mount -t bpf bpf \(parent))", .current)
             }
-        }
-        guard mkdir(root, 0o700) == 0 || Errno.current == .fileExists else {
-            throw BPFError("create store folder \(root)", .current)
+            guard mkdir(root, 0o700) == 0 || Errno.current == .fileExists else {
+                throw BPFError("create store folder \(root)", .current)
+            }
         }
     }
 }
