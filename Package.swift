@@ -28,8 +28,9 @@ let package = Package(
 
         // The BPF datapath: C in bpf/, compiled by the BPFCompiler plugin and embedded in the binary.
         .plugin(name: "BPFCompiler", capability: .buildTool(), dependencies: ["bpf-embed"]),
-        .executableTarget(name: "bpf-embed", path: "Tools/bpf-embed"),
-        .target(name: "BPFObjects", path: "bpf", exclude: ["datapath.c", "terminate.c", "lib", "abi", "include"], sources: ["BPFObject.swift"],
+        // Links a BPF object's per-hook files with libbpf's static linker (the host's libbpf: a build tool).
+        .executableTarget(name: "bpf-embed", dependencies: ["CLibBPF"], path: "Tools/bpf-embed", linkerSettings: [.linkedLibrary("bpf")]),
+        .target(name: "BPFObjects", path: "bpf", exclude: ["datapath", "terminate.c", "lib", "abi", "include"], sources: ["BPFObject.swift"],
                 plugins: ["BPFCompiler"]),
         // The layout of the datapath's maps, shared by the BPF C and the Swift loader.
         .target(name: "CDatapathABI", path: "bpf/abi"),
@@ -95,7 +96,10 @@ let package = Package(
         .testTarget(name: "CNIProtocolTests", dependencies: ["CNIProtocol"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM"]),
         .testTarget(name: "NodeStoreTests", dependencies: ["BPF", "NodeStore", "NetAddress"]),
-        .testTarget(name: "SwiftpathPluginTests", dependencies: ["SwiftpathPlugin", "CNIProtocol", "NetAddress"]),
+        .testTarget(name: "SwiftpathPluginTests", dependencies: [
+            "BPF", "CNIProtocol", "Datapath", "NetAddress", "NFTables", "SwiftpathPlugin", "SystemCallSupport",
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
         .target(name: "BPFTestObjects", dependencies: ["BPFObjects"], path: "Tests/BPFTestObjects",
                 exclude: ["datapath_variant.c", "datapath_small_lb.c", "other_tool.c"], sources: ["BPFTestObjects.swift"], plugins: ["BPFCompiler"]),
         .testTarget(name: "IntegrationTests", dependencies: [

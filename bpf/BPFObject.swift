@@ -11,14 +11,22 @@ public struct BPFObject: Sendable {
     public let maps: [String]
     /// Its programs, by function name.
     public let programs: [String]
+    /// Each program's section (`SEC("...")`), in the order of `programs`: its type and attach point.
+    public let sections: [String]
     private let base64: StaticString
 
-    public init(name: String, hash: UInt64, maps: [String], programs: [String], base64: StaticString) {
+    public init(name: String, hash: UInt64, maps: [String], programs: [String], sections: [String], base64: StaticString) {
         self.name = name
         self.hash = hash
         self.maps = maps
         self.programs = programs
+        self.sections = sections
         self.base64 = base64
+    }
+
+    /// The programs whose section starts with `prefix` ("cgroup/", "tc"), with their sections.
+    public func programs(inSectionsStartingWith prefix: String) -> [(program: String, section: String)] {
+        zip(programs, sections).filter { $0.1.hasPrefix(prefix) }.map { ($0.0, $0.1) }
     }
 
     /// The ELF object, ready for `bpf_object__open_mem`.

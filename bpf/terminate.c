@@ -10,8 +10,6 @@
 #include "common.h"
 #include "terminate.h"
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
 SEC("iter/tcp")
 int sock_terminate_tcp(struct bpf_iter__tcp *ctx)
 {

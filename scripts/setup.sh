@@ -12,6 +12,7 @@ packages=(
   python3                                       # benchmark tables, test helpers
   iperf3 sockperf ethtool                       # the datapath benchmark
   iptables                                      # the socket LB benchmark's kube-proxy-style baseline
+  linux-libc-dev-arm64-cross                    # arm64's UAPI headers: the BPF objects are checked to be the same
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 swift build --build-tests
+bash scripts/check-bpf-arches.sh
 swift test --skip-build --disable-swift-testing

@@ -2,8 +2,10 @@
 import Foundation
 import PackagePlugin
 
-/// Compiles every `bpf/*.c` with the toolchain's clang (`-target bpf`, BTF on) during the normal
-/// `swift build` and embeds each object in the binary as a generated Swift file.
+/// Compiles the BPF objects of a target during the normal `swift build` and embeds each in the
+/// binary as a generated Swift file. A `.c` file at the top of the target's folder is an object of
+/// its own; a subfolder is one object of all its `.c` files (one per hook, linked by libbpf's
+/// static linker), named after the folder.
 @main
 struct BPFCompiler: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
@@ -14,10 +16,18 @@ struct BPFCompiler: BuildToolPlugin {
         let clang = try context.tool(named: "clang")
         let embed = try context.tool(named: "bpf-embed")
         let files = try FileManager.default.subpathsOfDirectory(atPath: folder.path)
-        // Every header and the datapath source can change every object: list them all as inputs.
+        // Every header and source can change every object: list them all as inputs.
         let shared = try FileManager.default.subpathsOfDirectory(atPath: library.path)
             .filter { $0.hasSuffix(".h") || $0.hasSuffix(".c") }.map { library.appendingPathComponent($0) }
-        let sources = files.filter { $0.hasSuffix(".c") && !$0.contains("/") }.sorted()
+        var objects: [String: [String]] = [:]
+        for file in files where file.hasSuffix(".c") {
+            let parts = file.split(separator: "/")
+            switch parts.count {
+            case 1: objects[String(file.dropLast(2)), default: []].append(file)
+            case 2 where ["lib", "abi", "include"].contains(String(parts[0])) == false: objects[String(parts[0]), default: []].append(file)
+            default: continue
+            }
+        }
         // Objects built outside BPFObjects extend its BPFObject type from another module.
         let importing = target.name == "BPFObjects" ? "-" : "BPFObjects"
         // The datapath's own module also gets the Swift side of the ABI's enums, generated from the C.
@@ -29,18 +39,19 @@ struct BPFCompiler: BuildToolPlugin {
                                           arguments: ["--enum", header.path, "sp_path", "PacketPath", output.path],
                                           inputFiles: [header], outputFiles: [output]))
         }
-        return commands + sources.map { source in
-            let name = String(source.dropLast(2))
+        return commands + objects.keys.sorted().map { name in
+            let sources = objects[name]!.sorted().map { folder.appendingPathComponent($0) }
             let output = context.pluginWorkDirectoryURL.appendingPathComponent("\(name).bpf.swift")
             return .buildCommand(
-                displayName: "Compiling BPF \(source)",
+                displayName: "Compiling BPF object \(name)",
                 executable: embed.url,
-                arguments: [clang.url.path, folder.appendingPathComponent(source).path, output.path, name, importing,
-                            // The few arch-specific UAPI headers, for BPF: no host multiarch folder.
-                            "-I", library.appendingPathComponent("include").path,
-                            "-I", library.appendingPathComponent("lib").path,
-                            "-I", library.appendingPathComponent("abi/include").path],
-                inputFiles: [folder.appendingPathComponent(source)] + shared,
+                arguments: [clang.url.path, output.path, name, importing] + sources.map(\.path) + [
+                    "--",
+                    // The few arch-specific UAPI headers, for BPF: no host multiarch folder.
+                    "-I", library.appendingPathComponent("include").path,
+                    "-I", library.appendingPathComponent("lib").path,
+                    "-I", library.appendingPathComponent("abi/include").path],
+                inputFiles: sources + shared,
                 outputFiles: [output])
         }
     }

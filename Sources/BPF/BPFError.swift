@@ -16,6 +16,8 @@ public struct BPFError: Error, CustomStringConvertible, Sendable {
         case layoutMismatch
         /// What is pinned comes from a newer build than the one asking, and is not to be replaced.
         case newerBuild
+        /// The kernel refused to load a program (its verifier) or to attach one to a hook.
+        case program
     }
 
     public let operation: String
@@ -37,9 +39,9 @@ public struct BPFError: Error, CustomStringConvertible, Sendable {
 /// libbpf's convention, in one place: a result of 0 or more (a descriptor, a count) is success, a
 /// negative one is `-errno`. Throws the failure with `operation`; returns the result otherwise.
 @discardableResult
-func libbpf(_ result: Int32, _ operation: @autoclosure () -> String) throws(BPFError) -> Int32 {
+func libbpf(_ result: Int32, _ operation: @autoclosure () -> String, kind: BPFError.Kind = .system) throws(BPFError) -> Int32 {
     guard let errno = libbpfErrno(result) else { return result }
-    throw BPFError(operation(), errno)
+    throw BPFError(operation(), errno, kind: kind)
 }
 
 /// The errno a negative libbpf result stands for; nil for success.

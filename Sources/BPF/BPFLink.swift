@@ -13,18 +13,24 @@ public final class BPFLink {
 
     init(descriptor: FileDescriptor) { self.descriptor = OwnedDescriptor(descriptor) }
 
-    public enum TCXDirection: UInt32, Sendable {
-        // Linux 6.6 UAPI values; the Debian 12 headers predate tcx.
-        case ingress = 46
-        case egress = 47
+    public enum TCXDirection: Sendable {
+        case ingress
+        case egress
+
+        var attachType: bpf_attach_type {
+            switch self {
+            case .ingress: bpf_attach_type(rawValue: SWIFTPATH_BPF_TCX_INGRESS.rawValue)
+            case .egress: bpf_attach_type(rawValue: SWIFTPATH_BPF_TCX_EGRESS.rawValue)
+            }
+        }
     }
 
     /// Attaches `program` at the tcx hook of device `ifindex`, after the programs already there,
     /// which keep running (tcx is multi-program: nobody else's attachment is touched).
     public static func attachTCX(_ program: BPFProgram, ifindex: Int32,
                                  direction: TCXDirection) throws(BPFError) -> BPFLink {
-        let fd = bpf_link_create(program.descriptor.rawValue, ifindex, bpf_attach_type(rawValue: direction.rawValue), nil)
-        try libbpf(fd, "attach tcx \(direction) on ifindex \(ifindex)")
+        let fd = bpf_link_create(program.descriptor.rawValue, ifindex, direction.attachType, nil)
+        try libbpf(fd, "attach tcx \(direction) on ifindex \(ifindex)", kind: .program)
         return BPFLink(descriptor: FileDescriptor(rawValue: fd))
     }
 
@@ -32,7 +38,7 @@ public final class BPFLink {
     public static func attachCgroup(_ program: BPFProgram, cgroup: FileDescriptor,
                                     attachType: bpf_attach_type) throws(BPFError) -> BPFLink {
         let fd = bpf_link_create(program.descriptor.rawValue, cgroup.rawValue, attachType, nil)
-        try libbpf(fd, "attach cgroup hook \(attachType.rawValue)")
+        try libbpf(fd, "attach cgroup hook \(attachType.rawValue)", kind: .program)
         return BPFLink(descriptor: FileDescriptor(rawValue: fd))
     }
 

@@ -65,7 +65,7 @@ public struct BPFObjectLoader {
         }
 
         let loaded = bpf_object__load(object)
-        try libbpf(loaded, "load BPF object \(name) (verifier log on stderr)")
+        try libbpf(loaded, "load BPF object \(name) (verifier log on stderr)", kind: .program)
 
         var programs: [String: BPFProgram] = [:]
         var program = bpf_object__next_program(object, nil)

@@ -13,6 +13,13 @@ public final class BPFProgram {
     init(descriptor: FileDescriptor) { self.descriptor = OwnedDescriptor(descriptor) }
 
     /// The program pinned at `path`, or nil when nothing is pinned there.
+    /// The attach type libbpf reads from a program's section name ("cgroup/connect4"), or nil
+    /// for a section that names none.
+    public static func attachType(ofSection section: String) -> bpf_attach_type? {
+        var attachType = bpf_attach_type(rawValue: 0)
+        return libbpf_attach_type_by_name(section, &attachType) == 0 ? attachType : nil
+    }
+
     public static func pinned(at path: String) throws(BPFError) -> BPFProgram? {
         try openPinned(path, "program").map { BPFProgram(descriptor: $0) }
     }

@@ -25,13 +25,13 @@ public struct TCFilter: Sendable {
         var hook = self.hook
         let created = bpf_tc_hook_create(&hook)
         guard created == 0 || -created == EEXIST else {
-            throw BPFError("create clsact on ifindex \(ifindex)", libbpfErrno(created))
+            throw BPFError("create clsact on ifindex \(ifindex)", libbpfErrno(created), kind: .program)
         }
         var options = self.options
         options.prog_fd = program.descriptor.rawValue
         options.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
         let attached = bpf_tc_attach(&hook, &options)
-        try libbpf(attached, "attach cls_bpf on ifindex \(ifindex)")
+        try libbpf(attached, "attach cls_bpf on ifindex \(ifindex)", kind: .program)
     }
 
     /// The id of the program the filter runs, or nil when there is no such filter.

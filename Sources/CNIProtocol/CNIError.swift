@@ -30,6 +30,13 @@ public struct CNIError: Error, Equatable, Sendable, CustomStringConvertible {
         public static let storeFailure = Code(rawValue: 104)
         /// CHECK found the pod's network differs from what ADD made.
         public static let checkFailed = Code(rawValue: 105)
+        /// The kernel refused to load or attach a BPF program, or the node runs a newer
+        /// datapath this binary cannot use.
+        public static let datapathFailure = Code(rawValue: 106)
+        /// The nftables masquerade table could not be written.
+        public static let masqueradeFailure = Code(rawValue: 107)
+        /// The cgroup v2 directory of the socket hooks could not be used.
+        public static let cgroupFailure = Code(rawValue: 108)
 
         public var description: String { String(rawValue) }
     }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPF
+import BPFObjects
 import NodeStore
 import CDatapathABI
 import CLibBPF
@@ -34,7 +35,7 @@ extension Datapath {
     /// Attaches the pod program at the tcx ingress of the pod's host end (what the pod sends),
     /// pinning the link under the endpoint's folder.
     public func attachPod(hostName: String, hostIndex: Int32, policy: AttachPolicy) throws(BPFError) -> ProgramAttachment {
-        try attach(podEgress, named: Self.programNames.pod, ifindex: hostIndex, folder: endpointFolder(hostName), policy: policy)
+        try attach(podEgress, named: DatapathPrograms.podEgress, ifindex: hostIndex, folder: endpointFolder(hostName), policy: policy)
     }
 
     /// Removes the pod's attachment: its pinned link (tcx), or its filter (tc, when the device is still there).
@@ -56,7 +57,7 @@ extension Datapath {
     public func podAttachment(hostName: String, hostIndex: Int32, mode: AttachMode) throws(BPFError) -> ProgramAttachment? {
         switch mode {
         case .tcx:
-            guard let link = try BPFLink.pinned(at: endpointFolder(hostName) + "/" + Self.programNames.pod),
+            guard let link = try BPFLink.pinned(at: endpointFolder(hostName) + "/" + DatapathPrograms.podEgress),
                   link.info.ifindex == UInt32(hostIndex) else { return nil }
             return ProgramAttachment(mode: .tcx, id: link.info.id)
         case .tc:
@@ -71,7 +72,7 @@ extension Datapath {
         var attachments: [ProgramAttachment] = []
         for uplink in uplinks {
             let folder = uplinkFolder(uplink.index)
-            let pin = folder + "/" + Self.programNames.uplink
+            let pin = folder + "/" + DatapathPrograms.uplinkIngress
             if let link = try BPFLink.pinned(at: pin) {
                 if link.info.ifindex == UInt32(uplink.index) {
                     attachments.append(ProgramAttachment(mode: .tcx, id: link.info.id))
@@ -83,7 +84,7 @@ extension Datapath {
                 attachments.append(ProgramAttachment(mode: .tc, id: id))
                 continue
             }
-            let attachment = try attach(uplinkIngress, named: Self.programNames.uplink, ifindex: uplink.index, folder: folder,
+            let attachment = try attach(uplinkIngress, named: DatapathPrograms.uplinkIngress, ifindex: uplink.index, folder: folder,
                                         policy: policy)
             try uplinksMap.upsert(UInt32(bitPattern: uplink.index), UInt32(attachment.mode.rawValue))
             attachments.append(attachment)

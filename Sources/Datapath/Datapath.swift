@@ -25,8 +25,6 @@ public final class Datapath {
     private var openedMaps: [String: BPFMap] = [:]
     private var openedPrograms: [String: BPFProgram] = [:]
 
-    static let programNames = (pod: "pod_egress", uplink: "uplink_ingress")
-
     private init(store: EndpointStore) {
         self.store = store
         folder = store.root + "/datapath"
@@ -54,8 +52,8 @@ public final class Datapath {
         return program
     }
 
-    var podEgress: BPFProgram { get throws(BPFError) { try program(Self.programNames.pod) } }
-    var uplinkIngress: BPFProgram { get throws(BPFError) { try program(Self.programNames.uplink) } }
+    var podEgress: BPFProgram { get throws(BPFError) { try program(DatapathPrograms.podEgress) } }
+    var uplinkIngress: BPFProgram { get throws(BPFError) { try program(DatapathPrograms.uplinkIngress) } }
     var endpoints4: BPFMap { get throws(BPFError) { try map(Layouts.endpoints4) } }
     var endpoints6: BPFMap { get throws(BPFError) { try map(Layouts.endpoints6) } }
     var counterMap: BPFMap { get throws(BPFError) { try map(Layouts.counters) } }
@@ -150,8 +148,8 @@ public final class Datapath {
             }
         }
         let loaded = try BPFObjectLoader.load(name: object.name, bytes: object.bytes, mapFolder: folder)
-        guard loaded.programs[programNames.pod] != nil, loaded.programs[programNames.uplink] != nil else {
-            throw BPFError("BPF object \(object.name) lacks \(programNames.pod) or \(programNames.uplink)")
+        guard loaded.programs[DatapathPrograms.podEgress] != nil, loaded.programs[DatapathPrograms.uplinkIngress] != nil else {
+            throw BPFError("BPF object \(object.name) lacks \(DatapathPrograms.podEgress) or \(DatapathPrograms.uplinkIngress)")
         }
         // Maps that start empty are refilled before any program that uses them runs.
         let datapath = Datapath(store: store)
@@ -258,19 +256,19 @@ enum Layouts {
                       valueSize: MemoryLayout<Value>.size, maxEntries: 0)
     }
 
-    static let endpoints4 = pin("sp_endpoints4", UInt32.self, sp_endpoint.self)
-    static let endpoints6 = pin("sp_endpoints6", sp_addr6.self, sp_endpoint.self)
-    static let counters = pin("sp_counters", sp_counter_key.self, sp_counter.self)
-    static let node = pin("sp_node", UInt32.self, sp_node_config.self)
-    static let cluster4 = pin("sp_cluster4", sp_lpm4.self, UInt8.self)
-    static let cluster6 = pin("sp_cluster6", sp_lpm6.self, UInt8.self)
-    static let uplinks = pin("sp_uplinks", UInt32.self, UInt32.self)
-    static let services = pin("sp_services", sp_service_key.self, sp_service.self)
-    static let slots = pin("sp_slots", sp_slot_key.self, sp_backend.self)
-    static let lbConfig = pin("sp_lb", UInt32.self, sp_lb_config.self)
-    static let departures = pin("sp_departures", sp_departure.self, UInt8.self)
-    static let terminated = pin("sp_terminated", UInt32.self, UInt64.self)
-    static let sticky = pin("sp_sticky", sp_sticky_key.self, sp_backend.self)
-    static let affinity = pin("sp_affinity", sp_affinity_key.self, sp_affinity.self)
-    static let meta = pin("sp_meta", UInt32.self, sp_meta.self)
+    static let endpoints4 = pin(DatapathMaps.endpoints4, UInt32.self, sp_endpoint.self)
+    static let endpoints6 = pin(DatapathMaps.endpoints6, sp_addr6.self, sp_endpoint.self)
+    static let counters = pin(DatapathMaps.counters, sp_counter_key.self, sp_counter.self)
+    static let node = pin(DatapathMaps.node, UInt32.self, sp_node_config.self)
+    static let cluster4 = pin(DatapathMaps.cluster4, sp_lpm4.self, UInt8.self)
+    static let cluster6 = pin(DatapathMaps.cluster6, sp_lpm6.self, UInt8.self)
+    static let uplinks = pin(DatapathMaps.uplinks, UInt32.self, UInt32.self)
+    static let services = pin(DatapathMaps.services, sp_service_key.self, sp_service.self)
+    static let slots = pin(DatapathMaps.slots, sp_slot_key.self, sp_backend.self)
+    static let lbConfig = pin(DatapathMaps.lb, UInt32.self, sp_lb_config.self)
+    static let departures = pin(TerminateMaps.departures, sp_departure.self, UInt8.self)
+    static let terminated = pin(TerminateMaps.terminated, UInt32.self, UInt64.self)
+    static let sticky = pin(DatapathMaps.sticky, sp_sticky_key.self, sp_backend.self)
+    static let affinity = pin(DatapathMaps.affinity, sp_affinity_key.self, sp_affinity.self)
+    static let meta = pin(DatapathMaps.meta, UInt32.self, sp_meta.self)
 }

@@ -13,10 +13,10 @@ extension Datapath {
 
     /// Makes the node's masquerading what the config says. Cheap when nothing changed (one map
     /// lookup and one trie walk); otherwise rewrites the maps and the nftables table.
-    public func configureMasquerade(enabled: Bool, clusterCIDRs: [IPPrefix]) throws(BPFError) {
-        let node = try self.node.lookup(UInt32(0), as: sp_node_config.self) ?? sp_node_config()
+    public func configureMasquerade(enabled: Bool, clusterCIDRs: [IPPrefix]) throws(DatapathError) {
+        let node = try bpf { () throws(BPFError) in try self.node.lookup(UInt32(0), as: sp_node_config.self) } ?? sp_node_config()
         let wasEnabled = node.flags & SP_NODE_MASQUERADE != 0
-        let current = try clusterPrefixes()
+        let current = try bpf { () throws(BPFError) in try clusterPrefixes() }
         let wanted = Set(clusterCIDRs.map { IPPrefix(address: $0.network, length: $0.length)! })
         guard wasEnabled != enabled || (enabled && current != wanted) else { return }
 
@@ -25,9 +25,11 @@ extension Datapath {
                 try NFTables.replaceMasquerade(table: Self.nftTable, clusterCIDRs: wanted.sorted { $0.description < $1.description })
             }
         }
-        for prefix in current.subtracting(wanted) { try removeClusterPrefix(prefix) }
-        for prefix in wanted.subtracting(current) { try addClusterPrefix(prefix) }
-        try self.node.upsert(UInt32(0), sp_node_config(flags: enabled ? SP_NODE_MASQUERADE : 0, reserved: 0))
+        try bpf { () throws(BPFError) in
+            for prefix in current.subtracting(wanted) { try removeClusterPrefix(prefix) }
+            for prefix in wanted.subtracting(current) { try addClusterPrefix(prefix) }
+            try self.node.upsert(UInt32(0), sp_node_config(flags: enabled ? SP_NODE_MASQUERADE : 0, reserved: 0))
+        }
         if !enabled && wasEnabled { try nftables { () throws(NFTablesError) in try NFTables.deleteTable(Self.nftTable) } }
     }
 
@@ -68,7 +70,7 @@ extension Datapath {
     }
 }
 
-/// An nftables failure, as the datapath reports it.
-func nftables(_ body: () throws(NFTablesError) -> Void) throws(BPFError) {
-    do { try body() } catch { throw BPFError(error.description) }
+/// Runs nftables work inside a function that throws DatapathError.
+func nftables(_ body: () throws(NFTablesError) -> Void) throws(DatapathError) {
+    do { try body() } catch { throw .masquerade(error) }
 }

@@ -35,16 +35,18 @@ public struct NodeSetup: Sendable {
     /// masquerading and the socket hooks as set. Returns the datapath and how each uplink is
     /// attached. Node-wide state is checked and completed under the store's lock: two first ADDs
     /// at once must not both attach (and both pin) the same uplink or cgroup hook.
-    public func ensure(store: EndpointStore, object: BPFObject = .datapath) throws(BPFError)
+    public func ensure(store: EndpointStore, object: BPFObject = .datapath) throws(DatapathError)
         -> (datapath: Datapath, uplinks: [ProgramAttachment]) {
-        let datapath = try Datapath.open(store: store, object: object)
-        let attachments = try store.withLockOrThrow { () throws(BPFError) in
-            let attachments = try datapath.ensureUplinks(uplinks, policy: attachPolicy)
-            try datapath.configureMasquerade(enabled: masquerade, clusterCIDRs: clusterCIDRs)
-            if let socketCgroup { try datapath.ensureSocketHooks(cgroup: socketCgroup) }
-            if socketLB { try datapath.configureSocketLB(skipNodeNetns: !balanceNodeProcesses) }
-            return attachments
+        let datapath = try bpf { () throws(BPFError) in try Datapath.open(store: store, object: object) }
+        let attachments = try bpf { () throws(BPFError) in
+            try store.withLock { () throws(DatapathError) in
+                let attachments = try bpf { () throws(BPFError) in try datapath.ensureUplinks(uplinks, policy: attachPolicy) }
+                try datapath.configureMasquerade(enabled: masquerade, clusterCIDRs: clusterCIDRs)
+                if let socketCgroup { try datapath.ensureSocketHooks(cgroup: socketCgroup) }
+                if socketLB { try datapath.configureSocketLB(skipNodeNetns: !balanceNodeProcesses) }
+                return attachments
+            }
         }
-        return (datapath, attachments)
+        return (datapath, try attachments.get())
     }
 }

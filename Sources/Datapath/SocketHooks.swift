@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPF
+import BPFObjects
 import NodeStore
 import CLinux
 import CDatapathABI
@@ -14,30 +15,31 @@ import Glibc
 /// The cgroup socket hooks of the load balancer: attached to a cgroup v2 directory (inherited by
 /// every cgroup below it), their links pinned at `<store>/socketlb/cg<cgroup id>/<program>`.
 extension Datapath {
-    static let socketHooks: [(program: String, attachType: bpf_attach_type)] = [
-        ("sock_connect4", BPF_CGROUP_INET4_CONNECT), ("sock_connect6", BPF_CGROUP_INET6_CONNECT),
-        ("sock_sendmsg4", BPF_CGROUP_UDP4_SENDMSG), ("sock_sendmsg6", BPF_CGROUP_UDP6_SENDMSG),
-        ("sock_recvmsg4", BPF_CGROUP_UDP4_RECVMSG), ("sock_recvmsg6", BPF_CGROUP_UDP6_RECVMSG),
-        ("sock_getpeername4", BPF_CGROUP_INET4_GETPEERNAME), ("sock_getpeername6", BPF_CGROUP_INET6_GETPEERNAME),
-        ("sock_release", BPF_CGROUP_INET_SOCK_RELEASE),
-    ]
+    /// The datapath's cgroup programs, each with the hook its section names (libbpf's reading of
+    /// `SEC("cgroup/connect4")`, as when it attaches by section).
+    static let socketHooks: [(program: String, attachType: bpf_attach_type)] =
+        BPFObject.datapath.programs(inSectionsStartingWith: "cgroup/").compactMap { hook in
+            BPFProgram.attachType(ofSection: hook.section).map { (hook.program, $0) }
+        }
 
     /// Makes sure every socket hook is attached to `cgroup` (a cgroup v2 directory). Cheap when they
     /// are: one access() per hook. Links of other programs on the cgroup stay (multi-program links).
-    public func ensureSocketHooks(cgroup: String) throws(BPFError) {
+    public func ensureSocketHooks(cgroup: String) throws(DatapathError) {
         let folder = try socketHookFolder(cgroup)
         let missing = Self.socketHooks.filter { access("\(folder)/\($0.program)", F_OK) != 0 }
         guard !missing.isEmpty else { return }
         let directory: FileDescriptor
         do { directory = try FileDescriptor.open(FilePath(cgroup), .readOnly, options: [.directory, .closeOnExec]) } catch {
-            throw BPFError("open cgroup \(cgroup)", error as? Errno)
+            throw .cgroup(SystemCallError("open cgroup \(cgroup)", error as? Errno ?? .current))
         }
         defer { try? directory.close() }
-        try Self.makeFolder(storeRoot + "/socketlb")
-        try Self.makeFolder(folder)
-        for hook in missing {
-            try BPFLink.attachCgroup(program(hook.program), cgroup: directory, attachType: hook.attachType)
-                .pin(at: "\(folder)/\(hook.program)")
+        try bpf { () throws(BPFError) in
+            try Self.makeFolder(storeRoot + "/socketlb")
+            try Self.makeFolder(folder)
+            for hook in missing {
+                try BPFLink.attachCgroup(program(hook.program), cgroup: directory, attachType: hook.attachType)
+                    .pin(at: "\(folder)/\(hook.program)")
+            }
         }
     }
 
@@ -46,18 +48,20 @@ extension Datapath {
         try removeLinkFolder("\(storeRoot)/socketlb/cg\(cgroupID)")
     }
 
-    private func socketHookFolder(_ cgroup: String) throws(BPFError) -> String {
-        do { return "\(storeRoot)/socketlb/cg\(try CgroupV2.id(of: cgroup))" } catch { throw BPFError(error.operation, error.errno) }
+    private func socketHookFolder(_ cgroup: String) throws(DatapathError) -> String {
+        do { return "\(storeRoot)/socketlb/cg\(try CgroupV2.id(of: cgroup))" } catch { throw .cgroup(error) }
     }
 
     /// Whether the hooks leave the sockets of the calling thread's netns (the node's) alone.
-    public func configureSocketLB(skipNodeNetns: Bool) throws(BPFError) {
-        let config = try map(Layouts.lbConfig)
+    public func configureSocketLB(skipNodeNetns: Bool) throws(DatapathError) {
         let cookie: UInt64
-        do { cookie = try NetworkNamespace.currentCookie() } catch { throw BPFError(error.operation, error.errno) }
-        let wanted = sp_lb_config(host_netns_cookie: cookie, flags: skipNodeNetns ? SP_LB_SKIP_HOST_NETNS : 0, reserved: 0)
-        let current = try config.lookup(UInt32(0), as: sp_lb_config.self)
-        guard current?.host_netns_cookie != wanted.host_netns_cookie || current?.flags != wanted.flags else { return }
-        try config.upsert(UInt32(0), wanted)
+        do { cookie = try NetworkNamespace.currentCookie() } catch { throw .cgroup(error) }
+        try bpf { () throws(BPFError) in
+            let config = try map(Layouts.lbConfig)
+            let wanted = sp_lb_config(host_netns_cookie: cookie, flags: skipNodeNetns ? SP_LB_SKIP_HOST_NETNS : 0, reserved: 0)
+            let current = try config.lookup(UInt32(0), as: sp_lb_config.self)
+            guard current?.host_netns_cookie != wanted.host_netns_cookie || current?.flags != wanted.flags else { return }
+            try config.upsert(UInt32(0), wanted)
+        }
     }
 }

@@ -65,16 +65,22 @@ extension Datapath {
     /// programs and maps. Pods keep their veths and addresses; their traffic falls back to the
     /// kernel's routing until the datapath is loaded again. Works on a damaged store too: what
     /// cannot be read is removed without being read.
-    public func unload(podAttachments: [(hostName: String, hostIndex: Int32, mode: AttachMode)]) throws(BPFError) {
-        for pod in podAttachments {
-            try detachPod(hostName: pod.hostName, hostIndex: pod.hostIndex, mode: pod.mode)
+    public func unload(podAttachments: [(hostName: String, hostIndex: Int32, mode: AttachMode)]) throws(DatapathError) {
+        try bpf { () throws(BPFError) in
+            for pod in podAttachments {
+                try detachPod(hostName: pod.hostName, hostIndex: pod.hostIndex, mode: pod.mode)
+            }
+            // Link pins the records do not know of (a crashed ADD) go too.
+            for name in folderEntries(storeRoot + "/endpoints") {
+                try detachPod(hostName: name, hostIndex: nil, mode: .tcx)
+            }
+            for uplink in (try? uplinks()) ?? [] { try detachUplink(ifindex: uplink.ifindex) }
         }
-        // Link pins the records do not know of (a crashed ADD) go too.
-        for name in folderEntries(storeRoot + "/endpoints") {
-            try detachPod(hostName: name, hostIndex: nil, mode: .tcx)
-        }
-        for uplink in (try? uplinks()) ?? [] { try detachUplink(ifindex: uplink.ifindex) }
         if masqueradeEnabled { try nftables { () throws(NFTablesError) in try NFTables.deleteTable(Self.nftTable) } }
+        try bpf { () throws(BPFError) in try removePins() }
+    }
+
+    private func removePins() throws(BPFError) {
         for group in Self.linkGroups {
             for name in folderEntries("\(storeRoot)/\(group)") { try removeLinkFolder("\(storeRoot)/\(group)/\(name)") }
             rmdir("\(storeRoot)/\(group)")

@@ -5,7 +5,7 @@ import SystemCallSupport
 /// A failed nftables operation: what it was for, and what went wrong.
 public struct NFTablesError: Error, CustomStringConvertible, Sendable {
     public let description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// The few nftables operations swiftpath needs, through the `nft` tool.

@@ -66,7 +66,7 @@ extension Plugin {
                 (record.attachMode, record.attachID, record.socketCgroupID, record.state) =
                     (wiring.attached.mode.rawValue, wiring.attached.id, wiring.socketCgroupID, .ready)
             }
-            try storeCall { () throws(BPFError) in try store.dropClaim(pending.claim.hostName) }
+            try bpfCall { () throws(BPFError) in try store.dropClaim(pending.claim.hostName) }
             log("added \(veth.host.name) <-> \(environment.netns):\(environment.ifname) with \(addressing.ips.map(\.address.description))")
             return result(veth: veth, addressing: addressing, gateways: gateways, routes: routes, mtu: mtu)
         } catch {
@@ -88,7 +88,7 @@ extension Plugin {
         /// Writes down how far the ADD got.
         mutating func record(in store: EndpointStore, _ change: (inout EndpointRecord) -> Void) throws(CNIError) {
             change(&record)
-            do { try store.update(record) } catch { throw CNIError(store: error) }
+            do { try store.update(record) } catch { throw CNIError(bpf: error) }
         }
     }
 
@@ -96,10 +96,10 @@ extension Plugin {
     /// running meanwhile sees an ADD at work, and a DEL after a crash finds what to undo.
     func beginRecord(_ store: EndpointStore, source: EndpointRecord.AddressSource) throws(CNIError) -> PendingRecord {
         try store.withLockOrFail { () throws(CNIError) -> PendingRecord in
-            if let existing = try storeCall({ () throws(BPFError) in
+            if let existing = try bpfCall({ () throws(BPFError) in
                 try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
             }) {
-                if existing.state == .pending, try storeCall({ () throws(BPFError) in try store.isClaimed(existing.hostName) }) {
+                if existing.state == .pending, try bpfCall({ () throws(BPFError) in try store.isClaimed(existing.hostName) }) {
                     throw CNIError(.tryAgainLater, "an ADD of \(attachment.containerID)/\(attachment.ifname) is in progress")
                 }
                 throw CNIError(.interfaceExists, "the store already records \(attachment.containerID)/\(attachment.ifname)",
@@ -109,12 +109,12 @@ extension Plugin {
             do throws(BPFError) { claim = try store.claim(hostInterfaceName) } catch where error.errno == .wouldBlock {
                 throw CNIError(.tryAgainLater, "an ADD of \(attachment.containerID)/\(attachment.ifname) is in progress")
             } catch {
-                throw CNIError(store: error)
+                throw CNIError(bpf: error)
             }
             let record = EndpointRecord.pending(containerID: attachment.containerID, ifname: attachment.ifname, network: config.name,
                                                 netns: environment.netns, hostName: hostInterfaceName, addressSource: source,
                                                 created: Self.now())
-            _ = try storeCall { () throws(BPFError) in try store.insert(record) }
+            _ = try bpfCall { () throws(BPFError) in try store.insert(record) }
             return PendingRecord(record: record, claim: claim)
         }
     }

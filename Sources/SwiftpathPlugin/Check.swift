@@ -17,7 +17,7 @@ extension Plugin {
         }
         let podNamespace = try openPodNamespace()
         let store = try existingStore()
-        guard let store, let record = try storeCall({ () throws(BPFError) in
+        guard let store, let record = try bpfCall({ () throws(BPFError) in
             try store.record(containerID: attachment.containerID, ifname: attachment.ifname)
         }) else {
             throw CNIError(.unknownContainer, "no swiftpath endpoint for \(attachment.containerID)/\(attachment.ifname)")
@@ -93,12 +93,12 @@ extension Plugin {
     private func checkDatapath(_ store: EndpointStore, record: EndpointRecord) throws(CNIError) {
         guard let datapath = Datapath.openExisting(store: store) else { throw drift("the swiftpath datapath is not loaded") }
         let mode = AttachMode(rawValue: record.attachMode) ?? .tcx
-        let attached = try datapathCall { () throws(BPFError) in
+        let attached = try bpfCall { () throws(BPFError) in
             try datapath.podAttachment(hostName: record.hostName, hostIndex: record.hostIndex, mode: mode)
         }
         guard attached != nil else { throw drift("the datapath program is not attached (\(mode)) to \(record.hostName)") }
         for address in record.addresses.map(\.address) {
-            let entry = try datapathCall { () throws(BPFError) in try datapath.endpoint(address) }
+            let entry = try bpfCall { () throws(BPFError) in try datapath.endpoint(address) }
             guard let entry, entry.hostIndex == record.hostIndex, entry.podMAC == record.podMAC else {
                 throw drift("the endpoint map entry of \(address) is missing or points elsewhere")
             }

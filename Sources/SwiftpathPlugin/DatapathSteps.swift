@@ -23,7 +23,8 @@ extension Plugin {
         let setup = NodeSetup(uplinks: uplinks, attachPolicy: settings.attachMode, masquerade: settings.ipMasq,
                               clusterCIDRs: settings.clusterCIDRs, socketCgroup: socketCgroup, socketLB: settings.socketLB.enabled,
                               balanceNodeProcesses: settings.socketLB.hostNamespace)
-        let ensured = try datapathCall { () throws(BPFError) in try setup.ensure(store: store) }
+        let ensured: (datapath: Datapath, uplinks: [ProgramAttachment])
+        do { ensured = try setup.ensure(store: store) } catch { throw CNIError(datapath: error) }
         if ensured.uplinks.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }
         return ensured.datapath
     }
@@ -46,13 +47,13 @@ extension Plugin {
     func attachToDatapath(_ datapath: Datapath, store: EndpointStore, veth: VethPair, addressing: CNIResult,
                           socketCgroup: String?, rollback: inout Rollback) throws(CNIError) -> DatapathWiring {
         let addresses = addressing.ips.map(\.address.address)
-        try datapathCall { () throws(BPFError) in
+        try bpfCall { () throws(BPFError) in
             try datapath.addEndpoint(addresses: addresses, hostIndex: veth.host.index,
                                      podMAC: veth.pod.mac ?? .zero, hostMAC: veth.host.mac ?? .zero)
         }
         rollback.onFailure("endpoint map entries") { try datapath.removeEndpoint(addresses: addresses, hostIndex: veth.host.index) }
 
-        let attached = try datapathCall { () throws(BPFError) in
+        let attached = try bpfCall { () throws(BPFError) in
             try datapath.attachPod(hostName: veth.host.name, hostIndex: veth.host.index, policy: settings.attachMode)
         }
         rollback.onFailure("\(attached.mode) attachment") {
@@ -62,8 +63,8 @@ extension Plugin {
 
         guard let socketCgroup else { return DatapathWiring(attached: attached, socketCgroupID: 0) }
         let cgroupID = try store.withLockOrFail { () throws(CNIError) -> UInt64 in
-            try datapathCall { () throws(BPFError) in try datapath.ensureSocketHooks(cgroup: socketCgroup) }
-            do throws(SystemCallError) { return try CgroupV2.id(of: socketCgroup) } catch { throw CNIError(system: error) }
+            do throws(DatapathError) { try datapath.ensureSocketHooks(cgroup: socketCgroup) } catch { throw CNIError(datapath: error) }
+            do throws(SystemCallError) { return try CgroupV2.id(of: socketCgroup) } catch { throw CNIError(datapath: .cgroup(error)) }
         }
         rollback.onFailure("socket hooks on \(socketCgroup)") { try datapath.detachSocketHooks(cgroupID: cgroupID) }
         return DatapathWiring(attached: attached, socketCgroupID: cgroupID)
@@ -101,19 +102,13 @@ extension Plugin {
         return full
     }
 
-    func datapathCall<T>(_ body: () throws(BPFError) -> T) throws(CNIError) -> T {
-        do { return try body() } catch {
-            throw CNIError(.storeFailure, "BPF datapath failed", details: error.description)
-        }
-    }
-
     /// Undoes the datapath part of an attachment: its link or filter, its map entries and
     /// counters, its per-pod socket hooks. A map or program whose pin is missing or of another
     /// layout is passed over (`datapath load` rebuilds it, without this attachment's entries).
     /// Returns whether anything of the attachment was there.
     func detachFromDatapath(_ datapath: Datapath, record: EndpointRecord?, hostName: String) throws(CNIError) -> Bool {
         let hadLink = datapath.hasPodLink(hostName)
-        try datapathCall { () throws(BPFError) in
+        try bpfCall { () throws(BPFError) in
             // The veth is gone by now, and a tc filter with it: no device index from the record is
             // trusted to find one.
             try datapath.detachPod(hostName: hostName, hostIndex: nil, mode: .tcx)
@@ -131,7 +126,7 @@ extension Plugin {
             do throws(BPFError) { try remove() } catch where error.isRepairable {
                 log("\(what) of \(hostName) left to 'swiftpath datapath load': \(error)")
             } catch {
-                throw CNIError(.storeFailure, "BPF datapath failed", details: error.description)
+                throw CNIError(bpf: error)
             }
         }
         return true

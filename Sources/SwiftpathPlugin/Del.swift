@@ -11,7 +11,7 @@ extension Plugin {
     func del() throws(CNIError) {
         let store = try existingStore()
         let record = try store.flatMap { store throws(CNIError) in
-            try storeCall { () throws(BPFError) in try store.record(containerID: attachment.containerID, ifname: attachment.ifname) }
+            try bpfCall { () throws(BPFError) in try store.record(containerID: attachment.containerID, ifname: attachment.ifname) }
         }
         let ipam: (any AddressManager)?
         var problems = settingsProblems
@@ -22,7 +22,7 @@ extension Plugin {
         // An ADD killed while its IPAM plugin ran leaves that plugin running, holding the claim:
         // its lease must land before this DEL releases it.
         let hostName = Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname)
-        if let store, try !storeCall({ () throws(BPFError) in try store.awaitClaim(hostName) }) {
+        if let store, try !bpfCall({ () throws(BPFError) in try store.awaitClaim(hostName) }) {
             log("the claim on \(hostName) is still held after 10 s; cleaning up regardless")
         }
         let found = try tearDown(attachment, record: record, store: store, host: hostNetlink(), ipam: ipam)

@@ -25,7 +25,7 @@ extension Plugin {
         let ipam = addressManager(plan, store: store)
         // Under the lock an ADD either has its pending record and claim already, or has not begun.
         let removed = try store.withLockOrFail { () throws(CNIError) -> [Attachment] in
-            let records = try storeCall { () throws(BPFError) in try store.records() }
+            let records = try bpfCall { () throws(BPFError) in try store.records() }
             var inFlight: Set<Attachment> = []
             var removed: [Attachment] = []
             for record in records where record.network == config.name && !valid.contains(record.attachment) {
@@ -36,7 +36,7 @@ extension Plugin {
                 try tearDown(stale.attachment, record: stale, store: store, host: host, ipam: ipam)
                 removed.append(stale.attachment)
             }
-            let kept = try storeCall { () throws(BPFError) in try store.records() }
+            let kept = try bpfCall { () throws(BPFError) in try store.records() }
             try removeUnrecorded(store, keeping: Set(kept.map(\.hostName)))
             try ipam?.collectGarbage(keeping: valid.union(inFlight), stale: removed)
             return removed
@@ -49,10 +49,10 @@ extension Plugin {
     /// finishing on its own: GC gives it a moment, then removes what a dead ADD left, and leaves
     /// alone an ADD that is still running or has just completed.
     private func settled(_ record: EndpointRecord, in store: EndpointStore) throws(CNIError) -> EndpointRecord? {
-        guard record.state == .pending, try storeCall({ () throws(BPFError) in try store.isClaimed(record.hostName) }) else {
+        guard record.state == .pending, try bpfCall({ () throws(BPFError) in try store.isClaimed(record.hostName) }) else {
             return record
         }
-        return try storeCall { () throws(BPFError) -> EndpointRecord? in
+        return try bpfCall { () throws(BPFError) -> EndpointRecord? in
             guard try store.awaitClaim(record.hostName, seconds: 2),
                   let now = try store.record(containerID: record.containerID, ifname: record.ifname), now.state == .pending else { return nil }
             return now
@@ -65,8 +65,8 @@ extension Plugin {
         let datapath = Datapath.openExisting(store: store)
         let names = Set(store.claimedNames() + (datapath?.attachedPodNames() ?? [])).subtracting(recorded)
         for name in names.sorted() {
-            guard try !storeCall({ () throws(BPFError) in try store.isClaimed(name) }) else { continue }
-            try storeCall { () throws(BPFError) in
+            guard try !bpfCall({ () throws(BPFError) in try store.isClaimed(name) }) else { continue }
+            try bpfCall { () throws(BPFError) in
                 try datapath?.detachPod(hostName: name, hostIndex: nil, mode: .tcx)
                 try store.dropClaim(name)
             }
@@ -76,12 +76,4 @@ extension Plugin {
 
 extension EndpointRecord {
     var attachment: Attachment { Attachment(containerID: containerID, ifname: ifname) }
-}
-
-extension EndpointStore {
-    func withLockOrFail<T>(_ body: () throws(CNIError) -> T) throws(CNIError) -> T {
-        let outcome: Result<T, CNIError>
-        do { outcome = try withLock(body) } catch { throw CNIError(store: error) }
-        return try outcome.get()
-    }
 }

@@ -201,29 +201,11 @@ public struct Plugin {
         }
         try ipam?.release(for: attachment, addresses: record?.addresses.map(\.address))
         if let store {
-            try storeCall { () throws(BPFError) in
+            try bpfCall { () throws(BPFError) in
                 try store.dropClaim(hostName)
                 try store.removeRecord(containerID: attachment.containerID, ifname: attachment.ifname)
             }
         }
         return found
-    }
-
-    func storeCall<T>(_ body: () throws(BPFError) -> T) throws(CNIError) -> T {
-        do { return try body() } catch { throw CNIError(store: error) }
-    }
-}
-
-extension CNIError {
-    init(netlink error: SystemCallError) {
-        self.init(.netlinkFailure, "netlink request failed", details: error.description)
-    }
-
-    init(store error: BPFError) {
-        self.init(.storeFailure, "swiftpath store failed", details: error.description)
-    }
-
-    init(system error: SystemCallError) {
-        self.init(.ioFailure, "system call failed", details: error.description)
     }
 }

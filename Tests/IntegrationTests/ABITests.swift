@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPFObjects
 import CDatapathABI
+import CLibBPF
 @testable import Datapath
 import XCTest
 
@@ -25,10 +26,21 @@ final class ABITests: XCTestCase {
             XCTAssertTrue(maps.contains(layout.name), "\(layout.name) is a map of the objects")
         }
         let programs = Set(BPFObject.datapath.programs)
-        for name in Datapath.socketHooks.map(\.program) + [Datapath.programNames.pod, Datapath.programNames.uplink] {
+        for name in Datapath.socketHooks.map(\.program) + [DatapathPrograms.podEgress, DatapathPrograms.uplinkIngress] {
             XCTAssertTrue(programs.contains(name), "\(name) is a program of the datapath")
         }
+        XCTAssertEqual(Datapath.socketHooks.count, 9, "every cgroup program has the hook its section names")
+        XCTAssertEqual(Datapath.socketHooks.first { $0.program == "sock_connect4" }?.attachType, BPF_CGROUP_INET4_CONNECT)
+        XCTAssertEqual(Datapath.socketHooks.first { $0.program == "sock_release" }?.attachType, BPF_CGROUP_INET_SOCK_RELEASE)
         XCTAssertEqual(Set(BPFObject.terminate.programs), ["sock_terminate_tcp", "sock_terminate_udp"])
+    }
+
+    /// The tcx attach types are named once, for headers that predate them: they must be the
+    /// running kernel's (its BTF holds enum bpf_attach_type).
+    func testTCXAttachTypesAreTheKernels() throws {
+        let dump = try shell("bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "raw")
+        XCTAssertTrue(dump.contains("'BPF_TCX_INGRESS' val=\(SWIFTPATH_BPF_TCX_INGRESS.rawValue)"))
+        XCTAssertTrue(dump.contains("'BPF_TCX_EGRESS' val=\(SWIFTPATH_BPF_TCX_EGRESS.rawValue)"))
     }
 
     /// Map keys are compared byte by byte: none may leave a byte to the compiler's padding.

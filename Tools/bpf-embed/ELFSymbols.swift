@@ -5,7 +5,8 @@
 /// on every host swiftpath builds on.
 struct ELFSymbols {
     private(set) var maps: [String] = []
-    private(set) var programs: [String] = []
+    /// Each program with its section, the `SEC("...")` that tells libbpf its type and attach point.
+    private(set) var programs: [(name: String, section: String)] = []
 
     struct Malformed: Error, CustomStringConvertible {
         let description: String
@@ -59,11 +60,11 @@ struct ELFSymbols {
                 if type == Self.symbolObject, names[sectionIndex] == ".maps" {
                     maps.append(name)
                 } else if type == Self.symbolFunction, binding == Self.bindingGlobal, names[sectionIndex] != ".text" {
-                    programs.append(name)
+                    programs.append((name, names[sectionIndex]))
                 }
             }
         }
         maps.sort()
-        programs.sort()
+        programs.sort { $0.name < $1.name }
     }
 }

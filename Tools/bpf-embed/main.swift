@@ -1,58 +1,85 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 
-// bpf-embed CLANG SOURCE.c OUTPUT.swift NAME IMPORT [clang flags...]
+// bpf-embed CLANG OUTPUT.swift NAME IMPORT SOURCE.c... -- [clang flags...]
+// bpf-embed --object CLANG OUTPUT.o SOURCE.c... -- [clang flags...]
 // bpf-embed --enum HEADER.h C_ENUM SWIFT_ENUM OUTPUT.swift
 //
 // IMPORT names the module that declares BPFObject, or "-" when the output is compiled into it.
 //
-// Compiles one BPF C file and writes a Swift file that holds the object as base64 (a large
-// `[UInt8]` literal costs swiftc seconds; a string literal costs nothing), with a content hash the
-// loader uses to tell one datapath build from another, and the names of its maps and programs.
-// With --enum, writes the Swift side of one enum of the ABI header instead.
-let arguments = CommandLine.arguments
-if arguments.count == 6, arguments[1] == "--enum" {
-    let header = try String(contentsOfFile: arguments[2], encoding: .utf8)
-    let generator = EnumGenerator(header: header, enumName: arguments[3], swiftName: arguments[4])
-    try generator.swift(source: URL(fileURLWithPath: arguments[2]).lastPathComponent)
-        .write(toFile: arguments[5], atomically: true, encoding: .utf8)
-    exit(0)
-}
-guard arguments.count >= 6 else {
-    FileHandle.standardError.write(Data("usage: bpf-embed CLANG SOURCE.c OUTPUT.swift NAME IMPORT [flags...]\n".utf8))
+// Compiles the C files of one BPF object, each alone, and links them into the object with libbpf's
+// static linker. Writes a Swift file that holds the object as base64 (a large `[UInt8]` literal
+// costs swiftc seconds; a string literal costs nothing), with a content hash the loader uses to
+// tell one datapath build from another, and the names of its maps and programs, both as lists and
+// as constants the Swift side opens pins by (as `bpftool gen skeleton` names them), so that a map
+// or program renamed in C fails the Swift build. With --object, writes only the object (for the
+// check that the objects are the same for every architecture). With --enum, writes the Swift side
+// of one enum of the ABI header instead.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("bpf-embed: \(message)\n".utf8))
     exit(2)
 }
-let (clang, source, output, name, module) = (arguments[1], arguments[2], arguments[3], arguments[4], arguments[5])
-let object = output + ".o"
 
-let compile = Process()
-compile.executableURL = URL(fileURLWithPath: clang)
-compile.arguments = [
-    "-target", "bpf", "-O2", "-g", "-Wall", "-Werror", "-mcpu=v3",
-    // The Swift toolchain's clang splits cold paths into static `.cold` functions, which a BPF
-    // program cannot call and libbpf refuses: keep every path in its program.
-    "-mllvm", "-hotcoldsplit-threshold=1000000",
-] + arguments.dropFirst(6) + ["-c", source, "-o", object]
-try compile.run()
-compile.waitUntilExit()
-guard compile.terminationStatus == 0 else { exit(compile.terminationStatus) }
+var arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.count == 5, arguments[0] == "--enum" {
+    let header = try String(contentsOfFile: arguments[1], encoding: .utf8)
+    let generator = EnumGenerator(header: header, enumName: arguments[2], swiftName: arguments[3])
+    try generator.swift(source: URL(fileURLWithPath: arguments[1]).lastPathComponent)
+        .write(toFile: arguments[4], atomically: true, encoding: .utf8)
+    exit(0)
+}
+let objectOnly = arguments.first == "--object"
+if objectOnly { arguments.removeFirst() }
+let fixed = objectOnly ? 2 : 4
+guard let separator = arguments.firstIndex(of: "--"), separator > fixed else {
+    fail("usage: bpf-embed CLANG OUTPUT.swift NAME IMPORT SOURCE.c... -- [flags...] | --object CLANG OUTPUT.o SOURCE.c... -- [flags...]")
+}
+let (clang, output) = (arguments[0], arguments[1])
+let sources = Array(arguments[fixed..<separator])
+let flags = Array(arguments[(separator + 1)...])
 
+let object = objectOnly ? output : output + ".o"
+let parts = sources.count == 1 ? [object] : sources.indices.map { "\(object).\($0).o" }
+for (source, part) in zip(sources, parts) {
+    let compile = Process()
+    compile.executableURL = URL(fileURLWithPath: clang)
+    compile.arguments = [
+        "-target", "bpf", "-O2", "-g", "-Wall", "-Werror", "-mcpu=v3",
+        // The Swift toolchain's clang splits cold paths into static `.cold` functions, which a BPF
+        // program cannot call and libbpf refuses: keep every path in its program.
+        "-mllvm", "-hotcoldsplit-threshold=1000000",
+    ] + flags + ["-c", source, "-o", part]
+    try compile.run()
+    compile.waitUntilExit()
+    guard compile.terminationStatus == 0 else { exit(compile.terminationStatus) }
+}
+if sources.count > 1 {
+    do { try StaticLinker.link(parts, into: object) } catch { fail("\(error)") }
+    for part in parts { try? FileManager.default.removeItem(atPath: part) }
+}
+if objectOnly { exit(0) }
+
+let (name, module) = (arguments[2], arguments[3])
 let bytes = try Data(contentsOf: URL(fileURLWithPath: object))
 let symbols = try ELFSymbols(Array(bytes))
 var hash: UInt64 = 0xcbf2_9ce4_8422_2325
 for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
 let identifier = name.replacingOccurrences(of: "-", with: "_")
+let names = NameConstants(object: identifier, maps: symbols.maps, programs: symbols.programs.map(\.name))
+let quoted = { (list: [String]) in list.map { "\"\($0)\"" }.joined(separator: ", ") }
 let swift = """
-// Generated by bpf-embed from \(URL(fileURLWithPath: source).lastPathComponent). Do not edit.
+// Generated by bpf-embed from \(sources.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", ")). Do not edit.
 \(module == "-" ? "" : "import \(module)\n")
 extension BPFObject {
     public static let \(identifier) = BPFObject(
         name: "\(name)", hash: 0x\(String(hash, radix: 16)),
-        maps: [\(symbols.maps.map { "\"\($0)\"" }.joined(separator: ", "))],
-        programs: [\(symbols.programs.map { "\"\($0)\"" }.joined(separator: ", "))],
+        maps: [\(quoted(symbols.maps))],
+        programs: [\(quoted(symbols.programs.map(\.name)))],
+        sections: [\(quoted(symbols.programs.map(\.section)))],
         base64: "\(bytes.base64EncodedString())")
 }
 
+\(names.swift)
 """
 try swift.write(toFile: output, atomically: true, encoding: .utf8)
 try? FileManager.default.removeItem(atPath: object)

@@ -21,5 +21,10 @@
 #define AF_INET6 10
 #endif
 
+/* Each program file is compiled alone, and the files of one object are linked by libbpf's static
+ * linker (see Tools/bpf-embed). What the shared headers define (the licence, every map) is weak,
+ * so the linker merges the files' identical copies into one. */
+char LICENSE[] SEC("license") __weak = "Dual BSD/GPL";
+
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)

@@ -18,7 +18,7 @@ struct {
 	__type(value, struct sp_service);
 	__uint(max_entries, SP_MAX_SERVICES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} sp_services SEC(".maps");
+} sp_services SEC(".maps") __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -26,14 +26,14 @@ struct {
 	__type(value, struct sp_backend);
 	__uint(max_entries, SP_MAX_SLOTS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} sp_slots SEC(".maps");
+} sp_slots SEC(".maps") __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct sp_lb_config);
 	__uint(max_entries, 1);
-} sp_lb SEC(".maps");
+} sp_lb SEC(".maps") __weak;
 
 /* Sockets of the node's own netns are left alone when the config says so. */
 static __always_inline int skip_netns(__u64 netns_cookie)
@@ -54,7 +54,7 @@ struct {
 	__type(key, struct sp_translation_key);
 	__type(value, struct sp_translation);
 	__uint(max_entries, 65536);
-} sp_translations SEC(".maps");
+} sp_translations SEC(".maps") __weak;
 
 /* Unconnected UDP sockets keep their backend: socket and service -> backend. */
 struct {
@@ -62,14 +62,14 @@ struct {
 	__type(key, struct sp_sticky_key);
 	__type(value, struct sp_backend);
 	__uint(max_entries, 16384);
-} sp_sticky SEC(".maps");
+} sp_sticky SEC(".maps") __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct sp_affinity_key);
 	__type(value, struct sp_affinity);
 	__uint(max_entries, 16384);
-} sp_affinity SEC(".maps");
+} sp_affinity SEC(".maps") __weak;
 
 /* Picks a backend of `service`, at random; a replaced service's old slots may vanish under a
  * concurrent connect, so a miss looks the service up once more. */

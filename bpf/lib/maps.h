@@ -12,7 +12,7 @@ struct {
 	__type(value, struct sp_endpoint);
 	__uint(max_entries, SP_MAX_ENDPOINTS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} sp_endpoints4 SEC(".maps");
+} sp_endpoints4 SEC(".maps") __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -20,14 +20,14 @@ struct {
 	__type(value, struct sp_endpoint);
 	__uint(max_entries, SP_MAX_ENDPOINTS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} sp_endpoints6 SEC(".maps");
+} sp_endpoints6 SEC(".maps") __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct sp_node_config);
 	__uint(max_entries, 1);
-} sp_node SEC(".maps");
+} sp_node SEC(".maps") __weak;
 
 /* Destinations inside the cluster: never masqueraded. */
 struct {
@@ -36,7 +36,7 @@ struct {
 	__type(value, __u8);
 	__uint(max_entries, 64);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} sp_cluster4 SEC(".maps");
+} sp_cluster4 SEC(".maps") __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -44,7 +44,7 @@ struct {
 	__type(value, __u8);
 	__uint(max_entries, 64);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} sp_cluster6 SEC(".maps");
+} sp_cluster6 SEC(".maps") __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -52,7 +52,7 @@ struct {
 	__type(value, struct sp_counter);
 	__uint(max_entries, 65536);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} sp_counters SEC(".maps");
+} sp_counters SEC(".maps") __weak;
 
 /* Which build of this object the store runs, so that a newer binary knows to upgrade it. Written
  * by the loader, never read by the programs. */
@@ -61,7 +61,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sp_meta);
 	__uint(max_entries, 1);
-} sp_meta SEC(".maps");
+} sp_meta SEC(".maps") __weak;
 
 /* The uplinks the loader attached uplink_ingress to, and how (enum sp_attach_mode): what
  * `datapath status` shows and `datapath unload` detaches. Never read by the programs. */
@@ -70,4 +70,4 @@ struct {
 	__type(key, __u32);		/* ifindex */
 	__type(value, __u32);
 	__uint(max_entries, 256);
-} sp_uplinks SEC(".maps");
+} sp_uplinks SEC(".maps") __weak;

@@ -53,7 +53,7 @@ struct {
 	__type(key, struct sp_departure);
 	__type(value, __u8);
 	__uint(max_entries, 4096);
-} sp_departures SEC(".maps");
+} sp_departures SEC(".maps") __weak;
 
 /* How many sockets the sweeps terminated. */
 struct {
@@ -61,7 +61,7 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(max_entries, 1);
-} sp_terminated SEC(".maps");
+} sp_terminated SEC(".maps") __weak;
 
 /* Aborts `sk` if the LB translated it to a backend that left that service. */
 static __always_inline void terminate_if_departed(struct sock_common *sk, __u8 proto)
