@@ -6,7 +6,7 @@
  * offsets, the bpf_sock_destroy() kfunc, the iterators' attach points), which the host-routing
  * and socket-LB programs do not. Keeping it apart spares every CNI ADD that parse (~11 MiB at
  * peak), and a kernel without bpf_sock_destroy() still runs the rest of the datapath. It shares
- * the LB's pinned maps with datapath.c; its own two maps live only as long as the sweep. */
+ * the LB's pinned maps with the datapath object; its own two maps live only as long as the sweep. */
 #include "common.h"
 #include "terminate.h"
 

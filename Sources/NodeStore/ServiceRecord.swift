@@ -2,12 +2,15 @@
 import BPF
 import CLibBPF
 import NetAddress
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A load-balanced service: a VIP, a port and a protocol.
 public struct Service: Hashable, Sendable, CustomStringConvertible {
     public enum TransportProtocol: String, Sendable, CaseIterable {
         case tcp, udp
-        public var number: UInt8 { self == .tcp ? 6 : 17 }
+        public var number: UInt8 { UInt8(self == .tcp ? IPPROTO_TCP : IPPROTO_UDP) }
     }
 
     public let address: IPAddress

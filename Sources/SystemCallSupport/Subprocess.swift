@@ -70,8 +70,14 @@ public enum Subprocess {
         while waitpid(pid, &status, 0) < 0 {
             guard Errno.current == .interrupted else { throw SystemCallError("wait for \(path)", .current) }
         }
-        // WIFEXITED / WEXITSTATUS, which Swift does not import (they are macros).
-        let exited = status & 0x7f == 0
-        return (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), output)
+        return (Self.exitCode(waitStatus: status), output)
+    }
+
+    /// What a shell reports for a wait status: the exit status, or 128 + the signal that ended it.
+    /// (WIFEXITED, WEXITSTATUS and WTERMSIG are macros, which Swift does not import.)
+    static func exitCode(waitStatus status: Int32) -> Int32 {
+        let terminatingSignal = status & 0x7f
+        let exitStatus = (status >> 8) & 0xff
+        return terminatingSignal == 0 ? exitStatus : 128 + terminatingSignal
     }
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Netns
 import XCTest
 
 /// Runs a program and returns its exit status and output. Tests use real tools (ip, ping) and the
@@ -72,14 +73,7 @@ let pluginBinary: String = {
 }()
 
 /// The cgroup v2 hierarchy (on this hybrid host, /sys/fs/cgroup/unified).
-let cgroup2Mount: String = {
-    let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
-    for line in mounts.split(separator: "\n") {
-        let fields = line.split(separator: " ")
-        if fields.count > 2, fields[2] == "cgroup2" { return String(fields[1]) }
-    }
-    return "/sys/fs/cgroup"
-}()
+let cgroup2Mount = CgroupV2.mountPoint() ?? "/sys/fs/cgroup"
 
 /// Where Debian's containernetworking-plugins put host-local and ptp.
 let referencePlugins = "/usr/lib/cni"

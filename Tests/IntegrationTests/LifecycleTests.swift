@@ -85,8 +85,8 @@ final class LifecycleTests: XCTestCase {
     func testAddOfExistingInterfaceFailsAndLeavesItAlone() throws {
         let node = try TestNode(self)
         let pod = try node.makePod("dup")
-        try node.inPod(pod, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "other0")
-        try node.inPod(pod, "ip", "addr", "add", "198.51.100.7/24", "dev", "eth0")
+        XCTAssertEqual(try node.inPod(pod, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "other0").status, 0)
+        XCTAssertEqual(try node.inPod(pod, "ip", "addr", "add", "198.51.100.7/24", "dev", "eth0").status, 0)
         let before = try node.inPod(pod, "ip", "-o", "addr", "show", "eth0").stdout
 
         let outcome = try node.cni("ADD", containerID: "ctr-dup", netns: pod, config: node.config())
