@@ -12,11 +12,20 @@ let staticBPF: [LinkerSetting] = [
 let package = Package(
     name: "swiftpath",
     products: [
-        .executable(name: "swiftpath", targets: ["swiftpath"])
+        .executable(name: "swiftpath", targets: ["swiftpath"]),
+        .executable(name: "swiftpath-agent", targets: ["swiftpath-agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        // The node agent's: the Kubernetes API over HTTPS with the cluster's own CA, its health and
+        // metrics endpoint, kubeconfig files, structured logs. The CNI plugin links none of them.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries.
@@ -92,9 +101,40 @@ let package = Package(
             "CNIProtocol", "SwiftpathPlugin", "SwiftpathCLI", .product(name: "SystemPackage", package: "swift-system"),
         ]),
 
+        // A Kubernetes API client: cluster access (kubeconfig, in-cluster), list and watch, the
+        // objects the agent reads.
+        .target(name: "KubernetesAPI", dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+
+        // The node agent: node-wide state from the Kubernetes API (datapath, plugin binary,
+        // conflist, routes to other nodes' pods), health and metrics.
+        .target(name: "NodeAgent", dependencies: [
+            "BPF", "Datapath", "KubernetesAPI", "NetAddress", "Netlink", "NodeStore", "SystemCallSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
+
+        .executableTarget(name: "swiftpath-agent", dependencies: [
+            "NodeAgent", "KubernetesAPI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
         .testTarget(name: "NetAddressTests", dependencies: ["NetAddress"]),
         .testTarget(name: "CNIProtocolTests", dependencies: ["CNIProtocol"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM"]),
+        // The Kubernetes API stand-in the agent's tests run against (Tests/Fixtures).
+        .target(name: "KubeStandIn", path: "Tests/KubeStandIn"),
+        .testTarget(name: "KubernetesAPITests", dependencies: ["KubernetesAPI", "KubeStandIn", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "KubernetesAPI", "NetAddress", "Netlink"]),
         .testTarget(name: "NodeStoreTests", dependencies: ["BPF", "NodeStore", "NetAddress"]),
         .testTarget(name: "SwiftpathPluginTests", dependencies: [
             "BPF", "CNIProtocol", "Datapath", "NetAddress", "NFTables", "SwiftpathPlugin", "SystemCallSupport",
@@ -103,7 +143,8 @@ let package = Package(
         .target(name: "BPFTestObjects", dependencies: ["BPFObjects"], path: "Tests/BPFTestObjects",
                 exclude: ["datapath_variant.c", "datapath_small_lb.c", "other_tool.c"], sources: ["BPFTestObjects.swift"], plugins: ["BPFCompiler"]),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "BPF", "BPFTestObjects", "NodeStore", "CDatapathABI", "CLibBPF", "Datapath", "NetAddress", "Netlink", "Netns", "SystemCallSupport",
+            "BPF", "BPFTestObjects", "NodeStore", "CDatapathABI", "CLibBPF", "Datapath", "KubeStandIn", "NetAddress", "Netlink", "Netns",
+            "SystemCallSupport",
         ], exclude: ["echo.py", "lbclient.py", "lbserver.py"], swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

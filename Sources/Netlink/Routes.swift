@@ -7,6 +7,19 @@ import SystemCallSupport
 import Glibc
 #endif
 
+/// Who made a route (rtm_protocol): the kernel, an administrator, or a routing daemon's number.
+/// A daemon touches only the routes of its own number.
+public struct RouteProtocol: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    public static let kernel = RouteProtocol(rawValue: UInt8(RTPROT_KERNEL))
+    public static let boot = RouteProtocol(rawValue: UInt8(RTPROT_BOOT))
+    public static let `static` = RouteProtocol(rawValue: UInt8(RTPROT_STATIC))
+
+    public var description: String { "proto \(rawValue)" }
+}
+
 /// A route of the main table.
 public struct Route: Equatable, Sendable, CustomStringConvertible {
     public let destination: IPPrefix
@@ -14,17 +27,20 @@ public struct Route: Equatable, Sendable, CustomStringConvertible {
     public let outputIndex: Int32?
     /// The gateway is reachable on the device without a covering subnet route.
     public let onLink: Bool
+    public let proto: RouteProtocol
 
-    public init(destination: IPPrefix, gateway: IPAddress? = nil, outputIndex: Int32?, onLink: Bool = false) {
+    public init(destination: IPPrefix, gateway: IPAddress? = nil, outputIndex: Int32?, onLink: Bool = false,
+                proto: RouteProtocol = .static) {
         self.destination = destination
         self.gateway = gateway
         self.outputIndex = outputIndex
         self.onLink = onLink
+        self.proto = proto
     }
 
     public var description: String {
         "\(destination.network)/\(destination.length)" + (gateway.map { " via \($0)" } ?? "")
-            + (outputIndex.map { " dev #\($0)" } ?? "") + (onLink ? " onlink" : "")
+            + (outputIndex.map { " dev #\($0)" } ?? "") + (onLink ? " onlink" : "") + (proto == .static ? "" : " \(proto)")
     }
 }
 
@@ -36,13 +52,38 @@ extension NetlinkSocket {
         }
     }
 
+    /// Adds `route`, or replaces the main table's route to the same destination.
+    public func replaceRoute(_ route: Route) throws(SystemCallError) {
+        try request("replace route \(route)", type: Int(RTM_NEWROUTE),
+                    flags: NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK) { message in
+            Self.describe(route, in: message)
+        }
+    }
+
+    /// Deletes the main table's route to `route.destination` of `route.proto`; a route already
+    /// gone is no error.
+    public func deleteRoute(_ route: Route) throws(SystemCallError) {
+        do {
+            try request("delete route \(route)", type: Int(RTM_DELROUTE), flags: NLM_F_ACK) { message in
+                Self.describe(route, in: message)
+            }
+        } catch where error.errno == .noSuchProcess {
+            return
+        }
+    }
+
+    /// The unicast routes of the main table for `family` that `proto` made.
+    public func routes(family: IPAddress.Family, madeBy proto: RouteProtocol) throws(SystemCallError) -> [Route] {
+        try routes(family: family) { $0.rtm_protocol == proto.rawValue }
+    }
+
     private static func describe(_ route: Route, in message: MessageBuilder) {
         let family = route.destination.family
         message.family(rtmsg.self) {
             $0.rtm_family = UInt8(family.addressFamily)
             $0.rtm_dst_len = UInt8(route.destination.length)
             $0.rtm_table = UInt8(RT_TABLE_MAIN.rawValue)
-            $0.rtm_protocol = UInt8(RTPROT_STATIC)
+            $0.rtm_protocol = route.proto.rawValue
             $0.rtm_scope = UInt8(route.gateway == nil ? RT_SCOPE_LINK.rawValue : RT_SCOPE_UNIVERSE.rawValue)
             $0.rtm_type = UInt8(RTN_UNICAST)
             $0.rtm_flags = route.onLink ? UInt32(RTNH_F_ONLINK) : 0
@@ -62,6 +103,19 @@ extension NetlinkSocket {
     /// node with one host route per pod does not make each ADD slower.
     public func defaultRoutes(family: IPAddress.Family) throws(SystemCallError) -> [Route] {
         try routes(family: family) { $0.rtm_dst_len == 0 }
+    }
+
+    /// The devices that carry the node's default routes, IPv4's first, each once.
+    public func defaultRouteLinks() throws(SystemCallError) -> [Link] {
+        var links: [Link] = []
+        for family in [IPAddress.Family.v4, .v6] {
+            for route in try defaultRoutes(family: family) {
+                guard let index = route.outputIndex, !links.contains(where: { $0.index == index }),
+                      let link = try link(index: index) else { continue }
+                links.append(link)
+            }
+        }
+        return links
     }
 
     private func routes(family: IPAddress.Family, where keep: @escaping (rtmsg) -> Bool) throws(SystemCallError) -> [Route] {
@@ -103,7 +157,8 @@ extension NetlinkSocket {
             return Route(destination: prefix,
                          gateway: attributes.bytes(Int(RTA_GATEWAY.rawValue)).flatMap { IPAddress(bytes: $0) },
                          outputIndex: attributes.u32(Int(RTA_OIF.rawValue)).map { Int32(bitPattern: $0) },
-                         onLink: header.rtm_flags & UInt32(RTNH_F_ONLINK) != 0)
+                         onLink: header.rtm_flags & UInt32(RTNH_F_ONLINK) != 0,
+                         proto: RouteProtocol(rawValue: header.rtm_protocol))
         }
     }
 }

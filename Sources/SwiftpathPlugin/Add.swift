@@ -162,19 +162,7 @@ extension Plugin {
     /// The devices that carry the node's default routes, IPv4's first: where the MTU comes from
     /// when the config names none, and the uplinks when it names no `devices`.
     func defaultRouteLinks(_ netlink: NetlinkSocket) throws(CNIError) -> [Link] {
-        do {
-            var links: [Link] = []
-            for family in [IPAddress.Family.v4, .v6] {
-                for route in try netlink.defaultRoutes(family: family) {
-                    guard let index = route.outputIndex, !links.contains(where: { $0.index == index }),
-                          let link = try netlink.link(index: index) else { continue }
-                    links.append(link)
-                }
-            }
-            return links
-        } catch {
-            throw CNIError(netlink: error)
-        }
+        do { return try netlink.defaultRouteLinks() } catch { throw CNIError(netlink: error) }
     }
 
     /// Creates the veth pair, joining the rollback as soon as the kernel made it: a failure while

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: Apache-2.0
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOSSL
+
+/// A failure talking to the API server.
+public enum KubeError: Error, CustomStringConvertible, Sendable {
+    /// The resourceVersion asked for is older than the server keeps (410 Gone): list again.
+    case gone(String)
+    /// The server answered with another status.
+    case status(code: Int, message: String)
+    /// The connection failed, or the answer could not be read.
+    case transport(String)
+
+    public var description: String {
+        switch self {
+        case .gone(let message): "410 Gone: \(message)"
+        case .status(let code, let message): "HTTP \(code): \(message)"
+        case .transport(let message): message
+        }
+    }
+}
+
+/// Lists and watches objects of the Kubernetes API over HTTPS, trusting the cluster's own CA.
+public final class KubeClient: Sendable {
+    public let access: ClusterAccess
+    private let http: HTTPClient
+
+    public init(access: ClusterAccess) throws {
+        self.access = access
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let ca = access.caPEM {
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(ca))
+        }
+        if let certificate = access.clientCertificatePEM, let key = access.clientKeyPEM {
+            tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(certificate).map { .certificate($0) }
+            tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: key, format: .pem))
+        }
+        if access.insecureSkipTLSVerify { tls.certificateVerification = .none }
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.timeout = .init(connect: .seconds(5))
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    public func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    private func request(_ pathAndQuery: String) throws -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: access.server + pathAndQuery)
+        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "swiftpath-agent")
+        if let token = try access.currentToken() { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        return request
+    }
+
+    private static func failure(_ response: HTTPClientResponse) async -> KubeError {
+        let body = (try? await response.body.collect(upTo: 1 << 20)).map { String(buffer: $0) } ?? ""
+        let status = try? JSONDecoder().decode(Status.self, from: Data(body.utf8))
+        let message = status?.message ?? body
+        return response.status.code == 410 ? .gone(message) : .status(code: Int(response.status.code), message: message)
+    }
+
+    /// Lists the collection at `path` (`/api/v1/nodes`).
+    public func list<Object: KubeObject>(_ path: String, as _: Object.Type) async throws(KubeError) -> ObjectList<Object> {
+        do {
+            let response = try await http.execute(try request(path), timeout: .seconds(30))
+            guard response.status.code == 200 else { throw await Self.failure(response) }
+            let body = try await response.body.collect(upTo: 256 << 20)
+            return try JSONDecoder().decode(ObjectList<Object>.self, from: Data(body.readableBytesView))
+        } catch let error as KubeError {
+            throw error
+        } catch {
+            throw .transport("list \(path): \(error)")
+        }
+    }
+
+    /// Watches the collection at `path` from `resourceVersion`, with bookmarks. The stream ends
+    /// when the server ends the watch (its timeout), and throws when the connection fails or the
+    /// version is gone.
+    public func watch<Object: KubeObject>(_ path: String, from resourceVersion: String, as _: Object.Type,
+                                          timeoutSeconds: Int = 300) -> AsyncThrowingStream<WatchEvent<Object>, Error> {
+        let query = "?watch=1&allowWatchBookmarks=true&resourceVersion=\(resourceVersion)&timeoutSeconds=\(timeoutSeconds)"
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    let response = try await http.execute(try request(path + query), timeout: .seconds(Int64(timeoutSeconds + 30)))
+                    guard response.status.code == 200 else { throw await Self.failure(response) }
+                    var line = [UInt8]()
+                    for try await buffer in response.body {
+                        for byte in buffer.readableBytesView {
+                            guard byte == UInt8(ascii: "\n") else { line.append(byte); continue }
+                            if !line.isEmpty { continuation.yield(try Self.event(from: line)) }
+                            line.removeAll(keepingCapacity: true)
+                        }
+                    }
+                    if !line.isEmpty { continuation.yield(try Self.event(from: line)) }
+                    continuation.finish()
+                } catch let error as KubeError {
+                    continuation.finish(throwing: error)
+                } catch {
+                    continuation.finish(throwing: KubeError.transport("watch \(path): \(error)"))
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    private struct RawEvent<Object: KubeObject>: Decodable {
+        let type: String
+        let object: Object?
+        let status: Status?
+
+        enum CodingKeys: String, CodingKey { case type, object }
+
+        init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            type = try container.decode(String.self, forKey: .type)
+            // ERROR carries a Status, BOOKMARK an object with only its resourceVersion.
+            if type == "ERROR" {
+                status = try container.decode(Status.self, forKey: .object)
+                object = nil
+            } else if type == "BOOKMARK" {
+                status = nil
+                object = nil
+                bookmark = try container.decode(Bookmark.self, forKey: .object).metadata.resourceVersion
+            } else {
+                status = nil
+                object = try container.decode(Object.self, forKey: .object)
+            }
+        }
+
+        var bookmark: String?
+
+        struct Bookmark: Decodable {
+            struct Meta: Decodable { let resourceVersion: String }
+            let metadata: Meta
+        }
+    }
+
+    static func event<Object: KubeObject>(from line: [UInt8]) throws -> WatchEvent<Object> {
+        let raw = try JSONDecoder().decode(RawEvent<Object>.self, from: Data(line))
+        switch raw.type {
+        case "ADDED": return .added(raw.object!)
+        case "MODIFIED": return .modified(raw.object!)
+        case "DELETED": return .deleted(raw.object!)
+        case "BOOKMARK": return .bookmark(resourceVersion: raw.bookmark ?? "")
+        case "ERROR": return .error(raw.status ?? Status())
+        default: throw KubeError.transport("unknown watch event type \(raw.type)")
+        }
+    }
+}

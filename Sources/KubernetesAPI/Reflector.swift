@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import Logging
+
+/// Keeps a local copy of one collection of the API, the way client-go's reflector does: list,
+/// then watch from the list's resourceVersion (with bookmarks), list again when the server says
+/// the version is gone (410), and reconnect with jittered exponential backoff when the connection
+/// fails. After each change the whole copy is handed on, so what consumes it reconciles to a full
+/// desired state: an event missed across a relist is never lost, and none is applied twice.
+public actor Reflector<Object: KubeObject> {
+    public enum State: String, Sendable {
+        case listing, watching, backingOff = "backing_off"
+    }
+
+    public let path: String
+    private let client: KubeClient
+    private let logger: Logger
+    public private(set) var objects: [String: Object] = [:]
+    public private(set) var resourceVersion = ""
+    public private(set) var state = State.listing
+    /// Lists made (the first and every relist).
+    public private(set) var lists = 0
+    /// Whether a list has completed: the copy is the API's as of some moment.
+    public var synced: Bool { lists > 0 }
+
+    public init(client: KubeClient, path: String, logger: Logger) {
+        self.client = client
+        self.path = path
+        self.logger = logger
+    }
+
+    /// Runs until cancelled, calling `changed` with the whole copy after the first list and after
+    /// every change to it (not after bookmarks or relists that change nothing).
+    public func run(timeoutSeconds: Int = 300, changed: @Sendable ([String: Object]) async -> Void) async {
+        var backoff = Backoff()
+        var needsList = true
+        while !Task.isCancelled {
+            do {
+                if needsList {
+                    state = .listing
+                    let list = try await client.list(path, as: Object.self)
+                    let fresh = Dictionary(list.items.map { ($0.metadata.name, $0) }, uniquingKeysWith: { $1 })
+                    resourceVersion = list.metadata.resourceVersion ?? ""
+                    lists += 1
+                    needsList = false
+                    let differs = fresh != objects || lists == 1
+                    objects = fresh
+                    logger.info("listed", metadata: ["path": "\(path)", "objects": "\(fresh.count)", "resourceVersion": "\(resourceVersion)"])
+                    if differs { await changed(objects) }
+                }
+                state = .watching
+                for try await event in client.watch(path, from: resourceVersion, as: Object.self, timeoutSeconds: timeoutSeconds) {
+                    backoff.reset()
+                    if try apply(event) { await changed(objects) }
+                }
+            } catch KubeError.gone(let message) {
+                logger.info("resourceVersion gone, listing again", metadata: ["path": "\(path)", "detail": "\(message)"])
+                needsList = true
+            } catch {
+                if Task.isCancelled { break }
+                state = .backingOff
+                let delay = backoff.next()
+                logger.warning("watch failed, retrying", metadata: ["path": "\(path)", "error": "\(error)", "delay_ms": "\(delay / 1_000_000)"])
+                try? await Task.sleep(nanoseconds: delay)
+            }
+        }
+    }
+
+    /// Applies one event to the copy; returns whether the copy changed.
+    private func apply(_ event: WatchEvent<Object>) throws -> Bool {
+        switch event {
+        case .added(let object), .modified(let object):
+            advance(object.metadata.resourceVersion)
+            guard objects[object.metadata.name] != object else { return false }
+            objects[object.metadata.name] = object
+            return true
+        case .deleted(let object):
+            advance(object.metadata.resourceVersion)
+            return objects.removeValue(forKey: object.metadata.name) != nil
+        case .bookmark(let version):
+            advance(version)
+            return false
+        case .error(let status):
+            if status.code == 410 { throw KubeError.gone(status.message ?? "watch error 410") }
+            throw KubeError.status(code: status.code ?? 500, message: status.message ?? "watch error")
+        }
+    }
+
+    private func advance(_ version: String?) {
+        if let version, !version.isEmpty { resourceVersion = version }
+    }
+}
+
+/// Exponential backoff with full jitter: 0.2 s doubling to 30 s, each delay drawn uniformly below
+/// the current ceiling, so that a fleet of agents does not reconnect in step.
+public struct Backoff: Sendable {
+    public static let first: UInt64 = 200_000_000
+    public static let ceiling: UInt64 = 30_000_000_000
+    private var current = Backoff.first
+
+    public init() {}
+
+    public mutating func next() -> UInt64 {
+        let delay = UInt64.random(in: current / 2...current)
+        current = min(current * 2, Self.ceiling)
+        return delay
+    }
+
+    public mutating func reset() { current = Self.first }
+}

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: Apache-2.0
+import BPF
+import Datapath
+import Foundation
+import KubernetesAPI
+import Logging
+import NetAddress
+import Netlink
+import Netns
+import NodeStore
+import SystemCallSupport
+import SystemPackage
+
+/// The node agent: keeps the node's node-wide state what the Kubernetes API and its settings say,
+/// in this order: the datapath loaded and the uplinks attached, the plugin binary installed, the
+/// conflist written (last: its appearance turns the node Ready), routes to the other nodes' pods.
+/// It is never on a pod's path: ADD and DEL work without it, and running pods keep talking.
+public actor Agent {
+    public let settings: AgentSettings
+    public let metrics: AgentMetrics
+    private let nodes: Reflector<Node>
+    private let logger: Logger
+    private var datapathReady = false
+    private var pluginInstalled = false
+    private var conflistWritten = false
+    private var lastNodes: [String: Node] = [:]
+
+    public init(settings: AgentSettings, client: KubeClient, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+        metrics = AgentMetrics(storeRoot: settings.storeRoot)
+        nodes = Reflector(client: client, path: "/api/v1/nodes", logger: logger)
+    }
+
+    /// Ready: the datapath loaded, the conflist written, the watch synced.
+    public func readiness() async -> (ready: Bool, detail: String) {
+        let synced = await nodes.synced
+        let parts = [("datapath", datapathReady), ("plugin", pluginInstalled), ("conflist", conflistWritten), ("nodes watch synced", synced)]
+        let missing = parts.filter { !$0.1 }.map(\.0)
+        return (missing.isEmpty, missing.isEmpty ? "ok" : "waiting for: " + missing.joined(separator: ", "))
+    }
+
+    /// Runs until cancelled (SIGTERM). Leaves everything it made in place: pods keep working.
+    public func run() async {
+        await ensureNodeSetup()
+        let watch = Task { await nodes.run { objects in await self.reconcile(objects) } }
+        let resync = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: UInt64(settings.resyncSeconds) * 1_000_000_000)
+                if Task.isCancelled { break }
+                await self.resync()
+            }
+        }
+        await withTaskCancellationHandler {
+            await watch.value
+            await resync.value
+        } onCancel: {
+            watch.cancel()
+            resync.cancel()
+        }
+    }
+
+    /// Everything again from the current copy of the API: changes nothing when nothing changed.
+    public func resync() async {
+        await ensureNodeSetup()
+        if await nodes.synced { await reconcile(lastNodes) }
+    }
+
+    // MARK: Steps
+
+    /// Steps 1 and 2: the datapath, then the plugin binary.
+    private func ensureNodeSetup() async {
+        await step("datapath") { () throws(StepError) in
+            try ensureDatapath()
+            datapathReady = true
+        }
+        guard datapathReady else { return }
+        await step("plugin") { () throws(StepError) in
+            let binary = try StepError.reading(settings.pluginBinary)
+            do throws(SystemCallError) {
+                if try AtomicFile.write(binary, to: settings.installedPlugin, permissions: [.ownerReadWriteExecute, .groupReadExecute, .otherReadExecute]) {
+                    logger.info("plugin installed", metadata: ["path": "\(settings.installedPlugin)", "bytes": "\(binary.count)"])
+                }
+            } catch { throw .system(error) }
+            pluginInstalled = true
+        }
+    }
+
+    /// Steps 3 and 4, from the API's nodes.
+    private func reconcile(_ objects: [String: Node]) async {
+        lastNodes = objects
+        metrics.nodes.set(to: Double(objects.count))
+        metrics.watchSynced.set(to: 1)
+        if datapathReady && pluginInstalled {
+            await step("conflist") { () throws(StepError) in try writeConflist(own: objects[settings.nodeName]) }
+        }
+        await step("routes") { () throws(StepError) in
+            let desired = NodeRoutes.desired(nodes: Array(objects.values), ownName: settings.nodeName)
+            let outcome: NodeRoutes.Outcome
+            do throws(SystemCallError) { outcome = try NodeRoutes.reconcile(desired, netlink: try NetlinkSocket()) } catch {
+                throw .system(error)
+            }
+            metrics.routesOwned.set(to: Double(outcome.owned))
+            if outcome.added + outcome.replaced + outcome.removed > 0 {
+                logger.info("routes to other nodes' pods", metadata: [
+                    "added": "\(outcome.added)", "replaced": "\(outcome.replaced)", "removed": "\(outcome.removed)", "owned": "\(outcome.owned)",
+                ])
+            }
+        }
+    }
+
+    private func ensureDatapath() throws(StepError) {
+        let uplinks: [(name: String, index: Int32)]
+        do throws(SystemCallError) {
+            let netlink = try NetlinkSocket()
+            if let names = settings.devices {
+                uplinks = try names.map { name throws(SystemCallError) in
+                    guard let link = try netlink.link(named: name) else { throw SystemCallError("find uplink \(name)", .noSuchFileOrDirectory) }
+                    return (name, link.index)
+                }
+            } else {
+                uplinks = try netlink.defaultRouteLinks().map { ($0.name, $0.index) }
+            }
+        } catch {
+            throw .system(error)
+        }
+        let setup = NodeSetup(uplinks: uplinks, attachPolicy: .auto, masquerade: settings.masquerade,
+                              clusterCIDRs: settings.clusterCIDRs, socketCgroup: settings.cgroupRoot ?? CgroupV2.mountPoint(),
+                              socketLB: true, balanceNodeProcesses: true)
+        let store: EndpointStore
+        do { store = try EndpointStore.open(root: settings.storeRoot) } catch { throw .datapath(.bpf(error)) }
+        do { _ = try setup.ensure(store: store) } catch { throw .datapath(error) }
+    }
+
+    private func writeConflist(own node: Node?) throws(StepError) {
+        guard let node else { throw .waiting("node \(settings.nodeName) is not in the API yet") }
+        let cidrs = node.podCIDRs.compactMap { IPPrefix($0) }
+        guard !cidrs.isEmpty else { throw .waiting("node \(settings.nodeName) has no spec.podCIDRs yet") }
+        var mtu = settings.mtu
+        if mtu == nil {
+            do throws(SystemCallError) {
+                let netlink = try NetlinkSocket()
+                if let name = settings.devices?.first {
+                    mtu = try netlink.link(named: name)?.mtu
+                } else {
+                    mtu = try netlink.defaultRouteLinks().first?.mtu
+                }
+            } catch { throw .system(error) }
+        }
+        let conflist = Conflist(settings: settings, podCIDRs: cidrs, mtu: mtu)
+        do throws(SystemCallError) {
+            if try AtomicFile.write(conflist.bytes, to: settings.conflistPath, permissions: [.ownerReadWrite, .groupRead, .otherRead]) {
+                logger.info("conflist written", metadata: ["path": "\(settings.conflistPath)", "podCIDRs": "\(node.podCIDRs)"])
+            }
+        } catch { throw .system(error) }
+        conflistWritten = true
+    }
+
+    /// Runs one step, timing it and counting its failures; a failed step is tried again on the
+    /// next change or resync.
+    private func step(_ name: String, _ body: () throws(StepError) -> Void) async {
+        let start = ContinuousClock.now
+        do throws(StepError) {
+            try body()
+        } catch .waiting(let reason) {
+            logger.info("\(name) waiting", metadata: ["reason": "\(reason)"])
+        } catch {
+            metrics.reconcileErrors(name).increment()
+            logger.error("\(name) failed", metadata: ["error": "\(error)"])
+        }
+        metrics.reconcileDuration(name).record(ContinuousClock.now - start)
+    }
+}
+
+/// Why a step did not complete.
+enum StepError: Error, CustomStringConvertible {
+    case system(SystemCallError)
+    case datapath(DatapathError)
+    /// Nothing is wrong; what the step needs is not there yet.
+    case waiting(String)
+
+    var description: String {
+        switch self {
+        case .system(let error): error.description
+        case .datapath(let error): error.description
+        case .waiting(let reason): reason
+        }
+    }
+
+    static func reading(_ path: String) throws(StepError) -> [UInt8] {
+        guard let bytes = AtomicFile.read(path) else { throw .system(SystemCallError("read \(path)", .noSuchFileOrDirectory)) }
+        return bytes
+    }
+}

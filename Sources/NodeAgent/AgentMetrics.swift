@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+import BPF
+import Datapath
+import NodeStore
+import Prometheus
+
+/// The agent's Prometheus metrics, and the datapath's own counters read from the pinned maps at
+/// each scrape (they are the programs' counters, monotonic, not the agent's).
+public final class AgentMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let storeRoot: String
+    let nodes: Gauge
+    let routesOwned: Gauge
+    let watchSynced: Gauge
+
+    init(storeRoot: String) {
+        self.storeRoot = storeRoot
+        nodes = registry.makeGauge(descriptor: Self.agent("nodes", unit: "count", "Nodes in the agent's copy of the API"))
+        routesOwned = registry.makeGauge(descriptor: Self.agent("routes_owned", unit: "count", "Routes to other nodes' pods the agent keeps"))
+        watchSynced = registry.makeGauge(descriptor: Self.agent("watch_synced", unit: "bool", "1 once the nodes watch has listed"))
+    }
+
+    private static func agent(_ name: String, unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "swiftpath", subsystem: "agent", metricName: name, unitName: unit, helpText: help)
+    }
+
+    func reconcileErrors(_ step: String) -> Counter {
+        registry.makeCounter(descriptor: Self.agent("reconcile_errors", unit: "total", "Reconcile steps that failed"),
+                             labels: [("step", step)])
+    }
+
+    func reconcileDuration(_ step: String) -> DurationHistogram {
+        registry.makeDurationHistogram(descriptor: Self.agent("reconcile_duration", unit: "seconds", "How long each reconcile step took"),
+                                       labels: [("step", step)],
+                                       buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100),
+                                                 .milliseconds(500), .seconds(2), .seconds(10)])
+    }
+
+    /// The exposition text: the agent's metrics, then the datapath's counters by interface and
+    /// path and the endpoints on the node.
+    public func exposition() -> [UInt8] {
+        var text = registry.emitToString()
+        guard let store = try? EndpointStore.openExisting(root: storeRoot), let datapath = Datapath.openExisting(store: store) else {
+            return Array(text.utf8)
+        }
+        if let counters = try? datapath.counters() {
+            text += "# HELP swiftpath_datapath_packets_total Packets by the path the BPF programs gave them\n"
+            text += "# TYPE swiftpath_datapath_packets_total counter\n"
+            for counter in counters {
+                text += "swiftpath_datapath_packets_total{ifindex=\"\(counter.ifindex)\",path=\"\(counter.path.name)\"} \(counter.packets)\n"
+            }
+            text += "# HELP swiftpath_datapath_bytes_total Bytes by the path the BPF programs gave them\n"
+            text += "# TYPE swiftpath_datapath_bytes_total counter\n"
+            for counter in counters {
+                text += "swiftpath_datapath_bytes_total{ifindex=\"\(counter.ifindex)\",path=\"\(counter.path.name)\"} \(counter.bytes)\n"
+            }
+        }
+        if let endpoints = try? datapath.endpointCounts() {
+            text += "# HELP swiftpath_endpoints Pod addresses in the datapath's endpoint maps\n# TYPE swiftpath_endpoints gauge\n"
+            text += "swiftpath_endpoints{family=\"ipv4\"} \(endpoints.v4)\nswiftpath_endpoints{family=\"ipv6\"} \(endpoints.v6)\n"
+        }
+        return Array(text.utf8)
+    }
+}

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: Apache-2.0
+import NetAddress
+
+/// What the agent is told: where the node's files live, and every node-level setting of the
+/// plugin, which it carries into the conflist it writes (so that the plugin's ADD and the agent
+/// make the node the same).
+public struct AgentSettings: Sendable {
+    public var nodeName: String
+    /// The host's CNI folders: the plugin binary goes into `cniBinDir`, the conflist into `cniConfDir`.
+    public var cniBinDir = "/opt/cni/bin"
+    public var cniConfDir = "/etc/cni/net.d"
+    public var conflistName = "10-swiftpath.conflist"
+    /// The plugin binary the agent installs (the image's copy).
+    public var pluginBinary: String
+    /// The network's name in the conflist.
+    public var networkName = "swiftpath"
+    /// The conflist's cniVersion: 1.0.0, which every runtime in use reads (containerd 1.6 and 1.7
+    /// and podman 4 carry a libcni that fails every pod on a 1.1.0 result).
+    public var cniVersion = "1.0.0"
+    public var storeRoot = "/sys/fs/bpf/swiftpath"
+    /// The uplinks; nil: the devices of the default routes, as the plugin picks them.
+    public var devices: [String]?
+    /// The socket LB's cgroup v2 directory; nil: the host's cgroup2 mount.
+    public var cgroupRoot: String?
+    /// The pods' MTU; nil: the first uplink's.
+    public var mtu: Int?
+    /// The cluster's pod CIDRs: never masqueraded.
+    public var clusterCIDRs: [IPPrefix] = []
+    public var masquerade = false
+    /// The plugin's log file, written into the conflist; nil: none.
+    public var pluginLogFile: String?
+    /// Where /healthz, /readyz and /metrics are served.
+    public var healthHost = "127.0.0.1"
+    public var healthPort = 9876
+    /// How often everything is reconciled again even when the API reports no change.
+    public var resyncSeconds = 300
+
+    public init(nodeName: String, pluginBinary: String) {
+        self.nodeName = nodeName
+        self.pluginBinary = pluginBinary
+    }
+
+    public var conflistPath: String { cniConfDir + "/" + conflistName }
+    public var installedPlugin: String { cniBinDir + "/swiftpath" }
+}

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+import ArgumentParser
+@preconcurrency import Foundation
+import KubernetesAPI
+import Logging
+import NetAddress
+import NodeAgent
+
+/// `swiftpath-agent`: the node agent the DaemonSet runs (see deploy/kubernetes).
+@main
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swiftpath-agent",
+        abstract: "Keeps a node's swiftpath datapath, plugin, conflist and routes what the Kubernetes API says.",
+        subcommands: [Run.self, UninstallCommand.self], defaultSubcommand: Run.self)
+}
+
+/// The options every subcommand shares: where things live on the node, and its settings.
+struct NodeOptions: ParsableArguments {
+    @Option(help: "This node's name (default: $NODE_NAME)") var nodeName: String?
+    @Option(help: "The host's CNI bin folder") var cniBinDir = "/opt/cni/bin"
+    @Option(help: "The host's CNI conf folder") var cniConfDir = "/etc/cni/net.d"
+    @Option(help: "The conflist's file name") var conflistName = "10-swiftpath.conflist"
+    @Option(help: "The plugin binary to install (default: swiftpath beside this executable)") var pluginBinary: String?
+    @Option(help: "The store's folder in bpffs") var storeRoot = "/sys/fs/bpf/swiftpath"
+    @Option(parsing: .upToNextOption, help: "Uplinks (default: the devices of the default routes)") var device: [String] = []
+    @Option(help: "The socket LB's cgroup v2 directory (default: the cgroup2 mount)") var cgroupRoot: String?
+    @Option(help: "The pods' MTU (default: the first uplink's)") var mtu: Int?
+    @Option(parsing: .upToNextOption, help: "The cluster's pod CIDRs") var clusterCIDR: [String] = []
+    @Flag(help: "Masquerade pod traffic leaving the cluster CIDRs") var masquerade = false
+    @Option(help: "The conflist's cniVersion") var cniVersion = "1.0.0"
+    @Option(help: "The plugin's log file, written into the conflist") var pluginLogFile: String?
+
+    func settings() throws -> AgentSettings {
+        guard let name = nodeName ?? ProcessInfo.processInfo.environment["NODE_NAME"], !name.isEmpty else {
+            throw ValidationError("give --node-name or set NODE_NAME")
+        }
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var settings = AgentSettings(nodeName: name, pluginBinary: pluginBinary
+                                     ?? executable.deletingLastPathComponent().appendingPathComponent("swiftpath").path)
+        settings.cniBinDir = cniBinDir
+        settings.cniConfDir = cniConfDir
+        settings.conflistName = conflistName
+        settings.storeRoot = storeRoot
+        settings.devices = device.isEmpty ? nil : device
+        settings.cgroupRoot = cgroupRoot
+        settings.mtu = mtu
+        settings.clusterCIDRs = try clusterCIDR.map { text in
+            guard let prefix = IPPrefix(text) else { throw ValidationError("--cluster-cidr \(text) is no CIDR") }
+            return prefix
+        }
+        settings.masquerade = masquerade
+        settings.cniVersion = cniVersion
+        settings.pluginLogFile = pluginLogFile
+        return settings
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the agent (the default).")
+
+    @OptionGroup var node: NodeOptions
+    @Option(help: "A kubeconfig file (out of cluster); default: the pod's service account") var kubeconfig: String?
+    @Option(help: "The API server's address, https://HOST:PORT (needed in-cluster without kube-proxy)") var apiServer: String?
+    @Option(help: "Address of /healthz, /readyz and /metrics") var healthAddress = "127.0.0.1"
+    @Option(help: "Port of /healthz, /readyz and /metrics") var healthPort = 9876
+    @Option(help: "Seconds between full resyncs") var resyncSeconds = 300
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = JSONLogHandler(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        let logger = Logger(label: "swiftpath-agent")
+        var settings = try node.settings()
+        settings.healthHost = healthAddress
+        settings.healthPort = healthPort
+        settings.resyncSeconds = resyncSeconds
+        let access = try kubeconfig.map { try ClusterAccess.kubeconfig(at: $0, server: apiServer) }
+            ?? ClusterAccess.inCluster(server: apiServer, environment: ProcessInfo.processInfo.environment)
+        let client = try KubeClient(access: access)
+        let agent = Agent(settings: settings, client: client, logger: logger)
+        let health = try await HealthServer.start(host: settings.healthHost, port: settings.healthPort, agent: agent)
+        logger.info("agent started", metadata: ["node": "\(settings.nodeName)", "apiServer": "\(access.server)",
+                                                "health": "\(settings.healthHost):\(health.port ?? 0)"])
+        let running = Task { await agent.run() }
+        let signals = StopSignals { running.cancel() }
+        await running.value
+        signals.cancel()
+        await health.stop()
+        await client.shutdown()
+        logger.info("agent stopped; the datapath, plugin and conflist stay in place")
+    }
+}
+
+struct UninstallCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "uninstall",
+                                                    abstract: "Remove the conflist, the plugin, swiftpath's routes and the datapath from the node.")
+
+    @OptionGroup var node: NodeOptions
+
+    func run() throws {
+        for line in try Uninstall.run(settings: node.settings()) { print(line) }
+    }
+}
+
+/// SIGTERM and SIGINT end the agent gracefully.
+final class StopSignals: @unchecked Sendable {   // the sources are only cancelled, once
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ stop: @escaping @Sendable () -> Void) {
+        sources = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler(handler: stop)
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() { sources.forEach { $0.cancel() } }
+}

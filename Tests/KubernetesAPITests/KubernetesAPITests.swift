@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import KubeStandIn
+@testable import KubernetesAPI
+import Logging
+import XCTest
+
+/// The API client against the stand-in on loopback: TLS with the cluster's own CA and a bearer
+/// token, list then watch, bookmarks, 410 Gone, dropped connections.
+final class KubernetesAPITests: XCTestCase {
+    private var standIn: KubeStandIn!
+    private var client: KubeClient!
+
+    override func setUpWithError() throws {
+        standIn = try KubeStandIn()
+        client = try KubeClient(access: ClusterAccess.kubeconfig(at: standIn.kubeconfig()))
+        addTeardownBlock { [standIn, client] in
+            await client?.shutdown()
+            standIn?.stop()
+        }
+    }
+
+    func testKubeconfigIsReadAsKubectlReadsIt() throws {
+        let access = try ClusterAccess.kubeconfig(at: standIn.kubeconfig())
+        XCTAssertEqual(access.server, standIn.server)
+        XCTAssertEqual(try access.currentToken(), standIn.token)
+        XCTAssertEqual(access.caPEM.map { Data($0) }, try Data(contentsOf: URL(fileURLWithPath: standIn.caPath)))
+        XCTAssertEqual(try ClusterAccess.kubeconfig(at: standIn.kubeconfig(), server: "https://10.9.9.9:6443").server,
+                       "https://10.9.9.9:6443", "--api-server overrides the kubeconfig's address")
+    }
+
+    func testInClusterReadsTheServiceAccountAndRereadsItsToken() throws {
+        let folder = standIn.folder + "/sa"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: standIn.caPath, toPath: folder + "/ca.crt")
+        try "first\n".write(toFile: folder + "/token", atomically: true, encoding: .utf8)
+        let access = try ClusterAccess.inCluster(server: nil, environment: ["KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"],
+                                                 folder: folder)
+        XCTAssertEqual(access.server, "https://[fd00::1]:443")
+        XCTAssertEqual(try access.currentToken(), "first")
+        try "rotated".write(toFile: folder + "/token", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try access.currentToken(), "rotated", "a rotated token is read again")
+        XCTAssertThrowsError(try ClusterAccess.inCluster(server: nil, environment: [:], folder: folder))
+    }
+
+    func testListWatchesWithTheClustersCA() async throws {
+        try standIn.putNode("a", podCIDRs: ["10.1.1.0/24", "fd00:1:1::/64"], internalIPs: ["10.0.0.1", "fd00::1"])
+        let list = try await client.list("/api/v1/nodes", as: Node.self)
+        XCTAssertEqual(list.items.map(\.metadata.name), ["a"])
+        XCTAssertEqual(list.items.first?.podCIDRs, ["10.1.1.0/24", "fd00:1:1::/64"])
+        XCTAssertEqual(list.items.first?.internalIPs, ["10.0.0.1", "fd00::1"])
+        let version = try XCTUnwrap(list.metadata.resourceVersion)
+
+        try standIn.putNode("b", podCIDRs: ["10.1.2.0/24"], internalIPs: ["10.0.0.2"])
+        try standIn.deleteNode("a")
+        var seen: [String] = []
+        for try await event in client.watch("/api/v1/nodes", from: version, as: Node.self, timeoutSeconds: 3) {
+            switch event {
+            case .added(let node): seen.append("ADDED \(node.metadata.name)")
+            case .modified(let node): seen.append("MODIFIED \(node.metadata.name)")
+            case .deleted(let node): seen.append("DELETED \(node.metadata.name)")
+            case .bookmark: seen.append("BOOKMARK")
+            case .error(let status): seen.append("ERROR \(status.code ?? 0)")
+            }
+        }
+        XCTAssertEqual(Array(seen.prefix(2)), ["ADDED b", "DELETED a"])
+        XCTAssertTrue(seen.dropFirst(2).allSatisfy { $0 == "BOOKMARK" }, "\(seen)")
+    }
+
+    func testAWrongTokenIsRefused() async throws {
+        var access = try ClusterAccess.kubeconfig(at: standIn.kubeconfig())
+        access.token = .literal("wrong")
+        let badToken = try KubeClient(access: access)
+        do {
+            _ = try await badToken.list("/api/v1/nodes", as: Node.self)
+            XCTFail("a wrong token lists nothing")
+        } catch {
+            guard case .status(401, _) = error else { return XCTFail("\(error)") }
+        }
+        await badToken.shutdown()
+    }
+
+    func testAServerOfAnotherCAIsNotTrusted() async throws {
+        var otherCA = try ClusterAccess.kubeconfig(at: standIn.kubeconfig())
+        let stranger = try KubeStandIn()
+        otherCA.caPEM = Array(try Data(contentsOf: URL(fileURLWithPath: stranger.caPath)))
+        stranger.stop()
+        let untrusting = try KubeClient(access: otherCA)
+        do {
+            _ = try await untrusting.list("/api/v1/nodes", as: Node.self)
+            XCTFail("a server signed by another CA is not trusted")
+        } catch {
+            guard case .transport = error else { return XCTFail("\(error)") }
+        }
+        await untrusting.shutdown()
+    }
+
+    /// The reflector's copy follows the API through dropped connections and a 410 (which makes
+    /// it list again); a relist that finds nothing new hands nothing on.
+    func testReflectorFollowsTheAPIThroughDropsAndGone() async throws {
+        try standIn.putNode("a", podCIDRs: ["10.1.1.0/24"], internalIPs: ["10.0.0.1"])
+        let reflector = Reflector<Node>(client: client, path: "/api/v1/nodes", logger: Logger(label: "test"))
+        let changes = Changes()
+        let running = Task { await reflector.run(timeoutSeconds: 5) { await changes.record($0) } }
+        defer { running.cancel() }
+
+        try await eventually { await changes.last?.keys.sorted() == ["a"] }
+        try standIn.putNode("b", podCIDRs: ["10.1.2.0/24"], internalIPs: ["10.0.0.2"])
+        try await eventually { await changes.last?.keys.sorted() == ["a", "b"] }
+
+        // A cut connection: the watch resumes from where it was, nothing is listed again.
+        try standIn.dropWatches()
+        try standIn.putNode("b", podCIDRs: ["10.1.2.0/24"], internalIPs: ["10.0.0.22"])
+        try await eventually { await changes.last?["b"]?.internalIPs == ["10.0.0.22"] }
+        XCTAssertEqual(try standIn.stats()["list"], 1)
+
+        // History compacted and the watch cut: its version is gone, so the reflector lists again;
+        // the list changes nothing, so nothing is handed on.
+        let before = await changes.count
+        try standIn.compact()
+        try standIn.dropWatches()
+        try await eventually { (try? self.standIn.stats()["list"]) == 2 }
+        try await Task.sleep(nanoseconds: 500_000_000)
+        let after = await changes.count
+        XCTAssertEqual(after, before, "a relist that finds what the copy holds hands nothing on")
+        XCTAssertGreaterThanOrEqual(try standIn.stats()["gone"] ?? 0, 1)
+
+        try standIn.deleteNode("a")
+        try await eventually { await changes.last?.keys.sorted() == ["b"] }
+        let synced = await reflector.synced
+        XCTAssertTrue(synced)
+    }
+
+    func testBackoffGrowsWithJitterAndResets() {
+        var backoff = Backoff()
+        let first = backoff.next()
+        XCTAssertLessThanOrEqual(first, Backoff.first)
+        var last: UInt64 = 0
+        for _ in 0..<20 { last = backoff.next() }
+        XCTAssertLessThanOrEqual(last, Backoff.ceiling)
+        XCTAssertGreaterThanOrEqual(last, Backoff.ceiling / 2)
+        backoff.reset()
+        XCTAssertLessThanOrEqual(backoff.next(), Backoff.first)
+    }
+}
+
+actor Changes {
+    private(set) var all: [[String: Node]] = []
+    var last: [String: Node]? { all.last }
+    var count: Int { all.count }
+    func record(_ objects: [String: Node]) { all.append(objects) }
+}
+
+func eventually(seconds: Double = 15, _ condition: () async -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if await condition() { return }
+        try await Task.sleep(nanoseconds: 100_000_000)
+    }
+    XCTFail("condition not met within \(seconds) s")
+}

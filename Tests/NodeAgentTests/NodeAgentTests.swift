@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import KubernetesAPI
+import NetAddress
+import Netlink
+@testable import NodeAgent
+import XCTest
+
+/// The agent's pure parts: the conflist it writes and the routes it wants.
+final class NodeAgentTests: XCTestCase {
+    private func node(_ name: String, _ cidrs: [String], _ ips: [String]) -> Node {
+        Node(metadata: ObjectMeta(name: name), spec: .init(podCIDRs: cidrs),
+             status: .init(addresses: ips.map { .init(type: "InternalIP", address: $0) } + [.init(type: "ExternalIP", address: "203.0.113.9")]))
+    }
+
+    func testRoutesGoToEveryOtherNodesCIDRsViaItsAddressOfThatFamily() {
+        let nodes = [node("a", ["10.1.1.0/24", "fd00:1:1::/64"], ["10.0.0.1", "fd00::1"]),
+                     node("b", ["10.1.2.0/24", "fd00:1:2::/64"], ["10.0.0.2", "fd00::2"]),
+                     node("c", ["10.1.3.0/24", "fd00:1:3::/64"], ["10.0.0.3"])]
+        let routes = NodeRoutes.desired(nodes: nodes, ownName: "a")
+        XCTAssertEqual(routes.map(\.description), [
+            "10.1.2.0/24 via 10.0.0.2 proto 157", "fd00:1:2::/64 via fd00::2 proto 157",
+            "10.1.3.0/24 via 10.0.0.3 proto 157",   // c has no IPv6 InternalIP: no IPv6 route to it
+        ])
+        XCTAssertTrue(routes.allSatisfy { $0.proto == NodeRoutes.proto })
+    }
+
+    func testTheOlderSinglePodCIDRIsRead() {
+        let old = Node(metadata: ObjectMeta(name: "old"), spec: .init(podCIDR: "10.9.0.0/24"),
+                       status: .init(addresses: [.init(type: "InternalIP", address: "10.0.0.9")]))
+        XCTAssertEqual(NodeRoutes.desired(nodes: [old], ownName: "a").map(\.description), ["10.9.0.0/24 via 10.0.0.9 proto 157"])
+    }
+
+    func testConflistCarriesTheNodesCIDRsAndSettingsInVersion100() throws {
+        var settings = AgentSettings(nodeName: "a", pluginBinary: "/bin/true")
+        settings.devices = ["eth1"]
+        settings.cgroupRoot = "/sys/fs/cgroup/kubepods"
+        settings.clusterCIDRs = [IPPrefix("10.1.0.0/16")!]
+        settings.masquerade = true
+        let conflist = Conflist(settings: settings, podCIDRs: [IPPrefix("10.1.1.0/24")!, IPPrefix("fd00:1:1::/64")!], mtu: 1450)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(conflist.bytes)) as? [String: Any])
+        XCTAssertEqual(json["cniVersion"] as? String, "1.0.0")
+        let plugin = try XCTUnwrap((json["plugins"] as? [[String: Any]])?.first)
+        XCTAssertEqual(plugin["type"] as? String, "swiftpath")
+        XCTAssertEqual(plugin["mtu"] as? Int, 1450)
+        XCTAssertEqual(plugin["devices"] as? [String], ["eth1"])
+        XCTAssertEqual(plugin["ipMasq"] as? Bool, true)
+        XCTAssertEqual(plugin["clusterCIDRs"] as? [String], ["10.1.0.0/16"])
+        XCTAssertEqual((plugin["socketLB"] as? [String: String])?["cgroupRoot"], "/sys/fs/cgroup/kubepods")
+        let ipam = try XCTUnwrap(plugin["ipam"] as? [String: Any])
+        XCTAssertEqual(ipam["type"] as? String, "swiftpath")
+        XCTAssertEqual((ipam["ranges"] as? [[String: String]])?.compactMap { $0["subnet"] }, ["10.1.1.0/24", "fd00:1:1::/64"])
+        XCTAssertEqual(conflist.bytes, Conflist(settings: settings, podCIDRs: [IPPrefix("10.1.1.0/24")!, IPPrefix("fd00:1:1::/64")!], mtu: 1450).bytes,
+                       "the same conflist is the same bytes, so an unchanged one is never rewritten")
+    }
+
+    func testAtomicWritesOnlyWhatChanged() throws {
+        let folder = NSTemporaryDirectory() + "swiftpath-atomic-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/10-test.conflist"
+        XCTAssertTrue(try AtomicFile.write(Array("one".utf8), to: path, permissions: [.ownerReadWrite]))
+        let inode = try FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as? UInt64
+        XCTAssertFalse(try AtomicFile.write(Array("one".utf8), to: path, permissions: [.ownerReadWrite]))
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as? UInt64, inode, "untouched")
+        XCTAssertTrue(try AtomicFile.write(Array("two".utf8), to: path, permissions: [.ownerReadWriteExecute]))
+        XCTAssertEqual(AtomicFile.read(path), Array("two".utf8))
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int, 0o700)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder), ["10-test.conflist"], "no temporary file left")
+    }
+}
