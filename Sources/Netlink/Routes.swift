@@ -65,7 +65,7 @@ extension NetlinkSocket {
     public func deleteRoute(_ route: Route) throws(SystemCallError) {
         do {
             try request("delete route \(route)", type: Int(RTM_DELROUTE), flags: NLM_F_ACK) { message in
-                Self.describe(route, in: message)
+                Self.describe(route, in: message, deleting: true)
             }
         } catch where error.errno == .noSuchProcess {
             return
@@ -77,14 +77,17 @@ extension NetlinkSocket {
         try routes(family: family) { $0.rtm_protocol == proto.rawValue }
     }
 
-    private static func describe(_ route: Route, in message: MessageBuilder) {
+    /// The request's route. A deletion says RT_SCOPE_NOWHERE, which the kernel reads as "any
+    /// scope": the route to delete is found by its destination, protocol and gateway.
+    private static func describe(_ route: Route, in message: MessageBuilder, deleting: Bool = false) {
         let family = route.destination.family
         message.family(rtmsg.self) {
             $0.rtm_family = UInt8(family.addressFamily)
             $0.rtm_dst_len = UInt8(route.destination.length)
             $0.rtm_table = UInt8(RT_TABLE_MAIN.rawValue)
             $0.rtm_protocol = route.proto.rawValue
-            $0.rtm_scope = UInt8(route.gateway == nil ? RT_SCOPE_LINK.rawValue : RT_SCOPE_UNIVERSE.rawValue)
+            $0.rtm_scope = UInt8(deleting ? RT_SCOPE_NOWHERE.rawValue
+                                          : route.gateway == nil ? RT_SCOPE_LINK.rawValue : RT_SCOPE_UNIVERSE.rawValue)
             $0.rtm_type = UInt8(RTN_UNICAST)
             $0.rtm_flags = route.onLink ? UInt32(RTNH_F_ONLINK) : 0
         }

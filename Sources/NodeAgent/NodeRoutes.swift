@@ -43,7 +43,7 @@ public enum NodeRoutes {
         let current = try netlink.routes(family: .v4, madeBy: proto) + netlink.routes(family: .v6, madeBy: proto)
         let wanted = Dictionary(desired.map { ($0.destination, $0) }, uniquingKeysWith: { first, _ in first })
         for route in current where wanted[route.destination] == nil {
-            try netlink.deleteRoute(Route(destination: route.destination, outputIndex: nil, proto: proto))
+            try netlink.deleteRoute(route)
             outcome.removed += 1
         }
         for route in wanted.values.sorted(by: { $0.destination.description < $1.destination.description }) {

@@ -16,6 +16,7 @@ A plain-HTTP control port on the same address lets the test change the cluster:
   GET /stats      requests served, by kind
 """
 import argparse
+import ctypes
 import json
 import signal
 import socket
@@ -219,6 +220,8 @@ class ControlHandler(BaseHTTPRequestHandler):
 def main():
     # A parent's blocked signals are inherited: make sure SIGTERM ends this server.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    # Gone with the test process, however it ends (PR_SET_PDEATHSIG, SIGKILL).
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)

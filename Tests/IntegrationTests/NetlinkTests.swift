@@ -28,4 +28,25 @@ final class NetlinkTests: XCTestCase {
         XCTAssertTrue(try netlink.defaultRoutes(family: .v4).isEmpty)
         XCTAssertEqual(try netlink.link(index: index)?.name, "nl0")
     }
+
+    /// A routing daemon's routes: added with its protocol number, listed by it, replaced and
+    /// deleted without touching the routes of others.
+    func testRoutesOfOneProtocolAreListedReplacedAndDeletedAlone() throws {
+        let node = try TestNode(self)
+        try node.exec("ip", "link", "add", "rt0", "type", "veth", "peer", "name", "rt1")
+        try node.exec("ip", "addr", "add", "10.66.0.1/24", "dev", "rt0")
+        try node.exec("ip", "link", "set", "rt0", "up")
+        try node.exec("ip", "route", "add", "10.67.0.0/24", "via", "10.66.0.9")   // an administrator's
+        let namespace = try NetworkNamespace.open("/run/netns/\(node.netns)")
+        let netlink = try namespace.run { () throws(SystemCallError) in try NetlinkSocket() }.get()
+        let ours = RouteProtocol(rawValue: 157)
+        try netlink.replaceRoute(Route(destination: IPPrefix("10.68.0.0/24")!, gateway: IPAddress("10.66.0.2")!, outputIndex: nil, proto: ours))
+        try netlink.replaceRoute(Route(destination: IPPrefix("10.68.0.0/24")!, gateway: IPAddress("10.66.0.3")!, outputIndex: nil, proto: ours))
+        let listed = try netlink.routes(family: .v4, madeBy: ours)
+        XCTAssertEqual(listed.map { "\($0.destination) via \($0.gateway!)" }, ["10.68.0.0/24 via 10.66.0.3"], "replaced, not added twice")
+        try netlink.deleteRoute(listed[0])
+        try netlink.deleteRoute(listed[0])   // already gone: no error
+        XCTAssertTrue(try netlink.routes(family: .v4, madeBy: ours).isEmpty)
+        XCTAssertTrue(try node.exec("ip", "route", "show", "10.67.0.0/24").contains("via 10.66.0.9"), "the administrator's route stays")
+    }
 }

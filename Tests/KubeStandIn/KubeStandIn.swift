@@ -106,7 +106,7 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
     private func control(_ method: String, _ path: String, body: Data = Data()) throws -> Data {
         let curl = Process()
         curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        curl.arguments = netnsPrefix + ["curl", "-sS", "-f", "-X", method, "--data-binary", "@-",
+        curl.arguments = netnsPrefix + ["curl", "-sS", "-f", "--max-time", "10", "-X", method, "--data-binary", "@-",
                                         "http://\(host.contains(":") ? "[\(host)]" : host):\(controlPort)\(path)"]
         let input = Pipe()
         let output = Pipe()

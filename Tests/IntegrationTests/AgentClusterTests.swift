@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import KubeStandIn
+import XCTest
+
+/// Three nodes (netns on one bridge) and the API stand-in beside them, one swiftpath-agent per
+/// node: the agents install the plugin and write each node's conflist from its Node object, and
+/// route between the nodes' pods; pods added through CNI with what the agents installed talk
+/// across nodes over IPv4 and IPv6. With an agent killed, pods still start, stop and talk; a
+/// restarted agent rewrites nothing that did not change.
+final class AgentClusterTests: XCTestCase {
+    private var nodes: [TestNode] = []
+    private var agents: [Int: Process] = [:]
+    private var standIn: KubeStandIn!
+    private var folder = ""
+    private var switchNetns = ""
+
+    private let agentBinary = URL(fileURLWithPath: pluginBinary).deletingLastPathComponent().appendingPathComponent("swiftpath-agent").path
+    private func podCIDRs(_ i: Int) -> [String] { ["10.31.\(i).0/24", "fd00:31:\(i)::/64"] }
+    private func internalIPs(_ i: Int) -> [String] { ["10.0.0.\(i)", "fd00:ff::\(i)"] }
+    private func binDir(_ i: Int) -> String { "\(folder)/bin\(i)" }
+    private func confDir(_ i: Int) -> String { "\(folder)/conf\(i)" }
+    private func conflist(_ i: Int) -> String { confDir(i) + "/10-swiftpath.conflist" }
+
+    override func setUpWithError() throws {
+        nodes = try (1...3).map { _ in try TestNode(self) }
+        folder = "/tmp/\(nodes[0].prefix)-agents"
+        switchNetns = "\(nodes[0].prefix)-switch"
+        addTeardownBlock { [self] in
+            for agent in agents.values { stop(agent) }
+            standIn?.stop()
+            _ = try? runProcess(["ip", "netns", "del", switchNetns])
+            try? FileManager.default.removeItem(atPath: folder)
+        }
+        try shell("ip", "netns", "add", switchNetns)
+        let inSwitch = { (argv: [String]) throws in _ = try shell(["ip", "-n", self.switchNetns] + argv) }
+        try inSwitch(["link", "set", "lo", "up"])
+        try inSwitch(["link", "add", "br0", "type", "bridge"])
+        try inSwitch(["link", "set", "br0", "up"])
+        try inSwitch(["addr", "add", "10.0.0.254/24", "dev", "br0"])
+        try inSwitch(["addr", "add", "fd00:ff::fe/64", "dev", "br0", "nodad"])
+        for (index, node) in nodes.enumerated() {
+            let i = index + 1
+            node.devices = ["wire\(i)"]
+            node.podRanges = (podCIDRs(i)[0], podCIDRs(i)[1])
+            _ = try shell("ip", "-n", node.netns, "link", "add", "wire\(i)", "type", "veth", "peer", "name", "port\(i)", "netns", switchNetns)
+            try inSwitch(["link", "set", "port\(i)", "master", "br0", "up"])
+            try node.exec("ip", "addr", "add", internalIPs(i)[0] + "/24", "dev", "wire\(i)")
+            try node.exec("ip", "addr", "add", internalIPs(i)[1] + "/64", "dev", "wire\(i)", "nodad")
+            try node.exec("ip", "link", "set", "wire\(i)", "up")
+            try FileManager.default.createDirectory(atPath: binDir(i), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: confDir(i), withIntermediateDirectories: true)
+        }
+        standIn = try KubeStandIn(host: "10.0.0.254", netns: switchNetns)
+        for i in 1...3 { try standIn.putNode("node-\(i)", podCIDRs: podCIDRs(i), internalIPs: internalIPs(i)) }
+    }
+
+    private func startAgent(_ i: Int) throws {
+        let node = nodes[i - 1]
+        let agent = Process()
+        agent.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        agent.arguments = ["--net=/run/netns/\(node.netns)", agentBinary, "run", "--kubeconfig", try standIn.kubeconfig(),
+                           "--node-name", "node-\(i)", "--cni-bin-dir", binDir(i), "--cni-conf-dir", confDir(i),
+                           "--plugin-binary", pluginBinary, "--store-root", node.storeRoot, "--device", "wire\(i)",
+                           "--cgroup-root", node.cgroup, "--cluster-cidr", "10.31.0.0/16", "fd00:31::/48",
+                           "--plugin-log-file", "\(folder)/plugin\(i).log", "--resync-seconds", "2"]
+        let log = FileManager.default.createFile(atPath: "\(folder)/agent\(i).log", contents: nil)
+        XCTAssertTrue(log)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(folder)/agent\(i).log"))
+        handle.seekToEndOfFile()
+        agent.standardError = handle
+        agent.standardOutput = handle
+        try agent.run()
+        agents[i] = agent
+    }
+
+    private func stop(_ agent: Process) {
+        if agent.isRunning {
+            kill(agent.processIdentifier, SIGKILL)
+            agent.waitUntilExit()
+        }
+    }
+
+    private func waitFor(_ what: String, seconds: Double = 60, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if (try? condition()) == true { return }
+            usleep(200_000)
+        }
+        let logs = (1...3).map { (try? String(contentsOfFile: "\(folder)/agent\($0).log", encoding: .utf8)) ?? "" }
+        XCTFail("\(what) not within \(Int(seconds)) s; agent logs:\n\(logs.map { String($0.suffix(1500)) }.joined(separator: "\n---\n"))")
+        throw NSError(domain: "AgentClusterTests", code: 1, userInfo: [NSLocalizedDescriptionKey: what])
+    }
+
+    private func ready(_ i: Int) -> Bool {
+        let answer = try? runProcess(["nsenter", "--net=/run/netns/\(nodes[i - 1].netns)", "curl", "-s", "-o", "/dev/null",
+                                      "-w", "%{http_code}", "http://127.0.0.1:9876/readyz"])
+        return answer?.stdout == "200"
+    }
+
+    private func ownRoutes(_ i: Int) throws -> String {
+        try nodes[i - 1].exec("ip", "route", "show", "proto", "157") + nodes[i - 1].exec("ip", "-6", "route", "show", "proto", "157")
+    }
+
+    /// The plugin's config as a runtime derives it from the conflist the agent wrote.
+    private func pluginConfig(_ i: Int) throws -> String {
+        let list = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: conflist(i)))) as? [String: Any])
+        var plugin = try XCTUnwrap((list["plugins"] as? [[String: Any]])?.first)
+        plugin["cniVersion"] = list["cniVersion"]
+        plugin["name"] = list["name"]
+        return String(decoding: try JSONSerialization.data(withJSONObject: plugin), as: UTF8.self)
+    }
+
+    /// A pod on node `i`, added with the installed plugin and the agent's conflist; its addresses.
+    private func addPod(_ i: Int, _ name: String) throws -> (path: String, v4: String, v6: String) {
+        let node = nodes[i - 1]
+        let path = try node.makePod(name)
+        let outcome = try node.cni("ADD", containerID: "\(node.prefix)-\(name)", netns: path, rawConfig: try pluginConfig(i),
+                                   plugin: binDir(i) + "/swiftpath")
+        XCTAssertEqual(outcome.status, 0, "ADD on node \(i): \(outcome.stdout) \(outcome.stderr)")
+        let ips = (try outcome.json()["ips"] as? [[String: Any]] ?? []).compactMap { $0["address"] as? String }
+            .map { String($0.split(separator: "/")[0]) }
+        let v4 = try XCTUnwrap(ips.first { !$0.contains(":") })
+        let v6 = try XCTUnwrap(ips.first { $0.contains(":") })
+        return (path, v4, v6)
+    }
+
+    private func assertReaches(_ from: (path: String, v4: String, v6: String), _ to: (path: String, v4: String, v6: String),
+                               _ what: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        for address in [to.v4, to.v6] {
+            let ping = try runProcess(["nsenter", "--net=\(from.path)", "ping", "-c", "1", "-W", "2", address])
+            XCTAssertEqual(ping.status, 0, "\(what): \(from.v4) to \(address): \(ping.stdout)", file: file, line: line)
+        }
+    }
+
+    func testThreeNodesInstalledAndRoutedByTheirAgents() throws {
+        for i in 1...3 { try startAgent(i) }
+        try waitFor("every node ready (datapath, plugin, conflist, watch)") { (1...3).allSatisfy(ready) }
+
+        // Each node's conflist: its own CIDRs, the built-in allocator, a version every runtime reads.
+        for i in 1...3 {
+            let list = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: conflist(i)))) as? [String: Any])
+            XCTAssertEqual(list["cniVersion"] as? String, "1.0.0")
+            let ipam = try XCTUnwrap(((list["plugins"] as? [[String: Any]])?.first?["ipam"]) as? [String: Any])
+            XCTAssertEqual((ipam["ranges"] as? [[String: String]])?.compactMap { $0["subnet"] }, podCIDRs(i))
+            XCTAssertTrue(FileManager.default.isExecutableFile(atPath: binDir(i) + "/swiftpath"))
+            let routes = try ownRoutes(i)
+            for j in (1...3) where j != i {
+                XCTAssertTrue(routes.contains("\(podCIDRs(j)[0]) via \(internalIPs(j)[0])"), "node \(i) routes to node \(j): \(routes)")
+                XCTAssertTrue(routes.contains("\(podCIDRs(j)[1]) via \(internalIPs(j)[1])"), "node \(i) routes to node \(j): \(routes)")
+            }
+        }
+
+        // Pods on every node reach pods on every other node.
+        let pods = try (1...3).map { try addPod($0, "p\($0)") }
+        for (a, b) in [(0, 1), (1, 2), (2, 0)] { try assertReaches(pods[a], pods[b], "node \(a + 1) to node \(b + 1)") }
+
+        // A node that leaves the API loses its routes on the others.
+        try standIn.deleteNode("node-3")
+        try waitFor("node-3's routes gone from nodes 1 and 2") {
+            try [1, 2].allSatisfy { !(try ownRoutes($0).contains(podCIDRs(3)[0]) || ownRoutes($0).contains(podCIDRs(3)[1])) }
+        }
+        XCTAssertTrue(try ownRoutes(1).contains(podCIDRs(2)[0]), "the other routes stay")
+
+        // Node 1's agent killed: pods still start, stop and talk.
+        stop(agents[1]!)
+        try assertReaches(pods[0], pods[1], "with node 1's agent dead")
+        let late = try addPod(1, "late")
+        try assertReaches(late, pods[1], "a pod added while the agent is dead")
+        let deleted = try nodes[0].cni("DEL", containerID: "\(nodes[0].prefix)-late", netns: late.path, rawConfig: try pluginConfig(1),
+                                       plugin: binDir(1) + "/swiftpath")
+        XCTAssertEqual(deleted.status, 0, "DEL with the agent dead: \(deleted.stdout)")
+
+        // Restarted: nothing that did not change is rewritten.
+        let before = try (FileManager.default.attributesOfItem(atPath: conflist(1)), FileManager.default.attributesOfItem(atPath: binDir(1) + "/swiftpath"),
+                          ownRoutes(1))
+        try startAgent(1)
+        try waitFor("node 1 ready again") { ready(1) }
+        sleep(3)   // a resync or more
+        let after = try (FileManager.default.attributesOfItem(atPath: conflist(1)), FileManager.default.attributesOfItem(atPath: binDir(1) + "/swiftpath"),
+                         ownRoutes(1))
+        for key in [FileAttributeKey.systemFileNumber, .modificationDate] {
+            XCTAssertEqual(before.0[key] as? AnyHashable, after.0[key] as? AnyHashable, "conflist \(key) unchanged")
+            XCTAssertEqual(before.1[key] as? AnyHashable, after.1[key] as? AnyHashable, "plugin binary \(key) unchanged")
+        }
+        XCTAssertEqual(before.2, after.2, "routes unchanged")
+        try assertReaches(pods[0], pods[1], "after the agent's restart")
+
+        let metrics = try runProcess(["nsenter", "--net=/run/netns/\(nodes[0].netns)", "curl", "-s", "http://127.0.0.1:9876/metrics"]).stdout
+        XCTAssertTrue(metrics.contains("swiftpath_datapath_packets_total{"), "the datapath's counters are exported")
+        XCTAssertTrue(metrics.contains("swiftpath_agent_routes_owned_count 2"), metrics)
+    }
+}
