@@ -11,6 +11,7 @@
 #   bench/cni-latency.sh [ROUNDS]        (default 30; needs root, a built swiftpath)
 set -euo pipefail
 rounds=${1:-30}
+# shellcheck source=bench/common.sh
 source "$(dirname "$0")/common.sh"
 [ -x "$ref/ptp" ] && [ -x "$ref/host-local" ] || { echo "needs containernetworking-plugins in $ref" >&2; exit 1; }
 

@@ -14,6 +14,7 @@ set -euo pipefail
 quick=${1:-}
 rounds=5; seconds=5
 [ "$quick" = "--quick" ] && { rounds=2; seconds=1; }
+# shellcheck source=bench/common.sh
 source "$(dirname "$0")/common.sh"
 for tool in iperf3 sockperf ethtool nsenter python3; do
   command -v $tool >/dev/null || { echo "needs $tool (apt-get install iperf3 sockperf ethtool)" >&2; exit 1; }
@@ -65,7 +66,7 @@ for n in 1 2; do cat > "$work/ptp$n.json" <<JSON
  "ranges":[[{"subnet":"10.32.$n.0/24"}]],"routes":[{"dst":"0.0.0.0/0"}]}}
 JSON
 done
-ptp_a=$(add_pod "$ref/ptp" "$id-p-1" "$id-p-a" "$work/ptp1.json")
+add_pod "$ref/ptp" "$id-p-1" "$id-p-a" "$work/ptp1.json" >/dev/null   # the client: its address is not needed
 ptp_b=$(add_pod "$ref/ptp" "$id-p-1" "$id-p-b" "$work/ptp1.json")
 ptp_c=$(add_pod "$ref/ptp" "$id-p-2" "$id-p-c" "$work/ptp2.json")
 serve "$id-p-b" "$ptp_b"; serve "$id-p-c" "$ptp_c"
@@ -78,7 +79,7 @@ for n in 1 2; do cat > "$work/sp$n.json" <<JSON
  "logFile":"$work/swiftpath.log","ipam":{"type":"swiftpath","ranges":[{"subnet":"10.32.$n.0/24"}]}}
 JSON
 done
-sp_a=$(add_pod "$plugin" "$id-s-1" "$id-s-a" "$work/sp1.json")
+add_pod "$plugin" "$id-s-1" "$id-s-a" "$work/sp1.json" >/dev/null
 sp_b=$(add_pod "$plugin" "$id-s-1" "$id-s-b" "$work/sp1.json")
 sp_c=$(add_pod "$plugin" "$id-s-2" "$id-s-c" "$work/sp2.json")
 serve "$id-s-b" "$sp_b"; serve "$id-s-c" "$sp_c"

@@ -13,6 +13,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 bash scripts/setup.sh
 swift build -c release --static-swift-stdlib 2>&1 | tail -1
+# shellcheck source=bench/common.sh
 source bench/common.sh
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p bench/results

@@ -11,6 +11,7 @@ set -euo pipefail
 quick=${1:-}
 rounds=8; ms=2000
 [ "$quick" = "--quick" ] && { rounds=2; ms=400; }
+# shellcheck source=bench/common.sh
 source "$(dirname "$0")/common.sh"
 
 id="spl$$"

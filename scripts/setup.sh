@@ -13,6 +13,8 @@ packages=(
   iperf3 sockperf ethtool                       # the datapath benchmark
   iptables                                      # the socket LB benchmark's kube-proxy-style baseline
   linux-libc-dev-arm64-cross                    # arm64's UAPI headers: the BPF objects are checked to be the same
+  openssl curl                                  # the API stand-in's certificates; the agent's health endpoints
+  shellcheck                                    # the scripts are checked
 )
 missing=()
 for package in "${packages[@]}"; do
@@ -23,4 +25,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The Kubernetes manifests are validated against the API's own schemas, which this package carries.
+python3 -c 'import kubernetes_validate, yaml' 2>/dev/null || python3 -m pip install -q kubernetes-validate pyyaml
 command -v swift >/dev/null || { echo "swift is not on PATH: install a Swift 6.1+ toolchain first" >&2; exit 1; }

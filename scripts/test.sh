@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 swift build --build-tests
 bash scripts/check-bpf-arches.sh
+python3 scripts/check-manifests.py
+shellcheck -x -S warning scripts/*.sh bench/*.sh chaos/*.sh .ci/run
 swift test --skip-build --disable-swift-testing

@@ -26,8 +26,9 @@ struct NodeOptions: ParsableArguments {
     @Option(parsing: .upToNextOption, help: "Uplinks (default: the devices of the default routes)") var device: [String] = []
     @Option(help: "The socket LB's cgroup v2 directory (default: the cgroup2 mount)") var cgroupRoot: String?
     @Option(help: "The pods' MTU (default: the first uplink's)") var mtu: Int?
-    @Option(parsing: .upToNextOption, help: "The cluster's pod CIDRs") var clusterCIDR: [String] = []
-    @Flag(help: "Masquerade pod traffic leaving the cluster CIDRs") var masquerade = false
+    @Option(parsing: .upToNextOption, help: "The cluster's pod CIDRs (default: $SWIFTPATH_CLUSTER_CIDRS, space-separated)")
+    var clusterCIDR: [String] = []
+    @Flag(help: "Masquerade pod traffic leaving the cluster CIDRs (default: $SWIFTPATH_MASQUERADE == true)") var masquerade = false
     @Option(help: "The conflist's cniVersion") var cniVersion = "1.0.0"
     @Option(help: "The plugin's log file, written into the conflist") var pluginLogFile: String?
 
@@ -45,11 +46,14 @@ struct NodeOptions: ParsableArguments {
         settings.devices = device.isEmpty ? nil : device
         settings.cgroupRoot = cgroupRoot
         settings.mtu = mtu
-        settings.clusterCIDRs = try clusterCIDR.map { text in
+        // A DaemonSet passes ConfigMap values through the environment: a list cannot be one argument.
+        let environment = ProcessInfo.processInfo.environment
+        let cidrs = clusterCIDR.isEmpty ? (environment["SWIFTPATH_CLUSTER_CIDRS"] ?? "").split(separator: " ").map(String.init) : clusterCIDR
+        settings.clusterCIDRs = try cidrs.map { text in
             guard let prefix = IPPrefix(text) else { throw ValidationError("--cluster-cidr \(text) is no CIDR") }
             return prefix
         }
-        settings.masquerade = masquerade
+        settings.masquerade = masquerade || environment["SWIFTPATH_MASQUERADE"] == "true"
         settings.cniVersion = cniVersion
         settings.pluginLogFile = pluginLogFile
         return settings
