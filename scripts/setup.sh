@@ -15,6 +15,7 @@ packages=(
   linux-libc-dev-arm64-cross                    # arm64's UAPI headers: the BPF objects are checked to be the same
   openssl curl                                  # the API stand-in's certificates; the agent's health endpoints
   shellcheck                                    # the scripts are checked
+  podman runc                                   # the container image is loaded and its install path run
 )
 missing=()
 for package in "${packages[@]}"; do

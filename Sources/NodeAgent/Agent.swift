@@ -76,10 +76,9 @@ public actor Agent {
         }
         guard datapathReady else { return }
         await step("plugin") { () throws(StepError) in
-            let binary = try StepError.reading(settings.pluginBinary)
             do throws(SystemCallError) {
-                if try AtomicFile.write(binary, to: settings.installedPlugin, permissions: [.ownerReadWriteExecute, .groupReadExecute, .otherReadExecute]) {
-                    logger.info("plugin installed", metadata: ["path": "\(settings.installedPlugin)", "bytes": "\(binary.count)"])
+                if try PluginInstallation.install(settings) {
+                    logger.info("plugin installed", metadata: ["path": "\(settings.installedPlugin)"])
                 }
             } catch { throw .system(error) }
             pluginInstalled = true
@@ -185,10 +184,5 @@ enum StepError: Error, CustomStringConvertible {
         case .datapath(let error): error.description
         case .waiting(let reason): reason
         }
-    }
-
-    static func reading(_ path: String) throws(StepError) -> [UInt8] {
-        guard let bytes = AtomicFile.read(path) else { throw .system(SystemCallError("read \(path)", .noSuchFileOrDirectory)) }
-        return bytes
     }
 }

@@ -12,7 +12,7 @@ struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftpath-agent",
         abstract: "Keeps a node's swiftpath datapath, plugin, conflist and routes what the Kubernetes API says.",
-        subcommands: [Run.self, UninstallCommand.self], defaultSubcommand: Run.self)
+        subcommands: [Run.self, InstallCommand.self, UninstallCommand.self], defaultSubcommand: Run.self)
 }
 
 /// The options every subcommand shares: where things live on the node, and its settings.
@@ -95,6 +95,20 @@ struct Run: AsyncParsableCommand {
         await health.stop()
         await client.shutdown()
         logger.info("agent stopped; the datapath, plugin and conflist stay in place")
+    }
+}
+
+struct InstallCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "install",
+                                                    abstract: "Install the plugin binary into the host's CNI bin folder, and nothing else.")
+
+    @OptionGroup var node: NodeOptions
+
+    func run() throws {
+        var options = node
+        options.nodeName = options.nodeName ?? "-"   // installing names no node
+        let settings = try options.settings()
+        print(try PluginInstallation.install(settings) ? "installed \(settings.installedPlugin)" : "\(settings.installedPlugin) is up to date")
     }
 }
 

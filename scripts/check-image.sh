@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The container image, end to end without a Docker daemon: assembled by scripts/build-image.py from
+# the built binaries, loaded with podman, its install path run against a folder standing in for the
+# host's CNI bin dir; the plugin it installed then wires a pod in a netns of this script's own.
+# Everything it makes (image, folders, netns, store) is removed on every exit. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin_dir=${1:-.build/debug}
+id="spimg$$"
+work=$(mktemp -d "/tmp/$id.XXXXXX")
+tag="localhost/swiftpath:$id"
+store="/sys/fs/bpf/$id"
+cleanup() {
+  ip netns del "$id-pod" 2>/dev/null || true
+  ip netns del "$id-node" 2>/dev/null || true
+  rm -rf "$store" "$work"
+  podman rmi -f "$tag" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+python3 scripts/build-image.py --bin-dir "$bin_dir" --tag "$tag" --output "$work/image.tar"
+podman load -q -i "$work/image.tar" >/dev/null
+# runc: Debian's crun refuses a hybrid cgroup host. The limits: this sandbox's hard limits are
+# lower than podman's defaults.
+mkdir -p "$work/host-cni-bin"
+podman --runtime runc run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+  -v "$work/host-cni-bin:/host/opt/cni/bin" "$tag" install --cni-bin-dir /host/opt/cni/bin --plugin-binary /usr/local/bin/swiftpath
+test -x "$work/host-cni-bin/swiftpath"
+
+ip netns add "$id-node"
+ip netns add "$id-pod"
+ip -n "$id-node" link set lo up
+ip -n "$id-node" addr add 192.0.2.1/32 dev lo   # the node's address: the source of its pings to the pod
+cat > "$work/conf.json" <<JSON
+{"cniVersion":"1.0.0","name":"$id","type":"swiftpath","bpffsRoot":"$store","devices":[],
+ "socketLB":{"enabled":false},"ipam":{"type":"swiftpath","ranges":[{"subnet":"10.77.0.0/24"}]}}
+JSON
+result=$(CNI_COMMAND=ADD CNI_CONTAINERID="$id" CNI_NETNS="/run/netns/$id-pod" CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \
+  nsenter --net="/run/netns/$id-node" "$work/host-cni-bin/swiftpath" < "$work/conf.json")
+address=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["ips"][0]["address"].split("/")[0])' <<<"$result")
+nsenter --net="/run/netns/$id-node" ping -c 1 -W 2 "$address" >/dev/null
+CNI_COMMAND=DEL CNI_CONTAINERID="$id" CNI_NETNS="/run/netns/$id-pod" CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \
+  nsenter --net="/run/netns/$id-node" "$work/host-cni-bin/swiftpath" < "$work/conf.json"
+nsenter --net="/run/netns/$id-node" "$work/host-cni-bin/swiftpath" datapath unload --root "$store" >/dev/null
+echo "image ok: podman loaded $tag, its install path installed the plugin, which wired pod $address (CNI 1.0.0)"
