@@ -12,7 +12,9 @@ mode=${1:---full}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 bash scripts/setup.sh
-swift build -c release --static-swift-stdlib 2>&1 | tail -1
+# The plugin always; the agent (an HTTP and TLS stack, minutes to build in release) in the full run.
+swift build -c release --static-swift-stdlib --product swiftpath 2>&1 | tail -1
+[ "$mode" = "--quick" ] || swift build -c release --static-swift-stdlib --product swiftpath-agent 2>&1 | tail -1
 # shellcheck source=bench/common.sh
 source bench/common.sh
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -30,8 +32,8 @@ work=$(mktemp -d "/tmp/$id.XXXX")
 cgroup="$cgroot/$id"
 cleanup() {
   for ns in $(ip netns list | awk '{print $1}' | grep "^$(basename "$work" | cut -c1-8)-\|^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
-  rm -rf "/sys/fs/bpf/$id" "$work"
-  rmdir "$cgroup" 2>/dev/null || true
+  rm -rf "/sys/fs/bpf/$id" "/sys/fs/bpf/$id-agent" "$work"
+  rmdir "$cgroup/agent" "$cgroup" 2>/dev/null || true
 }
 trap cleanup EXIT
 mkdir "$cgroup"
@@ -39,6 +41,16 @@ build_tool run_timed "$work"
 ip netns add "$id-node"; ip -n "$id-node" link set lo up
 nsenter --net="/run/netns/$id-node" python3 bench/cni_scale.py "$pods" "$work" "$plugin" /usr/lib/cni "/sys/fs/bpf/$id" "$cgroup" \
   "$work/run_timed" > "$out-cni.json"
+
+if [ "$mode" != "--quick" ]; then
+  echo "== the node agent: start to Ready, API change to route, memory"
+  mkdir "$cgroup/agent"
+  ip netns add "$id-agent"
+  nsenter --net="/run/netns/$id-agent" python3 bench/agent.py "$here/.build/release/swiftpath-agent" "$plugin" "$work" \
+    "/sys/fs/bpf/$id-agent" "$cgroup/agent" 200 50 | tee "$out-agent.json"
+  rm -rf "/sys/fs/bpf/$id-agent"
+  rmdir "$cgroup/agent"
+fi
 
 python3 - "$out" "$pods" <<'PY'
 import json, sys, platform, os, datetime
