@@ -86,10 +86,16 @@ class APIHandler(BaseHTTPRequestHandler):
     def setup(self):
         # The TLS handshake runs here, in the connection's thread: a client that refuses the
         # certificate, or is slow to answer, holds up no other connection.
-        self.request.do_handshake()
+        self.refused = False
+        try:
+            self.request.do_handshake()
+        except (ssl.SSLError, OSError):
+            self.refused = True   # the client did not trust this server: nothing to answer
         super().setup()
 
     def handle(self):
+        if self.refused:
+            return
         try:
             super().handle()
         except (ssl.SSLError, ConnectionError):

@@ -37,10 +37,8 @@ int uplink_ingress(struct __sk_buff *skb)
 	}
 
 	/* For a local pod: now the full checks. */
-	int why = parse(skb, &pkt);
+	int why = parse_routable(skb, &pkt);
 
-	if (why == SP_PARSED)
-		why = addressed_to_device(&pkt);
 	if (why != SP_PARSED)
 		return conclude(&pkt, why);
 	if (pkt.ip4) {

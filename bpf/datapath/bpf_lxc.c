@@ -24,10 +24,8 @@ SEC("tc")
 int pod_egress(struct __sk_buff *skb)
 {
 	struct packet pkt;
-	int why = parse(skb, &pkt);
+	int why = parse_routable(skb, &pkt);
 
-	if (why == SP_PARSED)
-		why = addressed_to_device(&pkt);
 	if (why != SP_PARSED)
 		return conclude(&pkt, why);
 

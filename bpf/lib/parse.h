@@ -101,3 +101,12 @@ static __always_inline int addressed_to_device(const struct packet *pkt)
 		return SP_STACK_NOT_UNICAST;
 	return SP_DROP_OTHER_HOST;
 }
+
+/* What both host-routing programs ask first: SP_PARSED for a packet they may route (parsed, and
+ * sent to this device), else the reason they conclude with. */
+static __always_inline int parse_routable(struct __sk_buff *skb, struct packet *pkt)
+{
+	int why = parse(skb, pkt);
+
+	return why == SP_PARSED ? addressed_to_device(pkt) : why;
+}
