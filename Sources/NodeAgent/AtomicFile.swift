@@ -28,13 +28,64 @@ enum AtomicFile {
     @discardableResult
     static func write(_ contents: [UInt8], to path: String, permissions: FilePermissions) throws(SystemCallError) -> Bool {
         if read(path) == contents { return false }
+        return try replace(path, permissions: permissions) { descriptor in try descriptor.writeAll(contents) }
+    }
+
+    /// Copies the file at `source` to `path` atomically with `permissions`, unless `path` already
+    /// holds the same bytes. A chunk at a time: a plugin binary of tens of MiB is never held whole.
+    @discardableResult
+    static func copy(_ source: String, to path: String, permissions: FilePermissions) throws(SystemCallError) -> Bool {
+        let input: FileDescriptor
+        do { input = try FileDescriptor.open(FilePath(source), .readOnly, options: .closeOnExec) } catch {
+            throw SystemCallError("open \(source)", error as? Errno ?? .ioError)
+        }
+        defer { try? input.close() }
+        if sameContents(input, path) { return false }
+        return try replace(path, permissions: permissions) { output in
+            _ = try input.seek(offset: 0, from: .start)
+            var chunk = [UInt8](repeating: 0, count: chunkSize)
+            while true {
+                let count = try chunk.withUnsafeMutableBytes { try input.read(into: $0) }
+                if count == 0 { return }
+                try output.writeAll(chunk[..<count])
+            }
+        }
+    }
+
+    private static let chunkSize = 1 << 16
+
+    /// Whether the file at `path` holds what `input` holds, compared a chunk at a time.
+    private static func sameContents(_ input: FileDescriptor, _ path: String) -> Bool {
+        guard let other = try? FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec) else { return false }
+        defer { try? other.close() }
+        var left = [UInt8](repeating: 0, count: chunkSize)
+        var right = [UInt8](repeating: 0, count: chunkSize)
+        while true {
+            guard let count = try? left.withUnsafeMutableBytes({ try input.read(into: $0) }) else { return false }
+            var filled = 0
+            while filled < count {
+                guard let more = try? right.withUnsafeMutableBytes({ try other.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[filled..<count])) }),
+                      more > 0 else { return false }
+                filled += more
+            }
+            if count == 0 {
+                var probe: UInt8 = 0
+                return (try? withUnsafeMutableBytes(of: &probe) { try other.read(into: $0) }) == 0
+            }
+            if left[..<count] != right[..<count] { return false }
+        }
+    }
+
+    /// Writes a new file at `path` through `body` (temporary file, mode, fsync, rename).
+    private static func replace(_ path: String, permissions: FilePermissions,
+                                _ body: (FileDescriptor) throws -> Void) throws(SystemCallError) -> Bool {
         let temporary = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
             + "/.swiftpath-\(getpid())-" + String(path.split(separator: "/").last ?? "file")
         do {
             let descriptor = try FileDescriptor.open(FilePath(temporary), .writeOnly, options: [.create, .truncate, .closeOnExec],
                                                      permissions: permissions)
             do {
-                try descriptor.writeAll(contents)
+                try body(descriptor)
                 // The mode asked for, whatever the umask made of it.
                 guard fchmod(descriptor.rawValue, permissions.rawValue) == 0, fsync(descriptor.rawValue) == 0 else {
                     throw Errno.current

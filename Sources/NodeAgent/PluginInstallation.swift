@@ -8,10 +8,7 @@ public enum PluginInstallation {
     /// Installs `settings.pluginBinary` as `settings.installedPlugin`; returns whether it wrote.
     @discardableResult
     public static func install(_ settings: AgentSettings) throws(SystemCallError) -> Bool {
-        guard let binary = AtomicFile.read(settings.pluginBinary) else {
-            throw SystemCallError("read \(settings.pluginBinary)", .noSuchFileOrDirectory)
-        }
-        return try AtomicFile.write(binary, to: settings.installedPlugin,
-                                    permissions: [.ownerReadWriteExecute, .groupReadExecute, .otherReadExecute])
+        try AtomicFile.copy(settings.pluginBinary, to: settings.installedPlugin,
+                            permissions: [.ownerReadWriteExecute, .groupReadExecute, .otherReadExecute])
     }
 }

@@ -68,4 +68,24 @@ final class NodeAgentTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int, 0o700)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder), ["10-test.conflist"], "no temporary file left")
     }
+
+    func testCopiesABinaryOnlyWhenItDiffers() throws {
+        let folder = NSTemporaryDirectory() + "swiftpath-copy-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let big = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }   // several chunks
+        XCTAssertTrue(FileManager.default.createFile(atPath: folder + "/source", contents: Data(big)))
+        let target = folder + "/installed"
+        XCTAssertTrue(try AtomicFile.copy(folder + "/source", to: target, permissions: [.ownerReadWriteExecute]))
+        XCTAssertEqual(AtomicFile.read(target), big)
+        XCTAssertFalse(try AtomicFile.copy(folder + "/source", to: target, permissions: [.ownerReadWriteExecute]), "the same bytes")
+        var changed = big
+        changed[250_000] ^= 1
+        XCTAssertTrue(FileManager.default.createFile(atPath: folder + "/source", contents: Data(changed)))
+        XCTAssertTrue(try AtomicFile.copy(folder + "/source", to: target, permissions: [.ownerReadWriteExecute]), "one byte differs")
+        XCTAssertTrue(FileManager.default.createFile(atPath: folder + "/source", contents: Data(changed + [1])))
+        XCTAssertTrue(try AtomicFile.copy(folder + "/source", to: target, permissions: [.ownerReadWriteExecute]), "longer")
+        XCTAssertEqual(AtomicFile.read(target), changed + [1])
+        XCTAssertThrowsError(try AtomicFile.copy(folder + "/missing", to: target, permissions: [.ownerReadWriteExecute]))
+    }
 }
