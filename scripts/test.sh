@@ -7,6 +7,6 @@ bash scripts/setup.sh
 swift build --build-tests
 bash scripts/check-bpf-arches.sh
 python3 scripts/check-manifests.py
-shellcheck -x -S warning scripts/*.sh bench/*.sh chaos/*.sh .ci/run
+shellcheck -x -S warning scripts/*.sh bench/*.sh chaos/*.sh deploy/kind/*.sh .ci/run
 bash scripts/check-image.sh .build/debug
 swift test --skip-build --disable-swift-testing
