@@ -91,8 +91,8 @@ public actor Reflector<Object: KubeObject> {
     }
 }
 
-/// Exponential backoff with full jitter: 0.2 s doubling to 30 s, each delay drawn uniformly below
-/// the current ceiling, so that a fleet of agents does not reconnect in step.
+/// Exponential backoff with jitter: a ceiling of 0.2 s doubling to 30 s, each delay drawn uniformly
+/// between half the ceiling and the ceiling, so that a fleet of agents does not reconnect in step.
 public struct Backoff: Sendable {
     public static let first: UInt64 = 200_000_000
     public static let ceiling: UInt64 = 30_000_000_000
