@@ -189,5 +189,22 @@ final class AgentClusterTests: XCTestCase {
         let metrics = try runProcess(["nsenter", "--net=/run/netns/\(nodes[0].netns)", "curl", "-s", "http://127.0.0.1:9876/metrics"]).stdout
         XCTAssertTrue(metrics.contains("swiftpath_datapath_packets_total{"), "the datapath's counters are exported")
         XCTAssertTrue(metrics.contains("swiftpath_agent_routes_owned_count 2"), metrics)
+
+        // SIGTERM: the agent ends and leaves the node as it was; uninstall then removes it all.
+        let agent2 = agents[2]!
+        kill(agent2.processIdentifier, SIGTERM)
+        agent2.waitUntilExit()
+        XCTAssertEqual(agent2.terminationStatus, 0, "a clean stop")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: conflist(2)))
+        XCTAssertTrue(try ownRoutes(2).contains(podCIDRs(1)[0]), "routes stay after SIGTERM")
+        try assertReaches(pods[1], pods[0], "after node 2's agent stopped")
+        let uninstall = try runProcess(["nsenter", "--net=/run/netns/\(nodes[1].netns)", agentBinary, "uninstall", "--node-name", "node-2",
+                                        "--cni-bin-dir", binDir(2), "--cni-conf-dir", confDir(2), "--store-root", nodes[1].storeRoot])
+        XCTAssertEqual(uninstall.status, 0, uninstall.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: conflist(2)))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: binDir(2) + "/swiftpath"))
+        XCTAssertEqual(try ownRoutes(2), "", "swiftpath's routes removed")
+        XCTAssertTrue(try nodes[1].exec("ip", "route", "show").contains("10.0.0.0/24"), "the node's own routes stay")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: nodes[1].storeRoot + "/datapath"), "the datapath unloaded")
     }
 }
