@@ -23,6 +23,9 @@ public actor Agent {
     private var datapathReady = false
     private var pluginInstalled = false
     private var conflistWritten = false
+    /// The uplinks as the last datapath step found them: the conflist's MTU is the first one's.
+    private var uplinks: [Link] = []
+    private var netlinkSocket: NetlinkSocket?
     private var lastNodes: [String: Node] = [:]
 
     public init(settings: AgentSettings, client: KubeClient, logger: Logger) {
@@ -96,7 +99,7 @@ public actor Agent {
         await step("routes") { () throws(StepError) in
             let desired = NodeRoutes.desired(nodes: Array(objects.values), ownName: settings.nodeName)
             let outcome: NodeRoutes.Outcome
-            do throws(SystemCallError) { outcome = try NodeRoutes.reconcile(desired, netlink: try NetlinkSocket()) } catch {
+            do throws(SystemCallError) { outcome = try NodeRoutes.reconcile(desired, netlink: try netlink()) } catch {
                 throw .system(error)
             }
             metrics.routesOwned.set(to: Double(outcome.owned))
@@ -108,22 +111,29 @@ public actor Agent {
         }
     }
 
+    /// The agent's one rtnetlink socket, opened when first needed.
+    private func netlink() throws(SystemCallError) -> NetlinkSocket {
+        if let netlinkSocket { return netlinkSocket }
+        let opened = try NetlinkSocket()
+        netlinkSocket = opened
+        return opened
+    }
+
     private func ensureDatapath() throws(StepError) {
-        let uplinks: [(name: String, index: Int32)]
         do throws(SystemCallError) {
-            let netlink = try NetlinkSocket()
+            let netlink = try netlink()
             if let names = settings.devices {
                 uplinks = try names.map { name throws(SystemCallError) in
                     guard let link = try netlink.link(named: name) else { throw SystemCallError("find uplink \(name)", .noSuchFileOrDirectory) }
-                    return (name, link.index)
+                    return link
                 }
             } else {
-                uplinks = try netlink.defaultRouteLinks().map { ($0.name, $0.index) }
+                uplinks = try netlink.defaultRouteLinks()
             }
         } catch {
             throw .system(error)
         }
-        let setup = NodeSetup(uplinks: uplinks, attachPolicy: .auto, masquerade: settings.masquerade,
+        let setup = NodeSetup(uplinks: uplinks.map { ($0.name, $0.index) }, attachPolicy: .auto, masquerade: settings.masquerade,
                               clusterCIDRs: settings.clusterCIDRs, socketCgroup: settings.cgroupRoot ?? CgroupV2.mountPoint(),
                               socketLB: true, balanceNodeProcesses: true)
         let store: EndpointStore
@@ -135,17 +145,8 @@ public actor Agent {
         guard let node else { throw .waiting("node \(settings.nodeName) is not in the API yet") }
         let cidrs = node.podCIDRs.compactMap { IPPrefix($0) }
         guard !cidrs.isEmpty else { throw .waiting("node \(settings.nodeName) has no spec.podCIDRs yet") }
-        var mtu = settings.mtu
-        if mtu == nil {
-            do throws(SystemCallError) {
-                let netlink = try NetlinkSocket()
-                if let name = settings.devices?.first {
-                    mtu = try netlink.link(named: name)?.mtu
-                } else {
-                    mtu = try netlink.defaultRouteLinks().first?.mtu
-                }
-            } catch { throw .system(error) }
-        }
+        // The conflist is written only once the datapath step has found the uplinks.
+        let mtu = settings.mtu ?? uplinks.first?.mtu
         let conflist = Conflist(settings: settings, podCIDRs: cidrs, mtu: mtu)
         do throws(SystemCallError) {
             if try AtomicFile.write(conflist.bytes, to: settings.conflistPath, permissions: [.ownerReadWrite, .groupRead, .otherRead]) {
