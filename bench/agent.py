@@ -73,15 +73,6 @@ sh("ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1")   # the up
 sh("ip", "link", "set", "up1", "up")
 sh("ip", "addr", "add", "10.0.0.1/16", "dev", "up0")
 sh("ip", "link", "set", "up0", "up")
-for argv in (["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key",
-              "-out", "ca.crt", "-days", "1", "-subj", "/CN=bench-ca"],
-             ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key",
-              "-out", "server.csr", "-subj", "/CN=kube-apiserver"],
-             ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt",
-              "-days", "1", "-extfile", "ext"]):
-    with open(os.path.join(work, "ext"), "w") as ext:
-        ext.write("subjectAltName=IP:127.0.0.1\n")
-    subprocess.run(["openssl"] + argv, cwd=work, check=True, stderr=subprocess.DEVNULL)
 with open(os.path.join(work, "kubeconfig"), "w") as config:
     config.write(f"""apiVersion: v1
 kind: Config
@@ -91,7 +82,7 @@ contexts: [{{name: b, context: {{cluster: b, user: b}}}}]
 current-context: b
 """)
 standin = subprocess.Popen([sys.executable, standin_script, "--port", str(port), "--control-port", str(control_port),
-                            "--cert", f"{work}/server.crt", "--key", f"{work}/server.key", "--token", token],
+                            "--tls-dir", work, "--token", token],
                            stdout=subprocess.PIPE, text=True)
 agent = None
 try:

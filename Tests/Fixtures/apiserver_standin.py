@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """A stand-in for kube-apiserver, for tests: the wire protocol of the Node API, nothing more.
 
-Serves over TLS (its own CA) and wants a bearer token, as an API server does:
+Serves over TLS with a CA of its own (made with openssl into --tls-dir: ca.crt is what clients
+trust) and wants a bearer token, as an API server does:
   GET /api/v1/nodes                 a NodeList with metadata.resourceVersion
   GET /api/v1/nodes?watch=1&resourceVersion=RV[&allowWatchBookmarks=true][&timeoutSeconds=N]
                                     a chunked stream of watch events, one JSON object a line:
@@ -18,8 +19,10 @@ A plain-HTTP control port on the same address lets the test change the cluster:
 import argparse
 import ctypes
 import json
+import os
 import signal
 import socket
+import subprocess
 import ssl
 import threading
 import time
@@ -223,6 +226,20 @@ class ControlHandler(BaseHTTPRequestHandler):
         self.reply()
 
 
+def make_certificates(folder, host):
+    """A CA and a server certificate for `host` (an IP address), unless the folder has them."""
+    if os.path.exists(os.path.join(folder, "server.crt")):
+        return
+    with open(os.path.join(folder, "server.ext"), "w") as ext:
+        ext.write(f"subjectAltName=IP:{host}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for argv in (["req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=standin-ca"],
+                 ["req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=kube-apiserver"],
+                 ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                  "-out", "server.crt", "-days", "1", "-extfile", "server.ext"]):
+        subprocess.run(["openssl", *argv], cwd=folder, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main():
     # A parent's blocked signals are inherited: make sure SIGTERM ends this server.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
@@ -232,8 +249,7 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--control-port", type=int, required=True)
-    parser.add_argument("--cert", required=True)
-    parser.add_argument("--key", required=True)
+    parser.add_argument("--tls-dir", required=True)
     parser.add_argument("--token", required=True)
     args = parser.parse_args()
     cluster = Cluster()
@@ -242,7 +258,8 @@ def main():
     api = ThreadingHTTPServer((args.host, args.port), APIHandler)
     api.daemon_threads = True
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(args.cert, args.key)
+    make_certificates(args.tls_dir, args.host)
+    context.load_cert_chain(os.path.join(args.tls_dir, "server.crt"), os.path.join(args.tls_dir, "server.key"))
     api.socket = context.wrap_socket(api.socket, server_side=True, do_handshake_on_connect=False)
     control = ThreadingHTTPServer((args.host, args.control_port), ControlHandler)
     control.daemon_threads = True

@@ -2,7 +2,7 @@
 import Foundation
 
 /// Tests/Fixtures/apiserver_standin.py, run for a test: a CA and a server certificate of its
-/// own (made with openssl), a bearer token, the API on TLS and the control port beside it.
+/// own (it makes them in `folder`), a bearer token, the API on TLS and the control port beside it.
 public final class KubeStandIn: @unchecked Sendable {   // its state is set once, at start
     public let folder: String
     public let host: String
@@ -22,13 +22,12 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
         netnsPrefix = netns.map { ["nsenter", "--net=/run/netns/\($0)"] } ?? []
         port = Int.random(in: 20000...29999)
         controlPort = port + 10000
-        try Self.makeCertificates(in: folder, for: host)
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Fixtures/apiserver_standin.py").path
         process.arguments = netnsPrefix + ["python3", script, "--host", host, "--port", String(port), "--control-port", String(controlPort),
-                                           "--cert", folder + "/server.crt", "--key", folder + "/server.key", "--token", token]
+                                           "--tls-dir", folder, "--token", token]
         let output = Pipe()
         process.standardOutput = output
         try process.run()
@@ -119,31 +118,6 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
         curl.waitUntilExit()
         guard curl.terminationStatus == 0 else { throw StandInError("control \(method) \(path) failed") }
         return data
-    }
-
-    private static func makeCertificates(in folder: String, for host: String) throws {
-        try """
-        subjectAltName=IP:\(host)
-        basicConstraints=CA:FALSE
-        extendedKeyUsage=serverAuth
-
-        """.write(toFile: folder + "/server.ext", atomically: true, encoding: .utf8)
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        for argv in [
-            ["req", "-x509"] + ec + ["-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=standin-ca"],
-            ["req"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=kube-apiserver"],
-            ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt",
-             "-days", "1", "-extfile", "server.ext"],
-        ] {
-            let openssl = Process()
-            openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            openssl.arguments = argv
-            openssl.currentDirectoryURL = URL(fileURLWithPath: folder)
-            openssl.standardError = FileHandle.nullDevice
-            try openssl.run()
-            openssl.waitUntilExit()
-            guard openssl.terminationStatus == 0 else { throw StandInError("openssl \(argv[0]) failed") }
-        }
     }
 }
 
