@@ -107,47 +107,35 @@ public final class KubeClient: Sendable {
         }
     }
 
-    private struct RawEvent<Object: KubeObject>: Decodable {
-        let type: String
-        let object: Object?
-        let status: Status?
+    /// One line of a watch stream: `{"type": ..., "object": ...}`, where ERROR carries a Status
+    /// and BOOKMARK an object with nothing but its resourceVersion.
+    private struct EventLine<Object: KubeObject>: Decodable {
+        let event: WatchEvent<Object>
 
-        enum CodingKeys: String, CodingKey { case type, object }
+        private enum CodingKeys: String, CodingKey { case type, object }
+
+        private struct Bookmark: Decodable {
+            struct Meta: Decodable { let resourceVersion: String }
+            let metadata: Meta
+        }
 
         init(from decoder: Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
-            type = try container.decode(String.self, forKey: .type)
-            // ERROR carries a Status, BOOKMARK an object with only its resourceVersion.
-            if type == "ERROR" {
-                status = try container.decode(Status.self, forKey: .object)
-                object = nil
-            } else if type == "BOOKMARK" {
-                status = nil
-                object = nil
-                bookmark = try container.decode(Bookmark.self, forKey: .object).metadata.resourceVersion
-            } else {
-                status = nil
-                object = try container.decode(Object.self, forKey: .object)
+            let type = try container.decode(String.self, forKey: .type)
+            switch type {
+            case "ADDED": event = .added(try container.decode(Object.self, forKey: .object))
+            case "MODIFIED": event = .modified(try container.decode(Object.self, forKey: .object))
+            case "DELETED": event = .deleted(try container.decode(Object.self, forKey: .object))
+            case "BOOKMARK":
+                event = .bookmark(resourceVersion: try container.decode(Bookmark.self, forKey: .object).metadata.resourceVersion)
+            case "ERROR": event = .error(try container.decode(Status.self, forKey: .object))
+            default:
+                throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown watch event type \(type)")
             }
-        }
-
-        var bookmark: String?
-
-        struct Bookmark: Decodable {
-            struct Meta: Decodable { let resourceVersion: String }
-            let metadata: Meta
         }
     }
 
     static func event<Object: KubeObject>(from line: [UInt8]) throws -> WatchEvent<Object> {
-        let raw = try JSONDecoder().decode(RawEvent<Object>.self, from: Data(line))
-        switch raw.type {
-        case "ADDED": return .added(raw.object!)
-        case "MODIFIED": return .modified(raw.object!)
-        case "DELETED": return .deleted(raw.object!)
-        case "BOOKMARK": return .bookmark(resourceVersion: raw.bookmark ?? "")
-        case "ERROR": return .error(raw.status ?? Status())
-        default: throw KubeError.transport("unknown watch event type \(raw.type)")
-        }
+        try JSONDecoder().decode(EventLine<Object>.self, from: Data(line)).event
     }
 }
