@@ -24,10 +24,14 @@ extension Datapath {
 
     /// Makes sure every socket hook is attached to `cgroup` (a cgroup v2 directory). Cheap when they
     /// are: one access() per hook. Links of other programs on the cgroup stay (multi-program links).
-    public func ensureSocketHooks(cgroup: String) throws(DatapathError) {
-        let folder = try socketHookFolder(cgroup)
+    /// Returns the cgroup's id, which names its hooks' folder.
+    @discardableResult
+    public func ensureSocketHooks(cgroup: String) throws(DatapathError) -> UInt64 {
+        let cgroupID: UInt64
+        do { cgroupID = try CgroupV2.id(of: cgroup) } catch { throw .cgroup(error) }
+        let folder = "\(storeRoot)/socketlb/cg\(cgroupID)"
         let missing = Self.socketHooks.filter { access("\(folder)/\($0.program)", F_OK) != 0 }
-        guard !missing.isEmpty else { return }
+        guard !missing.isEmpty else { return cgroupID }
         let directory: FileDescriptor
         do { directory = try FileDescriptor.open(FilePath(cgroup), .readOnly, options: [.directory, .closeOnExec]) } catch {
             throw .cgroup(SystemCallError("open cgroup \(cgroup)", error as? Errno ?? .current))
@@ -41,15 +45,12 @@ extension Datapath {
                     .pin(at: "\(folder)/\(hook.program)")
             }
         }
+        return cgroupID
     }
 
     /// Detaches the socket hooks from the cgroup with id `cgroupID` (gone or not).
     public func detachSocketHooks(cgroupID: UInt64) throws(BPFError) {
         try removeLinkFolder("\(storeRoot)/socketlb/cg\(cgroupID)")
-    }
-
-    private func socketHookFolder(_ cgroup: String) throws(DatapathError) -> String {
-        do { return "\(storeRoot)/socketlb/cg\(try CgroupV2.id(of: cgroup))" } catch { throw .cgroup(error) }
     }
 
     /// Whether the hooks leave the sockets of the calling thread's netns (the node's) alone.

@@ -63,8 +63,7 @@ extension Plugin {
 
         guard let socketCgroup else { return DatapathWiring(attached: attached, socketCgroupID: 0) }
         let cgroupID = try store.withLockOrFail { () throws(CNIError) -> UInt64 in
-            do throws(DatapathError) { try datapath.ensureSocketHooks(cgroup: socketCgroup) } catch { throw CNIError(datapath: error) }
-            do throws(SystemCallError) { return try CgroupV2.id(of: socketCgroup) } catch { throw CNIError(datapath: .cgroup(error)) }
+            do throws(DatapathError) { return try datapath.ensureSocketHooks(cgroup: socketCgroup) } catch { throw CNIError(datapath: error) }
         }
         rollback.onFailure("socket hooks on \(socketCgroup)") { try datapath.detachSocketHooks(cgroupID: cgroupID) }
         return DatapathWiring(attached: attached, socketCgroupID: cgroupID)
