@@ -8,6 +8,22 @@ let staticBPF: [LinkerSetting] = [
     .unsafeFlags(["-Xlinker", "-l:libbpf.a", "-Xlinker", "-l:libelf.a", "-Xlinker", "-l:libz.a"])
 ]
 
+// The plugin runs on the host, on whatever distribution the node has: it is one static executable
+// (glibc, the Swift runtime, FoundationEssentials, libbpf, libelf, zlib and libmnl all inside).
+// Debian 12's libmnl-dev carries no libmnl.a; scripts/setup.sh puts the one Debian 13's package
+// carries (the same library) in .build-deps.
+#if arch(x86_64)
+let multiarch = "x86_64-linux-gnu"
+#elseif arch(arm64)
+let multiarch = "aarch64-linux-gnu"
+#endif
+let staticArchives = Context.packageDirectory + "/.build-deps/libmnl/usr/lib/" + multiarch
+let staticExecutable: [LinkerSetting] = [
+    .unsafeFlags(["-static-executable", "-Xlinker", "-L" + staticArchives]),
+    // What FoundationEssentials.a itself needs; a static executable gets no autolink for these.
+    .linkedLibrary("_FoundationCollections"), .linkedLibrary("_FoundationCShims"),
+]
+
 // Linux only: netlink, bpffs, tcx and cgroup v2 are Linux's, and so is every system library below.
 let package = Package(
     name: "swiftpath",
@@ -99,7 +115,7 @@ let package = Package(
 
         .executableTarget(name: "swiftpath", dependencies: [
             "CNIProtocol", "SwiftpathPlugin", "SwiftpathCLI", .product(name: "SystemPackage", package: "swift-system"),
-        ]),
+        ], linkerSettings: staticExecutable),
 
         // A Kubernetes API client: cluster access (kubeconfig, in-cluster), list and watch, the
         // objects the agent reads.

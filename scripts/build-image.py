@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Assembles swiftpath's container image without a Docker daemon: one layer holding the plugin,
-the agent, nft (for masquerading) and exactly the shared libraries they load (as ldd lists them),
-written as a docker-archive tarball, which `podman load`, `kind load image-archive` and
+"""Assembles swiftpath's container image without a Docker daemon: one layer holding the plugin (a
+static executable), the agent, nft (for masquerading) and exactly the shared libraries the agent
+and nft load (as ldd lists them), written as a docker-archive tarball, which `podman load`, `kind load image-archive` and
 `ctr images import` all read. The layer is reproducible: sorted entries, owner root, mtime 0.
 
   scripts/build-image.py [--bin-dir .build/release] [--tag swiftpath:0.5.0] [--output FILE]
@@ -20,9 +20,15 @@ ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 def shared_libraries(binary):
-    """The files the dynamic loader maps for `binary`, by the path it finds them at."""
+    """The files the dynamic loader maps for `binary`, by the path it finds them at (none for the
+    plugin, a static executable)."""
     found = []
-    for line in subprocess.run(["ldd", binary], check=True, capture_output=True, text=True).stdout.splitlines():
+    listed = subprocess.run(["ldd", binary], capture_output=True, text=True)
+    if listed.returncode != 0:
+        if "not a dynamic executable" in listed.stdout + listed.stderr:
+            return found
+        raise SystemExit(f"ldd {binary}: {listed.stderr.strip()}")
+    for line in listed.stdout.splitlines():
         parts = line.split()
         if "=>" in parts and len(parts) > parts.index("=>") + 1 and parts[parts.index("=>") + 1].startswith("/"):
             found.append(parts[parts.index("=>") + 1])

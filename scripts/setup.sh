@@ -16,6 +16,7 @@ packages=(
   openssl curl                                  # the API stand-in's certificates; the agent's health endpoints
   shellcheck                                    # the scripts are checked
   podman runc                                   # the container image is loaded and its install path run
+  debootstrap                                   # the static plugin is run from Debian 11's root filesystem
 )
 missing=()
 for package in "${packages[@]}"; do
@@ -26,6 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The plugin is a static executable; Debian 12 has no static libmnl.
+bash "$(dirname "$0")/fetch-static-libmnl.sh"
 # The Kubernetes manifests are validated against the API's own schemas, which this package carries.
 python3 -c 'import kubernetes_validate, yaml' 2>/dev/null || python3 -m pip install -q kubernetes-validate pyyaml
 command -v swift >/dev/null || { echo "swift is not on PATH: install a Swift 6.1+ toolchain first" >&2; exit 1; }
