@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 swift build --build-tests
 bash scripts/check-bpf-arches.sh
+bash scripts/check-static-plugin.sh .build/debug/swiftpath
 python3 scripts/check-manifests.py
 shellcheck -x -S warning scripts/*.sh bench/*.sh chaos/*.sh deploy/kind/*.sh .ci/run
 bash scripts/check-image.sh .build/debug
