@@ -1,19 +1,31 @@
 // SPDX-License-Identifier: Apache-2.0
 /// The parts of the Kubernetes API's objects swiftpath reads, shaped as the API reference shows
-/// them (core/v1 Node). Fields swiftpath does not read are not decoded and need not be there.
+/// them (core/v1 Node and Service, discovery.k8s.io/v1 EndpointSlice). Fields swiftpath does not
+/// read are not decoded and need not be there.
 public struct ObjectMeta: Codable, Sendable, Equatable {
     public var name: String
+    /// Empty for cluster-scoped objects (Nodes).
+    public var namespace: String?
     public var uid: String?
     public var resourceVersion: String?
+    public var labels: [String: String]?
 
-    public init(name: String, uid: String? = nil, resourceVersion: String? = nil) {
+    public init(name: String, namespace: String? = nil, uid: String? = nil, resourceVersion: String? = nil, labels: [String: String]? = nil) {
         self.name = name
+        self.namespace = namespace
         self.uid = uid
         self.resourceVersion = resourceVersion
+        self.labels = labels
+    }
+
+    /// What names the object in its collection: `namespace/name`, or `name` when cluster-scoped.
+    public var key: String {
+        guard let namespace, !namespace.isEmpty else { return name }
+        return namespace + "/" + name
     }
 }
 
-/// An object the API lists and watches by name.
+/// An object the API lists and watches.
 public protocol KubeObject: Codable, Sendable, Equatable {
     var metadata: ObjectMeta { get }
 }
@@ -66,6 +78,140 @@ public struct Node: KubeObject {
     /// The node's InternalIP addresses, in the order the node reports them.
     public var internalIPs: [String] {
         (status?.addresses ?? []).filter { $0.type == "InternalIP" }.map(\.address)
+    }
+}
+
+public struct Service: KubeObject {
+    public struct Port: Codable, Sendable, Equatable {
+        /// Required when a Service has more than one port; what EndpointSlice ports are matched by.
+        public var name: String?
+        /// TCP (the default), UDP or SCTP.
+        public var `protocol`: String?
+        public var port: Int
+        public var nodePort: Int?
+
+        public init(name: String? = nil, protocol: String? = nil, port: Int, nodePort: Int? = nil) {
+            self.name = name
+            self.protocol = `protocol`
+            self.port = port
+            self.nodePort = nodePort
+        }
+    }
+
+    public struct SessionAffinityConfig: Codable, Sendable, Equatable {
+        public struct ClientIP: Codable, Sendable, Equatable {
+            public var timeoutSeconds: Int?
+            public init(timeoutSeconds: Int? = nil) { self.timeoutSeconds = timeoutSeconds }
+        }
+        public var clientIP: ClientIP?
+        public init(clientIP: ClientIP? = nil) { self.clientIP = clientIP }
+    }
+
+    public struct Spec: Codable, Sendable, Equatable {
+        /// ClusterIP (the default), NodePort, LoadBalancer or ExternalName.
+        public var type: String?
+        /// "None" for a headless Service.
+        public var clusterIP: String?
+        public var clusterIPs: [String]?
+        public var externalIPs: [String]?
+        public var ports: [Port]?
+        /// None (the default) or ClientIP.
+        public var sessionAffinity: String?
+        public var sessionAffinityConfig: SessionAffinityConfig?
+        /// Cluster (the default) or Local.
+        public var internalTrafficPolicy: String?
+        public var externalTrafficPolicy: String?
+
+        public init(type: String? = nil, clusterIP: String? = nil, clusterIPs: [String]? = nil, externalIPs: [String]? = nil,
+                    ports: [Port]? = nil, sessionAffinity: String? = nil, sessionAffinityConfig: SessionAffinityConfig? = nil,
+                    internalTrafficPolicy: String? = nil, externalTrafficPolicy: String? = nil) {
+            self.type = type
+            self.clusterIP = clusterIP
+            self.clusterIPs = clusterIPs
+            self.externalIPs = externalIPs
+            self.ports = ports
+            self.sessionAffinity = sessionAffinity
+            self.sessionAffinityConfig = sessionAffinityConfig
+            self.internalTrafficPolicy = internalTrafficPolicy
+            self.externalTrafficPolicy = externalTrafficPolicy
+        }
+    }
+
+    public struct Status: Codable, Sendable, Equatable {
+        public struct LoadBalancer: Codable, Sendable, Equatable {
+            public struct Ingress: Codable, Sendable, Equatable {
+                public var ip: String?
+                public init(ip: String? = nil) { self.ip = ip }
+            }
+            public var ingress: [Ingress]?
+            public init(ingress: [Ingress]? = nil) { self.ingress = ingress }
+        }
+        public var loadBalancer: LoadBalancer?
+        public init(loadBalancer: LoadBalancer? = nil) { self.loadBalancer = loadBalancer }
+    }
+
+    public var metadata: ObjectMeta
+    public var spec: Spec?
+    public var status: Status?
+
+    public init(metadata: ObjectMeta, spec: Spec? = nil, status: Status? = nil) {
+        self.metadata = metadata
+        self.spec = spec
+        self.status = status
+    }
+}
+
+public struct EndpointSlice: KubeObject {
+    public struct Conditions: Codable, Sendable, Equatable {
+        public var ready: Bool?
+        public var serving: Bool?
+        public var terminating: Bool?
+
+        public init(ready: Bool? = nil, serving: Bool? = nil, terminating: Bool? = nil) {
+            self.ready = ready
+            self.serving = serving
+            self.terminating = terminating
+        }
+    }
+
+    public struct Endpoint: Codable, Sendable, Equatable {
+        public var addresses: [String]
+        public var conditions: Conditions?
+        public var nodeName: String?
+
+        public init(addresses: [String], conditions: Conditions? = nil, nodeName: String? = nil) {
+            self.addresses = addresses
+            self.conditions = conditions
+            self.nodeName = nodeName
+        }
+    }
+
+    public struct Port: Codable, Sendable, Equatable {
+        public var name: String?
+        public var `protocol`: String?
+        public var port: Int?
+
+        public init(name: String? = nil, protocol: String? = nil, port: Int? = nil) {
+            self.name = name
+            self.protocol = `protocol`
+            self.port = port
+        }
+    }
+
+    /// The label naming the Service a slice belongs to.
+    public static let serviceNameLabel = "kubernetes.io/service-name"
+
+    public var metadata: ObjectMeta
+    /// IPv4, IPv6 or FQDN.
+    public var addressType: String
+    public var endpoints: [Endpoint]?
+    public var ports: [Port]?
+
+    public init(metadata: ObjectMeta, addressType: String, endpoints: [Endpoint]? = nil, ports: [Port]? = nil) {
+        self.metadata = metadata
+        self.addressType = addressType
+        self.endpoints = endpoints
+        self.ports = ports
     }
 }
 

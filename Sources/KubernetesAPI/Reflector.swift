@@ -15,6 +15,7 @@ public actor Reflector<Object: KubeObject> {
     public let path: String
     private let client: KubeClient
     private let logger: Logger
+    /// By `metadata.key`: `namespace/name`, or `name` for cluster-scoped objects.
     public private(set) var objects: [String: Object] = [:]
     public private(set) var resourceVersion = ""
     public private(set) var state = State.listing
@@ -39,7 +40,7 @@ public actor Reflector<Object: KubeObject> {
                 if needsList {
                     state = .listing
                     let list = try await client.list(path, as: Object.self)
-                    let fresh = Dictionary(list.items.map { ($0.metadata.name, $0) }, uniquingKeysWith: { $1 })
+                    let fresh = Dictionary(list.items.map { ($0.metadata.key, $0) }, uniquingKeysWith: { $1 })
                     resourceVersion = list.metadata.resourceVersion ?? ""
                     lists += 1
                     needsList = false
@@ -71,12 +72,12 @@ public actor Reflector<Object: KubeObject> {
         switch event {
         case .added(let object), .modified(let object):
             advance(object.metadata.resourceVersion)
-            guard objects[object.metadata.name] != object else { return false }
-            objects[object.metadata.name] = object
+            guard objects[object.metadata.key] != object else { return false }
+            objects[object.metadata.key] = object
             return true
         case .deleted(let object):
             advance(object.metadata.resourceVersion)
-            return objects.removeValue(forKey: object.metadata.name) != nil
+            return objects.removeValue(forKey: object.metadata.key) != nil
         case .bookmark(let version):
             advance(version)
             return false

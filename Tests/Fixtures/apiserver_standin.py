@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""A stand-in for kube-apiserver, for tests: the wire protocol of the Node API, nothing more.
+"""A stand-in for kube-apiserver, for tests: the wire protocol of the collections swiftpath reads
+(Nodes, Services, EndpointSlices), nothing more.
 
 Serves over TLS with a CA of its own (made with openssl into --tls-dir: ca.crt is what clients
-trust) and wants a bearer token, as an API server does:
-  GET /api/v1/nodes                 a NodeList with metadata.resourceVersion
-  GET /api/v1/nodes?watch=1&resourceVersion=RV[&allowWatchBookmarks=true][&timeoutSeconds=N]
+trust) and wants a bearer token, as an API server does. For each collection,
+  GET /api/v1/nodes, /api/v1/services, /apis/discovery.k8s.io/v1/endpointslices
+                                    a list (NodeList, ...) with metadata.resourceVersion
+  GET ...?watch=1&resourceVersion=RV[&allowWatchBookmarks=true][&timeoutSeconds=N]
                                     a chunked stream of watch events, one JSON object a line:
                                     ADDED, MODIFIED, DELETED after RV, BOOKMARK now and then, and
                                     ERROR with a 410 Status when RV is older than what is kept
+One resourceVersion counts every write, as etcd's revision does.
 A plain-HTTP control port on the same address lets the test change the cluster:
-  PUT /nodes/NAME (a Node as JSON)  DELETE /nodes/NAME
+  PUT /nodes/NAME, /services/NAMESPACE/NAME, /endpointslices/NAMESPACE/NAME (the object as JSON)
+  DELETE the same paths
   POST /compact   forget the history: watches from older versions get 410
   POST /drop      cut every open watch connection mid-stream
   POST /slow?seconds=S              answer every API request S seconds late
@@ -30,38 +34,58 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 
+class Resource:
+    """One collection: where the API serves it and how its objects are named."""
+    def __init__(self, control, path, kind, api_version, namespaced):
+        self.control, self.path, self.kind, self.api_version, self.namespaced = control, path, kind, api_version, namespaced
+
+    def stamp(self, obj):
+        return dict(obj, kind=self.kind, apiVersion=self.api_version)
+
+
+RESOURCES = [
+    Resource("nodes", "/api/v1/nodes", "Node", "v1", namespaced=False),
+    Resource("services", "/api/v1/services", "Service", "v1", namespaced=True),
+    Resource("endpointslices", "/apis/discovery.k8s.io/v1/endpointslices", "EndpointSlice", "discovery.k8s.io/v1", namespaced=True),
+]
+
+
 class Cluster:
     def __init__(self):
         self.lock = threading.Condition()
         self.version = 100
-        self.nodes = {}
-        self.events = []          # (resourceVersion, type, object)
+        self.objects = {resource.control: {} for resource in RESOURCES}   # by "namespace/name" or "name"
+        self.events = []          # (resourceVersion, resource, type, object)
         self.oldest = self.version
         self.watchers = set()
         self.delay = 0.0
         self.stats = {"list": 0, "watch": 0, "unauthorized": 0, "gone": 0}
 
-    def put(self, name, node):
+    def put(self, resource, key, obj):
         with self.lock:
             self.version += 1
-            node.setdefault("metadata", {})
-            node["metadata"]["name"] = name
-            node["metadata"].setdefault("uid", f"uid-{name}")
-            node["metadata"]["resourceVersion"] = str(self.version)
-            kind = "MODIFIED" if name in self.nodes else "ADDED"
-            self.nodes[name] = node
-            self.events.append((self.version, kind, node))
+            meta = obj.setdefault("metadata", {})
+            if resource.namespaced:
+                meta["namespace"], meta["name"] = key.split("/", 1)
+            else:
+                meta["name"] = key
+            meta.setdefault("uid", f"uid-{resource.control}-{key}")
+            meta["resourceVersion"] = str(self.version)
+            objects = self.objects[resource.control]
+            kind = "MODIFIED" if key in objects else "ADDED"
+            objects[key] = obj
+            self.events.append((self.version, resource, kind, obj))
             self.lock.notify_all()
 
-    def delete(self, name):
+    def delete(self, resource, key):
         with self.lock:
-            node = self.nodes.pop(name, None)
-            if node is None:
+            obj = self.objects[resource.control].pop(key, None)
+            if obj is None:
                 return False
             self.version += 1
-            gone = json.loads(json.dumps(node))
+            gone = json.loads(json.dumps(obj))
             gone["metadata"]["resourceVersion"] = str(self.version)
-            self.events.append((self.version, "DELETED", gone))
+            self.events.append((self.version, resource, "DELETED", gone))
             self.lock.notify_all()
             return True
 
@@ -72,10 +96,6 @@ class Cluster:
             self.version += 1
             self.events = []
             self.oldest = self.version
-
-
-def node_object(node):
-    return dict(node, kind="Node", apiVersion="v1")
 
 
 class APIHandler(BaseHTTPRequestHandler):
@@ -125,14 +145,17 @@ class APIHandler(BaseHTTPRequestHandler):
             time.sleep(cluster.delay)
         url = urlparse(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        if url.path != "/api/v1/nodes":
+        resource = next((r for r in RESOURCES if r.path == url.path), None)
+        if resource is None:
             return self.status(404, "NotFound", f"the server could not find the requested resource ({url.path})")
         if query.get("watch") in ("1", "true"):
-            return self.watch(query)
+            return self.watch(resource, query)
         with cluster.lock:
             cluster.stats["list"] += 1
-            body = {"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": str(cluster.version)},
-                    "items": [cluster.nodes[name] for name in sorted(cluster.nodes)]}
+            objects = cluster.objects[resource.control]
+            body = {"kind": resource.kind + "List", "apiVersion": resource.api_version,
+                    "metadata": {"resourceVersion": str(cluster.version)},
+                    "items": [objects[key] for key in sorted(objects)]}
         self.send_json(200, body)
 
     def chunk(self, obj):
@@ -140,7 +163,7 @@ class APIHandler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def watch(self, query):
+    def watch(self, resource, query):
         cluster = self.cluster
         cluster.stats["watch"] += 1
         since = int(query.get("resourceVersion") or 0)
@@ -160,22 +183,23 @@ class APIHandler(BaseHTTPRequestHandler):
                         "message": f"too old resource version: {since} ({cluster.oldest})", "reason": "Expired", "code": 410}})
                     self.wfile.write(b"0\r\n\r\n")
                     return
-            sent = since
+            seen = since          # every write up to here has been looked at
             last_bookmark = time.monotonic()
             while time.monotonic() < deadline:
                 with cluster.lock:
-                    pending = [e for e in cluster.events if e[0] > sent]
-                    if not pending:
+                    if not any(e[0] > seen for e in cluster.events):
                         cluster.lock.wait(timeout=1.0)
-                        pending = [e for e in cluster.events if e[0] > sent]
+                    newer = [e for e in cluster.events if e[0] > seen]
                     version = cluster.version
-                for rv, kind, obj in pending:
-                    self.chunk({"type": kind, "object": node_object(obj)})
-                    sent = rv
+                if newer:
+                    seen = newer[-1][0]
+                pending = [(kind, obj) for _, of, kind, obj in newer if of is resource]
+                for kind, obj in pending:
+                    self.chunk({"type": kind, "object": resource.stamp(obj)})
                 if not pending and bookmarks and time.monotonic() - last_bookmark > 2:
-                    self.chunk({"type": "BOOKMARK", "object": {"kind": "Node", "apiVersion": "v1",
+                    self.chunk({"type": "BOOKMARK", "object": {"kind": resource.kind, "apiVersion": resource.api_version,
                                                                "metadata": {"resourceVersion": str(version)}}})
-                    sent = max(sent, version)
+                    seen = max(seen, version)
                     last_bookmark = time.monotonic()
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError, OSError, ValueError):
@@ -197,14 +221,25 @@ class ControlHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def target(self):
+        """The collection and the object's key a control path names, or None."""
+        parts = self.path.strip("/").split("/")
+        resource = next((r for r in RESOURCES if r.control == parts[0]), None)
+        if resource is None or len(parts) != (3 if resource.namespaced else 2):
+            return None
+        return resource, "/".join(parts[1:])
+
     def do_PUT(self):
-        name = self.path.rsplit("/", 1)[-1]
+        target = self.target()
+        if target is None:
+            return self.reply(404)
         length = int(self.headers.get("Content-Length") or 0)
-        self.cluster.put(name, json.loads(self.rfile.read(length)))
+        self.cluster.put(*target, json.loads(self.rfile.read(length)))
         self.reply()
 
     def do_DELETE(self):
-        self.reply(200 if self.cluster.delete(self.path.rsplit("/", 1)[-1]) else 404)
+        target = self.target()
+        self.reply(200 if target is not None and self.cluster.delete(*target) else 404)
 
     def do_GET(self):
         self.reply(body=json.dumps(self.cluster.stats).encode())

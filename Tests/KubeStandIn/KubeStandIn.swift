@@ -89,6 +89,61 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
     }
 
     public func deleteNode(_ name: String) throws { try control("DELETE", "/nodes/\(name)") }
+
+    /// A ClusterIP Service as the API shows it (core/v1): `ports` as (name, protocol, port);
+    /// `clusterIPs` ["None"] for a headless one, [] for none at all (ExternalName).
+    public func putService(_ namespace: String, _ name: String, clusterIPs: [String], ports: [(String, String, Int)],
+                           spec extra: [String: Any] = [:], labels: [String: String] = [:]) throws {
+        var spec: [String: Any] = [
+            "type": "ClusterIP",
+            "ports": ports.map { ["name": $0.0, "protocol": $0.1, "port": $0.2, "targetPort": $0.0] },
+            "sessionAffinity": "None", "internalTrafficPolicy": "Cluster",
+        ]
+        if let first = clusterIPs.first {
+            spec["clusterIP"] = first
+            spec["clusterIPs"] = clusterIPs
+            spec["ipFamilies"] = clusterIPs.map { $0.contains(":") ? "IPv6" : "IPv4" }
+        }
+        spec.merge(extra) { $1 }
+        let service: [String: Any] = ["metadata": ["name": name, "namespace": namespace, "labels": labels], "spec": spec, "status": ["loadBalancer": [:]]]
+        try control("PUT", "/services/\(namespace)/\(name)", body: try JSONSerialization.data(withJSONObject: service))
+    }
+
+    public func deleteService(_ namespace: String, _ name: String) throws { try control("DELETE", "/services/\(namespace)/\(name)") }
+
+    /// One endpoint of an EndpointSlice: its address, node and conditions.
+    public struct Endpoint {
+        public var address: String
+        public var node: String
+        public var ready = true
+        public var terminating = false
+
+        public init(_ address: String, node: String, ready: Bool = true, terminating: Bool = false) {
+            self.address = address
+            self.node = node
+            self.ready = ready
+            self.terminating = terminating
+        }
+    }
+
+    /// An EndpointSlice of `service` (discovery.k8s.io/v1), as the EndpointSlice controller writes
+    /// them: one address family, the Service's port names with the target ports resolved.
+    public func putEndpointSlice(_ namespace: String, _ name: String, service: String, addressType: String,
+                                 ports: [(String, String, Int)], endpoints: [Endpoint]) throws {
+        let slice: [String: Any] = [
+            "metadata": ["name": name, "namespace": namespace,
+                         "labels": ["kubernetes.io/service-name": service, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"]],
+            "addressType": addressType,
+            "endpoints": endpoints.map { endpoint -> [String: Any] in
+                ["addresses": [endpoint.address], "nodeName": endpoint.node,
+                 "conditions": ["ready": endpoint.ready, "serving": endpoint.ready || endpoint.terminating, "terminating": endpoint.terminating]]
+            },
+            "ports": ports.map { ["name": $0.0, "protocol": $0.1, "port": $0.2] },
+        ]
+        try control("PUT", "/endpointslices/\(namespace)/\(name)", body: try JSONSerialization.data(withJSONObject: slice))
+    }
+
+    public func deleteEndpointSlice(_ namespace: String, _ name: String) throws { try control("DELETE", "/endpointslices/\(namespace)/\(name)") }
     /// Forgets the history: watches from before now get 410 Gone.
     public func compact() throws { try control("POST", "/compact") }
     /// Cuts every open watch connection.

@@ -67,6 +67,37 @@ final class KubernetesAPITests: XCTestCase {
         XCTAssertTrue(seen.dropFirst(2).allSatisfy { $0 == "BOOKMARK" }, "\(seen)")
     }
 
+    /// Namespaced collections: Services (core/v1) and EndpointSlices (discovery.k8s.io/v1), keyed
+    /// by namespace and name; one resourceVersion counts the writes of every collection.
+    func testServicesAndEndpointSlicesAreListedAndWatchedByNamespaceAndName() async throws {
+        try standIn.putService("default", "web", clusterIPs: ["10.96.0.10", "fd00:96::10"], ports: [("http", "TCP", 80)])
+        try standIn.putService("other", "web", clusterIPs: ["10.96.0.11"], ports: [("http", "TCP", 80)])
+        let services = try await client.list("/api/v1/services", as: Service.self)
+        XCTAssertEqual(services.items.map(\.metadata.key), ["default/web", "other/web"])
+        XCTAssertEqual(services.items.first?.spec?.clusterIPs, ["10.96.0.10", "fd00:96::10"])
+        XCTAssertEqual(services.items.first?.spec?.ports, [Service.Port(name: "http", protocol: "TCP", port: 80)])
+
+        let slices = Reflector<EndpointSlice>(client: client, path: "/apis/discovery.k8s.io/v1/endpointslices", logger: Logger(label: "test"))
+        let changes = Changes<EndpointSlice>()
+        let running = Task { await slices.run(timeoutSeconds: 5) { await changes.record($0) } }
+        defer { running.cancel() }
+        try await eventually { await changes.last?.isEmpty == true }
+        try standIn.putEndpointSlice("default", "web-abc", service: "web", addressType: "IPv4", ports: [("http", "TCP", 8080)],
+                                     endpoints: [.init("10.1.1.5", node: "a"), .init("10.1.2.5", node: "b", ready: false, terminating: true)])
+        try standIn.putService("default", "db", clusterIPs: ["10.96.0.12"], ports: [("pg", "TCP", 5432)])   // another collection's write
+        try await eventually { await changes.last?["default/web-abc"] != nil }
+        let handedOn = await changes.last
+        let slice = try XCTUnwrap(handedOn?["default/web-abc"])
+        XCTAssertEqual(slice.metadata.labels?[EndpointSlice.serviceNameLabel], "web")
+        XCTAssertEqual(slice.endpoints?.map(\.addresses), [["10.1.1.5"], ["10.1.2.5"]])
+        XCTAssertEqual(slice.endpoints?.last?.conditions, .init(ready: false, serving: true, terminating: true))
+        XCTAssertEqual(slice.ports, [.init(name: "http", protocol: "TCP", port: 8080)])
+        try standIn.deleteEndpointSlice("default", "web-abc")
+        try await eventually { await changes.last?.isEmpty == true }
+        let count = await changes.count
+        XCTAssertEqual(count, 3, "the first list, the slice, its deletion: the Service written meanwhile is not this watch's")
+    }
+
     func testAWrongTokenIsRefused() async throws {
         var access = try ClusterAccess.kubeconfig(at: standIn.kubeconfig())
         access.token = .literal("wrong")
@@ -100,7 +131,7 @@ final class KubernetesAPITests: XCTestCase {
     func testReflectorFollowsTheAPIThroughDropsAndGone() async throws {
         try standIn.putNode("a", podCIDRs: ["10.1.1.0/24"], internalIPs: ["10.0.0.1"])
         let reflector = Reflector<Node>(client: client, path: "/api/v1/nodes", logger: Logger(label: "test"))
-        let changes = Changes()
+        let changes = Changes<Node>()
         let running = Task { await reflector.run(timeoutSeconds: 5) { await changes.record($0) } }
         defer { running.cancel() }
 
@@ -144,11 +175,12 @@ final class KubernetesAPITests: XCTestCase {
     }
 }
 
-actor Changes {
-    private(set) var all: [[String: Node]] = []
-    var last: [String: Node]? { all.last }
+/// What a reflector handed on, in order.
+actor Changes<Object: KubeObject> {
+    private(set) var all: [[String: Object]] = []
+    var last: [String: Object]? { all.last }
     var count: Int { all.count }
-    func record(_ objects: [String: Node]) { all.append(objects) }
+    func record(_ objects: [String: Object]) { all.append(objects) }
 }
 
 func eventually(seconds: Double = 15, _ condition: () async -> Bool) async throws {
