@@ -150,7 +150,7 @@ let package = Package(
         // The Kubernetes API stand-in the agent's tests run against (Tests/Fixtures).
         .target(name: "KubeStandIn", path: "Tests/KubeStandIn"),
         .testTarget(name: "KubernetesAPITests", dependencies: ["KubernetesAPI", "KubeStandIn", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "KubernetesAPI", "NetAddress", "Netlink"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "KubernetesAPI", "NetAddress", "Netlink", "NodeStore"]),
         .testTarget(name: "NodeStoreTests", dependencies: ["BPF", "NodeStore", "NetAddress"]),
         .testTarget(name: "SwiftpathPluginTests", dependencies: [
             "BPF", "CNIProtocol", "Datapath", "NetAddress", "NFTables", "SwiftpathPlugin", "SystemCallSupport",

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+import KubernetesAPI
+import NetAddress
+@testable import NodeAgent
+import NodeStore
+import XCTest
+
+/// The services the agent derives from Services and EndpointSlices, by kube-proxy's rules.
+final class ServiceTableTests: XCTestCase {
+    private typealias APIService = KubernetesAPI.Service
+
+    private func service(_ name: String, clusterIPs: [String], ports: [APIService.Port] = [.init(name: "http", port: 80)],
+                         labels: [String: String]? = nil, _ change: (inout APIService.Spec) -> Void = { _ in }) -> (String, APIService) {
+        var spec = APIService.Spec(clusterIP: clusterIPs.first, clusterIPs: clusterIPs, ports: ports)
+        change(&spec)
+        return ("default/\(name)", APIService(metadata: ObjectMeta(name: name, namespace: "default", labels: labels), spec: spec))
+    }
+
+    private func slice(_ name: String, of service: String, _ family: String, port: Int = 8080, portName: String? = "http", protocol: String? = nil,
+                       _ endpoints: [EndpointSlice.Endpoint]) -> (String, EndpointSlice) {
+        ("default/\(name)", EndpointSlice(metadata: ObjectMeta(name: name, namespace: "default", labels: [EndpointSlice.serviceNameLabel: service]),
+                                          addressType: family, endpoints: endpoints, ports: [.init(name: portName, protocol: `protocol`, port: port)]))
+    }
+
+    private func endpoint(_ address: String, ready: Bool? = nil, serving: Bool? = nil, terminating: Bool? = nil, node: String = "a") -> EndpointSlice.Endpoint {
+        let conditions = ready == nil && serving == nil && terminating == nil ? nil : EndpointSlice.Conditions(ready: ready, serving: serving, terminating: terminating)
+        return .init(addresses: [address], conditions: conditions, nodeName: node)
+    }
+
+    private func table(_ services: [(String, APIService)], _ slices: [(String, EndpointSlice)], node: String = "a") -> ServiceTable {
+        ServiceTable(services: Dictionary(uniqueKeysWithValues: services), slices: Dictionary(uniqueKeysWithValues: slices), nodeName: node)
+    }
+
+    private func backends(_ table: ServiceTable, _ key: String) -> [String]? {
+        table.entries[NodeStore.Service(key)!]?.backends.map(\.description)
+    }
+
+    func testEveryClusterIPOfBothFamiliesGetsTheEndpointsOfItsFamily() {
+        let table = table([service("web", clusterIPs: ["10.96.0.10", "fd00:96::10"]) { $0.externalIPs = ["198.51.100.7"] }],
+                          [slice("web-v4", of: "web", "IPv4", [endpoint("10.1.1.5"), endpoint("10.1.2.5", node: "b")]),
+                           slice("web-v6", of: "web", "IPv6", [endpoint("fd00:1:1::5")])])
+        XCTAssertEqual(backends(table, "10.96.0.10:80/tcp"), ["10.1.1.5:8080", "10.1.2.5:8080"])
+        XCTAssertEqual(backends(table, "[fd00:96::10]:80/tcp"), ["[fd00:1:1::5]:8080"])
+        XCTAssertEqual(backends(table, "198.51.100.7:80/tcp"), ["10.1.1.5:8080", "10.1.2.5:8080"], "external IPs are balanced too")
+        XCTAssertEqual(table.entries.count, 3)
+    }
+
+    func testPortsAreMatchedByNameAndProtocol() {
+        let ports: [APIService.Port] = [.init(name: "dns", protocol: "UDP", port: 53), .init(name: "dns-tcp", protocol: "TCP", port: 53)]
+        let table = table([service("dns", clusterIPs: ["10.96.0.10"], ports: ports)],
+                          [slice("dns-1", of: "dns", "IPv4", port: 5353, portName: "dns", protocol: "UDP", [endpoint("10.1.1.9")]),
+                           slice("dns-2", of: "dns", "IPv4", port: 5354, portName: "dns-tcp", protocol: "TCP", [endpoint("10.1.1.9")]),
+                           slice("dns-3", of: "dns", "IPv4", port: 9999, portName: "dns", protocol: "TCP", [endpoint("10.1.1.8")])])
+        XCTAssertEqual(backends(table, "10.96.0.10:53/udp"), ["10.1.1.9:5353"])
+        XCTAssertEqual(backends(table, "10.96.0.10:53/tcp"), ["10.1.1.9:5354"], "a port of the same name but another protocol is not it")
+    }
+
+    func testReadyEndpointsOnlyAndTerminatingOnesWhenNoneIsReady() {
+        let some = table([service("web", clusterIPs: ["10.96.0.10"])],
+                         [slice("web-1", of: "web", "IPv4", [endpoint("10.1.1.1"), endpoint("10.1.1.2", ready: false, serving: true, terminating: true),
+                                                             endpoint("10.1.1.3", ready: false)])])
+        XCTAssertEqual(backends(some, "10.96.0.10:80/tcp"), ["10.1.1.1:8080"], "absent conditions count as ready")
+        let none = table([service("web", clusterIPs: ["10.96.0.10"])],
+                         [slice("web-1", of: "web", "IPv4", [endpoint("10.1.1.2", ready: false, serving: true, terminating: true),
+                                                             endpoint("10.1.1.4", ready: false, serving: false, terminating: true),
+                                                             endpoint("10.1.1.3", ready: false)])])
+        XCTAssertEqual(backends(none, "10.96.0.10:80/tcp"), ["10.1.1.2:8080"], "serving and terminating, when nothing is ready")
+    }
+
+    func testAServiceWithoutEndpointsIsKeptEmptySoThatConnectionsAreRefused() {
+        let table = table([service("lonely", clusterIPs: ["10.96.0.11"])], [])
+        XCTAssertEqual(backends(table, "10.96.0.11:80/tcp"), [])
+    }
+
+    func testHeadlessExternalNameAndOtherProxiesServicesAreLeftAlone() {
+        let table = table([service("headless", clusterIPs: ["None"]),
+                           service("external", clusterIPs: []) { $0.type = "ExternalName" },
+                           service("theirs", clusterIPs: ["10.96.0.12"], labels: [ServiceTable.serviceProxyNameLabel: "other"]),
+                           service("ours", clusterIPs: ["10.96.0.13"])],
+                          [slice("headless-1", of: "headless", "IPv4", [endpoint("10.1.1.1")])])
+        XCTAssertEqual(table.entries.keys.map(\.description), ["10.96.0.13:80/tcp"])
+    }
+
+    func testAffinityAndInternalTrafficPolicyLocal() {
+        let table = table([service("sticky", clusterIPs: ["10.96.0.20"]) { $0.sessionAffinity = "ClientIP" },
+                           service("short", clusterIPs: ["10.96.0.21"]) {
+                               $0.sessionAffinity = "ClientIP"
+                               $0.sessionAffinityConfig = .init(clientIP: .init(timeoutSeconds: 60))
+                           },
+                           service("local", clusterIPs: ["10.96.0.22"]) { $0.internalTrafficPolicy = "Local" }],
+                          [slice("local-1", of: "local", "IPv4", [endpoint("10.1.1.1", node: "a"), endpoint("10.1.2.1", node: "b")])], node: "a")
+        XCTAssertEqual(table.entries[NodeStore.Service("10.96.0.20:80/tcp")!]?.affinitySeconds, 10800)
+        XCTAssertEqual(table.entries[NodeStore.Service("10.96.0.21:80/tcp")!]?.affinitySeconds, 60)
+        XCTAssertEqual(backends(table, "10.96.0.22:80/tcp"), ["10.1.1.1:8080"], "this node's endpoints only")
+    }
+
+    func testSCTPPortsAreNamedNotBalanced() {
+        let table = table([service("sig", clusterIPs: ["10.96.0.30"], ports: [.init(name: "s", protocol: "SCTP", port: 9), .init(name: "t", port: 10)])], [])
+        XCTAssertEqual(table.unsupported, ["default/sig:9/SCTP"])
+        XCTAssertEqual(table.entries.keys.map(\.description), ["10.96.0.30:10/tcp"])
+    }
+
+    func testChangesTouchOnlyWhatDiffers() {
+        let before = table([service("a", clusterIPs: ["10.96.0.1"]), service("b", clusterIPs: ["10.96.0.2"]), service("c", clusterIPs: ["10.96.0.3"])],
+                           [slice("a-1", of: "a", "IPv4", [endpoint("10.1.1.1")]), slice("b-1", of: "b", "IPv4", [endpoint("10.1.1.2")])])
+        let after = table([service("a", clusterIPs: ["10.96.0.1"]), service("b", clusterIPs: ["10.96.0.2"])],
+                          [slice("a-1", of: "a", "IPv4", [endpoint("10.1.1.1")]), slice("b-1", of: "b", "IPv4", [endpoint("10.1.1.2"), endpoint("10.1.1.3")])])
+        let changes = before.changes(to: after)
+        XCTAssertEqual(changes.set.map(\.0.description), ["10.96.0.2:80/tcp"])
+        XCTAssertEqual(changes.delete.map(\.description), ["10.96.0.3:80/tcp"])
+        XCTAssertTrue(after.changes(to: after).set.isEmpty && after.changes(to: after).delete.isEmpty)
+    }
+}
