@@ -13,12 +13,19 @@ import SystemPackage
 
 /// The node agent: keeps the node's node-wide state what the Kubernetes API and its settings say,
 /// in this order: the datapath loaded and the uplinks attached, the plugin binary installed, the
-/// conflist written (last: its appearance turns the node Ready), routes to the other nodes' pods.
+/// conflist written (last: its appearance turns the node Ready), routes to the other nodes' pods;
+/// and the socket load balancer's services what the API's Services and EndpointSlices say.
 /// It is never on a pod's path: ADD and DEL work without it, and running pods keep talking.
 public actor Agent {
     public let settings: AgentSettings
     public let metrics: AgentMetrics
     private let nodes: Reflector<Node>
+    private let services: Reflector<KubernetesAPI.Service>
+    private let slices: Reflector<EndpointSlice>
+    private var lastServices: [String: KubernetesAPI.Service] = [:]
+    private var lastSlices: [String: EndpointSlice] = [:]
+    /// The services as last programmed; nil until read back from the datapath.
+    private var programmed: ServiceTable?
     private let logger: Logger
     private var datapathReady = false
     private var pluginInstalled = false
@@ -33,12 +40,18 @@ public actor Agent {
         self.logger = logger
         metrics = AgentMetrics(storeRoot: settings.storeRoot)
         nodes = Reflector(client: client, path: "/api/v1/nodes", logger: logger)
+        services = Reflector(client: client, path: "/api/v1/services", logger: logger)
+        slices = Reflector(client: client, path: "/apis/discovery.k8s.io/v1/endpointslices", logger: logger)
     }
 
-    /// Ready: the datapath loaded, the conflist written, the watch synced.
+    /// Ready: the datapath loaded, the conflist written, the watches synced.
     public func readiness() async -> (ready: Bool, detail: String) {
-        let synced = await nodes.synced
-        let parts = [("datapath", datapathReady), ("plugin", pluginInstalled), ("conflist", conflistWritten), ("nodes watch synced", synced)]
+        let nodesSynced = await nodes.synced
+        var parts = [("datapath", datapathReady), ("plugin", pluginInstalled), ("conflist", conflistWritten), ("nodes watch synced", nodesSynced)]
+        if settings.services {
+            let servicesSynced = await services.synced, slicesSynced = await slices.synced
+            parts.append(("services watch synced", servicesSynced && slicesSynced))
+        }
         let missing = parts.filter { !$0.1 }.map(\.0)
         return (missing.isEmpty, missing.isEmpty ? "ok" : "waiting for: " + missing.joined(separator: ", "))
     }
@@ -47,6 +60,10 @@ public actor Agent {
     public func run() async {
         await ensureNodeSetup()
         let watch = Task { await nodes.run { objects in await self.reconcile(objects) } }
+        let serviceWatches = settings.services ? [
+            Task { await services.run { objects in await self.reconcileServices(objects) } },
+            Task { await slices.run { objects in await self.reconcileServices(slices: objects) } },
+        ] : []
         let resync = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: UInt64(settings.resyncSeconds) * 1_000_000_000)
@@ -56,9 +73,11 @@ public actor Agent {
         }
         await withTaskCancellationHandler {
             await watch.value
+            for task in serviceWatches { await task.value }
             await resync.value
         } onCancel: {
             watch.cancel()
+            for task in serviceWatches { task.cancel() }
             resync.cancel()
         }
     }
@@ -67,6 +86,7 @@ public actor Agent {
     public func resync() async {
         await ensureNodeSetup()
         if await nodes.synced { await reconcile(lastNodes) }
+        if settings.services { await programServices() }
     }
 
     // MARK: Steps
@@ -107,6 +127,47 @@ public actor Agent {
                 logger.info("routes to other nodes' pods", metadata: [
                     "added": "\(outcome.added)", "replaced": "\(outcome.replaced)", "removed": "\(outcome.removed)", "owned": "\(outcome.owned)",
                 ])
+            }
+        }
+    }
+
+    private func reconcileServices(_ objects: [String: KubernetesAPI.Service]) async {
+        lastServices = objects
+        await programServices()
+    }
+
+    private func reconcileServices(slices objects: [String: EndpointSlice]) async {
+        lastSlices = objects
+        await programServices()
+    }
+
+    /// Step 5, once both watches have listed: the services the API calls for, written where they
+    /// differ from what is programmed; sockets still aimed at a backend that left are terminated.
+    private func programServices() async {
+        let servicesSynced = await services.synced, slicesSynced = await slices.synced
+        guard datapathReady, servicesSynced, slicesSynced else { return }
+        await step("services") { () throws(StepError) in
+            let previous = programmed
+            let desired = ServiceTable(services: lastServices, slices: lastSlices, nodeName: settings.nodeName)
+            let outcome: ServicePrograms.Outcome
+            do throws(BPFError) {
+                outcome = try ServicePrograms.apply(desired, over: previous, storeRoot: settings.storeRoot)
+            } catch {
+                // Some writes may have landed: read the datapath back next time.
+                programmed = nil
+                throw .datapath(.bpf(error))
+            }
+            programmed = desired
+            metrics.services.set(to: Double(desired.entries.count))
+            if outcome.written + outcome.deleted > 0 { metrics.serviceWrites.increment(by: Int64(outcome.written + outcome.deleted)) }
+            if outcome.written + outcome.deleted + outcome.terminated > 0 {
+                logger.info("services programmed", metadata: [
+                    "written": "\(outcome.written)", "deleted": "\(outcome.deleted)", "departed": "\(outcome.departed)",
+                    "terminated": "\(outcome.terminated)", "services": "\(desired.entries.count)",
+                ])
+            }
+            if !desired.unsupported.isEmpty, desired.unsupported != previous?.unsupported {
+                logger.warning("ports not balanced (SCTP)", metadata: ["ports": "\(desired.unsupported.joined(separator: ", "))"])
             }
         }
     }

@@ -12,12 +12,18 @@ public final class AgentMetrics: Sendable {
     let nodes: Gauge
     let routesOwned: Gauge
     let watchSynced: Gauge
+    let services: Gauge
+    let serviceWrites: Counter
 
     init(storeRoot: String) {
         self.storeRoot = storeRoot
         nodes = registry.makeGauge(descriptor: Self.agent("nodes", unit: "count", "Nodes in the agent's copy of the API"))
         routesOwned = registry.makeGauge(descriptor: Self.agent("routes_owned", unit: "count", "Routes to other nodes' pods the agent keeps"))
         watchSynced = registry.makeGauge(descriptor: Self.agent("watch_synced", unit: "bool", "1 once the nodes watch has listed"))
+        services = registry.makeGauge(descriptor: Self.agent("services", unit: "count",
+                                                             "Service addresses, ports and protocols programmed into the socket load balancer"))
+        serviceWrites = registry.makeCounter(descriptor: Self.agent("service_writes", unit: "total",
+                                                                    "Services set or deleted in the socket load balancer's maps"))
     }
 
     private static func agent(_ name: String, unit: String, _ help: String) -> MetricNameDescriptor {

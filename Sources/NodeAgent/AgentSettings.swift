@@ -32,6 +32,10 @@ public struct AgentSettings: Sendable {
     /// Where /healthz, /readyz and /metrics are served.
     public var healthHost = "127.0.0.1"
     public var healthPort = 9876
+    /// Whether the agent is the cluster's service proxy: Services and EndpointSlices from the API
+    /// programmed into the socket load balancer, which it then owns (every service it holds that
+    /// the API does not list is removed).
+    public var services = true
     /// How often everything is reconciled again even when the API reports no change.
     public var resyncSeconds = 300
 

@@ -29,6 +29,9 @@ struct NodeOptions: ParsableArguments {
     @Option(parsing: .upToNextOption, help: "The cluster's pod CIDRs (default: $SWIFTPATH_CLUSTER_CIDRS, space-separated)")
     var clusterCIDR: [String] = []
     @Flag(help: "Masquerade pod traffic leaving the cluster CIDRs (default: $SWIFTPATH_MASQUERADE == true)") var masquerade = false
+    @Flag(inversion: .prefixedNo,
+          help: "Program the API's Services and EndpointSlices into the socket load balancer, which the agent then owns")
+    var services = true
     @Option(help: "The conflist's cniVersion") var cniVersion = "1.0.0"
     @Option(help: "The plugin's log file, written into the conflist") var pluginLogFile: String?
 
@@ -55,6 +58,7 @@ struct NodeOptions: ParsableArguments {
         }
         settings.masquerade = masquerade || environment["SWIFTPATH_MASQUERADE"] == "true"
         settings.cniVersion = cniVersion
+        settings.services = services
         settings.pluginLogFile = pluginLogFile
         return settings
     }

@@ -9,10 +9,10 @@ import XCTest
 /// across nodes over IPv4 and IPv6. With an agent killed, pods still start, stop and talk; a
 /// restarted agent rewrites nothing that did not change.
 final class AgentClusterTests: XCTestCase {
-    private var nodes: [TestNode] = []
-    private var agents: [Int: Process] = [:]
-    private var standIn: KubeStandIn!
-    private var folder = ""
+    var nodes: [TestNode] = []
+    var agents: [Int: Process] = [:]
+    var standIn: KubeStandIn!
+    var folder = ""
     private var switchNetns = ""
 
     private let agentBinary = URL(fileURLWithPath: pluginBinary).deletingLastPathComponent().appendingPathComponent("swiftpath-agent").path
@@ -55,7 +55,7 @@ final class AgentClusterTests: XCTestCase {
         for i in 1...3 { try standIn.putNode("node-\(i)", podCIDRs: podCIDRs(i), internalIPs: internalIPs(i)) }
     }
 
-    private func startAgent(_ i: Int) throws {
+    func startAgent(_ i: Int) throws {
         let node = nodes[i - 1]
         let agent = Process()
         agent.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
@@ -74,14 +74,14 @@ final class AgentClusterTests: XCTestCase {
         agents[i] = agent
     }
 
-    private func stop(_ agent: Process) {
+    func stop(_ agent: Process) {
         if agent.isRunning {
             kill(agent.processIdentifier, SIGKILL)
             agent.waitUntilExit()
         }
     }
 
-    private func waitFor(_ what: String, seconds: Double = 60, _ condition: () throws -> Bool) throws {
+    func waitFor(_ what: String, seconds: Double = 60, _ condition: () throws -> Bool) throws {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if (try? condition()) == true { return }
@@ -92,7 +92,7 @@ final class AgentClusterTests: XCTestCase {
         throw NSError(domain: "AgentClusterTests", code: 1, userInfo: [NSLocalizedDescriptionKey: what])
     }
 
-    private func ready(_ i: Int) -> Bool {
+    func ready(_ i: Int) -> Bool {
         let answer = try? runProcess(["nsenter", "--net=/run/netns/\(nodes[i - 1].netns)", "curl", "-s", "-o", "/dev/null",
                                       "-w", "%{http_code}", "http://127.0.0.1:9876/readyz"])
         return answer?.stdout == "200"
@@ -112,7 +112,7 @@ final class AgentClusterTests: XCTestCase {
     }
 
     /// A pod on node `i`, added with the installed plugin and the agent's conflist; its addresses.
-    private func addPod(_ i: Int, _ name: String) throws -> (path: String, v4: String, v6: String) {
+    func addPod(_ i: Int, _ name: String) throws -> (path: String, v4: String, v6: String) {
         let node = nodes[i - 1]
         let path = try node.makePod(name)
         let outcome = try node.cni("ADD", containerID: "\(node.prefix)-\(name)", netns: path, rawConfig: try pluginConfig(i),
@@ -125,7 +125,7 @@ final class AgentClusterTests: XCTestCase {
         return (path, v4, v6)
     }
 
-    private func assertReaches(_ from: (path: String, v4: String, v6: String), _ to: (path: String, v4: String, v6: String),
+    func assertReaches(_ from: (path: String, v4: String, v6: String), _ to: (path: String, v4: String, v6: String),
                                _ what: String, file: StaticString = #filePath, line: UInt = #line) throws {
         for address in [to.v4, to.v6] {
             let ping = try runProcess(["nsenter", "--net=\(from.path)", "ping", "-c", "1", "-W", "2", address])

@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: Apache-2.0
+import Foundation
+import XCTest
+
+/// The agents as the cluster's service proxy: Services and EndpointSlices put on the API stand-in
+/// reach the socket load balancer of every node, and pods and the nodes' own processes connect to
+/// them as kube-proxy would have them connect.
+extension AgentClusterTests {
+    /// A pod of the cluster test: its netns path and addresses.
+    typealias Pod = (path: String, v4: String, v6: String)
+
+    /// Runs lbclient.py in `netns` inside node `i`'s cgroup (the one its socket hooks sit on), as a
+    /// pod's process or the node's own would run; its JSON answer.
+    func ask(node i: Int, in netns: String, _ arguments: String...) throws -> [String: Any] {
+        let command = "echo $$ > \(nodes[i - 1].cgroup)/cgroup.procs && exec nsenter --net=\(netns) python3 "
+            + testScript("lbclient.py") + " " + arguments.joined(separator: " ")
+        let result = try runProcess(["sh", "-c", command])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+    }
+
+    /// The services node `i`'s socket load balancer holds: "address:port/proto" to its backends.
+    func programmedServices(_ i: Int) throws -> [String: [String]] {
+        let listed = try runProcess([pluginBinary, "service", "list", "--root", nodes[i - 1].storeRoot, "-o", "json"])
+        let views = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        return Dictionary(uniqueKeysWithValues: views.map { ($0["service"] as? String ?? "", $0["backends"] as? [String] ?? []) })
+    }
+
+    /// The agent's count of services it set or deleted in the maps since it started.
+    func serviceWrites(_ i: Int) throws -> Double {
+        let metrics = try runProcess(["nsenter", "--net=/run/netns/\(nodes[i - 1].netns)", "curl", "-s", "http://127.0.0.1:9876/metrics"]).stdout
+        let line = metrics.split(separator: "\n").first { $0.hasPrefix("swiftpath_agent_service_writes_total ") }
+        return line.flatMap { Double($0.split(separator: " ")[1]) } ?? 0
+    }
+
+    /// `lbclient.py hold`: connections opened now, used again after `release()`.
+    final class Holder {
+        private let process = Process()
+        private let input = Pipe(), output = Pipe()
+
+        init(node: TestNode, netns: String, _ arguments: String) throws {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "echo $$ > \(node.cgroup)/cgroup.procs && exec nsenter --net=\(netns) python3 "
+                                 + "\(testScript("lbclient.py")) hold \(arguments)"]
+            process.standardInput = input
+            process.standardOutput = output
+            try process.run()
+        }
+
+        deinit { if process.isRunning { process.terminate() } }
+
+        func nextLine() throws -> [String: Any] {
+            var line = Data()
+            while true {
+                let byte = output.fileHandleForReading.readData(ofLength: 1)
+                if byte.isEmpty || byte == Data("\n".utf8) { break }
+                line += byte
+            }
+            return try JSONSerialization.jsonObject(with: line) as? [String: Any] ?? [:]
+        }
+
+        /// Lets the client use its sockets once more; its report.
+        func release() throws -> [String: Any] {
+            input.fileHandleForWriting.write(Data("go\n".utf8))
+            defer { process.waitUntilExit() }
+            return try nextLine()
+        }
+    }
+
+    func testServicesFromTheAPIOnEveryNode() throws {
+        for i in 1...3 { try startAgent(i) }
+        try waitFor("every node ready (datapath, plugin, conflist, watches)") { (1...3).allSatisfy(ready) }
+
+        // Backends on nodes 1 and 2, a client pod on each node.
+        let web = [try addPod(1, "web1"), try addPod(2, "web2")]
+        var servers: [Process] = []
+        addTeardownBlock { for server in servers where server.isRunning { server.terminate(); server.waitUntilExit() } }
+        for (index, pod) in web.enumerated() { servers.append(try startServer(in: pod.path, "lbserver.py", ["8080", "web\(index + 1)"])) }
+        let clients = try (1...3).map { try addPod($0, "client") }
+        let nodeNetns = { (i: Int) in "/run/netns/\(self.nodes[i - 1].netns)" }
+
+        // A dual-stack Service whose named ports resolve to 8080 in its slices; and what a proxy
+        // must leave alone: a headless Service, an ExternalName, one another proxy claims.
+        let ports = [("http", "TCP", 80), ("dns", "UDP", 53)], targets = [("http", "TCP", 8080), ("dns", "UDP", 8080)]
+        func putWebSlices(_ members: [(pod: Pod, node: String, ready: Bool, terminating: Bool)], service: String = "web") throws {
+            for (family, addressType) in [(\Pod.v4, "IPv4"), (\Pod.v6, "IPv6")] {
+                try standIn.putEndpointSlice("default", "\(service)-\(addressType.lowercased())", service: service, addressType: addressType, ports: targets,
+                                             endpoints: members.map { .init($0.pod[keyPath: family], node: $0.node, ready: $0.ready, terminating: $0.terminating) })
+            }
+        }
+        let both = [(web[0], "node-1", true, false), (web[1], "node-2", true, false)]
+        try standIn.putService("default", "web", clusterIPs: ["10.96.0.10", "fd00:96::10"], ports: ports)
+        try putWebSlices(both)
+        try standIn.putService("default", "headless", clusterIPs: ["None"], ports: ports)
+        try putWebSlices(both, service: "headless")
+        try standIn.putService("default", "ext", clusterIPs: [], ports: ports,
+                               spec: ["type": "ExternalName", "externalName": "example.com", "externalIPs": ["10.96.0.99"]])
+        try standIn.putService("default", "other", clusterIPs: ["10.96.0.98"], ports: ports,
+                               labels: ["service.kubernetes.io/service-proxy-name": "someone-else"])
+        try putWebSlices(both, service: "other")
+        try standIn.putService("default", "empty", clusterIPs: ["10.96.0.11"], ports: ports)
+        try standIn.putService("default", "sticky", clusterIPs: ["10.96.0.13"], ports: ports, spec: ["sessionAffinity": "ClientIP"])
+        try putWebSlices(both, service: "sticky")
+        try standIn.putService("default", "local", clusterIPs: ["10.96.0.14"], ports: ports, spec: ["internalTrafficPolicy": "Local"])
+        try putWebSlices(both, service: "local")
+
+        // What kube-proxy would program on node `i`.
+        let v4 = web.map { "\($0.v4):8080" }, v6 = web.map { "[\($0.v6)]:8080" }
+        func expected(_ i: Int) -> [String: [String]] {
+            ["10.96.0.10:80/tcp": v4, "10.96.0.10:53/udp": v4, "[fd00:96::10]:80/tcp": v6, "[fd00:96::10]:53/udp": v6,
+             "10.96.0.11:80/tcp": [], "10.96.0.11:53/udp": [], "10.96.0.13:80/tcp": v4, "10.96.0.13:53/udp": v4,
+             "10.96.0.14:80/tcp": i == 3 ? [] : [v4[i - 1]], "10.96.0.14:53/udp": i == 3 ? [] : [v4[i - 1]]]
+        }
+        try waitFor("the services programmed on every node") { try (1...3).allSatisfy { try programmedServices($0) == expected($0) } }
+
+        // From a pod and from the node itself on every node, over both families: both backends.
+        for i in 1...3 {
+            for netns in [clients[i - 1].path, nodeNetns(i)] {
+                for address in ["10.96.0.10", "fd00:96::10"] {
+                    let spread = try ask(node: i, in: netns, "spread", address, "80", "20")
+                    XCTAssertEqual(spread["errors"] as? Int, 0, "node \(i) \(netns) to \(address): \(spread)")
+                    XCTAssertGreaterThan(spread["web1"] as? Int ?? 0, 0, "node \(i) \(netns) to \(address): \(spread)")
+                    XCTAssertGreaterThan(spread["web2"] as? Int ?? 0, 0, "node \(i) \(netns) to \(address): \(spread)")
+                }
+            }
+        }
+        // The peer a client sees is the Service, for TCP and for UDP.
+        let tcpPeer = try ask(node: 3, in: clients[2].path, "peer", "tcp", "10.96.0.10", "80")
+        XCTAssertEqual(tcpPeer["peer"] as? [AnyHashable], ["10.96.0.10", 80] as [AnyHashable])
+        let udpPeer = try ask(node: 3, in: clients[2].path, "peer", "udp", "fd00:96::10", "53")
+        XCTAssertEqual(udpPeer["peer"] as? [AnyHashable], ["fd00:96::10", 53] as [AnyHashable])
+        XCTAssertTrue(["web1", "web2"].contains(udpPeer["answer"] as? String ?? ""), "\(udpPeer)")
+
+        // No endpoint: refused at once. ClientIP affinity: one backend per client. Local: this node's only.
+        XCTAssertEqual(try ask(node: 1, in: clients[0].path, "errno", "10.96.0.11", "80")["errno"] as? String, "ECONNREFUSED")
+        let sticky = try ask(node: 3, in: clients[2].path, "spread", "10.96.0.13", "80", "20")
+        XCTAssertEqual(sticky.filter { $0.key != "errors" }.map(\.value) as? [Int], [20], "\(sticky)")
+        XCTAssertEqual(try ask(node: 1, in: clients[0].path, "spread", "10.96.0.14", "80", "10")["web1"] as? Int, 10)
+        XCTAssertEqual(try ask(node: 2, in: nodeNetns(2), "spread", "10.96.0.14", "80", "10")["web2"] as? Int, 10)
+        XCTAssertEqual(try ask(node: 3, in: clients[2].path, "errno", "10.96.0.14", "80")["errno"] as? String, "ECONNREFUSED")
+
+        // Node 1's agent restarted, the API compacted and every watch cut: connections stay, and
+        // nothing that did not change is written.
+        let survivor = try Holder(node: nodes[0], netns: clients[0].path, "10.96.0.10 80 53 6")
+        let beforeRestart = try survivor.nextLine()
+        let writesBefore = try [2, 3].map(serviceWrites)
+        stop(agents[1]!)
+        try startAgent(1)
+        try waitFor("node 1 ready again") { ready(1) }
+        try standIn.compact()
+        try standIn.dropWatches()
+        sleep(5)   // a relist and two resyncs
+        XCTAssertEqual(try serviceWrites(1), 0, "the restarted agent found every service programmed")
+        XCTAssertEqual(try [2, 3].map(serviceWrites), writesBefore, "a relist rewrites nothing")
+        XCTAssertEqual(try programmedServices(1), expected(1))
+        let afterRestart = try survivor.release()
+        XCTAssertEqual(afterRestart["tcp"] as? [String], beforeRestart["tcp"] as? [String], "connections untouched")
+        XCTAssertEqual(afterRestart["udp"] as? String, beforeRestart["udp"] as? String)
+
+        // Scaled down while a client on node 3 holds TCP and connected UDP sockets: those on web1
+        // are terminated, the others untouched, reconnects land on web2.
+        let writesOnNode3 = try serviceWrites(3)
+        let holder = try Holder(node: nodes[2], netns: clients[2].path, "10.96.0.10 80 53 10")
+        let before = try holder.nextLine()
+        let tcpBefore = try XCTUnwrap(before["tcp"] as? [String])
+        try putWebSlices([(web[1], "node-2", true, false)])
+        try waitFor("web1 gone from node 3") {
+            let table = try programmedServices(3)
+            return table["10.96.0.10:53/udp"] == [v4[1]] && table["[fd00:96::10]:53/udp"] == [v6[1]]
+        }
+        let after = try holder.release()
+        for (was, now) in zip(tcpBefore, try XCTUnwrap(after["tcp"] as? [String])) {
+            if was == "web1" {
+                XCTAssertTrue(["ECONNABORTED", "EPIPE", "ECONNRESET", "EOF"].contains(now), "a socket to web1 is terminated: \(now)")
+            } else {
+                XCTAssertEqual(now, "web2", "sockets to web2 are untouched")
+            }
+        }
+        if before["udp"] as? String == "web1" {
+            XCTAssertTrue(["ECONNABORTED", "EDESTADDRREQ"].contains(after["udp"] as? String ?? ""), "the connected UDP socket: \(after)")
+        } else {
+            XCTAssertEqual(after["udp"] as? String, "web2")
+        }
+        XCTAssertEqual(after["again"] as? [String: String], ["tcp": "web2", "udp": "web2"], "reconnects land on web2")
+        XCTAssertEqual(try serviceWrites(3) - writesOnNode3, 4, "the slices' update touched web's four entries only")
+
+        // Terminating endpoints serve only while none is ready.
+        try putWebSlices([(web[0], "node-1", false, true)])
+        try waitFor("the terminating endpoint programmed") { try programmedServices(2)["10.96.0.10:80/tcp"] == [v4[0]] }
+        XCTAssertEqual(try ask(node: 2, in: clients[1].path, "spread", "10.96.0.10", "80", "5")["web1"] as? Int, 5)
+        try putWebSlices([(web[0], "node-1", false, true), (web[1], "node-2", true, false)])
+        try waitFor("the ready endpoint preferred") { try programmedServices(2)["10.96.0.10:80/tcp"] == [v4[1]] }
+
+        // The Service deleted: its entries go, the others stay.
+        try standIn.deleteService("default", "web")
+        try waitFor("web gone") { try programmedServices(1)["10.96.0.10:80/tcp"] == nil }
+        XCTAssertNotNil(try programmedServices(1)["10.96.0.13:80/tcp"])
+    }
+}
