@@ -37,12 +37,39 @@ public enum NFTables {
         try nft(["delete", "table", "inet", table], stdin: [], what: "delete table inet \(table)", allowMissing: true)
     }
 
+    /// What kube-proxy leaves in the netfilter rules it programs, in either backend that goes
+    /// through nf_tables: its own `kube-proxy` tables (nftables mode), or the KUBE-SERVICES chain
+    /// of a nat table (iptables and IPVS modes over iptables-nft). Empty without the nft tool.
+    public static func kubeProxyTraces() -> [String] {
+        var traces: [String] = []
+        for line in list(["tables"]).split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            guard words.count == 3, words[0] == "table" else { continue }
+            let (family, name) = (words[1], words[2])
+            if name == "kube-proxy" { traces.append("nftables table \(family) kube-proxy") }
+            if name == "nat", ["ip", "ip6"].contains(family), list(["table", family, "nat"]).contains("chain KUBE-SERVICES {") {
+                traces.append("iptables chain KUBE-SERVICES in table \(family) nat")
+            }
+        }
+        return traces
+    }
+
+    /// What `nft list ARGUMENTS` prints; empty when it cannot run.
+    private static func list(_ arguments: [String]) -> String {
+        guard let path = nftPath, let result = try? Subprocess.run(path, arguments: ["list"] + arguments, environment: environment),
+              result.status == 0 else { return "" }
+        return String(decoding: result.stdout, as: UTF8.self)
+    }
+
+    private static var nftPath: String? { Subprocess.find("nft", in: ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]) }
+    private static let environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+
     private static func nft(_ arguments: [String], stdin: [UInt8], what: String, allowMissing: Bool = false) throws(NFTablesError) {
-        guard let path = Subprocess.find("nft", in: ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]) else {
+        guard let path = nftPath else {
             throw NFTablesError("\(what): masquerading needs the nft tool (nftables)")
         }
         let result: (status: Int32, stdout: [UInt8])
-        do { result = try Subprocess.run(path, arguments: arguments, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], stdin: stdin) } catch {
+        do { result = try Subprocess.run(path, arguments: arguments, environment: environment, stdin: stdin) } catch {
             throw NFTablesError("\(what): \(error)")
         }
         guard result.status == 0 || allowMissing else { throw NFTablesError("\(what): nft exited with \(result.status)") }

@@ -28,6 +28,8 @@ public actor Agent {
     private var programmed: ServiceTable?
     private let logger: Logger
     private var datapathReady = false
+    /// What showed kube-proxy on the node when the conflist was last due; empty when nothing did.
+    private var kubeProxyEvidence: [String] = []
     private var pluginInstalled = false
     private var conflistWritten = false
     /// The uplinks as the last datapath step found them: the conflist's MTU is the first one's.
@@ -52,6 +54,7 @@ public actor Agent {
             let servicesSynced = await services.synced, slicesSynced = await slices.synced
             parts.append(("services watch synced", servicesSynced && slicesSynced))
         }
+        if !kubeProxyEvidence.isEmpty { return (false, StepError.kubeProxy(kubeProxyEvidence).description) }
         let missing = parts.filter { !$0.1 }.map(\.0)
         return (missing.isEmpty, missing.isEmpty ? "ok" : "waiting for: " + missing.joined(separator: ", "))
     }
@@ -114,7 +117,10 @@ public actor Agent {
         metrics.nodes.set(to: Double(objects.count))
         metrics.watchSynced.set(to: 1)
         if datapathReady && pluginInstalled {
-            await step("conflist") { () throws(StepError) in try writeConflist(own: objects[settings.nodeName]) }
+            await step("conflist") { () throws(StepError) in
+                try refuseBesideKubeProxy()
+                try writeConflist(own: objects[settings.nodeName])
+            }
         }
         await step("routes") { () throws(StepError) in
             let desired = NodeRoutes.desired(nodes: Array(objects.values), ownName: settings.nodeName)
@@ -202,6 +208,12 @@ public actor Agent {
         do { _ = try setup.ensure(store: store) } catch { throw .datapath(error) }
     }
 
+    /// kube-proxy's rules never see pod traffic routed in BPF: the node is not made Ready beside it.
+    private func refuseBesideKubeProxy() throws(StepError) {
+        kubeProxyEvidence = KubeProxy.evidence()
+        guard kubeProxyEvidence.isEmpty else { throw .kubeProxy(kubeProxyEvidence) }
+    }
+
     private func writeConflist(own node: Node?) throws(StepError) {
         guard let node else { throw .waiting("node \(settings.nodeName) is not in the API yet") }
         let cidrs = node.podCIDRs.compactMap { IPPrefix($0) }
@@ -239,12 +251,17 @@ enum StepError: Error, CustomStringConvertible {
     case datapath(DatapathError)
     /// Nothing is wrong; what the step needs is not there yet.
     case waiting(String)
+    /// kube-proxy runs on the node (what shows it).
+    case kubeProxy([String])
 
     var description: String {
         switch self {
         case .system(let error): error.description
         case .datapath(let error): error.description
         case .waiting(let reason): reason
+        case .kubeProxy(let evidence):
+            "kube-proxy runs on this node (\(evidence.joined(separator: "; "))): BPF host routing bypasses its rules, so swiftpath "
+                + "does not make the node Ready beside it; swiftpath is the service proxy, remove kube-proxy from the cluster"
         }
     }
 }

@@ -39,7 +39,7 @@ struct DatapathCommand: ParsableCommand {
                 uplinks: status.uplinks.map { .init(device: names[$0.ifindex] ?? "?", ifindex: $0.ifindex, mode: $0.mode.description) },
                 socketHookCgroups: status.socketHookCgroups,
                 endpointAddresses: status.endpointAddresses.map { .init(ipv4: $0.v4, ipv6: $0.v6) },
-                healthy: status.problems.isEmpty, problems: status.problems)
+                healthy: status.problems.isEmpty, problems: status.problems, kubeProxy: KubeProxy.evidence())
             if output == .json {
                 printJSON(view)
                 return
@@ -63,6 +63,10 @@ struct DatapathCommand: ParsableCommand {
             }
             for problem in view.problems {
                 print("problem     \(problem) (swiftpath datapath load repairs it)")
+            }
+            if !view.kubeProxy.isEmpty {
+                print("kube-proxy  DETECTED (\(view.kubeProxy.joined(separator: "; "))): its rules never see pod traffic routed in BPF; "
+                      + "swiftpath's socket load balancer is the service proxy, run the cluster without kube-proxy")
             }
         }
     }
@@ -144,6 +148,8 @@ struct StatusView: Encodable {
     var endpointAddresses: Addresses?
     var healthy: Bool
     var problems: [String]
+    /// What shows kube-proxy at work on the node (it cannot share a node with BPF host routing).
+    var kubeProxy: [String]
 }
 
 func hex(_ value: UInt64) -> String { String(value, radix: 16) }

@@ -20,7 +20,7 @@ final class AgentClusterTests: XCTestCase {
     private func internalIPs(_ i: Int) -> [String] { ["10.0.0.\(i)", "fd00:ff::\(i)"] }
     private func binDir(_ i: Int) -> String { "\(folder)/bin\(i)" }
     private func confDir(_ i: Int) -> String { "\(folder)/conf\(i)" }
-    private func conflist(_ i: Int) -> String { confDir(i) + "/10-swiftpath.conflist" }
+    func conflist(_ i: Int) -> String { confDir(i) + "/10-swiftpath.conflist" }
 
     override func setUpWithError() throws {
         nodes = try (1...3).map { _ in try TestNode(self) }

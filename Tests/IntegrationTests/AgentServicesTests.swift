@@ -196,4 +196,29 @@ extension AgentClusterTests {
         try waitFor("web gone") { try programmedServices(1)["10.96.0.10:80/tcp"] == nil }
         XCTAssertNotNil(try programmedServices(1)["10.96.0.13:80/tcp"])
     }
+
+    /// kube-proxy's rules cannot see pod traffic routed in BPF: beside it, the agent does not make
+    /// the node Ready and says why; `datapath status` says so too.
+    func testNodeWithKubeProxyIsNotMadeReady() throws {
+        let node = nodes[0]
+        try node.exec("nft", "add", "table", "ip", "nat")
+        try node.exec("nft", "add", "chain", "ip", "nat", "KUBE-SERVICES")
+        try startAgent(1)
+        let readyz = { try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", "curl", "-s", "http://127.0.0.1:9876/readyz"]).stdout }
+        try waitFor("the agent reports kube-proxy") { try readyz().contains("kube-proxy runs on this node (iptables chain KUBE-SERVICES in table ip nat)") }
+        XCTAssertFalse(ready(1))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: conflist(1)), "no conflist beside kube-proxy")
+
+        try node.exec("nft", "delete", "table", "ip", "nat")
+        try waitFor("node 1 ready once kube-proxy's rules are gone") { ready(1) }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: conflist(1)))
+
+        let status = { try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", pluginBinary, "datapath", "status", "--root", node.storeRoot]).stdout }
+        let clean = try status()
+        XCTAssertFalse(clean.contains("kube-proxy"), clean)
+        let healthPort = try startServer(in: "/run/netns/\(node.netns)", "lbserver.py", ["10256", "kube-proxy"])
+        defer { healthPort.terminate(); healthPort.waitUntilExit() }
+        let detected = try status()
+        XCTAssertTrue(detected.contains("kube-proxy  DETECTED (a listener on kube-proxy's health port 10256)"), detected)
+    }
 }
