@@ -5,8 +5,9 @@ import Logging
 /// Keeps a local copy of one collection of the API, the way client-go's reflector does: list,
 /// then watch from the list's resourceVersion (with bookmarks), list again when the server says
 /// the version is gone (410), and reconnect with jittered exponential backoff when the connection
-/// fails. After each change the whole copy is handed on, so what consumes it reconciles to a full
-/// desired state: an event missed across a relist is never lost, and none is applied twice.
+/// fails. After each change the whole copy is handed on with the keys that changed, so what consumes
+/// it can reconcile to a full desired state or just the part that moved: an event missed across a
+/// relist is never lost (the relist's difference names it), and none is applied twice.
 public actor Reflector<Object: KubeObject> {
     public enum State: String, Sendable {
         case listing, watching, backingOff = "backing_off"
@@ -30,9 +31,10 @@ public actor Reflector<Object: KubeObject> {
         self.logger = logger
     }
 
-    /// Runs until cancelled, calling `changed` with the whole copy after the first list and after
-    /// every change to it (not after bookmarks or relists that change nothing).
-    public func run(timeoutSeconds: Int = 300, changed: @Sendable ([String: Object]) async -> Void) async {
+    /// Runs until cancelled, calling `changed` with the whole copy and the keys that changed (all of
+    /// them after the first list) after every change to it (not after bookmarks or relists that
+    /// change nothing).
+    public func run(timeoutSeconds: Int = 300, changed: @Sendable ([String: Object], Set<String>) async -> Void) async {
         var backoff = Backoff()
         var needsList = true
         while !Task.isCancelled {
@@ -44,15 +46,15 @@ public actor Reflector<Object: KubeObject> {
                     resourceVersion = list.metadata.resourceVersion ?? ""
                     lists += 1
                     needsList = false
-                    let differs = fresh != objects || lists == 1
+                    let keys = lists == 1 ? Set(fresh.keys) : Set(fresh.keys).union(objects.keys).filter { fresh[$0] != objects[$0] }
                     objects = fresh
                     logger.info("listed", metadata: ["path": "\(path)", "objects": "\(fresh.count)", "resourceVersion": "\(resourceVersion)"])
-                    if differs { await changed(objects) }
+                    if !keys.isEmpty || lists == 1 { await changed(objects, keys) }
                 }
                 state = .watching
                 for try await event in client.watch(path, from: resourceVersion, as: Object.self, timeoutSeconds: timeoutSeconds) {
                     backoff.reset()
-                    if try apply(event) { await changed(objects) }
+                    if let key = try apply(event) { await changed(objects, [key]) }
                 }
             } catch KubeError.gone(let message) {
                 logger.info("resourceVersion gone, listing again", metadata: ["path": "\(path)", "detail": "\(message)"])
@@ -67,20 +69,20 @@ public actor Reflector<Object: KubeObject> {
         }
     }
 
-    /// Applies one event to the copy; returns whether the copy changed.
-    private func apply(_ event: WatchEvent<Object>) throws -> Bool {
+    /// Applies one event to the copy; returns the key of the object it changed, if any.
+    private func apply(_ event: WatchEvent<Object>) throws -> String? {
         switch event {
         case .added(let object), .modified(let object):
             advance(object.metadata.resourceVersion)
-            guard objects[object.metadata.key] != object else { return false }
+            guard objects[object.metadata.key] != object else { return nil }
             objects[object.metadata.key] = object
-            return true
+            return object.metadata.key
         case .deleted(let object):
             advance(object.metadata.resourceVersion)
-            return objects.removeValue(forKey: object.metadata.key) != nil
+            return objects.removeValue(forKey: object.metadata.key) != nil ? object.metadata.key : nil
         case .bookmark(let version):
             advance(version)
-            return false
+            return nil
         case .error(let status):
             if status.code == 410 { throw KubeError.gone(status.message ?? "watch error 410") }
             throw KubeError.status(code: status.code ?? 500, message: status.message ?? "watch error")

@@ -79,7 +79,7 @@ final class KubernetesAPITests: XCTestCase {
 
         let slices = Reflector<EndpointSlice>(client: client, path: "/apis/discovery.k8s.io/v1/endpointslices", logger: Logger(label: "test"))
         let changes = Changes<EndpointSlice>()
-        let running = Task { await slices.run(timeoutSeconds: 5) { await changes.record($0) } }
+        let running = Task { await slices.run(timeoutSeconds: 5) { await changes.record($0, $1) } }
         defer { running.cancel() }
         try await eventually { await changes.last?.isEmpty == true }
         try standIn.putEndpointSlice("default", "web-abc", service: "web", addressType: "IPv4", ports: [("http", "TCP", 8080)],
@@ -132,7 +132,7 @@ final class KubernetesAPITests: XCTestCase {
         try standIn.putNode("a", podCIDRs: ["10.1.1.0/24"], internalIPs: ["10.0.0.1"])
         let reflector = Reflector<Node>(client: client, path: "/api/v1/nodes", logger: Logger(label: "test"))
         let changes = Changes<Node>()
-        let running = Task { await reflector.run(timeoutSeconds: 5) { await changes.record($0) } }
+        let running = Task { await reflector.run(timeoutSeconds: 5) { await changes.record($0, $1) } }
         defer { running.cancel() }
 
         try await eventually { await changes.last?.keys.sorted() == ["a"] }
@@ -156,8 +156,15 @@ final class KubernetesAPITests: XCTestCase {
         XCTAssertEqual(after, before, "a relist that finds what the copy holds hands nothing on")
         XCTAssertGreaterThanOrEqual(try standIn.stats()["gone"] ?? 0, 1)
 
+        // A change missed while the history was compacted and the watch cut: the relist finds it
+        // and names that one key.
+        try standIn.compact()
+        try standIn.dropWatches()
         try standIn.deleteNode("a")
         try await eventually { await changes.last?.keys.sorted() == ["b"] }
+        let named = await changes.keys
+        XCTAssertEqual(named.first, ["a"], "the first list names every key")
+        XCTAssertEqual(named.last, ["a"], "the deletion names its key only")
         let synced = await reflector.synced
         XCTAssertTrue(synced)
     }
@@ -175,12 +182,16 @@ final class KubernetesAPITests: XCTestCase {
     }
 }
 
-/// What a reflector handed on, in order.
+/// What a reflector handed on, in order: the copy, and the keys it named as changed.
 actor Changes<Object: KubeObject> {
     private(set) var all: [[String: Object]] = []
+    private(set) var keys: [Set<String>] = []
     var last: [String: Object]? { all.last }
     var count: Int { all.count }
-    func record(_ objects: [String: Object]) { all.append(objects) }
+    func record(_ objects: [String: Object], _ changed: Set<String>) {
+        all.append(objects)
+        keys.append(changed)
+    }
 }
 
 func eventually(seconds: Double = 15, _ condition: () async -> Bool) async throws {
