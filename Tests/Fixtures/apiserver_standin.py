@@ -282,8 +282,8 @@ def main():
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--control-port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0, help="0: a free port, printed")
+    parser.add_argument("--control-port", type=int, default=0, help="0: a free port, printed")
     parser.add_argument("--tls-dir", required=True)
     parser.add_argument("--token", required=True)
     args = parser.parse_args()
@@ -299,7 +299,7 @@ def main():
     control = ThreadingHTTPServer((args.host, args.control_port), ControlHandler)
     control.daemon_threads = True
     threading.Thread(target=control.serve_forever, daemon=True).start()
-    print("ready", flush=True)
+    print(f"ready {api.server_address[1]} {control.server_address[1]}", flush=True)
     api.serve_forever()
 
 

@@ -20,22 +20,24 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
         folder = NSTemporaryDirectory() + "swiftpath-standin-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         netnsPrefix = netns.map { ["nsenter", "--net=/run/netns/\($0)"] } ?? []
-        port = Int.random(in: 20000...29999)
-        controlPort = port + 10000
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Fixtures/apiserver_standin.py").path
-        process.arguments = netnsPrefix + ["python3", script, "--host", host, "--port", String(port), "--control-port", String(controlPort),
-                                           "--tls-dir", folder, "--token", token]
+        // Port 0: the kernel picks free ports, and the stand-in tells them ("ready API CONTROL").
+        process.arguments = netnsPrefix + ["python3", script, "--host", host, "--tls-dir", folder, "--token", token]
         let output = Pipe()
         process.standardOutput = output
         try process.run()
-        let ready = output.fileHandleForReading.availableData
-        guard String(decoding: ready, as: UTF8.self).hasPrefix("ready") else {
-            stop()
+        let ready = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self).split(separator: " ")
+        guard ready.count == 3, ready[0] == "ready", let api = Int(ready[1]),
+              let control = Int(ready[2].trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(atPath: folder)
             throw StandInError("the API stand-in did not start")
         }
+        port = api
+        controlPort = control
     }
 
     public func stop() {
