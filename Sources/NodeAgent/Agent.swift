@@ -23,9 +23,13 @@ public actor Agent {
     private let services: Reflector<KubernetesAPI.Service>
     private let slices: Reflector<EndpointSlice>
     private var lastServices: [String: KubernetesAPI.Service] = [:]
-    private var lastSlices: [String: EndpointSlice] = [:]
-    /// The services as last programmed; nil until read back from the datapath.
-    private var programmed: ServiceTable?
+    private var sliceIndex = SliceIndex()
+    /// The services the API calls for; the datapath holds exactly these once `servicesInSync`,
+    /// except for the Services named in `pendingServices`, whose objects changed since.
+    private var serviceTable = ServiceTable()
+    private var servicesInSync = false
+    private var pendingServices = Set<String>()
+    private var reportedUnsupported: [String] = []
     private let logger: Logger
     private var datapathReady = false
     /// What showed kube-proxy on the node when the conflist was last due; empty when nothing did.
@@ -62,10 +66,10 @@ public actor Agent {
     /// Runs until cancelled (SIGTERM). Leaves everything it made in place: pods keep working.
     public func run() async {
         await ensureNodeSetup()
-        let watch = Task { await nodes.run { objects in await self.reconcile(objects) } }
+        let watch = Task { await nodes.run { objects, _ in await self.reconcile(objects) } }
         let serviceWatches = settings.services ? [
-            Task { await services.run { objects in await self.reconcileServices(objects) } },
-            Task { await slices.run { objects in await self.reconcileServices(slices: objects) } },
+            Task { await services.run { objects, changed in await self.reconcileServices(objects, changed: changed) } },
+            Task { await slices.run { objects, changed in await self.reconcileServices(slices: objects, changed: changed) } },
         ] : []
         let resync = Task {
             while !Task.isCancelled {
@@ -89,7 +93,7 @@ public actor Agent {
     public func resync() async {
         await ensureNodeSetup()
         if await nodes.synced { await reconcile(lastNodes) }
-        if settings.services { await programServices() }
+        if settings.services { await programServices(verify: true) }
     }
 
     // MARK: Steps
@@ -137,44 +141,56 @@ public actor Agent {
         }
     }
 
-    private func reconcileServices(_ objects: [String: KubernetesAPI.Service]) async {
+    private func reconcileServices(_ objects: [String: KubernetesAPI.Service], changed: Set<String>) async {
         lastServices = objects
+        pendingServices.formUnion(changed)
         await programServices()
     }
 
-    private func reconcileServices(slices objects: [String: EndpointSlice]) async {
-        lastSlices = objects
+    private func reconcileServices(slices objects: [String: EndpointSlice], changed: Set<String>) async {
+        pendingServices.formUnion(sliceIndex.update(changed, from: objects))
         await programServices()
     }
 
-    /// Step 5, once both watches have listed: the services the API calls for, written where they
-    /// differ from what is programmed; sockets still aimed at a backend that left are terminated.
-    private func programServices() async {
+    /// Step 5, once both watches have listed: the services the API calls for. A change recomputes
+    /// and writes the Services it touched; the first time, after a failure and at each resync
+    /// (`verify`), the whole table is compared with the maps as they are. Sockets still aimed at a
+    /// backend that left are terminated.
+    private func programServices(verify: Bool = false) async {
         let servicesSynced = await services.synced, slicesSynced = await slices.synced
         guard datapathReady, servicesSynced, slicesSynced else { return }
         await step("services") { () throws(StepError) in
-            let previous = programmed
-            let desired = ServiceTable(services: lastServices, slices: lastSlices, nodeName: settings.nodeName)
+            let nodeName = settings.nodeName
+            let changes: ServiceTable.Changes
+            if servicesInSync && !verify {
+                changes = serviceTable.refresh(pendingServices, services: lastServices, slices: sliceIndex, nodeName: nodeName)
+            } else {
+                serviceTable = ServiceTable(services: lastServices, slices: sliceIndex, nodeName: nodeName)
+                do throws(BPFError) { changes = try ServicePrograms.programmed(storeRoot: settings.storeRoot).changes(to: serviceTable) } catch {
+                    throw .datapath(.bpf(error))
+                }
+            }
+            pendingServices = []
+            // Until the writes are all in, the maps are not known to hold the table.
+            servicesInSync = false
             let outcome: ServicePrograms.Outcome
-            do throws(BPFError) {
-                outcome = try ServicePrograms.apply(desired, over: previous, storeRoot: settings.storeRoot)
-            } catch {
-                // Some writes may have landed: read the datapath back next time.
-                programmed = nil
+            do throws(BPFError) { outcome = try ServicePrograms.apply(changes, storeRoot: settings.storeRoot) } catch {
                 throw .datapath(.bpf(error))
             }
-            programmed = desired
-            metrics.services.set(to: Double(desired.entries.count))
+            servicesInSync = true
+            metrics.services.set(to: Double(serviceTable.entries.count))
             if outcome.written + outcome.deleted > 0 { metrics.serviceWrites.increment(by: Int64(outcome.written + outcome.deleted)) }
             if outcome.written + outcome.deleted + outcome.terminated > 0 {
                 logger.info("services programmed", metadata: [
                     "written": "\(outcome.written)", "deleted": "\(outcome.deleted)", "departed": "\(outcome.departed)",
-                    "terminated": "\(outcome.terminated)", "services": "\(desired.entries.count)",
+                    "terminated": "\(outcome.terminated)", "services": "\(serviceTable.entries.count)",
                 ])
             }
-            if !desired.unsupported.isEmpty, desired.unsupported != previous?.unsupported {
-                logger.warning("ports not balanced (SCTP)", metadata: ["ports": "\(desired.unsupported.joined(separator: ", "))"])
+            let unsupported = serviceTable.unsupported
+            if !unsupported.isEmpty, unsupported != reportedUnsupported {
+                logger.warning("ports not balanced (SCTP)", metadata: ["ports": "\(unsupported.joined(separator: ", "))"])
             }
+            reportedUnsupported = unsupported
         }
     }
 

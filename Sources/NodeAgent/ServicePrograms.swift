@@ -3,10 +3,9 @@ import BPF
 import Datapath
 import NodeStore
 
-/// Writing a ServiceTable into the socket load balancer: only what differs from what is
-/// programmed, so that an unchanged service keeps its id and slots and a relist or a restart
-/// writes nothing; then the sockets still aimed at a departed backend are terminated, on the node
-/// and in every pod.
+/// Writing a ServiceTable's changes into the socket load balancer, so that an unchanged service
+/// keeps its id and slots and a relist or a restart writes nothing; then the sockets still aimed at
+/// a departed backend are terminated, on the node and in every pod.
 enum ServicePrograms {
     struct Outcome {
         var written = 0
@@ -15,14 +14,21 @@ enum ServicePrograms {
         var terminated = 0
     }
 
-    /// `programmed` is what the agent wrote last; nil reads it back from the datapath (after a
-    /// restart, say).
-    static func apply(_ desired: ServiceTable, over programmed: ServiceTable?, storeRoot: String) throws(BPFError) -> Outcome {
+    /// What the datapath holds now, backends sorted as the table sorts them.
+    static func programmed(storeRoot: String) throws(BPFError) -> ServiceTable {
+        let datapath = try Datapath.open(store: try EndpointStore.open(root: storeRoot))
+        var entries: [NodeStore.Service: ServiceTable.Entry] = [:]
+        for entry in try datapath.services() {
+            entries[entry.service] = .init(backends: entry.backends.sorted { ($0.address, $0.port) < ($1.address, $1.port) },
+                                           affinitySeconds: entry.affinitySeconds)
+        }
+        return ServiceTable(programmed: entries)
+    }
+
+    static func apply(_ changes: ServiceTable.Changes, storeRoot: String) throws(BPFError) -> Outcome {
+        guard !changes.isEmpty else { return Outcome() }
         let store = try EndpointStore.open(root: storeRoot)
         let datapath = try Datapath.open(store: store)
-        let current: ServiceTable
-        if let programmed { current = programmed } else { current = try ServiceTable(programmedIn: datapath) }
-        let changes = current.changes(to: desired)
         var departures: [(service: Service, backend: Backend)] = []
         for (service, entry) in changes.set {
             departures += try datapath.setService(service, backends: entry.backends, affinitySeconds: entry.affinitySeconds).map { (service, $0) }
@@ -36,16 +42,5 @@ enum ServicePrograms {
             outcome.terminated = try datapath.terminate(departures: departures, namespaces: namespaces)
         }
         return outcome
-    }
-}
-
-extension ServiceTable {
-    /// The services the datapath holds now, backends sorted as the table sorts them.
-    init(programmedIn datapath: Datapath) throws(BPFError) {
-        self.init()
-        for entry in try datapath.services() {
-            entries[entry.service] = Entry(backends: entry.backends.sorted { ($0.address, $0.port) < ($1.address, $1.port) },
-                                           affinitySeconds: entry.affinitySeconds)
-        }
     }
 }

@@ -5,18 +5,30 @@ import NodeStore
 
 /// The socket load balancer's services as kube-proxy would program them from the API's Services
 /// and EndpointSlices: which addresses and ports a Service answers on, and which endpoints serve
-/// each. Pure: the agent compares one table with the next and writes only the difference.
-struct ServiceTable: Equatable {
+/// each. Kept one Service at a time: a change to a Service or to one of its slices recomputes that
+/// Service's entries only and yields just what to write.
+struct ServiceTable {
     struct Entry: Equatable, Sendable {
         var backends: [Backend]
         var affinitySeconds: UInt32
     }
 
+    /// What to write to the maps: services to set (new or changed) and to delete.
+    struct Changes {
+        var set: [(service: NodeStore.Service, entry: Entry)] = []
+        var delete: [NodeStore.Service] = []
+        var isEmpty: Bool { self.set.isEmpty && delete.isEmpty }
+    }
+
     /// Every service address, port and protocol, with its backends (sorted; empty: connections
     /// are refused, as kube-proxy refuses them for a Service without endpoints).
-    var entries: [NodeStore.Service: Entry] = [:]
-    /// Ports swiftpath does not balance (SCTP), as "namespace/name:port/SCTP".
-    var unsupported: [String] = []
+    private(set) var entries: [NodeStore.Service: Entry] = [:]
+    /// The entries each Service (namespace/name) contributes.
+    private var entriesOf: [String: [NodeStore.Service]] = [:]
+    /// Ports each Service has that swiftpath does not balance (SCTP), as "namespace/name:port/SCTP".
+    private var unsupportedOf: [String: [String]] = [:]
+
+    var unsupported: [String] { unsupportedOf.values.flatMap { $0 }.sorted() }
 
     /// The label by which another proxy claims a Service.
     static let serviceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
@@ -25,16 +37,43 @@ struct ServiceTable: Equatable {
 
     init() {}
 
+    /// A table of these entries, as they are programmed (no Service to file them under).
+    init(programmed entries: [NodeStore.Service: Entry]) { self.entries = entries }
+
+    init(services: [String: KubernetesAPI.Service], slices: SliceIndex, nodeName: String) {
+        _ = refresh(services.keys, services: services, slices: slices, nodeName: nodeName)
+    }
+
     init(services: [String: KubernetesAPI.Service], slices: [String: EndpointSlice], nodeName: String) {
-        var slicesByService: [String: [EndpointSlice]] = [:]
-        for slice in slices.values {
-            guard let owner = slice.metadata.labels?[EndpointSlice.serviceNameLabel] else { continue }
-            slicesByService[(slice.metadata.namespace ?? "") + "/" + owner, default: []].append(slice)
+        var index = SliceIndex()
+        _ = index.update(slices.keys, from: slices)
+        self.init(services: services, slices: index, nodeName: nodeName)
+    }
+
+    /// Recomputes the entries of the Services `keys` names (present in `services` or gone from
+    /// it); returns what changed.
+    mutating func refresh(_ keys: some Sequence<String>, services: [String: KubernetesAPI.Service], slices: SliceIndex,
+                          nodeName: String) -> Changes {
+        var set: [NodeStore.Service: Entry] = [:], deleted = Set<NodeStore.Service>()
+        for key in keys {
+            var fresh: [NodeStore.Service: Entry] = [:], unsupported: [String] = []
+            if let service = services[key], Self.isProxied(service) {
+                (fresh, unsupported) = Self.entries(of: service, key: key, slices: slices.slices(of: key), nodeName: nodeName)
+            }
+            for gone in entriesOf[key] ?? [] where fresh[gone] == nil {
+                entries[gone] = nil
+                deleted.insert(gone)
+            }
+            for (service, entry) in fresh where entries[service] != entry {
+                entries[service] = entry
+                set[service] = entry
+                deleted.remove(service)
+            }
+            entriesOf[key] = fresh.isEmpty ? nil : Array(fresh.keys)
+            unsupportedOf[key] = unsupported.isEmpty ? nil : unsupported
         }
-        for (key, service) in services where Self.isProxied(service) {
-            add(service, key: key, slices: slicesByService[key] ?? [], nodeName: nodeName)
-        }
-        unsupported.sort()
+        return Changes(set: set.sorted { $0.key.description < $1.key.description }.map { ($0.key, $0.value) },
+                       delete: deleted.sorted { $0.description < $1.description })
     }
 
     /// Headless and ExternalName Services have no address to balance; a Service labelled with a
@@ -45,13 +84,16 @@ struct ServiceTable: Equatable {
         return service.metadata.labels?[serviceProxyNameLabel] == nil
     }
 
-    private mutating func add(_ service: KubernetesAPI.Service, key: String, slices: [EndpointSlice], nodeName: String) {
-        guard let spec = service.spec else { return }
+    /// A Service's entries by kube-proxy's rules, and the ports it has that are not balanced.
+    private static func entries(of service: KubernetesAPI.Service, key: String, slices: [EndpointSlice],
+                                nodeName: String) -> ([NodeStore.Service: Entry], [String]) {
+        guard let spec = service.spec else { return ([:], []) }
+        var entries: [NodeStore.Service: Entry] = [:], unsupported: [String] = []
         let clusterIPs = (spec.clusterIPs ?? spec.clusterIP.map { [$0] } ?? []).compactMap { IPAddress($0) }
         let externalIPs = (spec.externalIPs ?? []).compactMap { IPAddress($0) }
             + (service.status?.loadBalancer?.ingress ?? []).compactMap { $0.ip.flatMap { IPAddress($0) } }
         let affinity = spec.sessionAffinity == "ClientIP"
-            ? UInt32(clamping: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? Int(Self.defaultAffinitySeconds)) : 0
+            ? UInt32(clamping: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? Int(defaultAffinitySeconds)) : 0
         // internalTrafficPolicy governs the cluster IPs; traffic to an external address from inside
         // the cluster goes to every endpoint, as kube-proxy short-circuits it.
         let localOnly = spec.internalTrafficPolicy == "Local"
@@ -64,11 +106,12 @@ struct ServiceTable: Equatable {
             }
             for (addresses, local) in [(clusterIPs, localOnly), (externalIPs, false)] {
                 for address in addresses {
-                    let backends = Self.backends(for: port, family: address.family, slices: slices, nodeName: local ? nodeName : nil)
+                    let backends = backends(for: port, family: address.family, slices: slices, nodeName: local ? nodeName : nil)
                     entries[NodeStore.Service(address: address, port: number, proto: proto)] = Entry(backends: backends, affinitySeconds: affinity)
                 }
             }
         }
+        return (entries, unsupported)
     }
 
     /// kube-proxy's choice of endpoints for one Service port and family: slice ports matched by
@@ -96,10 +139,39 @@ struct ServiceTable: Equatable {
         return (ready.isEmpty ? terminating : ready).sorted { ($0.address, $0.port) < ($1.address, $1.port) }
     }
 
-    /// What to write to go from `self` to `next`: services to set (new or changed) and to delete.
-    func changes(to next: ServiceTable) -> (set: [(NodeStore.Service, Entry)], delete: [NodeStore.Service]) {
-        let set = next.entries.filter { entries[$0.key] != $0.value }.sorted { $0.key.description < $1.key.description }
-        let delete = entries.keys.filter { next.entries[$0] == nil }.sorted { $0.description < $1.description }
-        return (set.map { ($0.key, $0.value) }, delete)
+    /// What to write to go from `self` to `next`, whatever either was built from (the datapath's
+    /// maps read back, say).
+    func changes(to next: ServiceTable) -> Changes {
+        Changes(set: next.entries.filter { entries[$0.key] != $0.value }.sorted { $0.key.description < $1.key.description }.map { ($0.key, $0.value) },
+                delete: entries.keys.filter { next.entries[$0] == nil }.sorted { $0.description < $1.description })
+    }
+}
+
+/// EndpointSlices by the Service they belong to (their `kubernetes.io/service-name` label), kept up
+/// to date one slice at a time.
+struct SliceIndex {
+    private var byService: [String: [String: EndpointSlice]] = [:]
+    /// The Service each slice was filed under.
+    private var owner: [String: String] = [:]
+
+    func slices(of service: String) -> [EndpointSlice] { byService[service].map { Array($0.values) } ?? [] }
+
+    /// Files the slices `keys` names as `slices` has them now (gone when absent); returns the
+    /// Services whose slices changed.
+    mutating func update(_ keys: some Sequence<String>, from slices: [String: EndpointSlice]) -> Set<String> {
+        var touched = Set<String>()
+        for key in keys {
+            if let previous = owner.removeValue(forKey: key) {
+                byService[previous]?[key] = nil
+                if byService[previous]?.isEmpty == true { byService[previous] = nil }
+                touched.insert(previous)
+            }
+            guard let slice = slices[key], let name = slice.metadata.labels?[EndpointSlice.serviceNameLabel] else { continue }
+            let service = (slice.metadata.namespace ?? "") + "/" + name
+            byService[service, default: [:]][key] = slice
+            owner[key] = service
+            touched.insert(service)
+        }
+        return touched
     }
 }

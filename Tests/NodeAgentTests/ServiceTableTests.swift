@@ -110,4 +110,38 @@ final class ServiceTableTests: XCTestCase {
         XCTAssertEqual(changes.delete.map(\.description), ["10.96.0.3:80/tcp"])
         XCTAssertTrue(after.changes(to: after).set.isEmpty && after.changes(to: after).delete.isEmpty)
     }
+
+    /// One slice or one Service changed: only that Service is recomputed, and only its entries
+    /// that differ come out; a slice that moves to another Service touches both.
+    func testARefreshRecomputesTheNamedServicesOnly() {
+        var services = Dictionary(uniqueKeysWithValues: [service("a", clusterIPs: ["10.96.0.1"]), service("b", clusterIPs: ["10.96.0.2", "fd00:96::2"])])
+        var slices = Dictionary(uniqueKeysWithValues: [slice("a-1", of: "a", "IPv4", [endpoint("10.1.1.1")]),
+                                                       slice("b-1", of: "b", "IPv4", [endpoint("10.1.1.2")])])
+        var index = SliceIndex()
+        XCTAssertEqual(index.update(slices.keys, from: slices), ["default/a", "default/b"])
+        var table = ServiceTable(services: services, slices: index, nodeName: "a")
+        XCTAssertTrue(table.refresh(["default/a", "default/b"], services: services, slices: index, nodeName: "a").isEmpty, "nothing moved")
+
+        slices["default/b-1"] = slice("b-1", of: "b", "IPv4", [endpoint("10.1.1.2"), endpoint("10.1.1.3")]).1
+        let touched = index.update(["default/b-1"], from: slices)
+        XCTAssertEqual(touched, ["default/b"])
+        let grown = table.refresh(touched, services: services, slices: index, nodeName: "a")
+        XCTAssertEqual(grown.set.map(\.service.description), ["10.96.0.2:80/tcp"], "b's IPv6 entry has no new endpoint")
+        XCTAssertEqual(grown.set.first?.entry.backends.map(\.description), ["10.1.1.2:8080", "10.1.1.3:8080"])
+        XCTAssertTrue(grown.delete.isEmpty)
+
+        slices["default/b-1"] = slice("b-1", of: "a", "IPv4", [endpoint("10.1.1.2")]).1
+        let moved = index.update(["default/b-1"], from: slices)
+        XCTAssertEqual(moved, ["default/a", "default/b"])
+        let relabelled = table.refresh(moved, services: services, slices: index, nodeName: "a")
+        XCTAssertEqual(relabelled.set.map(\.service.description), ["10.96.0.1:80/tcp", "10.96.0.2:80/tcp"])
+
+        services["default/b"] = nil
+        let gone = table.refresh(["default/b"], services: services, slices: index, nodeName: "a")
+        XCTAssertEqual(gone.delete.map(\.description), ["10.96.0.2:80/tcp", "[fd00:96::2]:80/tcp"])
+        XCTAssertTrue(gone.set.isEmpty)
+        XCTAssertEqual(table.entries.keys.map(\.description), ["10.96.0.1:80/tcp"])
+        XCTAssertTrue(ServiceTable(services: services, slices: slices, nodeName: "a").changes(to: table).isEmpty,
+                      "one change at a time ends where a table built from scratch is")
+    }
 }
