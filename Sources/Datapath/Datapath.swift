@@ -265,6 +265,7 @@ enum Layouts {
     static let uplinks = pin(DatapathMaps.uplinks, UInt32.self, UInt32.self)
     static let services = pin(DatapathMaps.services, sp_service_key.self, sp_service.self)
     static let slots = pin(DatapathMaps.slots, sp_slot_key.self, sp_backend.self)
+    static let translations = pin(DatapathMaps.translations, sp_translation_key.self, sp_translation.self)
     static let lbConfig = pin(DatapathMaps.lb, UInt32.self, sp_lb_config.self)
     static let departures = pin(TerminateMaps.departures, sp_departure.self, UInt8.self)
     static let terminated = pin(TerminateMaps.terminated, UInt32.self, UInt64.self)

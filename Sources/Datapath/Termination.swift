@@ -19,6 +19,10 @@ extension Datapath {
     /// left alone. Returns how many sockets were terminated.
     public func terminate(departures: [(service: Service, backend: Backend)], namespaces: [String]) throws(BPFError) -> Int {
         guard !departures.isEmpty else { return 0 }
+        try forgetChoices(of: departures)
+        // Loading the sweep costs far more than walking the LB's record of the sockets it
+        // translated: when none went to a departed backend, there is nothing to terminate.
+        guard try anySocketTranslated(to: departures.map(\.backend)) else { return 0 }
         // Loaded for this sweep only (see bpf/terminate.c): it shares the LB's pinned maps, and
         // its departures and count maps are its own, gone with it.
         let object = BPFObject.terminate
@@ -28,7 +32,6 @@ extension Datapath {
         for departure in departures {
             try departuresMap.upsert(sp_departure(service: serviceKey(departure.service), backend: backendValue(departure.backend)), UInt8(1))
         }
-        try forgetChoices(of: departures)
 
         var links: [BPFLink] = []
         for name in ["sock_terminate_tcp", "sock_terminate_udp"] {
@@ -46,6 +49,15 @@ extension Datapath {
             try swept.get()
         }
         return Int(try terminated.lookup(UInt32(0), as: UInt64.self) ?? 0)
+    }
+
+    /// Whether any live socket was translated to one of `backends` (the translation map's keys
+    /// name the backend; the service does not matter here, the sweep matches both).
+    private func anySocketTranslated(to backends: [Backend]) throws(BPFError) -> Bool {
+        let departed = Set(backends.map { "\($0.address)|\($0.port)" })
+        return try map(Layouts.translations).keys(as: sp_translation_key.self).contains { key in
+            Self.backend(key.backend).map { departed.contains("\($0.address)|\($0.port)") } ?? false
+        }
     }
 
     private func sweep(_ links: [BPFLink]) throws(BPFError) {
