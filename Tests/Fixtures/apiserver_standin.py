@@ -100,6 +100,9 @@ class Cluster:
 
 class APIHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY, each small answer and each
+    # watch event would wait out the client's delayed ACK (40 ms), which the real server does not.
+    disable_nagle_algorithm = True
     cluster: Cluster = None
     token = ""
 
@@ -210,6 +213,7 @@ class APIHandler(BaseHTTPRequestHandler):
 
 class ControlHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     cluster: Cluster = None
 
     def log_message(self, *args):
