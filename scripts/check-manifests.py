@@ -29,4 +29,25 @@ for path in sorted(pathlib.Path(__file__).resolve().parent.parent.glob("deploy/k
                     failures += 1
                     print(f"{name}: Bidirectional mount propagation needs a privileged container", file=sys.stderr)
         print(f"{name}: valid (Kubernetes {VERSION}, strict)")
+
+# The kind cluster the e2e script builds: swiftpath must be its only network and service proxy, and
+# the manifest must name that cluster's API server and pod CIDRs.
+root = pathlib.Path(__file__).resolve().parent.parent
+kind = yaml.safe_load((root / "deploy/kind/cluster.yaml").read_text())
+config = next(d for d in yaml.safe_load_all((root / "deploy/kubernetes/swiftpath.yaml").read_text()) if d and d["kind"] == "ConfigMap")
+networking = kind.get("networking", {})
+roles = sorted(node["role"] for node in kind.get("nodes", []))
+expectations = [
+    (networking.get("disableDefaultCNI") is True, "disableDefaultCNI: true (swiftpath is the network)"),
+    (networking.get("kubeProxyMode") == "none", "kubeProxyMode: none (swiftpath is the service proxy; kube-proxy beside it is refused)"),
+    (networking.get("ipFamily") == "dual", "ipFamily: dual"),
+    (roles == ["control-plane", "worker", "worker"], "one control plane and two workers"),
+    (sorted(networking.get("podSubnet", "").split(",")) == sorted(config["data"]["cluster-cidrs"].split()),
+     "podSubnet equal to the ConfigMap's cluster-cidrs"),
+    (config["data"]["api-server"] == "https://kind-control-plane:6443", "the ConfigMap's api-server as the e2e script rewrites it"),
+]
+for met, text in expectations:
+    if not met:
+        failures += 1
+    print(f"deploy/kind/cluster.yaml: {'ok' if met else 'WRONG'}: {text}", file=sys.stdout if met else sys.stderr)
 sys.exit(1 if failures else 0)
