@@ -191,6 +191,7 @@ public actor Agent {
                 logger.warning("ports not balanced (SCTP)", metadata: ["ports": "\(unsupported.joined(separator: ", "))"])
             }
             reportedUnsupported = unsupported
+            metrics.unbalancedPorts.set(to: Double(unsupported.count))
         }
     }
 

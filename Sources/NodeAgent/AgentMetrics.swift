@@ -14,6 +14,7 @@ public final class AgentMetrics: Sendable {
     let watchSynced: Gauge
     let services: Gauge
     let serviceWrites: Counter
+    let unbalancedPorts: Gauge
 
     init(storeRoot: String) {
         self.storeRoot = storeRoot
@@ -24,6 +25,8 @@ public final class AgentMetrics: Sendable {
                                                              "Service addresses, ports and protocols programmed into the socket load balancer"))
         serviceWrites = registry.makeCounter(descriptor: Self.agent("service_writes", unit: "total",
                                                                     "Services set or deleted in the socket load balancer's maps"))
+        unbalancedPorts = registry.makeGauge(descriptor: Self.agent("service_ports_unbalanced", unit: "count",
+                                                                    "Service ports the socket load balancer leaves alone (SCTP)"))
     }
 
     private static func agent(_ name: String, unit: String, _ help: String) -> MetricNameDescriptor {

@@ -26,12 +26,15 @@ extension AgentClusterTests {
         return Dictionary(uniqueKeysWithValues: views.map { ($0["service"] as? String ?? "", $0["backends"] as? [String] ?? []) })
     }
 
-    /// The agent's count of services it set or deleted in the maps since it started.
-    func serviceWrites(_ i: Int) throws -> Double {
+    /// A metric of node `i`'s agent, by its full name (0 when absent).
+    func agentMetric(_ i: Int, _ name: String) throws -> Double {
         let metrics = try runProcess(["nsenter", "--net=/run/netns/\(nodes[i - 1].netns)", "curl", "-s", "http://127.0.0.1:9876/metrics"]).stdout
-        let line = metrics.split(separator: "\n").first { $0.hasPrefix("swiftpath_agent_service_writes_total ") }
+        let line = metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }
         return line.flatMap { Double($0.split(separator: " ")[1]) } ?? 0
     }
+
+    /// The agent's count of services it set or deleted in the maps since it started.
+    func serviceWrites(_ i: Int) throws -> Double { try agentMetric(i, "swiftpath_agent_service_writes_total") }
 
     /// `lbclient.py hold`: connections opened now, used again after `release()`.
     final class Holder {
@@ -103,6 +106,7 @@ extension AgentClusterTests {
         try putWebSlices(both, service: "sticky")
         try standIn.putService("default", "local", clusterIPs: ["10.96.0.14"], ports: ports, spec: ["internalTrafficPolicy": "Local"])
         try putWebSlices(both, service: "local")
+        try standIn.putService("default", "signalling", clusterIPs: ["10.96.0.15"], ports: [("sig", "SCTP", 9)])
 
         // What kube-proxy would program on node `i`.
         let v4 = web.map { "\($0.v4):8080" }, v6 = web.map { "[\($0.v6)]:8080" }
@@ -112,6 +116,10 @@ extension AgentClusterTests {
              "10.96.0.14:80/tcp": i == 3 ? [] : [v4[i - 1]], "10.96.0.14:53/udp": i == 3 ? [] : [v4[i - 1]]]
         }
         try waitFor("the services programmed on every node") { try (1...3).allSatisfy { try programmedServices($0) == expected($0) } }
+        // The SCTP-only Service programs nothing: only the agents' count shows they saw it.
+        try waitFor("the SCTP port counted on every node") {
+            try (1...3).allSatisfy { try agentMetric($0, "swiftpath_agent_service_ports_unbalanced_count") == 1 }
+        }
 
         // From a pod and from the node itself on every node, over both families: both backends.
         for i in 1...3 {
