@@ -32,8 +32,8 @@ work=$(mktemp -d "/tmp/$id.XXXX")
 cgroup="$cgroot/$id"
 cleanup() {
   for ns in $(ip netns list | awk '{print $1}' | grep "^$(basename "$work" | cut -c1-8)-\|^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
-  rm -rf "/sys/fs/bpf/$id" "/sys/fs/bpf/$id-agent" "$work"
-  rmdir "$cgroup/agent" "$cgroup" 2>/dev/null || true
+  rm -rf "/sys/fs/bpf/$id" "/sys/fs/bpf/$id-agent" "/sys/fs/bpf/$id-services" "$work"
+  rmdir "$cgroup/agent" "$cgroup/agent-services" "$cgroup" 2>/dev/null || true
 }
 trap cleanup EXIT
 mkdir "$cgroup"
@@ -50,6 +50,14 @@ if [ "$mode" != "--quick" ]; then
     "/sys/fs/bpf/$id-agent" "$cgroup/agent" 200 50 | tee "$out-agent.json"
   rm -rf "/sys/fs/bpf/$id-agent"
   rmdir "$cgroup/agent"
+
+  echo "== the agent as service proxy: EndpointSlice change to maps, 1,000 and 10,000 Services"
+  mkdir "$cgroup/agent-services" "$work/services"
+  ip netns add "$id-services"
+  nsenter --net="/run/netns/$id-services" python3 bench/agent_services.py "$here/.build/release/swiftpath-agent" "$plugin" \
+    "$work/services" "/sys/fs/bpf/$id-services" "$cgroup/agent-services" 200 | tee "$out-agent-services.json"
+  rm -rf "/sys/fs/bpf/$id-services"
+  rmdir "$cgroup/agent-services"
 fi
 
 python3 - "$out" "$pods" <<'PY'
@@ -90,7 +98,16 @@ tc_del = c["del"]["swiftpath-tc"]["p50"] - c["del"]["kernel"]["p50"]
 print(f"  (with attachMode tc instead of tcx: ADD {tc_add:.3f} of ptp, DEL {tc_del:.3f} ms above bare veth)")
 summary = {"date": datetime.datetime.utcnow().isoformat() + "Z", "machine": f"{os.cpu_count()} CPUs, Linux {platform.release()}",
            "datapath": d, "socket_lb": l, "cni": c, "goals": [{"goal": t, "value": v, "met": m} for t, v, m in goals]}
+if os.path.exists(f"{out}-agent-services.json"):
+    s = json.load(open(f"{out}-agent-services.json")); summary["agent_services"] = s
+    print(f"\nthe agent as service proxy ({s['endpoints_per_service']} endpoints a Service; {s['rounds']} EndpointSlice changes a scale)")
+    print("  Services  slice change to maps p50    p99    max   agent CPU/change  RSS (peak)     iptables-restore: full  one Service")
+    for scale, f in s["scales"].items():
+        change = f["slice_change_to_maps_ms"]
+        print(f"  {int(scale):>8,}  {change['p50']:>17.2f} {change['p99']:>6.2f} {change['max']:>6.2f}   {f['agent_cpu_ms_per_change']:>10.2f} ms"
+              f"  {f['agent_rss_mib']:>5.1f} ({f['agent_peak_rss_mib']:.1f}) MiB  {f['iptables_restore_full_ms']:>10.1f} ms"
+              f"  {f['iptables_restore_one_service_ms']:>7.1f} ms")
 json.dump(summary, open(f"{out}.json", "w"), indent=2)
 print(f"\nJSON: {out}.json")
 PY
-rm -f "$out-datapath.json" "$out-socket-lb.json" "$out-cni.json"
+rm -f "$out-datapath.json" "$out-socket-lb.json" "$out-cni.json" "$out-agent-services.json"

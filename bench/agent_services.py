@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""The agent as service proxy: how fast an EndpointSlice change on the API reaches the socket load
+balancer's maps, with 1,000 and then 10,000 Services of 10 endpoints each; the agent's CPU and
+memory; and, as the baseline that can run here, iptables-restore of the rules kube-proxy would
+write for the same Services (its full sync, and its partial sync of the one Service that changed).
+
+Runs inside a node netns of its own (bench/run.sh makes it), against the API stand-in on that
+netns' loopback; reads the maps with the bpf() syscall, as often as it can, to see a change land.
+
+  agent_services.py AGENT PLUGIN WORK STORE CGROUP ROUNDS [SCALES]    (SCALES: 1000,10000)
+Prints one JSON object.
+"""
+import ctypes
+import http.client
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+agent_binary, plugin, work, store, cgroup = sys.argv[1:6]
+rounds = int(sys.argv[6])
+scales = [int(n) for n in (sys.argv[7] if len(sys.argv) > 7 else "1000,10000").split(",")]
+here = os.path.dirname(os.path.abspath(__file__))
+standin_script = os.path.join(here, "..", "Tests", "Fixtures", "apiserver_standin.py")
+token = "bench-token"
+ENDPOINTS = 10
+
+# The bpf() syscall, for reading the pinned maps (struct layouts: bpf/abi/include/datapath_abi.h).
+SYS_BPF = {"x86_64": 321, "aarch64": 280}[platform.machine()]
+BPF_MAP_LOOKUP_ELEM, BPF_OBJ_GET = 1, 7
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def bpf(command, attr):
+    buffer = ctypes.create_string_buffer(attr, 128)
+    result = libc.syscall(SYS_BPF, command, buffer, 128)
+    return result, ctypes.get_errno()
+
+
+def pinned_map(path):
+    name = ctypes.create_string_buffer(path.encode())
+    fd, error = bpf(BPF_OBJ_GET, struct.pack("QII", ctypes.addressof(name), 0, 0))
+    if fd < 0:
+        raise OSError(error, f"BPF_OBJ_GET {path}")
+    return fd
+
+
+def lookup(fd, key, value_size):
+    key_buffer = ctypes.create_string_buffer(key)
+    value = ctypes.create_string_buffer(value_size)
+    result, _ = bpf(BPF_MAP_LOOKUP_ELEM, struct.pack("IIQQQ", fd, 0, ctypes.addressof(key_buffer), ctypes.addressof(value), 0))
+    return value.raw if result == 0 else None
+
+
+def cluster_ip(i):
+    return f"10.96.{i // 250}.{i % 250 + 1}"
+
+
+def backends_in_maps(services_fd, slots_fd, i):
+    """The backend addresses the maps hold for service i's port 80/tcp."""
+    key = socket.inet_aton(cluster_ip(i)) + bytes(12) + struct.pack("!H", 80) + bytes([socket.IPPROTO_TCP, 4])
+    value = lookup(services_fd, key, 16)
+    if value is None:
+        return None
+    service_id, slots = struct.unpack("II", value[:8])
+    found = set()
+    for slot in range(slots):
+        backend = lookup(slots_fd, struct.pack("II", service_id, slot), 20)
+        if backend:
+            found.add(socket.inet_ntoa(backend[:4]))
+    return found
+
+
+class Control:
+    """The stand-in's control port over one kept-alive connection."""
+    def __init__(self, port):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def put(self, path, body):
+        self.connection.request("PUT", path, body=json.dumps(body))
+        response = self.connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"PUT {path}: {response.status}")
+
+
+def service(i):
+    return {"metadata": {"name": f"svc-{i}", "namespace": "bench"},
+            "spec": {"type": "ClusterIP", "clusterIP": cluster_ip(i), "clusterIPs": [cluster_ip(i)], "ipFamilies": ["IPv4"],
+                     "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}],
+                     "sessionAffinity": "None", "internalTrafficPolicy": "Cluster"}}
+
+
+def endpoint_slice(i, addresses):
+    return {"metadata": {"name": f"svc-{i}-abcde", "namespace": "bench", "labels": {"kubernetes.io/service-name": f"svc-{i}"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [address], "nodeName": "n0", "conditions": {"ready": True, "serving": True, "terminating": False}}
+                          for address in addresses],
+            "ports": [{"name": "http", "protocol": "TCP", "port": 8080}]}
+
+
+def addresses_of(i, generation=0):
+    # Unique per service and generation, so that a change is one the maps must show.
+    base = i * ENDPOINTS + generation * 1_000_000
+    return [f"10.{128 + (base + j) // 65536 % 64}.{(base + j) // 256 % 256}.{(base + j) % 256}" for j in range(ENDPOINTS)]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid, field):
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith(field + ":")).split()[1])
+
+
+def wait(condition, timeout=600, interval=0.0):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():
+            return time.monotonic() - start
+        if interval:
+            time.sleep(interval)
+    raise SystemExit("timed out")
+
+
+def ready():
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", 9876, timeout=1)
+        connection.request("GET", "/readyz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def iptables_rules(services, only=None):
+    """kube-proxy's iptables layout for `services` (index, addresses): KUBE-SERVICES to one
+    KUBE-SVC chain per Service, picking one KUBE-SEP chain per endpoint by probability, each a
+    DNAT. With `only`, the chains of that one Service (its partial sync)."""
+    lines = ["*nat"]
+    chosen = [entry for entry in services if only is None or entry[0] == only]
+    if only is None:
+        lines.append(":KUBE-SERVICES - [0:0]")
+    for i, addresses in chosen:
+        lines.append(f":KUBE-SVC-{i} - [0:0]")
+        lines += [f":KUBE-SEP-{i}-{j} - [0:0]" for j in range(len(addresses))]
+    for i, addresses in chosen:
+        if only is None:
+            lines.append(f"-A KUBE-SERVICES -d {cluster_ip(i)}/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-{i}")
+        for j, address in enumerate(addresses):
+            left = len(addresses) - j
+            pick = "" if left == 1 else f"-m statistic --mode random --probability {1 / left:.10f} "
+            lines.append(f"-A KUBE-SVC-{i} {pick}-j KUBE-SEP-{i}-{j}")
+            lines.append(f"-A KUBE-SEP-{i}-{j} -p tcp -m tcp -j DNAT --to-destination {address}:8080")
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+# Times iptables-restore in a network namespace of its own (the agent's must not look as if
+# kube-proxy ran there): the full ruleset three times, then one Service's chains over it.
+RESTORE_TIMER = """
+import json, subprocess, sys, time
+def timed(path, noflush):
+    begin = time.monotonic()
+    subprocess.run(["iptables-restore"] + (["--noflush"] if noflush else []), stdin=open(path), check=True)
+    return time.monotonic() - begin
+full = [timed(sys.argv[1], False) for _ in range(3)]
+print(json.dumps({"full": full, "one": [timed(path, True) for path in sys.argv[2:]]}))
+"""
+
+
+def time_restores(full, partials):
+    paths = [f"{work}/rules-full"] + [f"{work}/rules-one-{n}" for n in range(len(partials))]
+    for path, text in zip(paths, [full] + partials):
+        with open(path, "w") as rules:
+            rules.write(text)
+    timed = subprocess.run(["unshare", "--net", sys.executable, "-c", RESTORE_TIMER] + paths, check=True, capture_output=True, text=True)
+    return json.loads(timed.stdout)
+
+
+def sh(*argv):
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+sh("ip", "link", "set", "lo", "up")
+sh("ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1")
+sh("ip", "link", "set", "up1", "up")
+sh("ip", "addr", "add", "10.0.0.1/16", "dev", "up0")
+sh("ip", "link", "set", "up0", "up")
+standin = subprocess.Popen([sys.executable, standin_script, "--tls-dir", work, "--token", token], stdout=subprocess.PIPE, text=True)
+agent = None
+try:
+    _, api_port, control_port = standin.stdout.readline().split()
+    with open(os.path.join(work, "kubeconfig"), "w") as config:
+        config.write(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: b, cluster: {{server: "https://127.0.0.1:{api_port}", certificate-authority: {work}/ca.crt}}}}]
+users: [{{name: b, user: {{token: {token}}}}}]
+contexts: [{{name: b, context: {{cluster: b, user: b}}}}]
+current-context: b
+""")
+    control = Control(int(control_port))
+    control.put("/nodes/n0", {"metadata": {"name": "n0"}, "spec": {"podCIDRs": ["10.100.0.0/24"]},
+                              "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]}})
+    for folder in ("bin", "conf"):
+        os.makedirs(f"{work}/{folder}", exist_ok=True)
+
+    results = {"endpoints_per_service": ENDPOINTS, "rounds": rounds, "scales": {}}
+    current = {}
+    loaded = 0
+    for scale in scales:
+        begin = time.monotonic()
+        for i in range(loaded, scale):
+            current[i] = addresses_of(i)
+            control.put(f"/services/bench/svc-{i}", service(i))
+            control.put(f"/endpointslices/bench/svc-{i}-abcde", endpoint_slice(i, current[i]))
+        put_seconds = time.monotonic() - begin
+        figures = {}
+        if agent is None:
+            started = time.monotonic()
+            agent = subprocess.Popen([agent_binary, "run", "--kubeconfig", f"{work}/kubeconfig", "--node-name", "n0",
+                                      "--cni-bin-dir", f"{work}/bin", "--cni-conf-dir", f"{work}/conf", "--plugin-binary", plugin,
+                                      "--store-root", store, "--device", "up0", "--cgroup-root", cgroup, "--resync-seconds", "3600"],
+                                     stderr=open(f"{work}/agent-services.log", "w"))
+            wait(ready, interval=0.01)
+            services_fd = pinned_map(f"{store}/datapath/sp_services")
+            slots_fd = pinned_map(f"{store}/datapath/sp_slots")
+            wait(lambda: backends_in_maps(services_fd, slots_fd, scale - 1) == set(current[scale - 1]), interval=0.005)
+            figures["start_to_programmed_ms"] = round((time.monotonic() - started) * 1000, 1)
+        else:
+            # The new Services arrived one PUT at a time while the agent ran: until the last is in.
+            wait(lambda: backends_in_maps(services_fd, slots_fd, scale - 1) == set(current[scale - 1]), interval=0.005)
+            figures["burst_to_programmed_ms"] = round((time.monotonic() - begin) * 1000, 1)
+        figures["api_writes_seconds"] = round(put_seconds, 2)
+
+        # One EndpointSlice at a time: an endpoint replaced; from the PUT to the maps showing it.
+        latencies = []
+        cpu_before = cpu_seconds(agent.pid)
+        for round_ in range(rounds):
+            i = random.randrange(scale)
+            current[i] = addresses_of(i, generation=round_ + 1)[:1] + current[i][1:]
+            wanted = set(current[i])
+            begin = time.monotonic()
+            control.put(f"/endpointslices/bench/svc-{i}-abcde", endpoint_slice(i, current[i]))
+            wait(lambda: backends_in_maps(services_fd, slots_fd, i) == wanted)
+            latencies.append(time.monotonic() - begin)
+        cpu_per_change = (cpu_seconds(agent.pid) - cpu_before) / rounds
+        figures["slice_change_to_maps_ms"] = {"p50": round(statistics.median(latencies) * 1000, 2),
+                                              "p99": round(percentile(latencies, 0.99) * 1000, 2),
+                                              "max": round(max(latencies) * 1000, 2)}
+        figures["agent_cpu_ms_per_change"] = round(cpu_per_change * 1000, 2)
+        figures["agent_cpu_seconds_total"] = round(cpu_seconds(agent.pid), 2)
+        figures["agent_rss_mib"] = round(memory_kib(agent.pid, "VmRSS") / 1024, 1)
+        figures["agent_peak_rss_mib"] = round(memory_kib(agent.pid, "VmHWM") / 1024, 1)
+
+        # The baseline: what kube-proxy's iptables mode would hand iptables-restore.
+        entries = sorted(current.items())
+        full = iptables_rules(entries)
+        times = time_restores(full, [iptables_rules(entries, only=random.randrange(scale)) for _ in range(5)])
+        full_times, partial_times = times["full"], times["one"]
+        figures["iptables_restore_full_ms"] = round(statistics.median(full_times) * 1000, 1)
+        figures["iptables_restore_one_service_ms"] = round(statistics.median(partial_times) * 1000, 1)
+        figures["iptables_rules"] = full.count("\n-A ")
+        results["scales"][str(scale)] = figures
+        loaded = scale
+    print(json.dumps(results))
+finally:
+    if agent:
+        agent.kill()
+        agent.wait()
+    standin.kill()
+    standin.wait()
