@@ -99,11 +99,11 @@ for address in "${service_ips[@]}"; do
   docker exec "${workers[1]}" curl -fsS -m 3 "$(url "$address")" > /dev/null
 done
 
-echo "== smoke: DNS through CoreDNS"
+echo "== smoke: DNS through CoreDNS (UDP through a Service's port 53: AgentClusterTests.testServicesFromTheAPIOnEveryNode)"
 kubectl exec e2e-a -- nslookup kubernetes.default.svc.cluster.local
 kubectl exec e2e-a -- nslookup e2e-web.default.svc.cluster.local
 
-echo "== smoke: scaled down while clients connect: every request lands on a live backend (the sockets test: testServicesFromTheAPIOnEveryNode)"
+echo "== smoke: scaled down: every request lands on the survivor (held sockets on a removed backend: testServicesFromTheAPIOnEveryNode)"
 kubectl scale deployment/e2e-web --replicas=1
 # The survivor is the one ready endpoint left in the Service's slices (a terminating pod is not ready).
 ready_backends() {
