@@ -72,7 +72,7 @@ let package = Package(
         // Entering network namespaces and writing their sysctls.
         .target(name: "Netns", dependencies: ["CLinux", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system")]),
 
-        // rtnetlink over libmnl: links, veth pairs (born in another netns), addresses, routes, neighbours.
+        // Netlink over libmnl: links, veth pairs (born in another netns), addresses, routes, neighbours; listening sockets (sock_diag).
         .target(name: "Netlink", dependencies: [
             "CLibMNL", "NetAddress", "Netns", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system"),
         ]),
@@ -92,7 +92,7 @@ let package = Package(
 
         // The datapath model: loading and upgrading the programs, endpoints in the maps, attachments, counters.
         .target(name: "Datapath", dependencies: [
-            "BPF", "BPFObjects", "NodeStore", "CDatapathABI", "CLibBPF", "CLinux", "NetAddress", "Netns", "NFTables", "SystemCallSupport",
+            "BPF", "BPFObjects", "NodeStore", "CDatapathABI", "CLibBPF", "CLinux", "NetAddress", "Netlink", "Netns", "NFTables", "SystemCallSupport",
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// libmnl and the rtnetlink UAPI it speaks.
+// libmnl and the netlink UAPIs it speaks: rtnetlink, and sock_diag for listening sockets.
 #include <libmnl/libmnl.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -9,3 +9,5 @@
 #include <linux/neighbour.h>
 #include <linux/veth.h>
 #include <linux/if_arp.h>
+#include <linux/sock_diag.h>
+#include <linux/inet_diag.h>

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Netlink
 import NFTables
 #if canImport(Glibc)
 import Glibc
@@ -14,15 +15,26 @@ public enum KubeProxy {
     public static let healthPort: UInt16 = 10256
 
     /// What shows kube-proxy at work in the caller's network namespace; empty when nothing does.
-    public static func evidence() -> [String] {
-        var found: [String] = []
-        if isListening(onTCPPort: healthPort) { found.append("a listener on kube-proxy's health port \(healthPort)") }
-        return found + NFTables.kubeProxyTraces()
+    public static func evidence() -> [String] { listener() + rules() }
+
+    /// Its health port's listener: one sock_diag dump, cheap enough to look at on every change.
+    public static func listener() -> [String] {
+        isListening(onTCPPort: healthPort) ? ["a listener on kube-proxy's health port \(healthPort)"] : []
     }
 
-    /// Whether a TCP socket listens on `port` in this thread's netns (/proc/thread-self/net/tcp and
-    /// tcp6: "sl local_address rem_address st ...", the port in hex, state 0A for LISTEN).
+    /// Its netfilter rules: listing them runs the nft tool (milliseconds).
+    public static func rules() -> [String] { NFTables.kubeProxyTraces() }
+
+    /// Whether a TCP socket listens on `port` in this thread's netns: asked of sock_diag, or read
+    /// from /proc on a kernel built without it.
     static func isListening(onTCPPort port: UInt16) -> Bool {
+        if let ports = try? NetlinkSocket(.socketDiagnostics).listeningTCPPorts() { return ports.contains(port) }
+        return isListedInProc(onTCPPort: port)
+    }
+
+    /// /proc/thread-self/net/tcp and tcp6: "sl local_address rem_address st ...", the port in hex,
+    /// state 0A for LISTEN.
+    private static func isListedInProc(onTCPPort port: UInt16) -> Bool {
         for table in ["tcp", "tcp6"] {
             guard let file = fopen("/proc/thread-self/net/\(table)", "r") else { continue }
             defer { fclose(file) }

@@ -7,7 +7,18 @@ import SystemPackage
 import Glibc
 #endif
 
-/// An rtnetlink socket, bound to the network namespace of the thread that opened it.
+/// The netlink protocols swiftpath speaks.
+public enum NetlinkProtocol: Sendable {
+    /// rtnetlink: links, addresses, routes, neighbours.
+    case route
+    /// sock_diag: the sockets of the namespace.
+    case socketDiagnostics
+
+    var number: Int32 { self == .route ? NETLINK_ROUTE : NETLINK_SOCK_DIAG }
+}
+
+/// A netlink socket (rtnetlink unless asked otherwise), bound to the network namespace of the
+/// thread that opened it.
 public final class NetlinkSocket {
     private let socket: OpaquePointer
     private let portID: UInt32
@@ -18,9 +29,9 @@ public final class NetlinkSocket {
     /// How often a dump the kernel marked interrupted (the table changed under it) is asked again.
     static let dumpAttempts = 5
 
-    public init() throws(SystemCallError) {
-        guard let socket = mnl_socket_open(NETLINK_ROUTE) else {
-            throw SystemCallError("open rtnetlink socket", .current)
+    public init(_ protocol: NetlinkProtocol = .route) throws(SystemCallError) {
+        guard let socket = mnl_socket_open(`protocol`.number) else {
+            throw SystemCallError("open \(`protocol`) netlink socket", .current)
         }
         var on: Int32 = 1
         // Extended acks carry the kernel's own words for a refusal; capped acks spare it copying
@@ -30,7 +41,7 @@ public final class NetlinkSocket {
               mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
             let errno = Errno.current
             mnl_socket_close(socket)
-            throw SystemCallError("set up rtnetlink socket", errno)
+            throw SystemCallError("set up \(`protocol`) netlink socket", errno)
         }
         self.socket = socket
         self.portID = mnl_socket_get_portid(socket)
@@ -173,7 +184,8 @@ private let collectError: mnl_cb_t = { header, context in
 struct MessageBuilder {
     let header: UnsafeMutablePointer<nlmsghdr>
 
-    /// Reserves the family header (ifinfomsg, ifaddrmsg, rtmsg, ndmsg) and lets `fill` set it.
+    /// Reserves the family header (ifinfomsg, ifaddrmsg, rtmsg, ndmsg, inet_diag_req_v2) and lets
+    /// `fill` set it.
     func family<Header>(_ type: Header.Type, _ fill: (inout Header) -> Void) {
         let raw = mnl_nlmsg_put_extra_header(header, MemoryLayout<Header>.size)!
         fill(&raw.assumingMemoryBound(to: Header.self).pointee)

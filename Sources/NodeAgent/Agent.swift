@@ -34,6 +34,7 @@ public actor Agent {
     private var datapathReady = false
     /// What showed kube-proxy on the node when the conflist was last due; empty when nothing did.
     private var kubeProxyEvidence: [String] = []
+    private var kubeProxyRules: [String] = []
     private var pluginInstalled = false
     private var conflistWritten = false
     /// The uplinks as the last datapath step found them: the conflist's MTU is the first one's.
@@ -98,8 +99,9 @@ public actor Agent {
 
     // MARK: Steps
 
-    /// Steps 1 and 2: the datapath, then the plugin binary.
+    /// Steps 1 and 2: the datapath, then the plugin binary; and a look for kube-proxy's rules.
     private func ensureNodeSetup() async {
+        kubeProxyRules = KubeProxy.rules()
         await step("datapath") { () throws(StepError) in
             try ensureDatapath()
             datapathReady = true
@@ -226,8 +228,11 @@ public actor Agent {
     }
 
     /// kube-proxy's rules never see pod traffic routed in BPF: the node is not made Ready beside it.
+    /// Its rules are listed at start and at each resync, and at every change while it is seen (so
+    /// that its removal is noticed at once); its listener, cheap to find, at every change.
     private func refuseBesideKubeProxy() throws(StepError) {
-        kubeProxyEvidence = KubeProxy.evidence()
+        if !kubeProxyEvidence.isEmpty { kubeProxyRules = KubeProxy.rules() }
+        kubeProxyEvidence = KubeProxy.listener() + kubeProxyRules
         guard kubeProxyEvidence.isEmpty else { throw .kubeProxy(kubeProxyEvidence) }
     }
 

@@ -7,7 +7,7 @@ import SystemCallSupport
 import XCTest
 
 /// The netlink layer against the kernel: refusals carry the kernel's own words, and a socket
-/// that saw one answers its next requests correctly.
+/// that saw one answers its next requests correctly; routes of one protocol; listening sockets.
 final class NetlinkTests: XCTestCase {
     func testRefusalsCarryTheKernelsMessageAndTheSocketStaysUsable() throws {
         let node = try TestNode(self)
@@ -48,5 +48,35 @@ final class NetlinkTests: XCTestCase {
         try netlink.deleteRoute(listed[0])   // already gone: no error
         XCTAssertTrue(try netlink.routes(family: .v4, madeBy: ours).isEmpty)
         XCTAssertTrue(try node.exec("ip", "route", "show", "10.67.0.0/24").contains("via 10.66.0.9"), "the administrator's route stays")
+    }
+
+    /// sock_diag names the ports listened on, IPv4 and IPv6, in its own netns only; a connected
+    /// socket's port is no listener.
+    func testListeningTCPPortsOfTheNamespace() throws {
+        let node = try TestNode(self)
+        try node.exec("ip", "link", "set", "lo", "up")
+        let listeners = Process()
+        listeners.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        listeners.arguments = ["--net=/run/netns/\(node.netns)", "python3", "-c", """
+            import socket, sys
+            v4 = socket.socket(socket.AF_INET); v4.bind(("127.0.0.1", 10257)); v4.listen()
+            v6 = socket.socket(socket.AF_INET6); v6.bind(("::1", 10256)); v6.listen()
+            client = socket.create_connection(("127.0.0.1", 10257))
+            print(client.getsockname()[1], flush=True)
+            sys.stdin.read()
+            """]
+        let output = Pipe(), input = Pipe()
+        listeners.standardOutput = output
+        listeners.standardInput = input
+        try listeners.run()
+        defer { try? input.fileHandleForWriting.close(); listeners.waitUntilExit() }
+        let clientPort = UInt16(String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines))
+
+        let namespace = try NetworkNamespace.open("/run/netns/\(node.netns)")
+        let ports = try namespace.run { () throws(SystemCallError) in try NetlinkSocket(.socketDiagnostics).listeningTCPPorts() }.get()
+        XCTAssertEqual(ports, [10256, 10257], "the node's listeners, and nothing else")
+        XCTAssertNotNil(clientPort)
+        XCTAssertFalse(ports.contains(clientPort ?? 0))
     }
 }
