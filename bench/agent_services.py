@@ -12,9 +12,7 @@ netns' loopback; reads the maps with the bpf() syscall, as often as it can, to s
 Prints one JSON object.
 """
 import ctypes
-import http.client
 import json
-import os
 import platform
 import random
 import socket
@@ -24,12 +22,11 @@ import subprocess
 import sys
 import time
 
+from agent_node import StandIn, cpu_seconds, make_uplink, ready, start_agent, status_kib, wait
+
 agent_binary, plugin, work, store, cgroup = sys.argv[1:6]
 rounds = int(sys.argv[6])
 scales = [int(n) for n in (sys.argv[7] if len(sys.argv) > 7 else "1000,10000").split(",")]
-here = os.path.dirname(os.path.abspath(__file__))
-standin_script = os.path.join(here, "..", "Tests", "Fixtures", "apiserver_standin.py")
-token = "bench-token"
 ENDPOINTS = 10
 
 # The bpf() syscall, for reading the pinned maps (struct layouts: bpf/abi/include/datapath_abi.h).
@@ -78,19 +75,6 @@ def backends_in_maps(services_fd, slots_fd, i):
     return found
 
 
-class Control:
-    """The stand-in's control port over one kept-alive connection."""
-    def __init__(self, port):
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def put(self, path, body):
-        self.connection.request("PUT", path, body=json.dumps(body))
-        response = self.connection.getresponse()
-        response.read()
-        if response.status != 200:
-            raise SystemExit(f"PUT {path}: {response.status}")
-
-
 def service(i):
     return {"metadata": {"name": f"svc-{i}", "namespace": "bench"},
             "spec": {"type": "ClusterIP", "clusterIP": cluster_ip(i), "clusterIPs": [cluster_ip(i)], "ipFamilies": ["IPv4"],
@@ -110,36 +94,6 @@ def addresses_of(i, generation=0):
     # Unique per service and generation, so that a change is one the maps must show.
     base = i * ENDPOINTS + generation * 1_000_000
     return [f"10.{128 + (base + j) // 65536 % 64}.{(base + j) // 256 % 256}.{(base + j) % 256}" for j in range(ENDPOINTS)]
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def memory_kib(pid, field):
-    with open(f"/proc/{pid}/status") as status:
-        return int(next(line for line in status if line.startswith(field + ":")).split()[1])
-
-
-def wait(condition, timeout=600, interval=0.0):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if condition():
-            return time.monotonic() - start
-        if interval:
-            time.sleep(interval)
-    raise SystemExit("timed out")
-
-
-def ready():
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", 9876, timeout=1)
-        connection.request("GET", "/readyz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
 
 
 def percentile(values, fraction):
@@ -192,32 +146,11 @@ def time_restores(full, partials):
     return json.loads(timed.stdout)
 
 
-def sh(*argv):
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-sh("ip", "link", "set", "lo", "up")
-sh("ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1")
-sh("ip", "link", "set", "up1", "up")
-sh("ip", "addr", "add", "10.0.0.1/16", "dev", "up0")
-sh("ip", "link", "set", "up0", "up")
-standin = subprocess.Popen([sys.executable, standin_script, "--tls-dir", work, "--token", token], stdout=subprocess.PIPE, text=True)
+make_uplink()
+standin = StandIn(work)
 agent = None
 try:
-    _, api_port, control_port = standin.stdout.readline().split()
-    with open(os.path.join(work, "kubeconfig"), "w") as config:
-        config.write(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: b, cluster: {{server: "https://127.0.0.1:{api_port}", certificate-authority: {work}/ca.crt}}}}]
-users: [{{name: b, user: {{token: {token}}}}}]
-contexts: [{{name: b, context: {{cluster: b, user: b}}}}]
-current-context: b
-""")
-    control = Control(int(control_port))
-    control.put("/nodes/n0", {"metadata": {"name": "n0"}, "spec": {"podCIDRs": ["10.100.0.0/24"]},
-                              "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]}})
-    for folder in ("bin", "conf"):
-        os.makedirs(f"{work}/{folder}", exist_ok=True)
+    standin.put_node("n0", "10.100.0.0/24", "10.0.0.1")
 
     results = {"endpoints_per_service": ENDPOINTS, "rounds": rounds, "scales": {}}
     current = {}
@@ -226,16 +159,13 @@ current-context: b
         begin = time.monotonic()
         for i in range(loaded, scale):
             current[i] = addresses_of(i)
-            control.put(f"/services/bench/svc-{i}", service(i))
-            control.put(f"/endpointslices/bench/svc-{i}-abcde", endpoint_slice(i, current[i]))
+            standin.put(f"/services/bench/svc-{i}", service(i))
+            standin.put(f"/endpointslices/bench/svc-{i}-abcde", endpoint_slice(i, current[i]))
         put_seconds = time.monotonic() - begin
         figures = {}
         if agent is None:
             started = time.monotonic()
-            agent = subprocess.Popen([agent_binary, "run", "--kubeconfig", f"{work}/kubeconfig", "--node-name", "n0",
-                                      "--cni-bin-dir", f"{work}/bin", "--cni-conf-dir", f"{work}/conf", "--plugin-binary", plugin,
-                                      "--store-root", store, "--device", "up0", "--cgroup-root", cgroup, "--resync-seconds", "3600"],
-                                     stderr=open(f"{work}/agent-services.log", "w"))
+            agent = start_agent(agent_binary, plugin, standin, store, cgroup, f"{work}/agent-services.log")
             wait(ready, interval=0.01)
             services_fd = pinned_map(f"{store}/datapath/sp_services")
             slots_fd = pinned_map(f"{store}/datapath/sp_slots")
@@ -255,8 +185,8 @@ current-context: b
             current[i] = addresses_of(i, generation=round_ + 1)[:1] + current[i][1:]
             wanted = set(current[i])
             begin = time.monotonic()
-            control.put(f"/endpointslices/bench/svc-{i}-abcde", endpoint_slice(i, current[i]))
-            wait(lambda: backends_in_maps(services_fd, slots_fd, i) == wanted)
+            standin.put(f"/endpointslices/bench/svc-{i}-abcde", endpoint_slice(i, current[i]))
+            wait(lambda: backends_in_maps(services_fd, slots_fd, i) == wanted, interval=0)
             latencies.append(time.monotonic() - begin)
         cpu_per_change = (cpu_seconds(agent.pid) - cpu_before) / rounds
         figures["slice_change_to_maps_ms"] = {"p50": round(statistics.median(latencies) * 1000, 2),
@@ -264,8 +194,8 @@ current-context: b
                                               "max": round(max(latencies) * 1000, 2)}
         figures["agent_cpu_ms_per_change"] = round(cpu_per_change * 1000, 2)
         figures["agent_cpu_seconds_total"] = round(cpu_seconds(agent.pid), 2)
-        figures["agent_rss_mib"] = round(memory_kib(agent.pid, "VmRSS") / 1024, 1)
-        figures["agent_peak_rss_mib"] = round(memory_kib(agent.pid, "VmHWM") / 1024, 1)
+        figures["agent_rss_mib"] = round(status_kib(agent.pid, "VmRSS") / 1024, 1)
+        figures["agent_peak_rss_mib"] = round(status_kib(agent.pid, "VmHWM") / 1024, 1)
 
         # The baseline: what kube-proxy's iptables mode would hand iptables-restore.
         entries = sorted(current.items())
@@ -282,5 +212,4 @@ finally:
     if agent:
         agent.kill()
         agent.wait()
-    standin.kill()
-    standin.wait()
+    standin.stop()
