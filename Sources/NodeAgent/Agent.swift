@@ -41,6 +41,8 @@ public actor Agent {
     private var uplinks: [Link] = []
     private var netlinkSocket: NetlinkSocket?
     private var lastNodes: [String: Node] = [:]
+    /// This node as the service table sees it (its name, the addresses node ports answer on).
+    private var serviceNode: ServiceTable.NodeView
 
     public init(settings: AgentSettings, client: KubeClient, logger: Logger) {
         self.settings = settings
@@ -49,6 +51,7 @@ public actor Agent {
         nodes = Reflector(client: client, path: "/api/v1/nodes", logger: logger)
         services = Reflector(client: client, path: "/api/v1/services", logger: logger)
         slices = Reflector(client: client, path: "/apis/discovery.k8s.io/v1/endpointslices", logger: logger)
+        serviceNode = ServiceTable.NodeView(name: settings.nodeName)
     }
 
     /// Ready: the datapath loaded, the conflist written, the watches synced.
@@ -117,11 +120,19 @@ public actor Agent {
         }
     }
 
-    /// Steps 3 and 4, from the API's nodes.
+    /// Steps 3 and 4, from the API's nodes; and this node's addresses for the node ports.
     private func reconcile(_ objects: [String: Node]) async {
         lastNodes = objects
         metrics.nodes.set(to: Double(objects.count))
         metrics.watchSynced.set(to: 1)
+        let view = ServiceTable.NodeView(objects[settings.nodeName], name: settings.nodeName)
+        if view != serviceNode {
+            serviceNode = view
+            if settings.services {
+                pendingServices.formUnion(lastServices.keys)
+                await programServices()
+            }
+        }
         if datapathReady && pluginInstalled {
             await step("conflist") { () throws(StepError) in
                 try refuseBesideKubeProxy()
@@ -162,12 +173,11 @@ public actor Agent {
         let servicesSynced = await services.synced, slicesSynced = await slices.synced
         guard datapathReady, servicesSynced, slicesSynced else { return }
         await step("services") { () throws(StepError) in
-            let nodeName = settings.nodeName
             let changes: ServiceTable.Changes
             if servicesInSync && !verify {
-                changes = serviceTable.refresh(pendingServices, services: lastServices, slices: sliceIndex, nodeName: nodeName)
+                changes = serviceTable.refresh(pendingServices, services: lastServices, slices: sliceIndex, node: serviceNode)
             } else {
-                serviceTable = ServiceTable(services: lastServices, slices: sliceIndex, nodeName: nodeName)
+                serviceTable = ServiceTable(services: lastServices, slices: sliceIndex, node: serviceNode)
                 do throws(BPFError) { changes = try ServicePrograms.programmed(storeRoot: settings.storeRoot).changes(to: serviceTable) } catch {
                     throw .datapath(.bpf(error))
                 }

@@ -35,30 +35,50 @@ struct ServiceTable {
     /// kube-proxy's default for `sessionAffinityConfig.clientIP.timeoutSeconds`.
     static let defaultAffinitySeconds: UInt32 = 10800
 
+    /// The node a table is computed for: its name (for `internalTrafficPolicy: Local`) and the
+    /// addresses its own processes and pods reach node ports on.
+    struct NodeView: Equatable, Sendable {
+        var name: String
+        var addresses: [IPAddress] = []
+
+        /// The Node's InternalIP and ExternalIP addresses. Not the loopback ones: the socket hooks
+        /// run in pods too, where localhost is the pod's own.
+        init(_ node: Node?, name: String) {
+            self.name = name
+            let listed = (node?.status?.addresses ?? []).filter { $0.type == "InternalIP" || $0.type == "ExternalIP" }
+            addresses = Array(Set(listed.compactMap { IPAddress($0.address) })).sorted { $0.description < $1.description }
+        }
+
+        init(name: String, addresses: [IPAddress] = []) {
+            self.name = name
+            self.addresses = addresses
+        }
+    }
+
     init() {}
 
     /// A table of these entries, as they are programmed (no Service to file them under).
     init(programmed entries: [NodeStore.Service: Entry]) { self.entries = entries }
 
-    init(services: [String: KubernetesAPI.Service], slices: SliceIndex, nodeName: String) {
-        _ = refresh(services.keys, services: services, slices: slices, nodeName: nodeName)
+    init(services: [String: KubernetesAPI.Service], slices: SliceIndex, node: NodeView) {
+        _ = refresh(services.keys, services: services, slices: slices, node: node)
     }
 
-    init(services: [String: KubernetesAPI.Service], slices: [String: EndpointSlice], nodeName: String) {
+    init(services: [String: KubernetesAPI.Service], slices: [String: EndpointSlice], node: NodeView) {
         var index = SliceIndex()
         _ = index.update(slices.keys, from: slices)
-        self.init(services: services, slices: index, nodeName: nodeName)
+        self.init(services: services, slices: index, node: node)
     }
 
     /// Recomputes the entries of the Services `keys` names (present in `services` or gone from
     /// it); returns what changed.
     mutating func refresh(_ keys: some Sequence<String>, services: [String: KubernetesAPI.Service], slices: SliceIndex,
-                          nodeName: String) -> Changes {
+                          node: NodeView) -> Changes {
         var set: [NodeStore.Service: Entry] = [:], deleted = Set<NodeStore.Service>()
         for key in keys {
             var fresh: [NodeStore.Service: Entry] = [:], unsupported: [String] = []
             if let service = services[key], Self.isProxied(service) {
-                (fresh, unsupported) = Self.entries(of: service, key: key, slices: slices.slices(of: key), nodeName: nodeName)
+                (fresh, unsupported) = Self.entries(of: service, key: key, slices: slices.slices(of: key), node: node)
             }
             for gone in entriesOf[key] ?? [] where fresh[gone] == nil {
                 entries[gone] = nil
@@ -86,7 +106,7 @@ struct ServiceTable {
 
     /// A Service's entries by kube-proxy's rules, and the ports it has that are not balanced.
     private static func entries(of service: KubernetesAPI.Service, key: String, slices: [EndpointSlice],
-                                nodeName: String) -> ([NodeStore.Service: Entry], [String]) {
+                                node: NodeView) -> ([NodeStore.Service: Entry], [String]) {
         guard let spec = service.spec else { return ([:], []) }
         var entries: [NodeStore.Service: Entry] = [:], unsupported: [String] = []
         let clusterIPs = (spec.clusterIPs ?? spec.clusterIP.map { [$0] } ?? []).compactMap { IPAddress($0) }
@@ -94,8 +114,9 @@ struct ServiceTable {
             + (service.status?.loadBalancer?.ingress ?? []).compactMap { $0.ip.flatMap { IPAddress($0) } }
         let affinity = spec.sessionAffinity == "ClientIP"
             ? UInt32(clamping: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? Int(defaultAffinitySeconds)) : 0
-        // internalTrafficPolicy governs the cluster IPs; traffic to an external address from inside
-        // the cluster goes to every endpoint, as kube-proxy short-circuits it.
+        // internalTrafficPolicy governs the cluster IPs; traffic to an external address or to a
+        // node port from inside the cluster goes to every endpoint, as kube-proxy short-circuits it
+        // (externalTrafficPolicy is for traffic from outside).
         let localOnly = spec.internalTrafficPolicy == "Local"
         for port in spec.ports ?? [] {
             let protocolName = port.protocol ?? "TCP"
@@ -106,8 +127,15 @@ struct ServiceTable {
             }
             for (addresses, local) in [(clusterIPs, localOnly), (externalIPs, false)] {
                 for address in addresses {
-                    let backends = backends(for: port, family: address.family, slices: slices, nodeName: local ? nodeName : nil)
+                    let backends = backends(for: port, family: address.family, slices: slices, nodeName: local ? node.name : nil)
                     entries[NodeStore.Service(address: address, port: number, proto: proto)] = Entry(backends: backends, affinitySeconds: affinity)
+                }
+            }
+            // A node port, on this node's addresses of the Service's families.
+            if let nodePort = port.nodePort.flatMap({ UInt16(exactly: $0) }), nodePort != 0 {
+                for address in node.addresses where clusterIPs.contains(where: { $0.family == address.family }) {
+                    let backends = backends(for: port, family: address.family, slices: slices, nodeName: nil)
+                    entries[NodeStore.Service(address: address, port: nodePort, proto: proto)] = Entry(backends: backends, affinitySeconds: affinity)
                 }
             }
         }

@@ -17,7 +17,7 @@ final class AgentClusterTests: XCTestCase {
 
     private let agentBinary = URL(fileURLWithPath: pluginBinary).deletingLastPathComponent().appendingPathComponent("swiftpath-agent").path
     private func podCIDRs(_ i: Int) -> [String] { ["10.31.\(i).0/24", "fd00:31:\(i)::/64"] }
-    private func internalIPs(_ i: Int) -> [String] { ["10.0.0.\(i)", "fd00:ff::\(i)"] }
+    func internalIPs(_ i: Int) -> [String] { ["10.0.0.\(i)", "fd00:ff::\(i)"] }
     private func binDir(_ i: Int) -> String { "\(folder)/bin\(i)" }
     private func confDir(_ i: Int) -> String { "\(folder)/conf\(i)" }
     func conflist(_ i: Int) -> String { confDir(i) + "/10-swiftpath.conflist" }

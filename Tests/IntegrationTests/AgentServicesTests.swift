@@ -205,6 +205,55 @@ extension AgentClusterTests {
         XCTAssertNotNil(try programmedServices(1)["10.96.0.13:80/tcp"])
     }
 
+    /// Node ports from the node's own processes and from its pods: on the addresses the Node lists,
+    /// both families, TCP and UDP, every endpoint whatever the externalTrafficPolicy (kube-proxy
+    /// short-circuits traffic from inside the cluster); gone when the Service stops being a NodePort.
+    func testNodePortsFromTheNodeAndItsPods() throws {
+        for i in 1...2 { try startAgent(i) }
+        try waitFor("nodes 1 and 2 ready") { (1...2).allSatisfy(ready) }
+        let web = [try addPod(1, "web1"), try addPod(2, "web2")]
+        var servers: [Process] = []
+        addTeardownBlock { for server in servers where server.isRunning { server.terminate(); server.waitUntilExit() } }
+        for (index, pod) in web.enumerated() { servers.append(try startServer(in: pod.path, "lbserver.py", ["8080", "web\(index + 1)"])) }
+        let client = try addPod(2, "client")
+
+        let nodePorts: [[String: Any]] = [["name": "http", "protocol": "TCP", "port": 80, "targetPort": "http", "nodePort": 30080],
+                                          ["name": "dns", "protocol": "UDP", "port": 53, "targetPort": "dns", "nodePort": 30053]]
+        try standIn.putService("default", "np", clusterIPs: ["10.96.0.20", "fd00:96::20"], ports: [("http", "TCP", 80), ("dns", "UDP", 53)],
+                               spec: ["type": "NodePort", "externalTrafficPolicy": "Local", "ports": nodePorts])
+        for (family, addressType) in [(\Pod.v4, "IPv4"), (\Pod.v6, "IPv6")] {
+            try standIn.putEndpointSlice("default", "np-\(addressType.lowercased())", service: "np", addressType: addressType,
+                                         ports: [("http", "TCP", 8080), ("dns", "UDP", 8080)],
+                                         endpoints: [.init(web[0][keyPath: family], node: "node-1"), .init(web[1][keyPath: family], node: "node-2")])
+        }
+        let v4 = web.map { "\($0.v4):8080" }, v6 = web.map { "[\($0.v6)]:8080" }
+        func nodePortEntries(_ i: Int) throws -> [String: [String]] {
+            try programmedServices(i).filter { $0.key.contains(":30080/") || $0.key.contains(":30053/") }
+        }
+        func expected(_ i: Int) -> [String: [String]] {
+            let (address4, address6) = (internalIPs(i)[0], internalIPs(i)[1])
+            return ["\(address4):30080/tcp": v4, "\(address4):30053/udp": v4, "[\(address6)]:30080/tcp": v6, "[\(address6)]:30053/udp": v6]
+        }
+        try waitFor("the node ports on each node's own addresses") { try (1...2).allSatisfy { try nodePortEntries($0) == expected($0) } }
+
+        // From node 1 itself and from a pod on node 2, to their own node's addresses.
+        for (i, netns) in [(1, "/run/netns/\(nodes[0].netns)"), (2, client.path)] {
+            for address in internalIPs(i) {
+                let spread = try ask(node: i, in: netns, "spread", address, "30080", "20")
+                XCTAssertEqual(spread["errors"] as? Int, 0, "node \(i) \(netns) to \(address): \(spread)")
+                XCTAssertGreaterThan(spread["web1"] as? Int ?? 0, 0, "Local does not narrow traffic from inside: \(spread)")
+                XCTAssertGreaterThan(spread["web2"] as? Int ?? 0, 0, "node \(i) \(netns) to \(address): \(spread)")
+            }
+        }
+        let udpPeer = try ask(node: 2, in: client.path, "peer", "udp", internalIPs(2)[1], "30053")
+        XCTAssertEqual(udpPeer["peer"] as? [AnyHashable], [internalIPs(2)[1], 30053] as [AnyHashable], "the reply comes from the node port")
+
+        // A ClusterIP again: the node ports go, the cluster IPs stay.
+        try standIn.putService("default", "np", clusterIPs: ["10.96.0.20", "fd00:96::20"], ports: [("http", "TCP", 80), ("dns", "UDP", 53)])
+        try waitFor("the node ports gone") { try (1...2).allSatisfy { try nodePortEntries($0).isEmpty } }
+        XCTAssertEqual(try programmedServices(1)["10.96.0.20:80/tcp"], v4)
+    }
+
     /// kube-proxy's rules cannot see pod traffic routed in BPF: beside it, the agent does not make
     /// the node Ready and says why; `datapath status` says so too.
     func testNodeWithKubeProxyIsNotMadeReady() throws {

@@ -28,7 +28,7 @@ final class ServiceTableTests: XCTestCase {
     }
 
     private func table(_ services: [(String, APIService)], _ slices: [(String, EndpointSlice)], node: String = "a") -> ServiceTable {
-        ServiceTable(services: Dictionary(uniqueKeysWithValues: services), slices: Dictionary(uniqueKeysWithValues: slices), nodeName: node)
+        ServiceTable(services: Dictionary(uniqueKeysWithValues: services), slices: Dictionary(uniqueKeysWithValues: slices), node: .init(name: node))
     }
 
     private func backends(_ table: ServiceTable, _ key: String) -> [String]? {
@@ -43,6 +43,29 @@ final class ServiceTableTests: XCTestCase {
         XCTAssertEqual(backends(table, "[fd00:96::10]:80/tcp"), ["[fd00:1:1::5]:8080"])
         XCTAssertEqual(backends(table, "198.51.100.7:80/tcp"), ["10.1.1.5:8080", "10.1.2.5:8080"], "external IPs are balanced too")
         XCTAssertEqual(table.entries.count, 3)
+    }
+
+    /// A node port answers on this node's addresses of the Service's families, with every
+    /// endpoint: traffic from the node and its pods is short-circuited, whatever the
+    /// externalTrafficPolicy, as kube-proxy does.
+    func testNodePortsOnTheNodesAddressesOfTheServicesFamilies() {
+        let node = Node(metadata: ObjectMeta(name: "a"), status: .init(addresses: [
+            .init(type: "InternalIP", address: "192.0.2.1"), .init(type: "InternalIP", address: "2001:db8::1"),
+            .init(type: "ExternalIP", address: "198.51.100.1"), .init(type: "Hostname", address: "a.example"),
+        ]))
+        let view = ServiceTable.NodeView(node, name: "a")
+        XCTAssertEqual(view.addresses.map(\.description).sorted(), ["192.0.2.1", "198.51.100.1", "2001:db8::1"], "no hostname, no loopback")
+        let web = service("web", clusterIPs: ["10.96.0.10"], ports: [.init(name: "http", port: 80, nodePort: 30080), .init(name: "plain", port: 81)]) {
+            $0.type = "NodePort"
+            $0.externalTrafficPolicy = "Local"
+        }
+        let table = ServiceTable(services: Dictionary(uniqueKeysWithValues: [web]),
+                                 slices: Dictionary(uniqueKeysWithValues: [slice("web-v4", of: "web", "IPv4", [endpoint("10.1.1.5"), endpoint("10.1.2.5", node: "b")])]),
+                                 node: view)
+        XCTAssertEqual(backends(table, "192.0.2.1:30080/tcp"), ["10.1.1.5:8080", "10.1.2.5:8080"])
+        XCTAssertEqual(backends(table, "198.51.100.1:30080/tcp"), ["10.1.1.5:8080", "10.1.2.5:8080"])
+        XCTAssertNil(backends(table, "[2001:db8::1]:30080/tcp"), "an IPv4-only Service has no node port on IPv6")
+        XCTAssertEqual(table.entries.count, 4, "the cluster IP's two ports and the one node port on two addresses")
     }
 
     func testPortsAreMatchedByNameAndProtocol() {
@@ -119,13 +142,13 @@ final class ServiceTableTests: XCTestCase {
                                                        slice("b-1", of: "b", "IPv4", [endpoint("10.1.1.2")])])
         var index = SliceIndex()
         XCTAssertEqual(index.update(slices.keys, from: slices), ["default/a", "default/b"])
-        var table = ServiceTable(services: services, slices: index, nodeName: "a")
-        XCTAssertTrue(table.refresh(["default/a", "default/b"], services: services, slices: index, nodeName: "a").isEmpty, "nothing moved")
+        var table = ServiceTable(services: services, slices: index, node: .init(name: "a"))
+        XCTAssertTrue(table.refresh(["default/a", "default/b"], services: services, slices: index, node: .init(name: "a")).isEmpty, "nothing moved")
 
         slices["default/b-1"] = slice("b-1", of: "b", "IPv4", [endpoint("10.1.1.2"), endpoint("10.1.1.3")]).1
         let touched = index.update(["default/b-1"], from: slices)
         XCTAssertEqual(touched, ["default/b"])
-        let grown = table.refresh(touched, services: services, slices: index, nodeName: "a")
+        let grown = table.refresh(touched, services: services, slices: index, node: .init(name: "a"))
         XCTAssertEqual(grown.set.map(\.service.description), ["10.96.0.2:80/tcp"], "b's IPv6 entry has no new endpoint")
         XCTAssertEqual(grown.set.first?.entry.backends.map(\.description), ["10.1.1.2:8080", "10.1.1.3:8080"])
         XCTAssertTrue(grown.delete.isEmpty)
@@ -133,15 +156,15 @@ final class ServiceTableTests: XCTestCase {
         slices["default/b-1"] = slice("b-1", of: "a", "IPv4", [endpoint("10.1.1.2")]).1
         let moved = index.update(["default/b-1"], from: slices)
         XCTAssertEqual(moved, ["default/a", "default/b"])
-        let relabelled = table.refresh(moved, services: services, slices: index, nodeName: "a")
+        let relabelled = table.refresh(moved, services: services, slices: index, node: .init(name: "a"))
         XCTAssertEqual(relabelled.set.map(\.service.description), ["10.96.0.1:80/tcp", "10.96.0.2:80/tcp"])
 
         services["default/b"] = nil
-        let gone = table.refresh(["default/b"], services: services, slices: index, nodeName: "a")
+        let gone = table.refresh(["default/b"], services: services, slices: index, node: .init(name: "a"))
         XCTAssertEqual(gone.delete.map(\.description), ["10.96.0.2:80/tcp", "[fd00:96::2]:80/tcp"])
         XCTAssertTrue(gone.set.isEmpty)
         XCTAssertEqual(table.entries.keys.map(\.description), ["10.96.0.1:80/tcp"])
-        XCTAssertTrue(ServiceTable(services: services, slices: slices, nodeName: "a").changes(to: table).isEmpty,
+        XCTAssertTrue(ServiceTable(services: services, slices: slices, node: .init(name: "a")).changes(to: table).isEmpty,
                       "one change at a time ends where a table built from scratch is")
     }
 }
