@@ -37,7 +37,8 @@ extension Datapath {
                 slot += 1
             }
         }
-        try services.upsert(key, sp_service(id: id, slots: slot, flags: 0, affinity_seconds: affinitySeconds))
+        let flags = service.address.isLoopback ? SP_SERVICE_NODE_NETNS_ONLY : 0
+        try services.upsert(key, sp_service(id: id, slots: slot, flags: flags, affinity_seconds: affinitySeconds))
         if let previous { try deleteSlots(previous) }
     }
 

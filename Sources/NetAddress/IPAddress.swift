@@ -57,6 +57,9 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
 
     public var isIPv4: Bool { family == .v4 }
 
+    /// 127.0.0.0/8 or ::1: an address that means the netns it is used in.
+    public var isLoopback: Bool { family == .v4 ? value >> 24 == 127 : value == 1 }
+
     /// The address `offset` places further on, or nil past the end of the family's space.
     public func advanced(by offset: UInt128) -> IPAddress? {
         let (sum, overflow) = value.addingReportingOverflow(offset)

@@ -41,13 +41,15 @@ struct ServiceTable {
         var name: String
         var addresses: [IPAddress] = []
 
-        /// The Node's InternalIP and ExternalIP addresses. Not the loopback ones: the socket hooks
-        /// run in pods too, where localhost is the pod's own.
+        /// The Node's InternalIP and ExternalIP addresses, and localhost of both families (the
+        /// datapath translates loopback addresses for the node's own sockets only).
         init(_ node: Node?, name: String) {
             self.name = name
             let listed = (node?.status?.addresses ?? []).filter { $0.type == "InternalIP" || $0.type == "ExternalIP" }
-            addresses = Array(Set(listed.compactMap { IPAddress($0.address) })).sorted { $0.description < $1.description }
+            addresses = Array(Set(listed.compactMap { IPAddress($0.address) } + Self.localhost)).sorted { $0.description < $1.description }
         }
+
+        static let localhost = [IPAddress("127.0.0.1")!, IPAddress("::1")!]
 
         init(name: String, addresses: [IPAddress] = []) {
             self.name = name

@@ -205,8 +205,8 @@ extension AgentClusterTests {
         XCTAssertNotNil(try programmedServices(1)["10.96.0.13:80/tcp"])
     }
 
-    /// Node ports from the node's own processes and from its pods: on the addresses the Node lists,
-    /// both families, TCP and UDP, every endpoint whatever the externalTrafficPolicy (kube-proxy
+    /// Node ports from the node's own processes and from its pods: on the addresses the Node lists
+    /// and on the node's localhost, both families, TCP and UDP, every endpoint whatever the externalTrafficPolicy (kube-proxy
     /// short-circuits traffic from inside the cluster); gone when the Service stops being a NodePort.
     func testNodePortsFromTheNodeAndItsPods() throws {
         for i in 1...2 { try startAgent(i) }
@@ -232,7 +232,8 @@ extension AgentClusterTests {
         }
         func expected(_ i: Int) -> [String: [String]] {
             let (address4, address6) = (internalIPs(i)[0], internalIPs(i)[1])
-            return ["\(address4):30080/tcp": v4, "\(address4):30053/udp": v4, "[\(address6)]:30080/tcp": v6, "[\(address6)]:30053/udp": v6]
+            return ["\(address4):30080/tcp": v4, "\(address4):30053/udp": v4, "[\(address6)]:30080/tcp": v6, "[\(address6)]:30053/udp": v6,
+                    "127.0.0.1:30080/tcp": v4, "127.0.0.1:30053/udp": v4, "[::1]:30080/tcp": v6, "[::1]:30053/udp": v6]
         }
         try waitFor("the node ports on each node's own addresses") { try (1...2).allSatisfy { try nodePortEntries($0) == expected($0) } }
 
@@ -244,6 +245,14 @@ extension AgentClusterTests {
                 XCTAssertGreaterThan(spread["web1"] as? Int ?? 0, 0, "Local does not narrow traffic from inside: \(spread)")
                 XCTAssertGreaterThan(spread["web2"] as? Int ?? 0, 0, "node \(i) \(netns) to \(address): \(spread)")
             }
+        }
+        // localhost is the node's in the node, the pod's in a pod.
+        _ = try shell(["nsenter", "--net=\(client.path)", "ip", "link", "set", "lo", "up"])   // as a runtime brings it up
+        for address in ["127.0.0.1", "::1"] {
+            let spread = try ask(node: 1, in: "/run/netns/\(nodes[0].netns)", "spread", address, "30080", "20")
+            XCTAssertEqual(spread["errors"] as? Int, 0, "node 1 to \(address): \(spread)")
+            XCTAssertGreaterThan(spread["web2"] as? Int ?? 0, 0, "node 1 to \(address): \(spread)")
+            XCTAssertEqual(try ask(node: 2, in: client.path, "errno", address, "30080")["errno"] as? String, "ECONNREFUSED")
         }
         let udpPeer = try ask(node: 2, in: client.path, "peer", "udp", internalIPs(2)[1], "30053")
         XCTAssertEqual(udpPeer["peer"] as? [AnyHashable], [internalIPs(2)[1], 30053] as [AnyHashable], "the reply comes from the node port")

@@ -25,9 +25,9 @@ final class SocketLBTests: XCTestCase {
         _ = try node.add("ctr-client", pod: client)
     }
 
-    /// Runs lbclient.py in the client pod, inside the node's cgroup (or outside it).
-    private func ask(_ arguments: String..., inCgroup: Bool = true) throws -> [String: Any] {
-        let command = "exec nsenter --net=\(client) python3 \(testScript("lbclient.py")) " + arguments.joined(separator: " ")
+    /// Runs lbclient.py in the client pod (or in `netns`), inside the node's cgroup (or outside it).
+    private func ask(_ arguments: String..., in netns: String? = nil, inCgroup: Bool = true) throws -> [String: Any] {
+        let command = "exec nsenter --net=\(netns ?? client) python3 \(testScript("lbclient.py")) " + arguments.joined(separator: " ")
         let shell = inCgroup ? "echo $$ > \(node.cgroup)/cgroup.procs && " + command : command
         let result = try runProcess(["sh", "-c", shell])
         XCTAssertEqual(result.status, 0, result.stderr)
@@ -106,6 +106,19 @@ final class SocketLBTests: XCTestCase {
         XCTAssertTrue(try ask("errno", "10.96.0.10", "80")["errno"] is NSNull)
         XCTAssertFalse(try ask("errno", "10.96.0.10", "80", inCgroup: false)["errno"] is NSNull,
                        "outside the cgroup the VIP is just an address nobody has")
+    }
+
+    /// A loopback service address is the node's own: the node's sockets are translated, while in a
+    /// pod localhost stays the pod's.
+    func testLoopbackServicesAreTheNodesOnly() throws {
+        try cli("service", "set", "127.0.0.1:30080/tcp", backends[0].v4 + ":8080")
+        try cli("service", "set", "[::1]:30080/tcp", "[\(backends[1].v6)]:8080")
+        let nodeNetns = "/run/netns/\(node.netns)"
+        _ = try shell(["nsenter", "--net=\(client)", "ip", "link", "set", "lo", "up"])   // as a runtime brings it up
+        XCTAssertEqual(try ask("peer", "tcp", "127.0.0.1", "30080", in: nodeNetns)["answer"] as? String, "be1")
+        XCTAssertEqual(try ask("peer", "tcp", "::1", "30080", in: nodeNetns)["peer"] as? [AnyHashable], ["::1", 30080] as [AnyHashable])
+        XCTAssertEqual(try ask("errno", "127.0.0.1", "30080")["errno"] as? String, "ECONNREFUSED", "nothing listens on the pod's own localhost")
+        XCTAssertEqual(try ask("errno", "::1", "30080")["errno"] as? String, "ECONNREFUSED")
     }
 
     func testWeightsAndReplacement() throws {

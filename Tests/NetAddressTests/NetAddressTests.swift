@@ -24,6 +24,11 @@ final class NetAddressTests: XCTestCase {
         XCTAssertLessThan(try XCTUnwrap(IPAddress("255.255.255.255")), try XCTUnwrap(IPAddress("::")), "IPv4 sorts first")
     }
 
+    func testLoopbackAddresses() {
+        for text in ["127.0.0.1", "127.255.0.9", "::1"] { XCTAssertTrue(IPAddress(text)!.isLoopback, text) }
+        for text in ["128.0.0.1", "10.127.0.1", "::", "::2", "::ffff:127.0.0.1", "fe80::1"] { XCTAssertFalse(IPAddress(text)!.isLoopback, text) }
+    }
+
     func testPrefixes() throws {
         let prefix = try XCTUnwrap(IPPrefix("10.1.2.77/24"))
         XCTAssertEqual(prefix.network.description, "10.1.2.0")

@@ -54,7 +54,8 @@ final class ServiceTableTests: XCTestCase {
             .init(type: "ExternalIP", address: "198.51.100.1"), .init(type: "Hostname", address: "a.example"),
         ]))
         let view = ServiceTable.NodeView(node, name: "a")
-        XCTAssertEqual(view.addresses.map(\.description).sorted(), ["192.0.2.1", "198.51.100.1", "2001:db8::1"], "no hostname, no loopback")
+        XCTAssertEqual(view.addresses.map(\.description).sorted(), ["127.0.0.1", "192.0.2.1", "198.51.100.1", "2001:db8::1", "::1"],
+                       "no hostname; localhost of both families")
         let web = service("web", clusterIPs: ["10.96.0.10"], ports: [.init(name: "http", port: 80, nodePort: 30080), .init(name: "plain", port: 81)]) {
             $0.type = "NodePort"
             $0.externalTrafficPolicy = "Local"
@@ -64,8 +65,10 @@ final class ServiceTableTests: XCTestCase {
                                  node: view)
         XCTAssertEqual(backends(table, "192.0.2.1:30080/tcp"), ["10.1.1.5:8080", "10.1.2.5:8080"])
         XCTAssertEqual(backends(table, "198.51.100.1:30080/tcp"), ["10.1.1.5:8080", "10.1.2.5:8080"])
+        XCTAssertEqual(backends(table, "127.0.0.1:30080/tcp"), ["10.1.1.5:8080", "10.1.2.5:8080"])
         XCTAssertNil(backends(table, "[2001:db8::1]:30080/tcp"), "an IPv4-only Service has no node port on IPv6")
-        XCTAssertEqual(table.entries.count, 4, "the cluster IP's two ports and the one node port on two addresses")
+        XCTAssertNil(backends(table, "[::1]:30080/tcp"))
+        XCTAssertEqual(table.entries.count, 5, "the cluster IP's two ports and the one node port on three addresses")
     }
 
     func testPortsAreMatchedByNameAndProtocol() {

@@ -20,7 +20,7 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, const struct sp_
 	struct sp_service *service = bpf_map_lookup_elem(&sp_services, key);
 	__u64 netns = bpf_get_netns_cookie(ctx);
 
-	if (!service || skip_netns(netns))
+	if (!service || skip_netns(netns, service))
 		return -1;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 	__u32 affinity_seconds = service->affinity_seconds;

@@ -35,13 +35,19 @@ struct {
 	__uint(max_entries, 1);
 } sp_lb SEC(".maps") __weak;
 
-/* Sockets of the node's own netns are left alone when the config says so. */
-static __always_inline int skip_netns(__u64 netns_cookie)
+/* Whether `service` is not for a socket of this netns: a loopback one everywhere but in the node's
+ * own netns, where the others are left alone when the config says so. */
+static __always_inline int skip_netns(__u64 netns_cookie, const struct sp_service *service)
 {
 	__u32 zero = 0;
 	struct sp_lb_config *config = bpf_map_lookup_elem(&sp_lb, &zero);
+	int node_only = (service->flags & SP_SERVICE_NODE_NETNS_ONLY) != 0;
 
-	return config && (config->flags & SP_LB_SKIP_HOST_NETNS) && config->host_netns_cookie == netns_cookie;
+	if (!config)
+		return node_only;
+	if (config->host_netns_cookie != netns_cookie)
+		return node_only;
+	return !node_only && (config->flags & SP_LB_SKIP_HOST_NETNS);
 }
 
 /* Socket and backend -> service, for every socket the hooks translated; a connected socket's entry

@@ -85,6 +85,9 @@ enum sp_path {
  * the slots under a fresh id, then swaps the service entry: a connect sees all the old set or all
  * the new one. */
 #define SP_LB_SKIP_HOST_NETNS (1u << 0)
+/* A service on a loopback address: localhost is the node only in the node's own netns (in a pod
+ * it is the pod), so only the node's sockets are translated. */
+#define SP_SERVICE_NODE_NETNS_ONLY (1u << 0)
 
 /* How the socket hooks behave node-wide. */
 struct sp_lb_config {
@@ -103,7 +106,7 @@ struct sp_service_key {
 struct sp_service {
 	__u32 id;
 	__u32 slots;		/* 0: no live backend, connect and sendmsg fail with ECONNREFUSED */
-	__u32 flags;
+	__u32 flags;		/* SP_SERVICE_* */
 	__u32 affinity_seconds;	/* per-client affinity: a client (netns) keeps its backend this long; 0: none */
 };
 
