@@ -34,6 +34,7 @@ public actor Agent {
     private var datapathReady = false
     /// What showed kube-proxy on the node when the conflist was last due; empty when nothing did.
     private var kubeProxyEvidence: [String] = []
+    /// kube-proxy's rules as last listed (listing runs nft: not at every change).
     private var kubeProxyRules: [String] = []
     private var pluginInstalled = false
     private var conflistWritten = false
