@@ -128,10 +128,11 @@ let package = Package(
         ]),
 
         // The node agent: node-wide state from the Kubernetes API (datapath, plugin binary,
-        // conflist, routes to other nodes' pods), health and metrics.
+        // conflist, routes to other nodes' pods, the services), health and metrics.
         .target(name: "NodeAgent", dependencies: [
             "BPF", "Datapath", "KubernetesAPI", "NetAddress", "Netlink", "NodeStore", "SystemCallSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -121,10 +121,13 @@ public struct Service: KubeObject {
         /// Cluster (the default) or Local.
         public var internalTrafficPolicy: String?
         public var externalTrafficPolicy: String?
+        /// With externalTrafficPolicy Local on a LoadBalancer: where each node tells load balancers
+        /// whether it has a local endpoint.
+        public var healthCheckNodePort: Int?
 
         public init(type: String? = nil, clusterIP: String? = nil, clusterIPs: [String]? = nil, externalIPs: [String]? = nil,
                     ports: [Port]? = nil, sessionAffinity: String? = nil, sessionAffinityConfig: SessionAffinityConfig? = nil,
-                    internalTrafficPolicy: String? = nil, externalTrafficPolicy: String? = nil) {
+                    internalTrafficPolicy: String? = nil, externalTrafficPolicy: String? = nil, healthCheckNodePort: Int? = nil) {
             self.type = type
             self.clusterIP = clusterIP
             self.clusterIPs = clusterIPs
@@ -134,6 +137,7 @@ public struct Service: KubeObject {
             self.sessionAffinityConfig = sessionAffinityConfig
             self.internalTrafficPolicy = internalTrafficPolicy
             self.externalTrafficPolicy = externalTrafficPolicy
+            self.healthCheckNodePort = healthCheckNodePort
         }
     }
 

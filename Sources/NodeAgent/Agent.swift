@@ -44,6 +44,7 @@ public actor Agent {
     private var lastNodes: [String: Node] = [:]
     /// This node as the service table sees it (its name, the addresses node ports answer on).
     private var serviceNode: ServiceTable.NodeView
+    private let healthCheckNodePorts: HealthCheckNodePorts
 
     public init(settings: AgentSettings, client: KubeClient, logger: Logger) {
         self.settings = settings
@@ -53,6 +54,7 @@ public actor Agent {
         services = Reflector(client: client, path: "/api/v1/services", logger: logger)
         slices = Reflector(client: client, path: "/apis/discovery.k8s.io/v1/endpointslices", logger: logger)
         serviceNode = ServiceTable.NodeView(name: settings.nodeName)
+        healthCheckNodePorts = HealthCheckNodePorts(logger: logger)
     }
 
     /// Ready: the datapath loaded, the conflist written, the watches synced.
@@ -169,7 +171,7 @@ public actor Agent {
     /// Step 5, once both watches have listed: the services the API calls for. A change recomputes
     /// and writes the Services it touched; the first time, after a failure and at each resync
     /// (`verify`), the whole table is compared with the maps as they are. Sockets still aimed at a
-    /// backend that left are terminated.
+    /// backend that left are terminated. Then the health check node ports follow the table.
     private func programServices(verify: Bool = false) async {
         let servicesSynced = await services.synced, slicesSynced = await slices.synced
         guard datapathReady, servicesSynced, slicesSynced else { return }
@@ -206,6 +208,7 @@ public actor Agent {
             reportedUnsupported = unsupported
             metrics.unbalancedPorts.set(to: Double(unsupported.count))
         }
+        await healthCheckNodePorts.update(serviceTable.healthChecks)
     }
 
     /// The agent's one rtnetlink socket, opened when first needed.

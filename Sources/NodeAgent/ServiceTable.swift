@@ -13,6 +13,14 @@ struct ServiceTable {
         var affinitySeconds: UInt32
     }
 
+    /// What a Service's health check node port answers (externalTrafficPolicy Local): whether
+    /// this node has an endpoint of it.
+    struct HealthCheck: Equatable, Sendable {
+        var namespace: String
+        var name: String
+        var localEndpoints: Int
+    }
+
     /// What to write to the maps: services to set (new or changed) and to delete.
     struct Changes {
         var set: [(service: NodeStore.Service, entry: Entry)] = []
@@ -28,7 +36,15 @@ struct ServiceTable {
     /// Ports each Service has that swiftpath does not balance (SCTP), as "namespace/name:port/SCTP".
     private var unsupportedOf: [String: [String]] = [:]
 
+    /// The health check node port of each Service (namespace/name) that has one.
+    private var healthCheckOf: [String: (port: UInt16, check: HealthCheck)] = [:]
+
     var unsupported: [String] { unsupportedOf.values.flatMap { $0 }.sorted() }
+
+    /// What each health check node port answers.
+    var healthChecks: [UInt16: HealthCheck] {
+        Dictionary(healthCheckOf.values.map { ($0.port, $0.check) }) { first, _ in first }
+    }
 
     /// The label by which another proxy claims a Service.
     static let serviceProxyNameLabel = "service.kubernetes.io/service-proxy-name"
@@ -93,6 +109,7 @@ struct ServiceTable {
             }
             entriesOf[key] = fresh.isEmpty ? nil : Array(fresh.keys)
             unsupportedOf[key] = unsupported.isEmpty ? nil : unsupported
+            healthCheckOf[key] = services[key].flatMap { Self.healthCheck(of: $0, slices: slices.slices(of: key), node: node) }
         }
         return Changes(set: set.sorted { $0.key.description < $1.key.description }.map { ($0.key, $0.value) },
                        delete: deleted.sorted { $0.description < $1.description })
@@ -142,6 +159,21 @@ struct ServiceTable {
             }
         }
         return (entries, unsupported)
+    }
+
+    /// A Service's health check node port, when it has one (externalTrafficPolicy Local), with the
+    /// number of ready endpoints on this node in the family of its first cluster IP.
+    static func healthCheck(of service: KubernetesAPI.Service, slices: [EndpointSlice], node: NodeView) -> (port: UInt16, check: HealthCheck)? {
+        guard isProxied(service), let spec = service.spec, spec.externalTrafficPolicy == "Local",
+              let port = spec.healthCheckNodePort.flatMap({ UInt16(exactly: $0) }), port != 0 else { return nil }
+        let primary = (spec.clusterIPs?.first ?? spec.clusterIP).flatMap { IPAddress($0) }?.family ?? .v4
+        var local = Set<String>()
+        for slice in slices where slice.addressType == (primary == .v4 ? "IPv4" : "IPv6") {
+            for endpoint in slice.endpoints ?? [] where endpoint.nodeName == node.name && endpoint.conditions?.ready ?? true {
+                if let address = endpoint.addresses.first { local.insert(address) }
+            }
+        }
+        return (port, HealthCheck(namespace: service.metadata.namespace ?? "", name: service.metadata.name, localEndpoints: local.count))
     }
 
     /// kube-proxy's choice of endpoints for one Service port and family: slice ports matched by

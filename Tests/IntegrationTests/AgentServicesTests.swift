@@ -257,6 +257,30 @@ extension AgentClusterTests {
         let udpPeer = try ask(node: 2, in: client.path, "peer", "udp", internalIPs(2)[1], "30053")
         XCTAssertEqual(udpPeer["peer"] as? [AnyHashable], [internalIPs(2)[1], 30053] as [AnyHashable], "the reply comes from the node port")
 
+        // A health check node port, as a load balancer probes it from outside: 200 on the node
+        // with a ready endpoint, 503 on the other, as kube-proxy answers.
+        try standIn.putService("default", "lb", clusterIPs: ["10.96.0.21"], ports: [("http", "TCP", 80)],
+                               spec: ["type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 32000])
+        try standIn.putEndpointSlice("default", "lb-ipv4", service: "lb", addressType: "IPv4", ports: [("http", "TCP", 8080)],
+                                     endpoints: [.init(web[0].v4, node: "node-1"), .init(web[1].v4, node: "node-2", ready: false, terminating: true)])
+        func probe(_ i: Int) throws -> (status: String, body: [String: Any]) {
+            let answer = try runProcess(["nsenter", "--net=/run/netns/\(nodes[2].netns)", "curl", "-s", "-m", "2", "-w", "\n%{http_code}",
+                                         "http://\(internalIPs(i)[0]):32000/"]).stdout
+            // The body, then the status on a line of its own ("000": no connection, no body).
+            let lines = answer.split(separator: "\n", omittingEmptySubsequences: false)
+            let body = lines.count == 2 && !lines[0].isEmpty ? try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any] : nil
+            return (lines.last.map(String.init) ?? "", body ?? [:])
+        }
+        try waitFor("the health check node port served") { try probe(1).status == "200" && probe(2).status == "503" }
+        XCTAssertEqual(try probe(1).body["localEndpoints"] as? Int, 1)
+        XCTAssertEqual(try probe(2).body["localEndpoints"] as? Int, 0)
+        XCTAssertEqual(try probe(1).body["service"] as? [String: String], ["namespace": "default", "name": "lb"])
+        try standIn.putEndpointSlice("default", "lb-ipv4", service: "lb", addressType: "IPv4", ports: [("http", "TCP", 8080)],
+                                     endpoints: [.init(web[0].v4, node: "node-1"), .init(web[1].v4, node: "node-2")])
+        try waitFor("node 2 healthy once its endpoint is ready") { try probe(2).status == "200" }
+        try standIn.deleteService("default", "lb")
+        try waitFor("the port closed with the Service") { try (1...2).allSatisfy { try probe($0).status == "000" } }
+
         // A ClusterIP again: the node ports go, the cluster IPs stay.
         try standIn.putService("default", "np", clusterIPs: ["10.96.0.20", "fd00:96::20"], ports: [("http", "TCP", 80), ("dns", "UDP", 53)])
         try waitFor("the node ports gone") { try (1...2).allSatisfy { try nodePortEntries($0).isEmpty } }

@@ -71,6 +71,23 @@ final class ServiceTableTests: XCTestCase {
         XCTAssertEqual(table.entries.count, 5, "the cluster IP's two ports and the one node port on three addresses")
     }
 
+    /// A health check node port for a Service with externalTrafficPolicy Local counts this node's
+    /// ready endpoints of the Service's first family; other Services have none.
+    func testHealthCheckNodePortsCountTheNodesReadyEndpoints() {
+        let local = service("lb", clusterIPs: ["10.96.0.30", "fd00:96::30"]) {
+            $0.type = "LoadBalancer"
+            $0.externalTrafficPolicy = "Local"
+            $0.healthCheckNodePort = 32000
+        }
+        let cluster = service("other", clusterIPs: ["10.96.0.31"]) { $0.type = "LoadBalancer"; $0.healthCheckNodePort = 32001 }
+        let slices = [slice("lb-v4", of: "lb", "IPv4", [endpoint("10.1.1.5"), endpoint("10.1.1.6", ready: false, serving: true, terminating: true),
+                                                        endpoint("10.1.2.5", node: "b")]),
+                      slice("lb-v6", of: "lb", "IPv6", [endpoint("fd00:1:1::5"), endpoint("fd00:1:1::6")])]
+        XCTAssertEqual(table([local, cluster], slices).healthChecks,
+                       [32000: .init(namespace: "default", name: "lb", localEndpoints: 1)], "node a: its one ready IPv4 endpoint")
+        XCTAssertEqual(table([local], slices, node: "c").healthChecks[32000]?.localEndpoints, 0, "node c has none")
+    }
+
     func testPortsAreMatchedByNameAndProtocol() {
         let ports: [APIService.Port] = [.init(name: "dns", protocol: "UDP", port: 53), .init(name: "dns-tcp", protocol: "TCP", port: 53)]
         let table = table([service("dns", clusterIPs: ["10.96.0.10"], ports: ports)],
