@@ -28,14 +28,9 @@ podman --runtime runc run --rm --network none --ulimit nofile=1024:1024 --ulimit
   -v "$work/host-cni-bin:/host/opt/cni/bin" "$tag" install --cni-bin-dir /host/opt/cni/bin --plugin-binary /usr/local/bin/swiftpath
 test -x "$work/host-cni-bin/swiftpath"
 
-ip netns add "$id-node"
-ip netns add "$id-pod"
-ip -n "$id-node" link set lo up
-ip -n "$id-node" addr add 192.0.2.1/32 dev lo   # the node's address: the source of its pings to the pod
-cat > "$work/conf.json" <<JSON
-{"cniVersion":"1.0.0","name":"$id","type":"swiftpath","bpffsRoot":"$store","devices":[],
- "socketLB":{"enabled":false},"ipam":{"type":"swiftpath","ranges":[{"subnet":"10.77.0.0/24"}]}}
-JSON
+# shellcheck source=scripts/plugin-node.sh
+source "$(dirname "$0")/plugin-node.sh"
+make_plugin_node "$id" "$work" "$store" 10.77.0.0/24
 result=$(CNI_COMMAND=ADD CNI_CONTAINERID="$id" CNI_NETNS="/run/netns/$id-pod" CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \
   nsenter --net="/run/netns/$id-node" "$work/host-cni-bin/swiftpath" < "$work/conf.json")
 address=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["ips"][0]["address"].split("/")[0])' <<<"$result")

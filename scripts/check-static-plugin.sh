@@ -38,14 +38,9 @@ fi
 bare="$work/bare-root"
 mkdir -p "$bare"/{proc,sys,dev,run/netns,tmp}
 
-ip netns add "$id-node"
-ip netns add "$id-pod"
-ip -n "$id-node" link set lo up
-ip -n "$id-node" addr add 192.0.2.1/32 dev lo   # the node's address: the source of its pings to the pod
-cat > "$work/conf.json" <<JSON
-{"cniVersion":"1.0.0","name":"$id","type":"swiftpath","bpffsRoot":"$store","devices":[],
- "socketLB":{"enabled":false},"ipam":{"type":"swiftpath","ranges":[{"subnet":"10.78.0.0/24"}]}}
-JSON
+# shellcheck source=scripts/plugin-node.sh
+source "$(dirname "$0")/plugin-node.sh"
+make_plugin_node "$id" "$work" "$store" 10.78.0.0/24
 
 # Runs the plugin as a runtime would (CNI_COMMAND, the config on stdin), chrooted into $1, in the
 # node's netns. The host's /proc, /sys (bpffs with it), /dev and /run/netns are bound into the root
