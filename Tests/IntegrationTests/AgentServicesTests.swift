@@ -36,6 +36,17 @@ extension AgentClusterTests {
     /// The agent's count of services it set or deleted in the maps since it started.
     func serviceWrites(_ i: Int) throws -> Double { try agentMetric(i, "swiftpath_agent_service_writes_total") }
 
+    /// Backend pods web1 on node 1 and web2 on node 2, each answering on 8080 (TCP and UDP) with
+    /// its name; stopped when the test ends.
+    func webBackends() throws -> [Pod] {
+        let web = [try addPod(1, "web1"), try addPod(2, "web2")]
+        for (index, pod) in web.enumerated() {
+            let server = try startServer(in: pod.path, "lbserver.py", ["8080", "web\(index + 1)"])
+            addTeardownBlock { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        }
+        return web
+    }
+
     /// `lbclient.py hold`: connections opened now, used again after `release()`.
     final class Holder {
         private let process = Process()
@@ -75,10 +86,7 @@ extension AgentClusterTests {
         try waitFor("every node ready (datapath, plugin, conflist, watches)") { (1...3).allSatisfy(ready) }
 
         // Backends on nodes 1 and 2, a client pod on each node.
-        let web = [try addPod(1, "web1"), try addPod(2, "web2")]
-        var servers: [Process] = []
-        addTeardownBlock { for server in servers where server.isRunning { server.terminate(); server.waitUntilExit() } }
-        for (index, pod) in web.enumerated() { servers.append(try startServer(in: pod.path, "lbserver.py", ["8080", "web\(index + 1)"])) }
+        let web = try webBackends()
         let clients = try (1...3).map { try addPod($0, "client") }
         let nodeNetns = { (i: Int) in "/run/netns/\(self.nodes[i - 1].netns)" }
 
@@ -206,15 +214,13 @@ extension AgentClusterTests {
     }
 
     /// Node ports from the node's own processes and from its pods: on the addresses the Node lists
-    /// and on the node's localhost, both families, TCP and UDP, every endpoint whatever the externalTrafficPolicy (kube-proxy
-    /// short-circuits traffic from inside the cluster); gone when the Service stops being a NodePort.
+    /// and on the node's localhost, both families, TCP and UDP, every endpoint whatever the
+    /// externalTrafficPolicy (kube-proxy short-circuits traffic from inside the cluster); gone when
+    /// the Service stops being a NodePort. A health check node port answers as kube-proxy's does.
     func testNodePortsFromTheNodeAndItsPods() throws {
         for i in 1...2 { try startAgent(i) }
         try waitFor("nodes 1 and 2 ready") { (1...2).allSatisfy(ready) }
-        let web = [try addPod(1, "web1"), try addPod(2, "web2")]
-        var servers: [Process] = []
-        addTeardownBlock { for server in servers where server.isRunning { server.terminate(); server.waitUntilExit() } }
-        for (index, pod) in web.enumerated() { servers.append(try startServer(in: pod.path, "lbserver.py", ["8080", "web\(index + 1)"])) }
+        let web = try webBackends()
         let client = try addPod(2, "client")
 
         let nodePorts: [[String: Any]] = [["name": "http", "protocol": "TCP", "port": 80, "targetPort": "http", "nodePort": 30080],
