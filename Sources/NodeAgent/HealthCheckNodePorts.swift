@@ -14,6 +14,8 @@ final class HealthCheckNodePorts: Sendable {
     private struct State {
         var checks: [UInt16: ServiceTable.HealthCheck] = [:]
         var listeners: [UInt16: any Channel] = [:]
+        /// Ports an update is opening now: another update running meanwhile leaves them to it.
+        var opening: Set<UInt16> = []
     }
 
     private let state = NIOLockedValueBox(State())
@@ -28,26 +30,27 @@ final class HealthCheckNodePorts: Sendable {
             state.checks = checks
             let closing = state.listeners.filter { checks[$0.key] == nil }
             for port in closing.keys { state.listeners[port] = nil }
-            return (checks.keys.filter { state.listeners[$0] == nil }.sorted(), Array(closing.values))
+            let opening = checks.keys.filter { state.listeners[$0] == nil && !state.opening.contains($0) }.sorted()
+            state.opening.formUnion(opening)
+            return (opening, Array(closing.values))
         }
         for channel in closing { try? await channel.close() }
         for port in opening {
             do {
                 let channel = try await listen(on: port)
                 let kept = state.withLockedValue { state -> Bool in
+                    state.opening.remove(port)
                     guard state.checks[port] != nil else { return false }
                     state.listeners[port] = channel
                     return true
                 }
                 if !kept { try? await channel.close() }
             } catch {
+                _ = state.withLockedValue { $0.opening.remove(port) }
                 logger.error("health check node port not served", metadata: ["port": "\(port)", "error": "\(error)"])
             }
         }
     }
-
-    /// The ports served now.
-    var ports: [UInt16] { state.withLockedValue { $0.listeners.keys.sorted() } }
 
     /// Every address of both families; IPv4 alone where the node has no IPv6.
     private func listen(on port: UInt16) async throws -> any Channel {
