@@ -32,7 +32,7 @@ for object in bpf/datapath bpf/terminate.c; do
     describe "$work/$name.$arch.o" >"$work/$name.$arch.txt"
     if ! cmp -s "$work/$name.txt" "$work/$name.$arch.txt"; then
       echo "BPF object $name differs when built with the $arch UAPI headers:" >&2
-      diff "$work/$name.txt" "$work/$name.$arch.txt" | head -20 >&2
+      diff "$work/$name.txt" "$work/$name.$arch.txt" | awk 'NR <= 20' >&2
       exit 1
     fi
   done

@@ -23,7 +23,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if readelf -l "$plugin" | grep -q 'INTERP' || readelf -d "$plugin" | grep -q 'NEEDED'; then
+# grep reads to the end (no -q): under pipefail a writer cut off early would fail the pipeline.
+if readelf -l "$plugin" | grep 'INTERP' >/dev/null || readelf -d "$plugin" | grep 'NEEDED' >/dev/null; then
   echo "static plugin: $plugin asks for a program interpreter or shared libraries:" >&2
   readelf -d "$plugin" | grep NEEDED >&2 || true
   exit 1
@@ -57,14 +58,14 @@ run_in_root() {
 
 for root in "$debian11" "$bare"; do
   case $root in
-    "$debian11") name="Debian 11 ($(cat "$debian11/etc/debian_version"), $(chroot "$debian11" ldd --version | head -1 | awk '{print "glibc " $NF}'))" ;;
+    "$debian11") name="Debian 11 ($(cat "$debian11/etc/debian_version"), $(chroot "$debian11" ldd --version | awk 'NR == 1 {print "glibc " $NF}'))" ;;
     *) name="a root holding nothing but the plugin (no libc, no loader)" ;;
   esac
   result=$(run_in_root "$root" ADD)
   address=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["ips"][0]["address"].split("/")[0])' <<<"$result")
   nsenter --net="/run/netns/$id-node" ping -c 1 -W 2 "$address" >/dev/null
   run_in_root "$root" DEL
-  if ip -n "$id-node" -o link show type veth | grep -q .; then
+  if [ -n "$(ip -n "$id-node" -o link show type veth)" ]; then
     echo "static plugin: DEL from $name left a veth behind" >&2
     exit 1
   fi
