@@ -18,8 +18,8 @@ extension Datapath {
             if before == nil { before = try programmedBackends(service) }
             try store.recordService(service, backends: backends, affinitySeconds: affinitySeconds)
             try program(service, backends: backends, affinitySeconds: affinitySeconds)
-            let staying = Set(backends.map { "\($0.address)|\($0.port)" })
-            return before!.filter { !staying.contains("\($0.address)|\($0.port)") }
+            let staying = Set(backends.map(\.endpoint))
+            return before!.filter { !staying.contains($0.endpoint) }
         }
     }
 

@@ -54,9 +54,9 @@ extension Datapath {
     /// Whether any live socket was translated to one of `backends` (the translation map's keys
     /// name the backend; the service does not matter here, the sweep matches both).
     private func anySocketTranslated(to backends: [Backend]) throws(BPFError) -> Bool {
-        let departed = Set(backends.map { "\($0.address)|\($0.port)" })
+        let departed = Set(backends.map(\.endpoint))
         return try map(Layouts.translations).keys(as: sp_translation_key.self).contains { key in
-            Self.backend(key.backend).map { departed.contains("\($0.address)|\($0.port)") } ?? false
+            Self.backend(key.backend).map { departed.contains($0.endpoint) } ?? false
         }
     }
 
@@ -67,10 +67,10 @@ extension Datapath {
     /// Unconnected UDP sockets, and clients with affinity, remember a backend per service; departed
     /// ones are forgotten, so the next datagram or connect picks a live backend.
     private func forgetChoices(of departures: [(service: Service, backend: Backend)]) throws(BPFError) {
-        let gone = Set(departures.map { "\($0.service)|\($0.backend.address)|\($0.backend.port)" })
+        let gone = Set(departures.map { "\($0.service)|\($0.backend.endpoint)" })
         func departed(_ key: sp_service_key, _ value: sp_backend) -> Bool {
             guard let service = Self.service(key), let backend = Self.backend(value) else { return false }
-            return gone.contains("\(service)|\(backend.address)|\(backend.port)")
+            return gone.contains("\(service)|\(backend.endpoint)")
         }
         try map(Layouts.sticky).removeAll(keys: sp_sticky_key.self, values: sp_backend.self) {
             departed($0.service, $1)

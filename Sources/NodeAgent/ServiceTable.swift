@@ -62,7 +62,7 @@ struct ServiceTable {
         init(_ node: Node?, name: String) {
             self.name = name
             let listed = (node?.status?.addresses ?? []).filter { $0.type == "InternalIP" || $0.type == "ExternalIP" }
-            addresses = Array(Set(listed.compactMap { IPAddress($0.address) } + Self.localhost)).sorted { $0.description < $1.description }
+            addresses = Set(listed.compactMap { IPAddress($0.address) } + Self.localhost).sorted()
         }
 
         static let localhost = [IPAddress("127.0.0.1")!, IPAddress("::1")!]
@@ -94,9 +94,11 @@ struct ServiceTable {
                           node: NodeView) -> Changes {
         var set: [NodeStore.Service: Entry] = [:], deleted = Set<NodeStore.Service>()
         for key in keys {
-            var fresh: [NodeStore.Service: Entry] = [:], unsupported: [String] = []
+            var fresh: [NodeStore.Service: Entry] = [:], unsupported: [String] = [], healthCheck: (port: UInt16, check: HealthCheck)?
             if let service = services[key], Self.isProxied(service) {
-                (fresh, unsupported) = Self.entries(of: service, key: key, slices: slices.slices(of: key), node: node)
+                let serviceSlices = slices.slices(of: key)
+                (fresh, unsupported) = Self.entries(of: service, key: key, slices: serviceSlices, node: node)
+                healthCheck = Self.healthCheck(of: service, slices: serviceSlices, node: node)
             }
             for gone in entriesOf[key] ?? [] where fresh[gone] == nil {
                 entries[gone] = nil
@@ -109,7 +111,7 @@ struct ServiceTable {
             }
             entriesOf[key] = fresh.isEmpty ? nil : Array(fresh.keys)
             unsupportedOf[key] = unsupported.isEmpty ? nil : unsupported
-            healthCheckOf[key] = services[key].flatMap { Self.healthCheck(of: $0, slices: slices.slices(of: key), node: node) }
+            healthCheckOf[key] = healthCheck
         }
         return Changes(set: set.sorted { $0.key.description < $1.key.description }.map { ($0.key, $0.value) },
                        delete: deleted.sorted { $0.description < $1.description })
@@ -163,8 +165,8 @@ struct ServiceTable {
 
     /// A Service's health check node port, when it has one (externalTrafficPolicy Local), with the
     /// number of ready endpoints on this node in the family of its first cluster IP.
-    static func healthCheck(of service: KubernetesAPI.Service, slices: [EndpointSlice], node: NodeView) -> (port: UInt16, check: HealthCheck)? {
-        guard isProxied(service), let spec = service.spec, spec.externalTrafficPolicy == "Local",
+    private static func healthCheck(of service: KubernetesAPI.Service, slices: [EndpointSlice], node: NodeView) -> (port: UInt16, check: HealthCheck)? {
+        guard let spec = service.spec, spec.externalTrafficPolicy == "Local",
               let port = spec.healthCheckNodePort.flatMap({ UInt16(exactly: $0) }), port != 0 else { return nil }
         let primary = (spec.clusterIPs?.first ?? spec.clusterIP).flatMap { IPAddress($0) }?.family ?? .v4
         var local = Set<String>()

@@ -57,7 +57,10 @@ public struct Backend: Hashable, Sendable, CustomStringConvertible {
         self.init(address: address, port: port, weight: weight)
     }
 
-    public var description: String { formatAddressAndPort(address, port) + (weight == 1 ? "" : "@\(weight)") }
+    /// "10.1.2.3:8080", "[fd00::3]:8080": where a socket connects, whatever the weight.
+    public var endpoint: String { formatAddressAndPort(address, port) }
+
+    public var description: String { endpoint + (weight == 1 ? "" : "@\(weight)") }
 }
 
 func parseAddressAndPort(_ text: some StringProtocol) -> (IPAddress, UInt16)? {
