@@ -141,7 +141,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "swiftpath-agent", dependencies: [
-            "NodeAgent", "KubernetesAPI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "NodeAgent", "Datapath", "KubernetesAPI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 

@@ -63,6 +63,7 @@ public final class Datapath {
     var uplinksMap: BPFMap { get throws(BPFError) { try map(Layouts.uplinks) } }
     var servicesMap: BPFMap { get throws(BPFError) { try map(Layouts.services) } }
     var slotsMap: BPFMap { get throws(BPFError) { try map(Layouts.slots) } }
+    var natMap: BPFMap { get throws(BPFError) { try map(Layouts.nat) } }
 
     /// What to do when the store holds the datapath of a newer swiftpath release than this binary's.
     public enum Downgrade: Sendable {
@@ -272,4 +273,5 @@ enum Layouts {
     static let sticky = pin(DatapathMaps.sticky, sp_sticky_key.self, sp_backend.self)
     static let affinity = pin(DatapathMaps.affinity, sp_affinity_key.self, sp_affinity.self)
     static let meta = pin(DatapathMaps.meta, UInt32.self, sp_meta.self)
+    static let nat = pin(DatapathMaps.nat, sp_tuple.self, sp_nat.self)
 }

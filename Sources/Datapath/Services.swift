@@ -5,6 +5,10 @@ import CDatapathABI
 import CLibBPF
 import NetAddress
 
+/// A service as the datapath has it: its backends, how long a client keeps its backend, and
+/// whether clients outside the node reach it.
+public typealias ServiceProgram = (service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic)
+
 extension Datapath {
     /// Creates or replaces `service`'s backends, in the store's record and in the datapath. The
     /// new set is written under a fresh id first and the service entry swapped to it in one map
@@ -12,33 +16,42 @@ extension Datapath {
     /// new connections. Returns the backends that left the set (their sockets are the caller's to
     /// terminate).
     @discardableResult
-    public func setService(_ service: Service, backends: [Backend], affinitySeconds: UInt32 = 0) throws(BPFError) -> [Backend] {
+    public func setService(_ service: Service, backends: [Backend], affinitySeconds: UInt32 = 0,
+                           external: ExternalTraffic = .none) throws(BPFError) -> [Backend] {
         try store.withLockOrThrow { () throws(BPFError) -> [Backend] in
             var before = try store.serviceRecord(service)?.backends
             if before == nil { before = try programmedBackends(service) }
-            try store.recordService(service, backends: backends, affinitySeconds: affinitySeconds)
-            try program(service, backends: backends, affinitySeconds: affinitySeconds)
+            try store.recordService(service, backends: backends, affinitySeconds: affinitySeconds, external: external)
+            try program(service, backends: backends, affinitySeconds: affinitySeconds, external: external)
             let staying = Set(backends.map(\.endpoint))
             return before!.filter { !staying.contains($0.endpoint) }
         }
     }
 
-    /// Writes `service` into the datapath's maps (not into the store's record).
-    private func program(_ service: Service, backends: [Backend], affinitySeconds: UInt32) throws(BPFError) {
+    /// Writes `service` into the datapath's maps (not into the store's record): its backends' slots,
+    /// then those of its local backends for outside clients (externalTrafficPolicy Local).
+    private func program(_ service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic) throws(BPFError) {
         let key = serviceKey(service)
         let services = try servicesMap, slots = try slotsMap
         let previous = try services.lookup(key, as: sp_service.self)
         var id = UInt32.random(in: 1...UInt32.max)
         while try slots.lookup(sp_slot_key(id: id, slot: 0), as: sp_backend.self) != nil { id = UInt32.random(in: 1...UInt32.max) }
         var slot: UInt32 = 0
-        for backend in backends {
+        for backend in backends + external.localBackends {
             for _ in 0..<backend.weight {
                 try slots.upsert(sp_slot_key(id: id, slot: slot), backendValue(backend))
                 slot += 1
             }
         }
-        let flags = service.address.isLoopback ? SP_SERVICE_NODE_NETNS_ONLY : 0
-        try services.upsert(key, sp_service(id: id, slots: slot, flags: flags, affinity_seconds: affinitySeconds))
+        let localSlots = UInt32(external.localBackends.reduce(0) { $0 + $1.weight })
+        var flags: UInt32 = service.address.isLoopback ? SP_SERVICE_NODE_NETNS_ONLY : 0
+        switch external {
+        case .none: break
+        case .cluster: flags |= SP_SERVICE_EXTERNAL
+        case .local: flags |= SP_SERVICE_EXTERNAL | SP_SERVICE_EXTERNAL_LOCAL
+        }
+        try services.upsert(key, sp_service(id: id, slots: slot - localSlots, flags: flags, affinity_seconds: affinitySeconds,
+                                            external_slots: localSlots, reserved: 0))
         if let previous { try deleteSlots(previous) }
     }
 
@@ -73,28 +86,33 @@ extension Datapath {
         for raw in try services.rawKeys() { try services.delete(raw) }
         for raw in try slots.rawKeys() { try slots.delete(raw) }
         for entry in try store.recordedServices() {
-            try program(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds)
+            try program(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds, external: entry.external)
         }
     }
 
-    /// Every service with its backends (weights recovered from the slots) and its affinity timeout.
-    public func services() throws(BPFError) -> [(service: Service, backends: [Backend], affinitySeconds: UInt32)] {
-        var result: [(service: Service, backends: [Backend], affinitySeconds: UInt32)] = []
+    /// Every service with its backends (weights recovered from the slots), its affinity timeout and
+    /// its external traffic.
+    public func services() throws(BPFError) -> [ServiceProgram] {
+        var result: [ServiceProgram] = []
         for key in try servicesMap.keys(as: sp_service_key.self) {
             guard let value = try servicesMap.lookup(key, as: sp_service.self), let service = Self.service(key) else { continue }
-            result.append((service, try slotBackends(of: value), value.affinity_seconds))
+            let external: ExternalTraffic = value.flags & SP_SERVICE_EXTERNAL == 0 ? .none
+                : value.flags & SP_SERVICE_EXTERNAL_LOCAL == 0 ? .cluster
+                : .local(try slotBackends(of: value.id, slots: value.slots..<(value.slots + value.external_slots)))
+            result.append((service, try slotBackends(of: value), value.affinity_seconds, external))
         }
         return result.sorted { $0.service.description < $1.service.description }
     }
 
     /// Makes the services exactly `desired`: sets every listed one, deletes every other. Returns
     /// the counts and every backend that left a service.
-    public func applyServices(_ desired: [(service: Service, backends: [Backend], affinitySeconds: UInt32)]) throws(BPFError)
+    public func applyServices(_ desired: [ServiceProgram]) throws(BPFError)
         -> (set: Int, deleted: Int, departures: [(service: Service, backend: Backend)]) {
         try store.withLockOrThrow { () throws(BPFError) in
             var departures: [(service: Service, backend: Backend)] = []
             for entry in desired {
-                departures += try setService(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds)
+                departures += try setService(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds,
+                                             external: entry.external)
                     .map { (entry.service, $0) }
             }
             let wanted = Set(desired.map(\.service))
@@ -111,10 +129,14 @@ extension Datapath {
 
     /// The backends in `service`'s slots, in slot order, weights recovered from repetitions.
     func slotBackends(of service: sp_service) throws(BPFError) -> [Backend] {
+        try slotBackends(of: service.id, slots: 0..<service.slots)
+    }
+
+    private func slotBackends(of id: UInt32, slots: Range<UInt32>) throws(BPFError) -> [Backend] {
         var weights: [Backend: Int] = [:]
         var order: [Backend] = []
-        for slot in 0..<service.slots {
-            guard let raw = try slotsMap.lookup(sp_slot_key(id: service.id, slot: slot), as: sp_backend.self),
+        for slot in slots {
+            guard let raw = try slotsMap.lookup(sp_slot_key(id: id, slot: slot), as: sp_backend.self),
                   let backend = Self.backend(raw) else { continue }
             if weights[backend] == nil { order.append(backend) }
             weights[backend, default: 0] += 1
@@ -123,7 +145,7 @@ extension Datapath {
     }
 
     private func deleteSlots(_ service: sp_service) throws(BPFError) {
-        for slot in 0..<service.slots { try slotsMap.delete(sp_slot_key(id: service.id, slot: slot)) }
+        for slot in 0..<(service.slots + service.external_slots) { try slotsMap.delete(sp_slot_key(id: service.id, slot: slot)) }
     }
 
     func serviceKey(_ service: Service) -> sp_service_key {

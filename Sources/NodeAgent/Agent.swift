@@ -85,14 +85,23 @@ public actor Agent {
                 await self.resync()
             }
         }
+        let expiry = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: settings.connectionSweepSeconds * 1_000_000_000)
+                if Task.isCancelled { break }
+                await self.expireConnections()
+            }
+        }
         await withTaskCancellationHandler {
             await watch.value
             for task in serviceWatches { await task.value }
             await resync.value
+            await expiry.value
         } onCancel: {
             watch.cancel()
             for task in serviceWatches { task.cancel() }
             resync.cancel()
+            expiry.cancel()
         }
     }
 
@@ -101,6 +110,17 @@ public actor Agent {
         await ensureNodeSetup()
         if await nodes.synced { await reconcile(lastNodes) }
         if settings.services { await programServices(verify: true) }
+    }
+
+    /// Connections from outside idle past their timeout leave the uplinks' table.
+    private func expireConnections() async {
+        do throws(BPFError) {
+            let datapath = try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot))
+            let expired = try datapath.expireConnections(settings.connectionTimeouts)
+            metrics.connectionsExpired.increment(by: Int64(expired))
+        } catch {
+            logger.warning("expiring idle connections failed", metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: Steps

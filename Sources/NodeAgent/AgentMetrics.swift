@@ -15,6 +15,7 @@ public final class AgentMetrics: Sendable {
     let services: Gauge
     let serviceWrites: Counter
     let unbalancedPorts: Gauge
+    let connectionsExpired: Counter
 
     init(storeRoot: String) {
         self.storeRoot = storeRoot
@@ -27,6 +28,8 @@ public final class AgentMetrics: Sendable {
                                                                     "Services set or deleted in the socket load balancer's maps"))
         unbalancedPorts = registry.makeGauge(descriptor: Self.agent("service_ports_unbalanced", unit: "count",
                                                                     "Service ports the socket load balancer leaves alone (SCTP)"))
+        connectionsExpired = registry.makeCounter(descriptor: Self.agent("connections_expired", unit: "total",
+                                                                         "Connections from outside removed from the uplinks' table when idle"))
     }
 
     private static func agent(_ name: String, unit: String, _ help: String) -> MetricNameDescriptor {
@@ -63,6 +66,10 @@ public final class AgentMetrics: Sendable {
             for counter in counters {
                 text += "swiftpath_datapath_bytes_total{ifindex=\"\(counter.ifindex)\",path=\"\(counter.path.name)\"} \(counter.bytes)\n"
             }
+        }
+        if let connections = try? datapath.translatedConnections() {
+            text += "# HELP swiftpath_translated_connections Connections from outside the uplinks translated to a backend\n"
+            text += "# TYPE swiftpath_translated_connections gauge\nswiftpath_translated_connections \(connections.count)\n"
         }
         if let endpoints = try? datapath.endpointCounts() {
             text += "# HELP swiftpath_endpoints Pod addresses in the datapath's endpoint maps\n# TYPE swiftpath_endpoints gauge\n"

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Datapath
 import NetAddress
 
 /// What the agent is told: where the node's files live, and every node-level setting of the
@@ -38,6 +39,14 @@ public struct AgentSettings: Sendable {
     public var services = true
     /// How often everything is reconciled again even when the API reports no change.
     public var resyncSeconds = 300
+    /// How long connections from outside to node ports, external and LoadBalancer IPs are kept idle.
+    public var connectionTimeouts = ConnectionTimeouts()
+
+    /// How often idle connections are looked for: often enough that the shortest timeout is
+    /// kept to within half of it, at most every ten seconds.
+    var connectionSweepSeconds: UInt64 {
+        max(1, min(10, min(connectionTimeouts.tcpClosingSeconds, connectionTimeouts.udpSeconds) / 2))
+    }
 
     public init(nodeName: String, pluginBinary: String) {
         self.nodeName = nodeName

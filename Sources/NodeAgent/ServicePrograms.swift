@@ -5,7 +5,8 @@ import NodeStore
 
 /// Writing a ServiceTable's changes into the socket load balancer, so that an unchanged service
 /// keeps its id and slots and a relist or a restart writes nothing; then the sockets still aimed at
-/// a departed backend are terminated, on the node and in every pod.
+/// a departed backend are terminated, on the node and in every pod, and the connections from outside
+/// translated to it forgotten.
 enum ServicePrograms {
     struct Outcome {
         var written = 0
@@ -19,8 +20,12 @@ enum ServicePrograms {
         let datapath = try Datapath.open(store: try EndpointStore.open(root: storeRoot))
         var entries: [NodeStore.Service: ServiceTable.Entry] = [:]
         for entry in try datapath.services() {
+            let external: ExternalTraffic = switch entry.external {
+            case .local(let local): .local(local.sorted { ($0.address, $0.port) < ($1.address, $1.port) })
+            case let other: other
+            }
             entries[entry.service] = .init(backends: entry.backends.sorted { ($0.address, $0.port) < ($1.address, $1.port) },
-                                           affinitySeconds: entry.affinitySeconds)
+                                           affinitySeconds: entry.affinitySeconds, external: external)
         }
         return ServiceTable(programmed: entries)
     }
@@ -31,13 +36,15 @@ enum ServicePrograms {
         let datapath = try Datapath.open(store: store)
         var departures: [(service: Service, backend: Backend)] = []
         for (service, entry) in changes.set {
-            departures += try datapath.setService(service, backends: entry.backends, affinitySeconds: entry.affinitySeconds).map { (service, $0) }
+            departures += try datapath.setService(service, backends: entry.backends, affinitySeconds: entry.affinitySeconds,
+                                                  external: entry.external).map { (service, $0) }
         }
         for service in changes.delete {
             departures += (try datapath.deleteService(service) ?? []).map { (service, $0) }
         }
         var outcome = Outcome(written: changes.set.count, deleted: changes.delete.count, departed: departures.count)
         if !departures.isEmpty {
+            try datapath.forgetConnections(departures)
             let namespaces = try store.records().map(\.netns).filter { !$0.isEmpty }
             outcome.terminated = try datapath.terminate(departures: departures, namespaces: namespaces)
         }

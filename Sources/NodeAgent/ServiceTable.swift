@@ -11,6 +11,9 @@ struct ServiceTable {
     struct Entry: Equatable, Sendable {
         var backends: [Backend]
         var affinitySeconds: UInt32
+        /// Whether clients outside the node reach it (node ports, external and LoadBalancer IPs),
+        /// and with externalTrafficPolicy Local the node's own endpoints they get.
+        var external: ExternalTraffic = .none
     }
 
     /// What a Service's health check node port answers (externalTrafficPolicy Local): whether
@@ -136,9 +139,13 @@ struct ServiceTable {
         let affinity = spec.sessionAffinity == "ClientIP"
             ? UInt32(clamping: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? Int(defaultAffinitySeconds)) : 0
         // internalTrafficPolicy governs the cluster IPs; traffic to an external address or to a
-        // node port from inside the cluster goes to every endpoint, as kube-proxy short-circuits it
-        // (externalTrafficPolicy is for traffic from outside).
+        // node port from inside the cluster goes to every endpoint, as kube-proxy short-circuits it;
+        // externalTrafficPolicy is for traffic from outside, which only those addresses take.
         let localOnly = spec.internalTrafficPolicy == "Local"
+        let externalLocal = spec.externalTrafficPolicy == "Local"
+        func external(_ port: KubernetesAPI.Service.Port, _ family: IPAddress.Family) -> ExternalTraffic {
+            externalLocal ? .local(backends(for: port, family: family, slices: slices, nodeName: node.name)) : .cluster
+        }
         for port in spec.ports ?? [] {
             let protocolName = port.protocol ?? "TCP"
             guard let proto = NodeStore.Service.TransportProtocol(rawValue: protocolName.lowercased()),
@@ -146,17 +153,22 @@ struct ServiceTable {
                 unsupported.append("\(key):\(port.port)/\(protocolName)")
                 continue
             }
-            for (addresses, local) in [(clusterIPs, localOnly), (externalIPs, false)] {
-                for address in addresses {
-                    let backends = backends(for: port, family: address.family, slices: slices, nodeName: local ? node.name : nil)
-                    entries[NodeStore.Service(address: address, port: number, proto: proto)] = Entry(backends: backends, affinitySeconds: affinity)
-                }
+            for address in clusterIPs {
+                let backends = backends(for: port, family: address.family, slices: slices, nodeName: localOnly ? node.name : nil)
+                entries[NodeStore.Service(address: address, port: number, proto: proto)] = Entry(backends: backends, affinitySeconds: affinity)
             }
-            // A node port, on this node's addresses of the Service's families.
+            for address in externalIPs {
+                let backends = backends(for: port, family: address.family, slices: slices, nodeName: nil)
+                entries[NodeStore.Service(address: address, port: number, proto: proto)]
+                    = Entry(backends: backends, affinitySeconds: affinity, external: external(port, address.family))
+            }
+            // A node port, on this node's addresses of the Service's families; localhost is the
+            // node's own, never reached from outside.
             if let nodePort = port.nodePort.flatMap({ UInt16(exactly: $0) }), nodePort != 0 {
                 for address in node.addresses where clusterIPs.contains(where: { $0.family == address.family }) {
                     let backends = backends(for: port, family: address.family, slices: slices, nodeName: nil)
-                    entries[NodeStore.Service(address: address, port: nodePort, proto: proto)] = Entry(backends: backends, affinitySeconds: affinity)
+                    entries[NodeStore.Service(address: address, port: nodePort, proto: proto)]
+                        = Entry(backends: backends, affinitySeconds: affinity, external: address.isLoopback ? .none : external(port, address.family))
                 }
             }
         }

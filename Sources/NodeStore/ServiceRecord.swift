@@ -31,7 +31,35 @@ public struct Service: Hashable, Sendable, CustomStringConvertible {
         self.init(address: address, port: port, proto: proto)
     }
 
-    public var description: String { "\(formatAddressAndPort(address, port))/\(proto.rawValue)" }
+    /// "10.96.0.10:53", "[fd00::10]:53": where a client sends, whatever the protocol.
+    public var endpoint: String { formatAddressAndPort(address, port) }
+
+    public var description: String { "\(endpoint)/\(proto.rawValue)" }
+}
+
+/// Whether clients outside the node reach a service at its uplinks, and which backends they get.
+public enum ExternalTraffic: Hashable, Sendable {
+    /// Only the node's own sockets and its pods' reach it (a cluster IP, a service set by hand).
+    case none
+    /// Outside clients too, balanced over every backend (externalTrafficPolicy Cluster).
+    case cluster
+    /// Outside clients too, balanced over these backends on this node only, which see the client's
+    /// own address (externalTrafficPolicy Local); none: such packets are dropped.
+    case local([Backend])
+
+    /// The number the store records it by.
+    var code: UInt32 {
+        switch self {
+        case .none: 0
+        case .cluster: 1
+        case .local: 2
+        }
+    }
+
+    public var localBackends: [Backend] {
+        if case .local(let backends) = self { return backends }
+        return []
+    }
 }
 
 /// A backend of a service, with its share of new connections.
@@ -88,7 +116,9 @@ func formatAddressAndPort(_ address: IPAddress, _ port: UInt16) -> String {
 /// it, as the endpoint maps are refilled from the endpoint records.
 ///
 /// A service's record is a chain of fixed-size chunks under (service, chunk number): chunk 0
-/// carries the backend count and the affinity timeout, chunks 1... sixteen backends each.
+/// carries the backend count, the affinity timeout, the external traffic (ExternalTraffic.code)
+/// and the count of its local backends; chunks 1... sixteen backends each, the local ones after
+/// the others. A record written before external traffic existed reads as `.none`.
 public enum ServiceRecord {
     static let backendsPerChunk = 16
     static let keySize = 24
@@ -118,11 +148,39 @@ public enum ServiceRecord {
         return (Service(address: address, port: port, proto: proto), chunk)
     }
 
-    static func header(count: Int, affinitySeconds: UInt32) -> [UInt8] {
+    static func header(count: Int, affinitySeconds: UInt32, external: ExternalTraffic) -> [UInt8] {
         var writer = FixedWriter()
         writer.integer(UInt32(count))
         writer.integer(affinitySeconds)
+        writer.integer(external.code)
+        writer.integer(UInt32(external.localBackends.count))
         return writer.padded(to: valueSize)
+    }
+
+    struct Header {
+        var count: Int
+        var affinitySeconds: UInt32
+        var externalCode: UInt32
+        var localCount: Int
+
+        init(_ value: [UInt8]) {
+            var reader = FixedReader(value)
+            count = Int(reader.integer(UInt32.self))
+            affinitySeconds = reader.integer()
+            externalCode = reader.integer()
+            localCount = Int(reader.integer(UInt32.self))
+        }
+
+        /// Every backend the record's chunks hold.
+        var stored: Int { count + (externalCode == 2 ? localCount : 0) }
+
+        func external(_ local: [Backend]) -> ExternalTraffic {
+            switch externalCode {
+            case 1: .cluster
+            case 2: .local(local)
+            default: .none
+            }
+        }
     }
 
     static func chunk(_ backends: ArraySlice<Backend>) -> [UInt8] {
@@ -155,46 +213,44 @@ public enum ServiceRecord {
 }
 
 extension EndpointStore {
-    /// The recorded backends and affinity timeout of `service`, or nil when none is recorded.
-    public func serviceRecord(_ service: Service) throws(BPFError) -> (backends: [Backend], affinitySeconds: UInt32)? {
-        guard let header = try services.lookup(ServiceRecord.key(service, chunk: 0)) else { return nil }
-        var reader = FixedReader(header)
-        let count = Int(reader.integer(UInt32.self))
-        let affinity: UInt32 = reader.integer()
+    /// The recorded backends, affinity timeout and external traffic of `service`, or nil when none
+    /// is recorded.
+    public func serviceRecord(_ service: Service) throws(BPFError)
+        -> (backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic)? {
+        guard let value = try services.lookup(ServiceRecord.key(service, chunk: 0)) else { return nil }
+        let header = ServiceRecord.Header(value)
         var backends: [Backend] = []
         var chunk: UInt32 = 1
-        while backends.count < count, let value = try services.lookup(ServiceRecord.key(service, chunk: chunk)) {
+        while backends.count < header.stored, let value = try services.lookup(ServiceRecord.key(service, chunk: chunk)) {
             backends += ServiceRecord.backends(in: value)
             chunk += 1
         }
-        return (backends, affinity)
+        let count = min(header.count, backends.count)
+        return (Array(backends[..<count]), header.affinitySeconds, header.external(Array(backends[count...])))
     }
 
     /// Records `service` as having exactly `backends`: the chunks first, then the header that
     /// counts them, then whatever chunks the previous record had beyond the new ones go.
-    public func recordService(_ service: Service, backends: [Backend], affinitySeconds: UInt32) throws(BPFError) {
-        let previous = try services.lookup(ServiceRecord.key(service, chunk: 0)).map { header in
-            var reader = FixedReader(header)
-            return Int(reader.integer(UInt32.self))
-        } ?? 0
-        let chunks = stride(from: 0, to: backends.count, by: ServiceRecord.backendsPerChunk).map {
-            backends[$0..<min($0 + ServiceRecord.backendsPerChunk, backends.count)]
+    public func recordService(_ service: Service, backends: [Backend], affinitySeconds: UInt32,
+                              external: ExternalTraffic = .none) throws(BPFError) {
+        let previous = try services.lookup(ServiceRecord.key(service, chunk: 0)).map { ServiceRecord.Header($0).stored } ?? 0
+        let stored = backends + external.localBackends
+        let chunks = stride(from: 0, to: stored.count, by: ServiceRecord.backendsPerChunk).map {
+            stored[$0..<min($0 + ServiceRecord.backendsPerChunk, stored.count)]
         }
         for (index, chunk) in chunks.enumerated() {
             try services.upsert(ServiceRecord.key(service, chunk: UInt32(index + 1)), ServiceRecord.chunk(chunk))
         }
         try services.upsert(ServiceRecord.key(service, chunk: 0),
-                            ServiceRecord.header(count: backends.count, affinitySeconds: affinitySeconds))
+                            ServiceRecord.header(count: backends.count, affinitySeconds: affinitySeconds, external: external))
         try deleteServiceChunks(service, from: chunks.count + 1, previousCount: previous)
     }
 
     /// Forgets `service`'s record.
     public func forgetService(_ service: Service) throws(BPFError) {
         guard let header = try services.lookup(ServiceRecord.key(service, chunk: 0)) else { return }
-        var reader = FixedReader(header)
-        let count = Int(reader.integer(UInt32.self))
         try services.delete(ServiceRecord.key(service, chunk: 0))
-        try deleteServiceChunks(service, from: 1, previousCount: count)
+        try deleteServiceChunks(service, from: 1, previousCount: ServiceRecord.Header(header).stored)
     }
 
     private func deleteServiceChunks(_ service: Service, from first: Int, previousCount: Int) throws(BPFError) {
@@ -204,12 +260,13 @@ extension EndpointStore {
     }
 
     /// Every recorded service.
-    public func recordedServices() throws(BPFError) -> [(service: Service, backends: [Backend], affinitySeconds: UInt32)] {
-        var result: [(service: Service, backends: [Backend], affinitySeconds: UInt32)] = []
+    public func recordedServices() throws(BPFError)
+        -> [(service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic)] {
+        var result: [(service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic)] = []
         for key in try services.rawKeys() {
             guard let (service, chunk) = ServiceRecord.service(key: key), chunk == 0,
                   let record = try serviceRecord(service) else { continue }
-            result.append((service, record.backends, record.affinitySeconds))
+            result.append((service, record.backends, record.affinitySeconds, record.external))
         }
         return result.sorted { $0.service.description < $1.service.description }
     }

@@ -8,7 +8,7 @@ import FoundationEssentials
 struct ServiceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "service", abstract: "Services balanced at the socket: VIP:PORT/PROTO -> backends.",
-        subcommands: [Set.self, Delete.self, List.self, Apply.self])
+        subcommands: [Set.self, Delete.self, List.self, Apply.self, Connections.self])
 
     /// The node's datapath, loaded if no ADD has loaded it yet: services can come before pods.
     static func open(_ root: String) throws -> (store: EndpointStore, datapath: Datapath) {
@@ -49,6 +49,8 @@ struct ServiceCommand: ParsableCommand {
         var backends: [String] = []
         @Option(help: "Per-client affinity: a client (pod) keeps its backend while it comes back within SECONDS.")
         var affinity: UInt32 = 0
+        @Flag(help: "Answer clients outside the node too, at its uplinks (as a node port or an external IP is).")
+        var external = false
 
         func run() throws {
             let service = try ServiceCommand.parseService(self.service)
@@ -57,8 +59,10 @@ struct ServiceCommand: ParsableCommand {
                 throw ValidationError("an IPv4 service cannot have IPv6 backends")
             }
             let (opened, datapath) = try ServiceCommand.open(store.root)
-            let departed = try datapath.setService(service, backends: backends, affinitySeconds: affinity)
+            let departed = try datapath.setService(service, backends: backends, affinitySeconds: affinity,
+                                                   external: external ? .cluster : .none)
             print("\(service) -> \(backends.isEmpty ? "no backend (connections refused)" : backends.map(\.description).joined(separator: " "))")
+            try datapath.forgetConnections(departed.map { (service, $0) })
             try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, store: opened)
         }
     }
@@ -76,6 +80,7 @@ struct ServiceCommand: ParsableCommand {
                 return
             }
             print("deleted \(service)")
+            try datapath.forgetConnections(departed.map { (service, $0) })
             try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, store: opened)
         }
     }
@@ -95,13 +100,19 @@ struct ServiceCommand: ParsableCommand {
             if output == .json {
                 printJSON(services.map {
                     ServiceView(service: $0.service.description, backends: $0.backends.map(\.description),
-                                affinitySeconds: $0.affinitySeconds == 0 ? nil : $0.affinitySeconds)
+                                affinitySeconds: $0.affinitySeconds == 0 ? nil : $0.affinitySeconds,
+                                external: ServiceView.external($0.external), localBackends: ServiceView.localBackends($0.external))
                 })
                 return
             }
             for entry in services {
                 let affinity = entry.affinitySeconds == 0 ? "" : "  (affinity \(entry.affinitySeconds) s)"
-                print("\(entry.service.description.padding(32)) \(entry.backends.map(\.description).joined(separator: " "))\(affinity)")
+                let external = switch entry.external {
+                case .none: ""
+                case .cluster: "  (external)"
+                case .local(let local): "  (external, local: \(local.isEmpty ? "none" : local.map(\.description).joined(separator: " ")))"
+                }
+                print("\(entry.service.description.padding(32)) \(entry.backends.map(\.description).joined(separator: " "))\(affinity)\(external)")
             }
         }
     }
@@ -122,19 +133,83 @@ struct ServiceCommand: ParsableCommand {
                 data = try Data(contentsOf: URL(fileURLWithPath: file))
             }
             let views = try JSONDecoder().decode([ServiceView].self, from: data)
-            let desired = try views.map {
-                (try ServiceCommand.parseService($0.service), try ServiceCommand.parseBackends($0.backends), $0.affinitySeconds ?? 0)
+            let desired = try views.map { view throws -> ServiceProgram in
+                (try ServiceCommand.parseService(view.service), try ServiceCommand.parseBackends(view.backends), view.affinitySeconds ?? 0,
+                 try view.externalTraffic())
             }
             let (opened, datapath) = try ServiceCommand.open(store.root)
             let result = try datapath.applyServices(desired)
             print("\(result.set) service(s) set, \(result.deleted) deleted")
+            try datapath.forgetConnections(result.departures)
             try ServiceCommand.terminate(result.departures, datapath: datapath, store: opened)
         }
     }
+}
+
+extension ServiceCommand {
+    struct Connections: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the connections from outside the node that its uplinks translated to a service's backend.")
+        @OptionGroup var store: StoreOptions
+        @Option(name: [.customShort("o"), .long], help: "Output format: table or json.")
+        var output: OutputFormat = .table
+
+        func run() throws {
+            guard let opened = try EndpointStore.openExisting(root: store.root), let datapath = Datapath.openExisting(store: opened) else {
+                print(output == .json ? "[]" : "no datapath loaded in \(store.root)")
+                return
+            }
+            let connections = try datapath.translatedConnections()
+            if output == .json {
+                printJSON(connections.map {
+                    ConnectionView(proto: $0.proto.rawValue, client: $0.client, service: $0.service, nodeSource: $0.nodeSource,
+                                   backend: $0.backend.endpoint, idleSeconds: $0.idleNanoseconds / 1_000_000_000, closing: $0.closing)
+                })
+                return
+            }
+            for connection in connections { print("\(connection)  idle \(connection.idleNanoseconds / 1_000_000_000) s") }
+        }
+    }
+}
+
+struct ConnectionView: Codable {
+    var proto: String
+    var client: String
+    var service: String
+    var nodeSource: String?
+    var backend: String
+    var idleSeconds: UInt64
+    var closing: Bool
 }
 
 struct ServiceView: Codable {
     var service: String
     var backends: [String]
     var affinitySeconds: UInt32?
+    /// "cluster" or "local": clients outside the node reach it too; absent: they do not.
+    var external: String?
+    /// With "local": the backends outside clients get.
+    var localBackends: [String]?
+
+    static func external(_ traffic: ExternalTraffic) -> String? {
+        switch traffic {
+        case .none: nil
+        case .cluster: "cluster"
+        case .local: "local"
+        }
+    }
+
+    static func localBackends(_ traffic: ExternalTraffic) -> [String]? {
+        if case .local(let local) = traffic { return local.map(\.description) }
+        return nil
+    }
+
+    func externalTraffic() throws -> ExternalTraffic {
+        switch external {
+        case nil: return .none
+        case "cluster": return .cluster
+        case "local": return .local(try ServiceCommand.parseBackends(localBackends ?? []))
+        case let other?: throw ValidationError("\(service): external is \"cluster\" or \"local\", not \"\(other)\"")
+        }
+    }
 }

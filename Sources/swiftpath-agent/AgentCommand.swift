@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import ArgumentParser
+import Datapath
 @preconcurrency import Foundation
 import KubernetesAPI
 import Logging
@@ -73,6 +74,10 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Address of /healthz, /readyz and /metrics") var healthAddress = "127.0.0.1"
     @Option(help: "Port of /healthz, /readyz and /metrics") var healthPort = 9876
     @Option(help: "Seconds between full resyncs") var resyncSeconds = 300
+    @Option(help: "Seconds an idle TCP connection from outside (to a node port, external or LoadBalancer IP) is kept")
+    var tcpTimeout: UInt64 = ConnectionTimeouts().tcpSeconds
+    @Option(help: "Seconds such a TCP connection is kept after a RST or a FIN each way") var tcpClosingTimeout: UInt64 = ConnectionTimeouts().tcpClosingSeconds
+    @Option(help: "Seconds an idle UDP flow from outside is kept") var udpTimeout: UInt64 = ConnectionTimeouts().udpSeconds
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -85,6 +90,9 @@ struct Run: AsyncParsableCommand {
         settings.healthHost = healthAddress
         settings.healthPort = healthPort
         settings.resyncSeconds = resyncSeconds
+        settings.connectionTimeouts.tcpSeconds = tcpTimeout
+        settings.connectionTimeouts.tcpClosingSeconds = tcpClosingTimeout
+        settings.connectionTimeouts.udpSeconds = udpTimeout
         let access = try kubeconfig.map { try ClusterAccess.kubeconfig(at: $0, server: apiServer) }
             ?? ClusterAccess.inCluster(server: apiServer, environment: ProcessInfo.processInfo.environment)
         let client = try KubeClient(access: access)

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Host routing at the node's uplinks: uplink_ingress, at tcx ingress of each uplink, delivers what
- * arrives for the node's pods straight to their veth's peer. */
+ * arrives for the node's pods straight to their veth's peer, and translates connections from
+ * outside to the services the node answers (nat.h). */
 #include "common.h"
 #include "maps.h"
 #include "counters.h"
 #include "parse.h"
 #include "endpoints.h"
 #include "addresses.h"
+#include "nat.h"
 
 SEC("tc")
 int uplink_ingress(struct __sk_buff *skb)
@@ -27,13 +29,17 @@ int uplink_ingress(struct __sk_buff *skb)
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
-		if ((void *)(ip + 1) > data_end || !(dst = endpoint4(ip->daddr)))
+		if ((void *)(ip + 1) > data_end)
 			return TC_ACT_UNSPEC;
+		if (!(dst = endpoint4(ip->daddr)))
+			return from_outside(skb);
 	} else {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
-		if ((void *)(ip6 + 1) > data_end || !(dst = endpoint6(&ip6->daddr)))
+		if ((void *)(ip6 + 1) > data_end)
 			return TC_ACT_UNSPEC;
+		if (!(dst = endpoint6(&ip6->daddr)))
+			return from_outside(skb);
 	}
 
 	/* For a local pod: now the full checks. */

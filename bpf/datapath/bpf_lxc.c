@@ -9,6 +9,7 @@
 #include "fib.h"
 #include "masquerade.h"
 #include "addresses.h"
+#include "nat.h"
 
 /* The pod's source address must be its own, on its own veth, with its own MAC. */
 static __always_inline int source_is_endpoint(const struct packet *pkt, const struct sp_endpoint *ep)
@@ -24,6 +25,7 @@ SEC("tc")
 int pod_egress(struct __sk_buff *skb)
 {
 	struct packet pkt;
+	int verdict;
 	int why = parse_routable(skb, &pkt);
 
 	if (why != SP_PARSED)
@@ -44,6 +46,8 @@ int pod_egress(struct __sk_buff *skb)
 			ip4_decrease_ttl(ip);
 			return deliver_local(&pkt, dst);
 		}
+		if (reply_to_outside(skb, &pkt, &verdict))
+			return verdict;
 		if (leaves_cluster4(ip->daddr))
 			return to_stack(&pkt, SP_STACK_MASQUERADE);
 	} else {
@@ -66,6 +70,8 @@ int pod_egress(struct __sk_buff *skb)
 			ip6->hop_limit--;
 			return deliver_local(&pkt, dst);
 		}
+		if (reply_to_outside(skb, &pkt, &verdict))
+			return verdict;
 		if (leaves_cluster6(&ip6->daddr))
 			return to_stack(&pkt, SP_STACK_MASQUERADE);
 	}

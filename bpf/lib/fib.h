@@ -27,12 +27,14 @@ static __always_inline int forward_via_fib(struct __sk_buff *skb, struct packet 
 		fib.l4_protocol = pkt->ip4->protocol;
 		fib.ipv4_src = pkt->ip4->saddr;
 		fib.ipv4_dst = pkt->ip4->daddr;
-	} else {
+	} else if (pkt->ip6) {
 		fib.family = AF_INET6;
 		fib.flowinfo = *(__be32 *)pkt->ip6 & bpf_htonl(0x0fffffff);
 		fib.l4_protocol = pkt->ip6->nexthdr;
 		__builtin_memcpy(fib.ipv6_src, &pkt->ip6->saddr, sizeof(fib.ipv6_src));
 		__builtin_memcpy(fib.ipv6_dst, &pkt->ip6->daddr, sizeof(fib.ipv6_dst));
+	} else {
+		return drop(pkt, SP_DROP_MALFORMED);	/* never: parse() set one of them */
 	}
 
 	long status = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);

@@ -77,16 +77,25 @@ struct {
 	__uint(max_entries, 16384);
 } sp_affinity SEC(".maps") __weak;
 
-/* Picks a backend of `service`, at random; a replaced service's old slots may vanish under a
- * concurrent connect, so a miss looks the service up once more. */
-static __always_inline int pick_backend(const struct sp_service_key *key, struct sp_backend *out)
+/* Picks a backend of `service` at random, from its slots for clients outside the node when
+ * `external` says so; a replaced service's old slots may vanish under a concurrent connect, so a
+ * miss looks the service up once more. */
+static __always_inline int pick_from(const struct sp_service_key *key, int external, struct sp_backend *out)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct sp_service *service = bpf_map_lookup_elem(&sp_services, key);
+		__u32 first = 0, count;
 
-		if (!service || !service->slots)
+		if (!service)
 			return -1;
-		struct sp_slot_key slot = { .id = service->id, .slot = bpf_get_prandom_u32() % service->slots };
+		count = service->slots;
+		if (external && (service->flags & SP_SERVICE_EXTERNAL_LOCAL)) {
+			first = service->slots;
+			count = service->external_slots;
+		}
+		if (!count)
+			return -1;
+		struct sp_slot_key slot = { .id = service->id, .slot = first + bpf_get_prandom_u32() % count };
 		struct sp_backend *backend = bpf_map_lookup_elem(&sp_slots, &slot);
 
 		if (backend) {
@@ -95,6 +104,16 @@ static __always_inline int pick_backend(const struct sp_service_key *key, struct
 		}
 	}
 	return -1;
+}
+
+static __always_inline int pick_backend(const struct sp_service_key *key, struct sp_backend *out)
+{
+	return pick_from(key, 0, out);
+}
+
+static __always_inline int pick_external_backend(const struct sp_service_key *key, struct sp_backend *out)
+{
+	return pick_from(key, 1, out);
 }
 
 static __always_inline void remember(__u64 cookie, const struct sp_service_key *service, const struct sp_backend *backend)

@@ -6,7 +6,7 @@
 #pragma once
 #include <linux/types.h>
 
-#define SP_LAYOUT_VERSION 2
+#define SP_LAYOUT_VERSION 3
 
 /* Value of the endpoint maps, keyed by a pod address. */
 struct sp_endpoint {
@@ -74,6 +74,12 @@ enum sp_path {
 	SP_STACK_NOT_UNICAST,		/* to a broadcast, multicast, link-local or otherwise special address */
 	SP_DROP_OTHER_HOST,		/* an Ethernet frame addressed to another host */
 	SP_DROP_MARTIAN_SOURCE,		/* from outside, with a source no sender has (loopback, multicast, ...) or a local pod's own */
+	SP_NAT_TO_BACKEND,		/* uplink: a service's connection from outside, translated to its backend */
+	SP_NAT_REPLY,			/* a reply of such a connection, translated back to the service */
+	SP_STACK_NO_FLOW,		/* uplink: TCP for a service, neither a SYN nor of a known connection */
+	SP_STACK_NO_BACKEND,		/* uplink: a service without endpoints: the node refuses it */
+	SP_DROP_NO_LOCAL_BACKEND,	/* uplink: externalTrafficPolicy Local, and no endpoint on this node */
+	SP_DROP_NO_SNAT_PORT,		/* uplink: no free source port to reach a backend on another node */
 	SP_PATH_MAX,
 };
 
@@ -88,6 +94,12 @@ enum sp_path {
 /* A service on a loopback address: localhost is the node only in the node's own netns (in a pod
  * it is the pod), so only the node's sockets are translated. */
 #define SP_SERVICE_NODE_NETNS_ONLY (1u << 0)
+/* Answered at the uplinks too, for clients outside the node: a node port, an external IP, a
+ * LoadBalancer's ingress IP. */
+#define SP_SERVICE_EXTERNAL (1u << 1)
+/* From outside, this node's backends only (externalTrafficPolicy Local): they have their own slots,
+ * after the service's others. */
+#define SP_SERVICE_EXTERNAL_LOCAL (1u << 2)
 
 /* How the socket hooks behave node-wide. */
 struct sp_lb_config {
@@ -108,6 +120,8 @@ struct sp_service {
 	__u32 slots;		/* 0: no live backend, connect and sendmsg fail with ECONNREFUSED */
 	__u32 flags;		/* SP_SERVICE_* */
 	__u32 affinity_seconds;	/* per-client affinity: a client (netns) keeps its backend this long; 0: none */
+	__u32 external_slots;	/* SP_SERVICE_EXTERNAL_LOCAL: the slots from `slots` on; 0: none, packets dropped */
+	__u32 reserved;
 };
 
 struct sp_slot_key {
@@ -157,6 +171,31 @@ struct sp_affinity {
 struct sp_departure {
 	struct sp_service_key service;
 	struct sp_backend backend;
+};
+
+/* North-south translation: a connection from outside to a service the node answers at its uplinks
+ * has two entries, one per direction, keyed by the packet's addresses and ports as they arrive,
+ * each saying what they are rewritten to. IPv4 addresses take the first four bytes. */
+struct sp_tuple {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;		/* network order */
+	__u16 dport;
+	__u8 proto;
+	__u8 family;		/* 4 or 6 */
+	__u8 pad[2];
+};
+
+#define SP_NAT_REPLY_DIRECTION (1u << 0)	/* from the backend, back to the client */
+#define SP_NAT_SNAT (1u << 1)		/* the backend is on another node: the source is the node's */
+#define SP_NAT_FIN (1u << 2)		/* this direction sent a TCP FIN */
+#define SP_NAT_RST (1u << 3)		/* either direction sent a TCP RST */
+
+struct sp_nat {
+	struct sp_tuple to;
+	__u64 last_seen_ns;	/* bpf_ktime_get_ns() (CLOCK_MONOTONIC), refreshed at most once a second */
+	__u32 flags;		/* SP_NAT_* */
+	__u32 reserved;
 };
 
 struct sp_counter_key {

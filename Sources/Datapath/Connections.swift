@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: Apache-2.0
+import BPF
+import NodeStore
+import CDatapathABI
+import NetAddress
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The connections from outside the node that the uplinks translated to a service's backend
+/// (bpf/lib/nat.h). The programs keep no timers: what is idle past its timeout is removed here.
+public struct TranslatedConnection: Equatable, Sendable, CustomStringConvertible {
+    public let proto: Service.TransportProtocol
+    /// The client, as "address:port".
+    public let client: String
+    /// The service it connected to.
+    public let service: String
+    /// The node's address and port the backend sees instead of the client's (a backend on
+    /// another node); nil when the backend sees the client.
+    public let nodeSource: String?
+    public let backend: Backend
+    /// Nanoseconds since either direction's last packet (to the second).
+    public let idleNanoseconds: UInt64
+    /// A TCP connection that sent a RST, or a FIN each way.
+    public let closing: Bool
+
+    public var description: String {
+        "\(proto.rawValue) \(client) -> \(service) -> \(nodeSource.map { $0 + " -> " } ?? "")\(backend.endpoint)"
+            + (closing ? " (closing)" : "")
+    }
+}
+
+/// How long an idle translated connection is kept.
+public struct ConnectionTimeouts: Sendable, Equatable {
+    /// An open TCP connection (nf_conntrack keeps one five days; Cilium six hours).
+    public var tcpSeconds: UInt64 = 21_600
+    /// A TCP connection after a RST, or a FIN each way.
+    public var tcpClosingSeconds: UInt64 = 10
+    public var udpSeconds: UInt64 = 60
+
+    public init() {}
+}
+
+extension Datapath {
+    /// Every translated connection, once per connection (its entry for the client's direction;
+    /// a reply entry whose pair the LRU evicted is left out).
+    public func translatedConnections() throws(BPFError) -> [TranslatedConnection] {
+        let now = Self.monotonicNanoseconds()
+        let table = try natTable()
+        return table.compactMap { key, value in
+            guard value.flags & SP_NAT_REPLY_DIRECTION == 0 else { return nil }
+            let partner = table[Self.reversed(value.to)]
+            return Self.connection(key, value, partner: partner, now: now)
+        }.sorted { ($0.client, $0.service) < ($1.client, $1.service) }
+    }
+
+    /// Removes the connections idle past their timeout (both entries). Returns how many went.
+    @discardableResult
+    public func expireConnections(_ timeouts: ConnectionTimeouts) throws(BPFError) -> Int {
+        let now = Self.monotonicNanoseconds()
+        let table = try natTable()
+        var expired = 0
+        for (key, value) in table {
+            let partnerKey = Self.reversed(value.to)
+            let partner = table[partnerKey]
+            let lastSeen = max(value.last_seen_ns, partner?.last_seen_ns ?? 0)
+            let closing = Self.closing(value, partner)
+            let seconds = value.to.proto == Service.TransportProtocol.udp.number ? timeouts.udpSeconds
+                : closing ? timeouts.tcpClosingSeconds : timeouts.tcpSeconds
+            guard now > lastSeen, now - lastSeen > seconds * 1_000_000_000 else { continue }
+            if try natMap.delete(key) { expired += value.flags & SP_NAT_REPLY_DIRECTION == 0 ? 1 : 0 }
+            if partner != nil { try natMap.delete(partnerKey) }
+        }
+        return expired
+    }
+
+    /// Removes the connections a service translated to a backend that left it: the clients' next
+    /// packets find no connection, and TCP is answered with a reset by the node.
+    @discardableResult
+    public func forgetConnections(_ departures: [(service: Service, backend: Backend)]) throws(BPFError) -> Int {
+        guard !departures.isEmpty else { return 0 }
+        let departed = Set(departures.map { "\($0.service.proto.rawValue) \($0.service.endpoint) \($0.backend.endpoint)" })
+        var forgotten = 0
+        for (key, value) in try natTable() where value.flags & SP_NAT_REPLY_DIRECTION == 0 {
+            guard let connection = Self.connection(key, value, partner: nil, now: 0),
+                  departed.contains("\(connection.proto.rawValue) \(connection.service) \(connection.backend.endpoint)") else { continue }
+            try natMap.delete(key)
+            try natMap.delete(Self.reversed(value.to))
+            forgotten += 1
+        }
+        return forgotten
+    }
+
+    private func natTable() throws(BPFError) -> [sp_tuple: sp_nat] {
+        let map = try natMap
+        var table: [sp_tuple: sp_nat] = [:]
+        for key in try map.keys(as: sp_tuple.self) {
+            if let value = try map.lookup(key, as: sp_nat.self) { table[key] = value }
+        }
+        return table
+    }
+
+    private static func closing(_ entry: sp_nat, _ partner: sp_nat?) -> Bool {
+        let flags = entry.flags | (partner?.flags ?? 0)
+        return flags & SP_NAT_RST != 0 || (entry.flags & SP_NAT_FIN != 0 && (partner?.flags ?? 0) & SP_NAT_FIN != 0)
+    }
+
+    private static func connection(_ key: sp_tuple, _ value: sp_nat, partner: sp_nat?, now: UInt64) -> TranslatedConnection? {
+        guard let proto = Service.TransportProtocol.allCases.first(where: { $0.number == key.proto }),
+              let client = source(of: key), let service = destination(of: key), let backend = destination(of: value.to),
+              let nodeSource = source(of: value.to) else { return nil }
+        let lastSeen = max(value.last_seen_ns, partner?.last_seen_ns ?? 0)
+        return TranslatedConnection(proto: proto, client: client.endpoint, service: service.endpoint,
+                                    nodeSource: value.flags & SP_NAT_SNAT != 0 ? nodeSource.endpoint : nil, backend: backend,
+                                    idleNanoseconds: now > lastSeen ? now - lastSeen : 0, closing: closing(value, partner))
+    }
+
+    /// The tuple of the other direction's packets.
+    static func reversed(_ tuple: sp_tuple) -> sp_tuple {
+        sp_tuple(saddr: tuple.daddr, daddr: tuple.saddr, sport: tuple.dport, dport: tuple.sport, proto: tuple.proto,
+                 family: tuple.family, pad: (0, 0))
+    }
+
+    private static func source(of tuple: sp_tuple) -> Backend? {
+        address(tuple.saddr, family: tuple.family).map { Backend(address: $0, port: UInt16(bigEndian: tuple.sport)) }
+    }
+
+    private static func destination(of tuple: sp_tuple) -> Backend? {
+        address(tuple.daddr, family: tuple.family).map { Backend(address: $0, port: UInt16(bigEndian: tuple.dport)) }
+    }
+
+    private static func address(_ bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                                          UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8), family: UInt8) -> IPAddress? {
+        guard let family = IPAddress.Family(rawValue: family) else { return nil }
+        return withUnsafeBytes(of: bytes) { IPAddress(bytes: $0.prefix(family.byteCount)) }
+    }
+
+    /// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns().
+    static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+}
+
+extension sp_tuple: @retroactive Hashable {
+    public static func == (lhs: sp_tuple, rhs: sp_tuple) -> Bool {
+        withUnsafeBytes(of: lhs) { left in withUnsafeBytes(of: rhs) { right in left.elementsEqual(right) } }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        withUnsafeBytes(of: self) { hasher.combine(bytes: $0) }
+    }
+}

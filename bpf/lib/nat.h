@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* North-south load balancing: a connection from outside the node to a service it answers at its
+ * uplinks (a node port, an external IP, a LoadBalancer's ingress IP) is translated to a backend
+ * here, and its replies back, by a small connection table (struct sp_tuple, struct sp_nat).
+ *
+ * A backend on this node sees the client's own address: its replies leave through pod_egress,
+ * which translates them back. A backend on another node sees the node's address and a port of the
+ * node's choosing, so that its replies come back through this node's uplink. The table keeps no
+ * timers: the agent removes entries idle past their protocol's timeout, and the LRU the oldest
+ * under pressure. */
+#pragma once
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include "lb.h"
+#include "fib.h"
+#include "addresses.h"
+
+/* Two entries per connection. LRU maps are allocated up front: 131,072 entries take about 19 MiB. */
+#define SP_MAX_NAT_ENTRIES 131072
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sp_tuple);
+	__type(value, struct sp_nat);
+	__uint(max_entries, SP_MAX_NAT_ENTRIES);
+} sp_nat SEC(".maps") __weak;
+
+/* The node's source ports towards backends on other nodes: above Linux's default ephemeral range
+ * (32768-60999) and the node port range (30000-32767), where the node's own sockets seldom are. */
+#define SP_SNAT_PORT_MIN 61000
+#define SP_SNAT_PORT_COUNT (65536 - SP_SNAT_PORT_MIN)
+#define SP_SNAT_PORT_ATTEMPTS 8
+
+/* last_seen_ns is written at most this often: a write per packet would bounce its cache line
+ * between the CPUs a connection's packets arrive on. */
+#define SP_NAT_REFRESH_NS 1000000000ULL
+
+#define SP_TCP_FIN 0x01
+#define SP_TCP_SYN 0x02
+#define SP_TCP_RST 0x04
+#define SP_TCP_ACK 0x10
+
+/* What this file reads of a packet: its tuple and, for TCP, its flags. */
+struct flow_packet {
+	struct sp_tuple tuple;
+	__u8 tcp_flags;
+};
+
+/* The addresses and ports of a parsed TCP or UDP packet (parse() leaves no IPv4 options and no
+ * IPv6 extension headers before them); 0 for anything else, or a transport header cut short. */
+static __always_inline int read_flow(struct __sk_buff *skb, const struct packet *pkt, struct flow_packet *flow)
+{
+	void *data_end = (void *)(long)skb->data_end;
+	struct sp_tuple *tuple = &flow->tuple;
+	void *l4;
+
+	__builtin_memset(flow, 0, sizeof(*flow));
+	if (pkt->ip4) {
+		tuple->family = 4;
+		tuple->proto = pkt->ip4->protocol;
+		__builtin_memcpy(tuple->saddr, &pkt->ip4->saddr, 4);
+		__builtin_memcpy(tuple->daddr, &pkt->ip4->daddr, 4);
+		l4 = (void *)(pkt->ip4 + 1);
+	} else if (pkt->ip6) {
+		tuple->family = 6;
+		tuple->proto = pkt->ip6->nexthdr;
+		__builtin_memcpy(tuple->saddr, &pkt->ip6->saddr, 16);
+		__builtin_memcpy(tuple->daddr, &pkt->ip6->daddr, 16);
+		l4 = (void *)(pkt->ip6 + 1);
+	} else {
+		return 0;
+	}
+	if (tuple->proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+
+		if ((void *)(tcp + 1) > data_end)
+			return 0;
+		tuple->sport = tcp->source;
+		tuple->dport = tcp->dest;
+		flow->tcp_flags = ((__u8 *)tcp)[13];
+		return 1;
+	}
+	if (tuple->proto == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+
+		if ((void *)(udp + 1) > data_end)
+			return 0;
+		tuple->sport = udp->source;
+		tuple->dport = udp->dest;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline void reverse_tuple(struct sp_tuple *out, const struct sp_tuple *tuple)
+{
+	__builtin_memcpy(out->saddr, tuple->daddr, 16);
+	__builtin_memcpy(out->daddr, tuple->saddr, 16);
+	out->sport = tuple->dport;
+	out->dport = tuple->sport;
+	out->proto = tuple->proto;
+	out->family = tuple->family;
+	out->pad[0] = 0;
+	out->pad[1] = 0;
+}
+
+/* Rewrites the packet's addresses and ports from `from` to `to`, with the IPv4 header checksum
+ * and the transport checksum (its pseudo-header included) fixed up incrementally. Packet pointers
+ * are invalid afterwards. */
+static __always_inline int rewrite_tuple(struct __sk_buff *skb, const struct sp_tuple *from, const struct sp_tuple *to)
+{
+	__u32 l4 = ETH_HLEN + (from->family == 4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr));
+	__u32 check = l4 + (from->proto == IPPROTO_TCP ? offsetof(struct tcphdr, check) : offsetof(struct udphdr, check));
+	/* An IPv4 UDP checksum of 0 means none: it stays 0. */
+	__u64 udp = from->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	__s64 diff;
+
+	if (from->family == 4) {
+		__be32 old[2], new[2];
+
+		__builtin_memcpy(&old[0], from->saddr, 4);
+		__builtin_memcpy(&old[1], from->daddr, 4);
+		__builtin_memcpy(&new[0], to->saddr, 4);
+		__builtin_memcpy(&new[1], to->daddr, 4);
+		diff = bpf_csum_diff(old, sizeof(old), new, sizeof(new), 0);
+		if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), 0, diff, 0)
+		    || bpf_l4_csum_replace(skb, check, 0, diff, BPF_F_PSEUDO_HDR | udp)
+		    || bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, saddr), new, sizeof(new), 0))
+			return -1;
+	} else {
+		__be32 old[8], new[8];
+
+		__builtin_memcpy(old, from->saddr, 16);
+		__builtin_memcpy(&old[4], from->daddr, 16);
+		__builtin_memcpy(new, to->saddr, 16);
+		__builtin_memcpy(&new[4], to->daddr, 16);
+		diff = bpf_csum_diff(old, sizeof(old), new, sizeof(new), 0);
+		if (bpf_l4_csum_replace(skb, check, 0, diff, BPF_F_PSEUDO_HDR | udp)
+		    || bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct ipv6hdr, saddr), new, sizeof(new), 0))
+			return -1;
+	}
+	if (from->sport != to->sport
+	    && (bpf_l4_csum_replace(skb, check, from->sport, to->sport, sizeof(__u16) | udp)
+		|| bpf_skb_store_bytes(skb, l4, &to->sport, sizeof(__u16), 0)))
+		return -1;
+	if (from->dport != to->dport
+	    && (bpf_l4_csum_replace(skb, check, from->dport, to->dport, sizeof(__u16) | udp)
+		|| bpf_skb_store_bytes(skb, l4 + sizeof(__u16), &to->dport, sizeof(__u16), 0)))
+		return -1;
+	return 0;
+}
+
+static __always_inline int is_martian_source(const struct packet *pkt)
+{
+	if (pkt->ip4)
+		return ip4_is_martian_source(pkt->ip4->saddr);
+	return pkt->ip6 && ip6_is_martian_source(&pkt->ip6->saddr);
+}
+
+static __always_inline int ttl_expires(const struct packet *pkt)
+{
+	if (pkt->ip4)
+		return pkt->ip4->ttl <= 1;
+	return pkt->ip6 && pkt->ip6->hop_limit <= 1;
+}
+
+/* A packet of a known connection: the entry learns it was seen, and how TCP is closing. */
+static __always_inline void touch(struct sp_nat *nat, __u8 tcp_flags)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 flags = nat->flags;
+
+	if (now - nat->last_seen_ns >= SP_NAT_REFRESH_NS)
+		nat->last_seen_ns = now;
+	if (tcp_flags & SP_TCP_SYN)
+		flags &= ~(SP_NAT_FIN | SP_NAT_RST);	/* the client reuses the tuple for a new connection */
+	if (tcp_flags & SP_TCP_FIN)
+		flags |= SP_NAT_FIN;
+	if (tcp_flags & SP_TCP_RST)
+		flags |= SP_NAT_RST;
+	if (flags != nat->flags)
+		nat->flags = flags;
+}
+
+/* Rewrites a packet of a known connection, then sends it on: into a local pod, or out of the
+ * node by the FIB. */
+static __always_inline int translate_flow(struct __sk_buff *skb, struct packet *pkt, const struct flow_packet *flow,
+				     struct sp_nat *nat, enum sp_path path)
+{
+	struct sp_tuple to = nat->to;
+	struct sp_endpoint *ep;
+
+	if (ttl_expires(pkt))
+		return to_stack(pkt, SP_STACK_TTL);
+	touch(nat, flow->tcp_flags);
+	if (rewrite_tuple(skb, &flow->tuple, &to))
+		return drop(pkt, SP_DROP_MALFORMED);
+	/* The rewrite moved the packet's pointers. */
+	if (parse(skb, pkt) != SP_PARSED)
+		return drop(pkt, SP_DROP_MALFORMED);
+	count(pkt, path);
+	ep = to.family == 4 ? endpoint4(*(__u32 *)to.daddr) : endpoint6((const struct in6_addr *)to.daddr);
+	if (ep) {
+		if (pkt->ip4)
+			ip4_decrease_ttl(pkt->ip4);
+		else if (pkt->ip6)
+			pkt->ip6->hop_limit--;
+		return deliver_local(pkt, ep);
+	}
+	return forward_via_fib(skb, pkt);
+}
+
+/* The node's address towards `backend`, as the FIB would choose it for a packet the node sends;
+ * 0 when the backend is reached through the uplink's own route. */
+static __always_inline int node_address_towards(struct __sk_buff *skb, const struct sp_tuple *to, __u8 *out)
+{
+	struct bpf_fib_lookup fib = { .ifindex = skb->ifindex, .l4_protocol = to->proto };
+	long status;
+
+	if (to->family == 4) {
+		fib.family = AF_INET;
+		__builtin_memcpy(&fib.ipv4_dst, to->daddr, 4);
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_dst, to->daddr, 16);
+	}
+	status = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SRC | BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if (status != BPF_FIB_LKUP_RET_SUCCESS)
+		return -1;
+	if (to->family == 4)
+		__builtin_memcpy(out, &fib.ipv4_src, 4);
+	else
+		__builtin_memcpy(out, fib.ipv6_src, 16);
+	return 0;
+}
+
+static __always_inline int is_local_endpoint(const struct sp_backend *backend)
+{
+	if (backend->family == 4)
+		return endpoint4(*(__u32 *)backend->addr) != 0;
+	return endpoint6((const struct in6_addr *)backend->addr) != 0;
+}
+
+/* Opens a connection to `backend` for the packet `flow`: the reply entry first (for a backend on
+ * another node, with the first free source port it takes), then the entry for the client's side.
+ * Returns that entry, or 0 with the reason in `why`. */
+static __always_inline struct sp_nat *open_connection(struct __sk_buff *skb, const struct flow_packet *flow,
+						      const struct sp_backend *backend, int *why)
+{
+	const struct sp_tuple *client = &flow->tuple;
+	struct sp_nat forward = { .last_seen_ns = bpf_ktime_get_ns() };
+	struct sp_nat reply = { .last_seen_ns = forward.last_seen_ns, .flags = SP_NAT_REPLY_DIRECTION };
+	struct sp_tuple reply_key;
+	struct sp_nat *opened;
+
+	forward.to = *client;
+	__builtin_memcpy(forward.to.daddr, backend->addr, 16);
+	forward.to.dport = backend->port;
+	reverse_tuple(&reply.to, client);
+
+	if (is_local_endpoint(backend)) {
+		reverse_tuple(&reply_key, &forward.to);
+		bpf_map_update_elem(&sp_nat, &reply_key, &reply, BPF_ANY);
+	} else {
+		int attempt;
+
+		forward.flags = SP_NAT_SNAT;
+		__builtin_memset(forward.to.saddr, 0, 16);
+		if (node_address_towards(skb, &forward.to, forward.to.saddr)) {
+			*why = SP_STACK_FIB_OTHER;
+			return 0;
+		}
+		for (attempt = 0; attempt < SP_SNAT_PORT_ATTEMPTS; attempt++) {
+			forward.to.sport = bpf_htons(SP_SNAT_PORT_MIN + bpf_get_prandom_u32() % SP_SNAT_PORT_COUNT);
+			reverse_tuple(&reply_key, &forward.to);
+			if (!bpf_map_update_elem(&sp_nat, &reply_key, &reply, BPF_NOEXIST))
+				break;
+		}
+		if (attempt == SP_SNAT_PORT_ATTEMPTS) {
+			*why = SP_DROP_NO_SNAT_PORT;
+			return 0;
+		}
+	}
+	/* Another CPU may have opened the same connection from a retransmitted SYN: its entry wins. */
+	if (bpf_map_update_elem(&sp_nat, client, &forward, BPF_NOEXIST))
+		bpf_map_delete_elem(&sp_nat, &reply_key);
+	opened = bpf_map_lookup_elem(&sp_nat, client);
+	if (!opened)
+		*why = SP_DROP_NO_SNAT_PORT;
+	return opened;
+}
+
+/* At an uplink, for a packet that is not for a local pod: a connection to a service answered
+ * from outside, or a reply from a backend on another node, is translated; anything else goes on
+ * to the stack untouched and uncounted (the node's own traffic). */
+static __always_inline int from_outside(struct __sk_buff *skb)
+{
+	struct packet pkt;
+	struct flow_packet flow;
+	struct sp_nat *nat;
+
+	if (parse_routable(skb, &pkt) != SP_PARSED || !read_flow(skb, &pkt, &flow))
+		return TC_ACT_UNSPEC;
+	nat = bpf_map_lookup_elem(&sp_nat, &flow.tuple);
+	if (nat)
+		return translate_flow(skb, &pkt, &flow, nat,
+				 (nat->flags & SP_NAT_REPLY_DIRECTION) ? SP_NAT_REPLY : SP_NAT_TO_BACKEND);
+
+	struct sp_service_key key = { .port = flow.tuple.dport, .proto = flow.tuple.proto, .family = flow.tuple.family };
+	struct sp_service *service;
+	struct sp_backend backend;
+	int why = 0;
+
+	__builtin_memcpy(key.addr, flow.tuple.daddr, 16);
+	service = bpf_map_lookup_elem(&sp_services, &key);
+	if (!service || !(service->flags & SP_SERVICE_EXTERNAL))
+		return TC_ACT_UNSPEC;
+	if (is_martian_source(&pkt))
+		return drop(&pkt, SP_DROP_MARTIAN_SOURCE);
+	/* A TCP packet of no connection the table knows: the stack answers it with a reset. */
+	if (flow.tuple.proto == IPPROTO_TCP && (flow.tcp_flags & (SP_TCP_SYN | SP_TCP_ACK | SP_TCP_RST | SP_TCP_FIN)) != SP_TCP_SYN)
+		return to_stack(&pkt, SP_STACK_NO_FLOW);
+	if (ttl_expires(&pkt))
+		return to_stack(&pkt, SP_STACK_TTL);
+	if (pick_external_backend(&key, &backend)) {
+		if (service->flags & SP_SERVICE_EXTERNAL_LOCAL)
+			return drop(&pkt, SP_DROP_NO_LOCAL_BACKEND);
+		return to_stack(&pkt, SP_STACK_NO_BACKEND);
+	}
+	nat = open_connection(skb, &flow, &backend, &why);
+	if (!nat)
+		return conclude(&pkt, why);
+	return translate_flow(skb, &pkt, &flow, nat, SP_NAT_TO_BACKEND);
+}
+
+/* At a pod's veth: a reply of a connection from outside is translated back to the service and
+ * sent out of the node, with the program's verdict in `verdict`. Returns 0 for any other packet,
+ * which the caller decides on (its pointers still valid: nothing was rewritten). */
+static __always_inline int reply_to_outside(struct __sk_buff *skb, struct packet *pkt, int *verdict)
+{
+	struct flow_packet flow;
+	struct sp_nat *nat;
+
+	if (!read_flow(skb, pkt, &flow))
+		return 0;
+	nat = bpf_map_lookup_elem(&sp_nat, &flow.tuple);
+	if (!nat || !(nat->flags & SP_NAT_REPLY_DIRECTION))
+		return 0;
+	*verdict = translate_flow(skb, pkt, &flow, nat, SP_NAT_REPLY);
+	return 1;
+}
