@@ -55,7 +55,7 @@ final class AgentClusterTests: XCTestCase {
         for i in 1...3 { try standIn.putNode("node-\(i)", podCIDRs: podCIDRs(i), internalIPs: internalIPs(i)) }
     }
 
-    func startAgent(_ i: Int) throws {
+    func startAgent(_ i: Int, _ extraArguments: [String] = []) throws {
         let node = nodes[i - 1]
         let agent = Process()
         agent.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
@@ -63,7 +63,7 @@ final class AgentClusterTests: XCTestCase {
                            "--node-name", "node-\(i)", "--cni-bin-dir", binDir(i), "--cni-conf-dir", confDir(i),
                            "--plugin-binary", pluginBinary, "--store-root", node.storeRoot, "--device", "wire\(i)",
                            "--cgroup-root", node.cgroup, "--cluster-cidr", "10.31.0.0/16", "fd00:31::/48",
-                           "--plugin-log-file", "\(folder)/plugin\(i).log", "--resync-seconds", "2"]
+                           "--plugin-log-file", "\(folder)/plugin\(i).log", "--resync-seconds", "2"] + extraArguments
         let log = FileManager.default.createFile(atPath: "\(folder)/agent\(i).log", contents: nil)
         XCTAssertTrue(log)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(folder)/agent\(i).log"))

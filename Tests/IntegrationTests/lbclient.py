@@ -5,6 +5,9 @@
     lbclient.py peer tcp|udp ADDRESS PORT   {"answer": name, "peer": [address, port]}: getpeername()
                                             of a connected TCP socket, recvfrom() of an unconnected UDP one
     lbclient.py errno ADDRESS PORT          {"errno": "ECONNREFUSED"} or {"errno": null} on success
+    lbclient.py seen tcp|udp ADDRESS PORT COUNT
+                                            COUNT connections (UDP: sockets), each asking its backend the
+                                            address it sees: {"NAME ADDRESS": count, "errors": n}
     lbclient.py hold ADDRESS TCPPORT UDPPORT COUNT
         opens COUNT TCP connections and one connected UDP socket to the service, prints
         {"tcp": [backend per socket], "udp": backend}, waits for a line on stdin, then uses every
@@ -46,6 +49,28 @@ elif mode == "peer":
         data, peer = sock.recvfrom(100)
         answer = data.decode()
     print(json.dumps({"answer": answer, "peer": [peer[0], peer[1]]}))
+elif mode == "seen":
+    proto, address, port, count = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    seen = {"errors": 0}
+    for _ in range(count):
+        try:
+            if proto == "tcp":
+                with socket.create_connection((address, port), timeout=2) as conn:
+                    conn.recv(100)
+                    conn.sendall(b"peer?")
+                    key = conn.recv(100).decode()
+            else:
+                with socket.socket(family(address), socket.SOCK_DGRAM) as sock:
+                    sock.settimeout(2)
+                    sock.sendto(b"peer?", (address, port))
+                    data, peer = sock.recvfrom(100)
+                    if peer[1] != port:
+                        raise OSError("reply from port %d" % peer[1])
+                    key = data.decode()
+            seen[key] = seen.get(key, 0) + 1
+        except OSError:
+            seen["errors"] += 1
+    print(json.dumps(seen))
 elif mode == "errno":
     address, port = sys.argv[2], int(sys.argv[3])
     try:

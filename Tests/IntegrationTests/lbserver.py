@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """A backend for the socket LB tests: answers every TCP connection (then keeps it open until the
-client closes it) and every UDP datagram on PORT, over IPv4 and IPv6, with its NAME, until killed.
+client closes it) and every UDP datagram on PORT, over IPv4 and IPv6, with its NAME, until killed;
+a message "peer?" is answered with "NAME ADDRESS", the address the client's packets came from.
 
     lbserver.py PORT NAME
 """
@@ -19,18 +20,29 @@ def bound(kind):
     return sock
 
 
+def answer(message, peer):
+    if message != b"peer?":
+        return name
+    address = peer[0][7:] if peer[0].startswith("::ffff:") else peer[0]
+    return name + b" " + address.encode()
+
+
 def serve_udp():
     udp = bound(socket.SOCK_DGRAM)
     while True:
-        _, peer = udp.recvfrom(100)
-        udp.sendto(name, peer)
+        message, peer = udp.recvfrom(100)
+        udp.sendto(answer(message, peer), peer)
 
 
 def serve_tcp(conn):
     try:
+        peer = conn.getpeername()
         conn.sendall(name)
-        while conn.recv(100):
-            conn.sendall(name)
+        while True:
+            message = conn.recv(100)
+            if not message:
+                break
+            conn.sendall(answer(message, peer))
     except OSError:
         pass
     conn.close()
