@@ -68,8 +68,10 @@ extension Datapath {
             let seconds = value.to.proto == Service.TransportProtocol.udp.number ? timeouts.udpSeconds
                 : closing ? timeouts.tcpClosingSeconds : timeouts.tcpSeconds
             guard now > lastSeen, now - lastSeen > seconds * 1_000_000_000 else { continue }
-            if try natMap.delete(key) { expired += value.flags & SP_NAT_REPLY_DIRECTION == 0 ? 1 : 0 }
-            if partner != nil { try natMap.delete(partnerKey) }
+            // The pair goes together; its second entry in this walk then finds nothing left to delete.
+            let deleted = try natMap.delete(key)
+            let partnerDeleted = partner != nil ? try natMap.delete(partnerKey) : false
+            if deleted || partnerDeleted { expired += 1 }
         }
         return expired
     }
@@ -90,6 +92,10 @@ extension Datapath {
         }
         return forgotten
     }
+
+    /// Entries in the uplinks' connection table, two per connection (a pair's half the LRU
+    /// evicted counts alone).
+    public func connectionTableEntries() throws(BPFError) -> Int { try natMap.rawKeys().count }
 
     private func natTable() throws(BPFError) -> [sp_tuple: sp_nat] {
         let map = try natMap

@@ -206,4 +206,134 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertNil(counted[.redirectFIB])
         XCTAssertNil(counted[.redirectNeigh])
     }
+
+    /// Connections from outside to services answered at the uplink, on crafted packets: the first
+    /// packet opens a connection to a backend (a local pod, or a host off the node through the
+    /// node's address and a port of its own), its replies are translated back, checksums stay
+    /// right; malformed, spoofed and stray packets open nothing.
+    func testNodePortsOnCraftedPackets() throws {
+        let fixture = try fixture()
+        let (datapath, pod, uplink) = (fixture.datapath, fixture.podProgram, fixture.uplinkProgram)
+        let run = fixture.run
+        let node4: [UInt8] = [10, 200, 0, 1], client4: [UInt8] = [10, 200, 0, 2], remote4: [UInt8] = [10, 200, 0, 5]
+        let node6 = IPAddress("fd00:200::1")!.bytes, client6 = IPAddress("fd00:200::2")!.bytes
+        let tcp: UInt8 = 6, udp: UInt8 = 17, syn: UInt8 = 0x02, ack: UInt8 = 0x10
+        func service(_ address: [UInt8], _ port: UInt16, _ proto: Service.TransportProtocol) -> Service {
+            Service(address: IPAddress(bytes: address)!, port: port, proto: proto)
+        }
+        func backend(_ address: [UInt8], _ port: UInt16) -> Backend { Backend(address: IPAddress(bytes: address)!, port: port) }
+        try datapath.setService(service(node4, 30080, .tcp), backends: [backend(a4, 8080)], external: .cluster)
+        try datapath.setService(service(node4, 30053, .udp), backends: [backend(a4, 53)], external: .cluster)
+        try datapath.setService(service(node6, 30080, .tcp), backends: [backend(a6, 8080)], external: .cluster)
+        try datapath.setService(service(node4, 30090, .tcp), backends: [backend(remote4, 9090)], external: .cluster)
+        try datapath.setService(service(node4, 30100, .tcp), backends: [backend(remote4, 9090)], external: .local([]))
+        try datapath.setService(service(node4, 30110, .tcp), backends: [], external: .cluster)
+        try datapath.setService(service(node4, 30120, .tcp), backends: [backend(a4, 8080)])   // not answered from outside
+        func fromOutside(_ src: [UInt8], _ dst: [UInt8], _ proto: UInt8, _ sport: UInt16, _ dport: UInt16, flags: UInt8 = 0x02,
+                         udpChecksum: Bool = true) -> [UInt8] {
+            Packets.transport(from: neighbour, to: hostA, src, dst, proto: proto, sport: sport, dport: dport, flags: flags, udpChecksum: udpChecksum)
+        }
+
+        // To a local pod: destination rewritten, the client kept, into the pod.
+        var result = try run(uplink, fromOutside(client4, node4, tcp, 40000, 30080))
+        XCTAssertEqual(result.verdict, TC_ACT_REDIRECT)
+        XCTAssertEqual(Array(result.packet[0..<6]), podA, "into pod A")
+        XCTAssertEqual(Packets.transport(of: result.packet),
+                       .init(src: client4, dst: a4, sport: 40000, dport: 8080, checksumsRight: true,
+                             rawChecksum: Packets.transport(of: result.packet).rawChecksum))
+        XCTAssertEqual(result.packet[22], 63, "TTL decremented")
+        // The pod's reply leaves as the node port's.
+        result = try run(pod, Packets.transport(from: podA, to: hostA, a4, client4, proto: tcp, sport: 8080, dport: 40000, flags: syn | ack))
+        XCTAssertEqual(result.verdict, TC_ACT_REDIRECT)
+        XCTAssertEqual(Array(result.packet[0..<6]), neighbour, "out to the client")
+        var seen = Packets.transport(of: result.packet)
+        XCTAssertEqual([seen.src, seen.dst], [node4, client4])
+        XCTAssertEqual([seen.sport, seen.dport], [30080, 40000])
+        XCTAssertTrue(seen.checksumsRight)
+        // Later packets of the connection take the same backend.
+        result = try run(uplink, fromOutside(client4, node4, tcp, 40000, 30080, flags: ack))
+        XCTAssertEqual(Packets.transport(of: result.packet).dst, a4)
+
+        // IPv6, and UDP with and without a checksum.
+        result = try run(uplink, fromOutside(client6, node6, tcp, 40000, 30080))
+        seen = Packets.transport(of: result.packet)
+        XCTAssertEqual(result.verdict, TC_ACT_REDIRECT)
+        XCTAssertEqual([seen.src, seen.dst], [client6, a6])
+        XCTAssertTrue(seen.checksumsRight)
+        result = try run(uplink, fromOutside(client4, node4, udp, 40001, 30053))
+        seen = Packets.transport(of: result.packet)
+        XCTAssertEqual([seen.dst], [a4])
+        XCTAssertEqual(seen.dport, 53)
+        XCTAssertTrue(seen.checksumsRight)
+        XCTAssertNotEqual(seen.rawChecksum, 0)
+        result = try run(uplink, fromOutside(client4, node4, udp, 40002, 30053, udpChecksum: false))
+        XCTAssertEqual(Packets.transport(of: result.packet).rawChecksum, 0, "no checksum stays none")
+
+        // Off the node: from the node's own address and a port of its range, and back.
+        result = try run(uplink, fromOutside(client4, node4, tcp, 40003, 30090))
+        XCTAssertEqual(result.verdict, TC_ACT_REDIRECT)
+        seen = Packets.transport(of: result.packet)
+        XCTAssertEqual([seen.src, seen.dst], [node4, remote4])
+        XCTAssertEqual(seen.dport, 9090)
+        XCTAssertTrue((61000...65535).contains(seen.sport), "\(seen.sport)")
+        XCTAssertTrue(seen.checksumsRight)
+        let nodePort = seen.sport
+        result = try run(uplink, fromOutside(remote4, node4, tcp, 9090, nodePort, flags: syn | ack))
+        XCTAssertEqual(result.verdict, TC_ACT_REDIRECT)
+        seen = Packets.transport(of: result.packet)
+        XCTAssertEqual([seen.src, seen.dst], [node4, client4])
+        XCTAssertEqual([seen.sport, seen.dport], [30090, 40003])
+        XCTAssertTrue(seen.checksumsRight)
+
+        let connections = try datapath.translatedConnections()
+        XCTAssertEqual(connections.count, 5, "\(connections)")
+        XCTAssertEqual(connections.first { $0.service == "10.200.0.1:30090" }?.nodeSource, "10.200.0.1:\(nodePort)")
+
+        // What opens nothing: a TCP packet of no connection, a SYN with FIN, martian and local
+        // sources, a bad IPv4 checksum, a transport header cut short, a service not answered from
+        // outside, one without local endpoints (dropped) or without any (the node refuses it).
+        XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41000, 30080, flags: ack)).verdict, TC_ACT_OK)
+        XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41001, 30080, flags: syn | 0x01)).verdict, TC_ACT_OK)
+        for source in [[127, 0, 0, 1], [224, 0, 0, 1], a4] as [[UInt8]] {
+            XCTAssertEqual(try run(uplink, fromOutside(source, node4, tcp, 41002, 30080)).verdict, TC_ACT_SHOT, "source \(source)")
+        }
+        var corrupt = fromOutside(client4, node4, tcp, 41003, 30080)
+        corrupt[24] ^= 0xff
+        XCTAssertEqual(try run(uplink, corrupt).verdict, TC_ACT_UNSPEC, "the stack drops it")
+        var cut = fromOutside(client4, node4, tcp, 41004, 30080)
+        cut = Array(cut.prefix(34 + 10))
+        cut[16] = 0
+        cut[17] = 30
+        cut[24] = 0
+        cut[25] = 0
+        let sum = Packets.checksum(Array(cut[14..<34]))
+        cut[24] = UInt8(sum >> 8)
+        cut[25] = UInt8(sum & 0xff)
+        XCTAssertEqual(try run(uplink, cut).verdict, TC_ACT_UNSPEC, "a TCP header cut short")
+        XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41005, 30120)).verdict, TC_ACT_UNSPEC, "not external")
+        XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41006, 30100)).verdict, TC_ACT_SHOT, "Local, no endpoint here")
+        XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41007, 30110)).verdict, TC_ACT_OK, "no endpoint at all")
+        XCTAssertEqual(try datapath.translatedConnections().count, 5, "nothing opened")
+
+        let counted = try fixture.counted()
+        XCTAssertEqual(counted[.natToBackend], 6)
+        XCTAssertEqual(counted[.natReply], 2)
+        XCTAssertEqual(counted[.stackNoFlow], 2)
+        XCTAssertEqual(counted[.dropMartianSource], 3)
+        XCTAssertEqual(counted[.dropNoLocalBackend], 1)
+        XCTAssertEqual(counted[.stackNoBackend], 1)
+
+        // A departed backend's connections go; idle ones expire; nothing is left.
+        XCTAssertEqual(try datapath.forgetConnections([(service(node4, 30090, .tcp), backend(remote4, 9090))]), 1)
+        XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 40003, 30090, flags: ack)).verdict, TC_ACT_OK,
+                       "its client's next packet finds no connection: the node resets it")
+        var timeouts = ConnectionTimeouts()
+        timeouts.udpSeconds = 0
+        usleep(1_100_000)
+        XCTAssertEqual(try datapath.expireConnections(timeouts), 2, "the UDP flows")
+        timeouts.tcpSeconds = 0
+        XCTAssertEqual(try datapath.expireConnections(timeouts), 2)
+        XCTAssertTrue(try datapath.translatedConnections().isEmpty)
+        XCTAssertEqual(try datapath.connectionTableEntries(), 0, "no half of a connection left")
+    }
 }

@@ -35,4 +35,56 @@ enum Packets {
         while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
         return ~UInt16(sum)
     }
+
+    /// A TCP segment (20-byte header, `flags`, a little payload) or a UDP datagram, with right
+    /// checksums (a UDP checksum of 0 when `udpChecksum` is false), in IPv4 or IPv6 by the
+    /// addresses' length.
+    static func transport(from srcMAC: [UInt8], to dstMAC: [UInt8], _ src: [UInt8], _ dst: [UInt8], proto: UInt8,
+                          sport: UInt16, dport: UInt16, flags: UInt8 = 0x02, udpChecksum: Bool = true) -> [UInt8] {
+        let payload = [UInt8](repeating: 0xab, count: 12)
+        var l4: [UInt8] = [UInt8(sport >> 8), UInt8(sport & 0xff), UInt8(dport >> 8), UInt8(dport & 0xff)]
+        if proto == 6 {
+            l4 += [0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]
+        } else {
+            let length = 8 + payload.count
+            l4 += [UInt8(length >> 8), UInt8(length & 0xff), 0, 0]
+        }
+        l4 += payload
+        let sum = checksum(pseudoHeader(src, dst, proto: proto, length: l4.count) + l4)
+        let checksumOffset = proto == 6 ? 16 : 6
+        if proto == 6 || udpChecksum {
+            l4[checksumOffset] = UInt8(sum >> 8)
+            l4[checksumOffset + 1] = UInt8(sum & 0xff)
+        }
+        var frame = src.count == 4 ? ipv4(from: srcMAC, to: dstMAC, src, dst, proto: proto, totalLength: 20 + l4.count)
+            : ipv6(from: srcMAC, to: dstMAC, src, dst, nextHeader: proto, payload: l4)
+        if src.count == 4 { frame = Array(frame.prefix(34)) + l4 }
+        return frame
+    }
+
+    static func pseudoHeader(_ src: [UInt8], _ dst: [UInt8], proto: UInt8, length: Int) -> [UInt8] {
+        src.count == 4 ? src + dst + [0, proto, UInt8(length >> 8), UInt8(length & 0xff)]
+            : src + dst + [0, 0, UInt8(length >> 8), UInt8(length & 0xff), 0, 0, 0, proto]
+    }
+
+    /// What a transport() frame carries after a program rewrote it.
+    struct Transport: Equatable {
+        var src: [UInt8], dst: [UInt8], sport: UInt16, dport: UInt16
+        /// The IPv4 header checksum (when IPv4) and the transport checksum are right; a UDP
+        /// checksum of 0 counts as right.
+        var checksumsRight: Bool
+        var rawChecksum: UInt16
+    }
+
+    static func transport(of frame: [UInt8]) -> Transport {
+        let v4 = frame[12] == 0x08
+        let l3 = Array(frame[14..<(v4 ? 34 : 54)])
+        let (src, dst) = v4 ? (Array(l3[12..<16]), Array(l3[16..<20])) : (Array(l3[8..<24]), Array(l3[24..<40]))
+        let proto = v4 ? l3[9] : l3[6]
+        let l4 = Array(frame[(v4 ? 34 : 54)...])
+        let raw = UInt16(l4[proto == 6 ? 16 : 6]) << 8 | UInt16(l4[proto == 6 ? 17 : 7])
+        let l4Right = (proto == 17 && raw == 0) || checksum(pseudoHeader(src, dst, proto: proto, length: l4.count) + l4) == 0
+        return Transport(src: src, dst: dst, sport: UInt16(l4[0]) << 8 | UInt16(l4[1]), dport: UInt16(l4[2]) << 8 | UInt16(l4[3]),
+                         checksumsRight: l4Right && (!v4 || checksum(l3) == 0), rawChecksum: raw)
+    }
 }
