@@ -33,6 +33,37 @@ extension Datapath {
         if !enabled && wasEnabled { try nftables { () throws(NFTablesError) in try NFTables.deleteTable(Self.nftTable) } }
     }
 
+    /// Makes the cluster's node addresses (never masqueraded) exactly `addresses`. Returns whether
+    /// anything changed.
+    @discardableResult
+    public func setClusterNodeAddresses(_ addresses: Set<IPAddress>) throws(BPFError) -> Bool {
+        let current = try clusterNodeAddresses()
+        for address in current.subtracting(addresses) {
+            if address.isIPv4 { try nodes4.delete(address.ipv4Key) } else { try nodes6.delete(address6Key(address)) }
+        }
+        for address in addresses.subtracting(current) {
+            if address.isIPv4 { try nodes4.upsert(address.ipv4Key, UInt8(1)) } else { try nodes6.upsert(address6Key(address), UInt8(1)) }
+        }
+        return current != addresses
+    }
+
+    public func clusterNodeAddresses() throws(BPFError) -> Set<IPAddress> {
+        var addresses = Set<IPAddress>()
+        for key in try nodes4.keys(as: UInt32.self) {
+            addresses.insert(IPAddress(bytes: withUnsafeBytes(of: key) { Array($0) })!)
+        }
+        for var key in try nodes6.keys(as: sp_addr6.self) {
+            addresses.insert(IPAddress(bytes: withUnsafeBytes(of: &key.addr) { Array($0) })!)
+        }
+        return addresses
+    }
+
+    private func address6Key(_ address: IPAddress) -> sp_addr6 {
+        var key = sp_addr6()
+        withUnsafeMutableBytes(of: &key.addr) { $0.copyBytes(from: address.bytes) }
+        return key
+    }
+
     public var masqueradeEnabled: Bool {
         ((try? node.lookup(UInt32(0), as: sp_node_config.self))??.flags ?? 0) & SP_NODE_MASQUERADE != 0
     }

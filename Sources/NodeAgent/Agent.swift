@@ -162,6 +162,18 @@ public actor Agent {
                 try writeConflist(own: objects[settings.nodeName])
             }
         }
+        if datapathReady {
+            await step("node addresses") { () throws(StepError) in
+                let addresses = objects.values.flatMap { node in
+                    (node.status?.addresses ?? []).filter { $0.type == "InternalIP" || $0.type == "ExternalIP" }.compactMap { IPAddress($0.address) }
+                }
+                do throws(BPFError) {
+                    try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot)).setClusterNodeAddresses(Set(addresses))
+                } catch {
+                    throw .datapath(.bpf(error))
+                }
+            }
+        }
         await step("routes") { () throws(StepError) in
             let desired = NodeRoutes.desired(nodes: Array(objects.values), ownName: settings.nodeName)
             let outcome: NodeRoutes.Outcome

@@ -58,7 +58,8 @@ extension AgentClusterTests {
     /// the node's; an external IP routed to a node is answered on the Service port. Idle
     /// connections leave the table; a backend that leaves takes its connections with it.
     func testNodePortsFromOutsideTheCluster() throws {
-        for i in 1...2 { try startAgent(i, ["--tcp-closing-timeout", "1", "--udp-timeout", "2"]) }
+        // Masquerading on: the replies of backends to the node that translated them must not be.
+        for i in 1...2 { try startAgent(i, ["--masquerade", "--tcp-closing-timeout", "1", "--udp-timeout", "2"]) }
         try waitFor("nodes 1 and 2 ready") { (1...2).allSatisfy(ready) }
         let web = try webBackends()
         let externalIPs = ["192.0.2.10", "2001:db8::10"]

@@ -46,6 +46,27 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } sp_cluster6 SEC(".maps") __weak;
 
+/* The cluster's nodes' addresses, written by the agent: never masqueraded either. A backend's
+ * reply to a connection another node translated (nat.h) is addressed to that node, and must reach
+ * it from the pod's own address to be translated back. */
+#define SP_MAX_NODE_ADDRESSES 16384
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);			/* IPv4 address, network order */
+	__type(value, __u8);
+	__uint(max_entries, SP_MAX_NODE_ADDRESSES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_nodes4 SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sp_addr6);
+	__type(value, __u8);
+	__uint(max_entries, SP_MAX_NODE_ADDRESSES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_nodes6 SEC(".maps") __weak;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__type(key, struct sp_counter_key);
