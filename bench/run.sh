@@ -25,6 +25,7 @@ quick=""; pods=500
 
 echo "== datapath"; BENCH_JSON="$out-datapath.json" bash bench/datapath.sh $quick
 echo "== socket LB"; BENCH_JSON="$out-socket-lb.json" bash bench/socket-lb.sh $quick
+echo "== node ports from outside"; BENCH_JSON="$out-nodeport.json" bash bench/nodeport.sh $quick
 
 echo "== CNI latency as $pods pods accumulate, and cost"
 id="spr$$"
@@ -64,6 +65,7 @@ python3 - "$out" "$pods" <<'PY'
 import json, sys, platform, os, datetime
 out, pods = sys.argv[1], int(sys.argv[2])
 d = json.load(open(f"{out}-datapath.json")); l = json.load(open(f"{out}-socket-lb.json")); c = json.load(open(f"{out}-cni.json"))
+n = json.load(open(f"{out}-nodeport.json"))
 print(f"\nCNI ADD and DEL over {pods} accumulating pods (ms)      ADD p50   p99      DEL p50   p99")
 for name in ("swiftpath-builtin", "swiftpath-hostlocal", "swiftpath-tc", "ptp", "kernel"):
     a, b = c["add"][name], c["del"][name]
@@ -90,6 +92,16 @@ goals = [
     ("connect() overhead <= 3 %, 1 to 10,000 services (worst)", max(overheads), max(overheads) <= 0.03),
     ("peak RSS <= 20 MiB", c["peak_rss_kib"] / 1024, c["peak_rss_kib"] / 1024 <= 20),
 ]
+np = n["results"]
+for side in ("same-node", "across-nodes"):
+    sp, ipt = np[f"swiftpath-{side}"], np[f"iptables-{side}"]
+    goals += [
+        (f"node port {side}, throughput >= 0.95 of direct", sp["gbps_ratio"], sp["gbps_ratio"] >= 0.95),
+        (f"node port {side}, latency <= 1.05 of direct", sp["p50_ratio"], sp["p50_ratio"] <= 1.05),
+        (f"node port {side}, ahead of iptables (throughput, latency, conn/s: x iptables)",
+         min(sp["gbps"] / ipt["gbps"], ipt["p50_us"] / sp["p50_us"], sp["cps"] / ipt["cps"]),
+         sp["gbps"] >= ipt["gbps"] and sp["p50_us"] <= ipt["p50_us"] and sp["cps"] >= ipt["cps"]),
+    ]
 print("\ngoals")
 for text, value, met in goals:
     print(f"  {'met   ' if met else 'MISSED'} {text}: {value:.3f}")
@@ -97,7 +109,7 @@ tc_add = c["add"]["swiftpath-tc"]["p50"] / c["add"]["ptp"]["p50"]
 tc_del = c["del"]["swiftpath-tc"]["p50"] - c["del"]["kernel"]["p50"]
 print(f"  (with attachMode tc instead of tcx: ADD {tc_add:.3f} of ptp, DEL {tc_del:.3f} ms above bare veth)")
 summary = {"date": datetime.datetime.utcnow().isoformat() + "Z", "machine": f"{os.cpu_count()} CPUs, Linux {platform.release()}",
-           "datapath": d, "socket_lb": l, "cni": c, "goals": [{"goal": t, "value": v, "met": m} for t, v, m in goals]}
+           "datapath": d, "socket_lb": l, "cni": c, "nodeport": n, "goals": [{"goal": t, "value": v, "met": m} for t, v, m in goals]}
 if os.path.exists(f"{out}-agent-services.json"):
     s = json.load(open(f"{out}-agent-services.json")); summary["agent_services"] = s
     print(f"\nthe agent as service proxy ({s['endpoints_per_service']} endpoints a Service; {s['rounds']} EndpointSlice changes a scale)")
@@ -110,4 +122,4 @@ if os.path.exists(f"{out}-agent-services.json"):
 json.dump(summary, open(f"{out}.json", "w"), indent=2)
 print(f"\nJSON: {out}.json")
 PY
-rm -f "$out-datapath.json" "$out-socket-lb.json" "$out-cni.json" "$out-agent-services.json"
+rm -f "$out-datapath.json" "$out-socket-lb.json" "$out-nodeport.json" "$out-cni.json" "$out-agent-services.json"

@@ -21,7 +21,7 @@ public struct TranslatedConnection: Equatable, Sendable, CustomStringConvertible
     public let backend: Backend
     /// Nanoseconds since either direction's last packet (to the second).
     public let idleNanoseconds: UInt64
-    /// A TCP connection that sent a RST, or a FIN each way.
+    /// A TCP connection that sent a FIN each way (a RST removes it at once).
     public let closing: Bool
 
     public var description: String {
@@ -34,7 +34,7 @@ public struct TranslatedConnection: Equatable, Sendable, CustomStringConvertible
 public struct ConnectionTimeouts: Sendable, Equatable {
     /// An open TCP connection (nf_conntrack keeps one five days; Cilium six hours).
     public var tcpSeconds: UInt64 = 21_600
-    /// A TCP connection after a RST, or a FIN each way.
+    /// A TCP connection after a FIN each way.
     public var tcpClosingSeconds: UInt64 = 10
     public var udpSeconds: UInt64 = 60
 
@@ -107,8 +107,7 @@ extension Datapath {
     }
 
     private static func closing(_ entry: sp_nat, _ partner: sp_nat?) -> Bool {
-        let flags = entry.flags | (partner?.flags ?? 0)
-        return flags & SP_NAT_RST != 0 || (entry.flags & SP_NAT_FIN != 0 && (partner?.flags ?? 0) & SP_NAT_FIN != 0)
+        entry.flags & SP_NAT_FIN != 0 && (partner?.flags ?? 0) & SP_NAT_FIN != 0
     }
 
     private static func connection(_ key: sp_tuple, _ value: sp_nat, partner: sp_nat?, now: UInt64) -> TranslatedConnection? {

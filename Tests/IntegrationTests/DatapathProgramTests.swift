@@ -275,7 +275,7 @@ final class DatapathProgramTests: XCTestCase {
         seen = Packets.transport(of: result.packet)
         XCTAssertEqual([seen.src, seen.dst], [node4, remote4])
         XCTAssertEqual(seen.dport, 9090)
-        XCTAssertTrue((61000...65535).contains(seen.sport), "\(seen.sport)")
+        XCTAssertTrue((1024...32767).contains(seen.sport), "\(seen.sport)")
         XCTAssertTrue(seen.checksumsRight)
         let nodePort = seen.sport
         result = try run(uplink, fromOutside(remote4, node4, tcp, 9090, nodePort, flags: syn | ack))
@@ -335,5 +335,19 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(try datapath.expireConnections(timeouts), 2)
         XCTAssertTrue(try datapath.translatedConnections().isEmpty)
         XCTAssertEqual(try datapath.connectionTableEntries(), 0, "no half of a connection left")
+
+        // A reset ends a connection at once, both ways.
+        _ = try run(uplink, fromOutside(client4, node4, tcp, 42000, 30080))
+        XCTAssertEqual(try datapath.connectionTableEntries(), 2)
+        result = try run(uplink, fromOutside(client4, node4, tcp, 42000, 30080, flags: 0x04))
+        XCTAssertEqual(Packets.transport(of: result.packet).dst, a4, "the reset itself reaches the backend")
+        XCTAssertEqual(try datapath.connectionTableEntries(), 0)
+        // A client port reused straight to the pod while its node port connection still closes:
+        // the pod's replies are its own again.
+        _ = try run(uplink, fromOutside(client4, node4, tcp, 42001, 30080))
+        XCTAssertEqual(try run(uplink, fromOutside(client4, a4, tcp, 42001, 8080)).verdict, TC_ACT_REDIRECT)
+        XCTAssertEqual(try datapath.connectionTableEntries(), 0)
+        result = try run(pod, Packets.transport(from: podA, to: hostA, a4, client4, proto: tcp, sport: 8080, dport: 42001, flags: syn | ack))
+        XCTAssertEqual(Packets.transport(of: result.packet).src, a4, "not taken for the node port's")
     }
 }

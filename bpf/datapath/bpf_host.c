@@ -66,5 +66,6 @@ int uplink_ingress(struct __sk_buff *skb)
 	} else {
 		return drop(&pkt, SP_DROP_MALFORMED);	/* never: parse() set one of them */
 	}
+	forget_stale_reply(skb, &pkt);
 	return deliver_local(&pkt, dst);
 }

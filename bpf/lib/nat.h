@@ -25,10 +25,12 @@ struct {
 	__uint(max_entries, SP_MAX_NAT_ENTRIES);
 } sp_nat SEC(".maps") __weak;
 
-/* The node's source ports towards backends on other nodes: above Linux's default ephemeral range
- * (32768-60999) and the node port range (30000-32767), where the node's own sockets seldom are. */
-#define SP_SNAT_PORT_MIN 61000
-#define SP_SNAT_PORT_COUNT (65536 - SP_SNAT_PORT_MIN)
+/* The node's source ports towards backends on other nodes: below Linux's default ephemeral range
+ * (32768-60999), which the node's own connections to the same backends (kubelet's probes, say)
+ * take theirs from. A reply is told from the node's own traffic by its whole tuple, so a node port
+ * or a listener on the same number is no conflict. */
+#define SP_SNAT_PORT_MIN 1024
+#define SP_SNAT_PORT_COUNT (32768 - SP_SNAT_PORT_MIN)
 #define SP_SNAT_PORT_ATTEMPTS 8
 
 /* last_seen_ns is written at most this often: a write per packet would bounce its cache line
@@ -164,7 +166,7 @@ static __always_inline int ttl_expires(const struct packet *pkt)
 	return pkt->ip6 && pkt->ip6->hop_limit <= 1;
 }
 
-/* A packet of a known connection: the entry learns it was seen, and how TCP is closing. */
+/* A packet of a known connection: the entry learns it was seen, and whether its side closed. */
 static __always_inline void touch(struct sp_nat *nat, __u8 tcp_flags)
 {
 	__u64 now = bpf_ktime_get_ns();
@@ -173,13 +175,40 @@ static __always_inline void touch(struct sp_nat *nat, __u8 tcp_flags)
 	if (now - nat->last_seen_ns >= SP_NAT_REFRESH_NS)
 		nat->last_seen_ns = now;
 	if (tcp_flags & SP_TCP_SYN)
-		flags &= ~(SP_NAT_FIN | SP_NAT_RST);	/* the client reuses the tuple for a new connection */
+		flags &= ~SP_NAT_FIN;	/* the client reuses the tuple for a new connection */
 	if (tcp_flags & SP_TCP_FIN)
 		flags |= SP_NAT_FIN;
-	if (tcp_flags & SP_TCP_RST)
-		flags |= SP_NAT_RST;
 	if (flags != nat->flags)
 		nat->flags = flags;
+}
+
+/* Removes both entries of the connection whose packets `from` are rewritten to `to`. */
+static __always_inline void forget_connection(const struct sp_tuple *from, const struct sp_tuple *to)
+{
+	struct sp_tuple other;
+
+	reverse_tuple(&other, to);
+	bpf_map_delete_elem(&sp_nat, from);
+	bpf_map_delete_elem(&sp_nat, &other);
+}
+
+/* A TCP SYN from outside straight to a local pod: an entry left by an earlier node port connection
+ * of the same client port (closing, not yet expired) would take the pod's replies for its own. */
+static __always_inline void forget_stale_reply(struct __sk_buff *skb, struct packet *pkt)
+{
+	struct flow_packet flow;
+	struct sp_tuple reply;
+	struct sp_nat *stale;
+
+	if (!read_flow(skb, pkt, &flow) || (flow.tcp_flags & (SP_TCP_SYN | SP_TCP_ACK)) != SP_TCP_SYN)
+		return;
+	reverse_tuple(&reply, &flow.tuple);
+	stale = bpf_map_lookup_elem(&sp_nat, &reply);
+	if (stale && (stale->flags & SP_NAT_REPLY_DIRECTION)) {
+		struct sp_tuple to = stale->to;
+
+		forget_connection(&reply, &to);
+	}
 }
 
 /* Rewrites a packet of a known connection, then sends it on: into a local pod, or out of the
@@ -195,6 +224,11 @@ static __always_inline int translate_flow(struct __sk_buff *skb, struct packet *
 	touch(nat, flow->tcp_flags);
 	if (rewrite_tuple(skb, &flow->tuple, &to))
 		return drop(pkt, SP_DROP_MALFORMED);
+	/* A reset ends the connection at once: its entries go with this last packet, freeing the
+	 * node's source port, and leave no reply entry that a later connection of the same client
+	 * port, straight to the pod, would be mistaken for. */
+	if (flow->tcp_flags & SP_TCP_RST)
+		forget_connection(&flow->tuple, &to);
 	/* The rewrite moved the packet's pointers. */
 	if (parse(skb, pkt) != SP_PARSED)
 		return drop(pkt, SP_DROP_MALFORMED);

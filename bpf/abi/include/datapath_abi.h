@@ -189,7 +189,6 @@ struct sp_tuple {
 #define SP_NAT_REPLY_DIRECTION (1u << 0)	/* from the backend, back to the client */
 #define SP_NAT_SNAT (1u << 1)		/* the backend is on another node: the source is the node's */
 #define SP_NAT_FIN (1u << 2)		/* this direction sent a TCP FIN */
-#define SP_NAT_RST (1u << 3)		/* either direction sent a TCP RST */
 
 struct sp_nat {
 	struct sp_tuple to;
