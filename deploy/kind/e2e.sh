@@ -140,10 +140,8 @@ curl -fsSL "https://dl.k8s.io/$version/kubernetes-test-linux-amd64.tar.gz" | tar
 #                                      that break nodes or need the cluster alone, long runs
 #   LoadBalancer                       kind has no load balancer controller
 #   NetworkPolicy, Netpol              swiftpath enforces no NetworkPolicy yet
-#   NodePort, HostPort, hostPort,      north-south traffic (node ports, host ports, external
-#   externalTrafficPolicy,             traffic policy, session affinity through a NodePort) is
-#   type=NodePort                      issue 13, not built yet: without kube-proxy nobody serves it
-skip='\[Feature:|\[Disruptive\]|\[Serial\]|\[Slow\]|LoadBalancer|NetworkPolicy|Netpol|NodePort|HostPort|hostPort|externalTrafficPolicy|type=NodePort'
+#   HostPort, hostPort                 the CNI portMappings capability (hostPort) is not built yet
+skip='\[Feature:|\[Disruptive\]|\[Serial\]|\[Slow\]|LoadBalancer|NetworkPolicy|Netpol|HostPort|hostPort'
 mkdir -p "$report"
 "$tests/ginkgo" --nodes=8 --timeout=2h --focus='\[sig-network\].*\[Conformance\]' --skip="$skip" "$tests/e2e.test" -- \
   --provider=skeleton --kubeconfig="${KUBECONFIG:-$HOME/.kube/config}" --report-dir="$report" --dump-logs-on-failure=false
