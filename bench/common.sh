@@ -13,3 +13,29 @@ cgroot=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)
 build_tool() {  # NAME FOLDER: compiles bench/tools/NAME.c to FOLDER/NAME
   "$(command -v clang || command -v cc)" -O2 -o "$2/$1" "$here/bench/tools/$1.c"
 }
+
+in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
+
+# For the scripts whose netns are all named "$id-...", whose servers' pids are in $work/*.pid and
+# whose swiftpath stores are /sys/fs/bpf/$id-s1 and -s2: removes them all, on every exit.
+# shellcheck disable=SC2154 # id and work are the sourcing script's
+remove_netns_servers_and_stores() {
+  for pid in $(cat "$work"/*.pid 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+  for ns in /run/netns/"$id"-*; do [ -e "$ns" ] && ip netns del "$(basename "$ns")" 2>/dev/null; done
+  rm -rf "/sys/fs/bpf/$id-s1" "/sys/fs/bpf/$id-s2" "$work"
+}
+
+# CLIENT_NETNS ADDRESS [IPERF_PORT SOCKPERF_PORT SECONDS]: prints "bits/s p50-us p99-us" of one
+# iperf3 run and one sockperf ping-pong run.
+tcp_figures() {
+  local tput lat
+  tput=$(in_ns "$1" iperf3 -c "$2" -p "${3:-5201}" -t "${5:-$seconds}" -J \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])')
+  lat=$(in_ns "$1" sockperf pp --tcp -i "$2" -p "${4:-11111}" -t "${5:-$seconds}" 2>&1 | python3 -c '
+import re, sys
+text = sys.stdin.read()
+p50 = re.search(r"percentile 50.000 =\s*([0-9.]+)", text).group(1)
+p99 = re.search(r"percentile 99.000 =\s*([0-9.]+)", text).group(1)
+print(p50, p99)')
+  echo "$tput $lat"
+}

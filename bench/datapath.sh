@@ -23,14 +23,7 @@ done
 
 id="spd$$"
 work=$(mktemp -d "/tmp/$id.XXXX")
-cleanup() {
-  for pid in $(cat "$work"/*.pid 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
-  for ns in /run/netns/"$id"-*; do [ -e "$ns" ] && ip netns del "$(basename "$ns")" 2>/dev/null; done
-  rm -rf "/sys/fs/bpf/$id-s1" "/sys/fs/bpf/$id-s2" "$work"
-}
-trap cleanup EXIT
-
-in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
+trap remove_netns_servers_and_stores EXIT
 
 # Two nodes X1, X2 with a wire 10.9.0.1 <-> 10.9.0.2; each routes the other's pod range over it.
 make_nodes() {  # PREFIX
@@ -88,15 +81,7 @@ sleep 1
 offloads=$(in_ns "$id-h-1" ethtool -k wire | grep -E '^(tcp-segmentation-offload|generic-segmentation-offload|generic-receive-offload|scatter-gather):' | tr -d '\t' | tr '\n' ' ')
 
 measure() {  # NAME CLIENT_NETNS SERVER_ADDRESS
-  local tput lat
-  tput=$(in_ns "$2" iperf3 -c "$3" -t "$seconds" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])')
-  lat=$(in_ns "$2" sockperf pp --tcp -i "$3" -p 11111 -t "$seconds" 2>&1 | python3 -c '
-import re, sys
-text = sys.stdin.read()
-p50 = re.search(r"percentile 50.000 =\s*([0-9.]+)", text).group(1)
-p99 = re.search(r"percentile 99.000 =\s*([0-9.]+)", text).group(1)
-print(p50, p99)')
-  echo "$1 $tput $lat" >> "$work/samples"
+  echo "$1 $(tcp_figures "$2" "$3")" >> "$work/samples"
 }
 
 contenders=("host-to-host:$id-h-1:10.9.0.2"

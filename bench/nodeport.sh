@@ -26,15 +26,8 @@ done
 
 id="spn$$"
 work=$(mktemp -d "/tmp/$id.XXXX")
-cleanup() {
-  for pid in $(cat "$work"/*.pid 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
-  for ns in /run/netns/"$id"-*; do [ -e "$ns" ] && ip netns del "$(basename "$ns")" 2>/dev/null; done
-  rm -rf "/sys/fs/bpf/$id-s1" "/sys/fs/bpf/$id-s2" "$work"
-}
-trap cleanup EXIT
+trap remove_netns_servers_and_stores EXIT
 build_tool connect_rate "$work"
-
-in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
 
 # PREFIX: a bridge netns, a client 10.9.0.100 and nodes 10.9.0.1 and 10.9.0.2 on it; the nodes
 # route each other's pod range, the client routes both (for the direct path).
@@ -126,16 +119,7 @@ serve "$id-p-b" "$ptp_b"; serve "$id-p-c" "$ptp_c"
 sleep 1
 
 measure() {  # NAME CLIENT_NETNS ADDRESS IPERF_PORT SOCKPERF_PORT CONNECT_PORT
-  local tput lat rate
-  tput=$(in_ns "$2" iperf3 -c "$3" -p "$4" -t "$seconds" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])')
-  lat=$(in_ns "$2" sockperf pp --tcp -i "$3" -p "$5" -t "$seconds" 2>&1 | python3 -c '
-import re, sys
-text = sys.stdin.read()
-p50 = re.search(r"percentile 50.000 =\s*([0-9.]+)", text).group(1)
-p99 = re.search(r"percentile 99.000 =\s*([0-9.]+)", text).group(1)
-print(p50, p99)')
-  rate=$(in_ns "$2" "$work/connect_rate" client "$3" "$6" "$ms" | cut -d' ' -f1)
-  echo "$1 $tput $lat $rate" >> "$work/samples"
+  echo "$1 $(tcp_figures "$2" "$3" "$4" "$5") $(in_ns "$2" "$work/connect_rate" client "$3" "$6" "$ms" | cut -d' ' -f1)" >> "$work/samples"
 }
 
 contenders=("direct-same-node:$id-s-100:$sp_b:5201:11111:8080"

@@ -16,6 +16,16 @@ struct ServiceCommand: ParsableCommand {
         return (store, try Datapath.open(store: store))
     }
 
+    /// The node's datapath when one is loaded, for a listing; otherwise says so (an empty JSON list)
+    /// and returns nil.
+    static func loaded(_ root: String, output: OutputFormat) throws -> Datapath? {
+        guard let store = try EndpointStore.openExisting(root: root), let datapath = Datapath.openExisting(store: store) else {
+            print(output == .json ? "[]" : "no datapath loaded in \(root)")
+            return nil
+        }
+        return datapath
+    }
+
     /// Terminates the sockets still aimed at backends that left, on the node and in every pod,
     /// and says how many.
     static func terminate(_ departures: [(service: Service, backend: Backend)], datapath: Datapath, store: EndpointStore) throws {
@@ -92,10 +102,7 @@ struct ServiceCommand: ParsableCommand {
         var output: OutputFormat = .table
 
         func run() throws {
-            guard let opened = try EndpointStore.openExisting(root: store.root), let datapath = Datapath.openExisting(store: opened) else {
-                print(output == .json ? "[]" : "no datapath loaded in \(store.root)")
-                return
-            }
+            guard let datapath = try ServiceCommand.loaded(store.root, output: output) else { return }
             let services = try datapath.services()
             if output == .json {
                 printJSON(services.map {
@@ -155,10 +162,7 @@ extension ServiceCommand {
         var output: OutputFormat = .table
 
         func run() throws {
-            guard let opened = try EndpointStore.openExisting(root: store.root), let datapath = Datapath.openExisting(store: opened) else {
-                print(output == .json ? "[]" : "no datapath loaded in \(store.root)")
-                return
-            }
+            guard let datapath = try ServiceCommand.loaded(store.root, output: output) else { return }
             let connections = try datapath.translatedConnections()
             if output == .json {
                 printJSON(connections.map {

@@ -31,6 +31,8 @@ final class ServiceTableTests: XCTestCase {
         ServiceTable(services: Dictionary(uniqueKeysWithValues: services), slices: Dictionary(uniqueKeysWithValues: slices), node: .init(name: node))
     }
 
+    private func entry(_ table: ServiceTable, _ key: String) -> ServiceTable.Entry? { table.entries[NodeStore.Service(key)!] }
+
     private func backends(_ table: ServiceTable, _ key: String) -> [String]? {
         table.entries[NodeStore.Service(key)!]?.backends.map(\.description)
     }
@@ -69,6 +71,33 @@ final class ServiceTableTests: XCTestCase {
         XCTAssertNil(backends(table, "[2001:db8::1]:30080/tcp"), "an IPv4-only Service has no node port on IPv6")
         XCTAssertNil(backends(table, "[::1]:30080/tcp"))
         XCTAssertEqual(table.entries.count, 5, "the cluster IP's two ports and the one node port on three addresses")
+
+        // Who reaches them from outside: the node port on the node's addresses, this node's
+        // endpoints only (Local); not on localhost, not the cluster IP.
+        let localOnly = ExternalTraffic.local([Backend(address: IPAddress("10.1.1.5")!, port: 8080)])
+        XCTAssertEqual(entry(table, "192.0.2.1:30080/tcp")?.external, localOnly)
+        XCTAssertEqual(entry(table, "198.51.100.1:30080/tcp")?.external, localOnly)
+        XCTAssertEqual(entry(table, "127.0.0.1:30080/tcp")?.external, ExternalTraffic.none)
+        XCTAssertEqual(entry(table, "10.96.0.10:80/tcp")?.external, ExternalTraffic.none)
+    }
+
+    /// externalTrafficPolicy Cluster: node ports, external IPs and LoadBalancer ingress IPs take
+    /// outside clients to every endpoint.
+    func testExternalAddressesAreAnsweredFromOutside() {
+        var lb = service("lb", clusterIPs: ["10.96.0.40"], ports: [.init(name: "http", port: 80, nodePort: 30090)]) {
+            $0.type = "LoadBalancer"
+            $0.externalIPs = ["203.0.113.9"]
+        }
+        lb.1.status = .init(loadBalancer: .init(ingress: [.init(ip: "198.51.100.40")]))
+        let node = Node(metadata: ObjectMeta(name: "a"), status: .init(addresses: [.init(type: "InternalIP", address: "192.0.2.1")]))
+        let table = ServiceTable(services: Dictionary(uniqueKeysWithValues: [lb]),
+                                 slices: Dictionary(uniqueKeysWithValues: [slice("lb-v4", of: "lb", "IPv4", [endpoint("10.1.2.5", node: "b")])]),
+                                 node: ServiceTable.NodeView(node, name: "a"))
+        for address in ["192.0.2.1:30090/tcp", "203.0.113.9:80/tcp", "198.51.100.40:80/tcp"] {
+            XCTAssertEqual(entry(table, address)?.external, .cluster, address)
+            XCTAssertEqual(backends(table, address), ["10.1.2.5:8080"], address)
+        }
+        XCTAssertEqual(entry(table, "10.96.0.40:80/tcp")?.external, ExternalTraffic.none)
     }
 
     /// A health check node port for a Service with externalTrafficPolicy Local counts this node's

@@ -244,8 +244,8 @@ static __always_inline int translate_flow(struct __sk_buff *skb, struct packet *
 	return forward_via_fib(skb, pkt);
 }
 
-/* The node's address towards `backend`, as the FIB would choose it for a packet the node sends;
- * 0 when the backend is reached through the uplink's own route. */
+/* The node's address towards the backend in `to`, as the FIB chooses it for a packet the node
+ * sends there, into `out`; -1 when the FIB has no route for it. */
 static __always_inline int node_address_towards(struct __sk_buff *skb, const struct sp_tuple *to, __u8 *out)
 {
 	struct bpf_fib_lookup fib = { .ifindex = skb->ifindex, .l4_protocol = to->proto };

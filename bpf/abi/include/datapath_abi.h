@@ -74,6 +74,7 @@ enum sp_path {
 	SP_STACK_NOT_UNICAST,		/* to a broadcast, multicast, link-local or otherwise special address */
 	SP_DROP_OTHER_HOST,		/* an Ethernet frame addressed to another host */
 	SP_DROP_MARTIAN_SOURCE,		/* from outside, with a source no sender has (loopback, multicast, ...) or a local pod's own */
+	/* Translations, counted besides the path the packet then takes (redirect_peer, redirect_fib, ...). */
 	SP_NAT_TO_BACKEND,		/* uplink: a service's connection from outside, translated to its backend */
 	SP_NAT_REPLY,			/* a reply of such a connection, translated back to the service */
 	SP_STACK_NO_FLOW,		/* uplink: TCP for a service, neither a SYN nor of a known connection */
