@@ -26,5 +26,9 @@
  * so the linker merges the files' identical copies into one. */
 char LICENSE[] SEC("license") __weak = "Dual BSD/GPL";
 
+/* bpf_fib_lookup() flags of Linux 6.3 and 6.8, enum values the Debian 12 UAPI headers lack. */
+#define SP_FIB_LOOKUP_SKIP_NEIGH (1U << 2)
+#define SP_FIB_LOOKUP_SRC (1U << 4)
+
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)

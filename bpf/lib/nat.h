@@ -258,7 +258,7 @@ static __always_inline int node_address_towards(struct __sk_buff *skb, const str
 		fib.family = AF_INET6;
 		__builtin_memcpy(fib.ipv6_dst, to->daddr, 16);
 	}
-	status = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SRC | BPF_FIB_LOOKUP_SKIP_NEIGH);
+	status = bpf_fib_lookup(skb, &fib, sizeof(fib), SP_FIB_LOOKUP_SRC | SP_FIB_LOOKUP_SKIP_NEIGH);
 	if (status != BPF_FIB_LKUP_RET_SUCCESS)
 		return -1;
 	if (to->family == 4)
