@@ -55,6 +55,20 @@ for n in ("1", "1000", "10000"):
 table(["services", "direct to the backend", "swiftpath VIP", "× direct", "iptables DNAT VIP (kube-proxy layout)", "× direct"],
       rows)
 
+if "nodeport" in run:
+    nodeport = run["nodeport"]
+    print("### Node ports from outside\n")
+    print(f"{nodeport['rounds']} rounds of {nodeport['seconds']} s; × direct: the median of the per-round ratios to the "
+          "client reaching the pod directly, backend on the same side.\n")
+    paths = {"direct": "direct to the pod", "swiftpath": "swiftpath node port", "iptables": "iptables node port (kube-proxy layout)"}
+    rows = []
+    for side, where in (("same-node", "backend on node 1"), ("across-nodes", "backend on node 2")):
+        for kind, name in paths.items():
+            r = nodeport["results"][f"{kind}-{side}"]
+            rows.append([f"{name}, {where}", f"{r['gbps']:.2f}", f"{r['gbps_ratio']:.2f}", f"{r['p50_us']:.1f}", f"{r['p50_ratio']:.2f}",
+                         f"{r['p99_us']:.1f}", f"{r['cps']:,.0f}", f"{r['cps_ratio']:.2f}"])
+    table(["path", "TCP Gbit/s", "× direct", "p50 µs", "× direct", "p99 µs", "connections/s", "× direct"], rows)
+
 print("### CNI latency as pods accumulate\n")
 print(f"ADD of {cni['pods']} pods one after another on one node, every contender once per pod, then DEL of all; "
       "milliseconds:\n")
