@@ -134,12 +134,6 @@ extension Datapath {
         address(tuple.daddr, family: tuple.family).map { Backend(address: $0, port: UInt16(bigEndian: tuple.dport)) }
     }
 
-    private static func address(_ bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                                          UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8), family: UInt8) -> IPAddress? {
-        guard let family = IPAddress.Family(rawValue: family) else { return nil }
-        return withUnsafeBytes(of: bytes) { IPAddress(bytes: $0.prefix(family.byteCount)) }
-    }
-
     /// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns().
     static func monotonicNanoseconds() -> UInt64 {
         var now = timespec()

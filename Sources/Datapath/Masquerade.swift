@@ -39,10 +39,10 @@ extension Datapath {
     public func setClusterNodeAddresses(_ addresses: Set<IPAddress>) throws(BPFError) -> Bool {
         let current = try clusterNodeAddresses()
         for address in current.subtracting(addresses) {
-            if address.isIPv4 { try nodes4.delete(address.ipv4Key) } else { try nodes6.delete(address6Key(address)) }
+            if address.isIPv4 { try nodes4.delete(address.ipv4Key) } else { try nodes6.delete(address.ipv6Key) }
         }
         for address in addresses.subtracting(current) {
-            if address.isIPv4 { try nodes4.upsert(address.ipv4Key, UInt8(1)) } else { try nodes6.upsert(address6Key(address), UInt8(1)) }
+            if address.isIPv4 { try nodes4.upsert(address.ipv4Key, UInt8(1)) } else { try nodes6.upsert(address.ipv6Key, UInt8(1)) }
         }
         return current != addresses
     }
@@ -56,12 +56,6 @@ extension Datapath {
             addresses.insert(IPAddress(bytes: withUnsafeBytes(of: &key.addr) { Array($0) })!)
         }
         return addresses
-    }
-
-    private func address6Key(_ address: IPAddress) -> sp_addr6 {
-        var key = sp_addr6()
-        withUnsafeMutableBytes(of: &key.addr) { $0.copyBytes(from: address.bytes) }
-        return key
     }
 
     public var masqueradeEnabled: Bool {

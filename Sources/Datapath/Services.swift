@@ -166,17 +166,19 @@ extension Datapath {
     }
 
     static func service(_ key: sp_service_key) -> Service? {
-        var key = key
-        guard let family = IPAddress.Family(rawValue: key.family),
-              let proto = Service.TransportProtocol.allCases.first(where: { $0.number == key.proto }),
-              let address = withUnsafeBytes(of: &key.addr, { IPAddress(bytes: $0.prefix(family.byteCount)) }) else { return nil }
+        guard let proto = Service.TransportProtocol.allCases.first(where: { $0.number == key.proto }),
+              let address = address(key.addr, family: key.family) else { return nil }
         return Service(address: address, port: UInt16(bigEndian: key.port), proto: proto)
     }
 
     static func backend(_ value: sp_backend) -> Backend? {
-        var value = value
-        guard let family = IPAddress.Family(rawValue: value.family),
-              let address = withUnsafeBytes(of: &value.addr, { IPAddress(bytes: $0.prefix(family.byteCount)) }) else { return nil }
-        return Backend(address: address, port: UInt16(bigEndian: value.port))
+        address(value.addr, family: value.family).map { Backend(address: $0, port: UInt16(bigEndian: value.port)) }
+    }
+
+    /// An address as the maps hold it: 16 bytes, IPv4 in the first four; `family` 4 or 6.
+    static func address(_ bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                                  UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8), family: UInt8) -> IPAddress? {
+        guard let family = IPAddress.Family(rawValue: family) else { return nil }
+        return withUnsafeBytes(of: bytes) { IPAddress(bytes: $0.prefix(family.byteCount)) }
     }
 }

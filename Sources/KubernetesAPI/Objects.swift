@@ -79,6 +79,11 @@ public struct Node: KubeObject {
     public var internalIPs: [String] {
         (status?.addresses ?? []).filter { $0.type == "InternalIP" }.map(\.address)
     }
+
+    /// The node's InternalIP and ExternalIP addresses (not its hostnames): where it is reached.
+    public var ipAddresses: [String] {
+        (status?.addresses ?? []).filter { $0.type == "InternalIP" || $0.type == "ExternalIP" }.map(\.address)
+    }
 }
 
 public struct Service: KubeObject {

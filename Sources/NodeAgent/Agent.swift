@@ -45,6 +45,9 @@ public actor Agent {
     /// This node as the service table sees it (its name, the addresses node ports answer on).
     private var serviceNode: ServiceTable.NodeView
     private let healthCheckNodePorts: HealthCheckNodePorts
+    /// The cluster's node addresses as last written to the datapath (never masqueraded); nil:
+    /// not known to be in the maps (at start, after a failure, at each resync).
+    private var writtenNodeAddresses: Set<IPAddress>?
 
     public init(settings: AgentSettings, client: KubeClient, logger: Logger) {
         self.settings = settings
@@ -108,6 +111,7 @@ public actor Agent {
     /// Everything again from the current copy of the API: changes nothing when nothing changed.
     public func resync() async {
         await ensureNodeSetup()
+        writtenNodeAddresses = nil
         if await nodes.synced { await reconcile(lastNodes) }
         if settings.services { await programServices(verify: true) }
     }
@@ -162,16 +166,16 @@ public actor Agent {
                 try writeConflist(own: objects[settings.nodeName])
             }
         }
-        if datapathReady {
+        let nodeAddresses = Set(objects.values.flatMap { $0.ipAddresses.compactMap { IPAddress($0) } })
+        if datapathReady && nodeAddresses != writtenNodeAddresses {
             await step("node addresses") { () throws(StepError) in
-                let addresses = objects.values.flatMap { node in
-                    (node.status?.addresses ?? []).filter { $0.type == "InternalIP" || $0.type == "ExternalIP" }.compactMap { IPAddress($0.address) }
-                }
+                writtenNodeAddresses = nil
                 do throws(BPFError) {
-                    try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot)).setClusterNodeAddresses(Set(addresses))
+                    try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot)).setClusterNodeAddresses(nodeAddresses)
                 } catch {
                     throw .datapath(.bpf(error))
                 }
+                writtenNodeAddresses = nodeAddresses
             }
         }
         await step("routes") { () throws(StepError) in

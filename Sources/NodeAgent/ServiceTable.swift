@@ -64,8 +64,7 @@ struct ServiceTable {
         /// datapath translates loopback addresses for the node's own sockets only).
         init(_ node: Node?, name: String) {
             self.name = name
-            let listed = (node?.status?.addresses ?? []).filter { $0.type == "InternalIP" || $0.type == "ExternalIP" }
-            addresses = Set(listed.compactMap { IPAddress($0.address) } + Self.localhost).sorted()
+            addresses = Set((node?.ipAddresses ?? []).compactMap { IPAddress($0) } + Self.localhost).sorted()
         }
 
         static let localhost = [IPAddress("127.0.0.1")!, IPAddress("::1")!]

@@ -13,6 +13,12 @@ static __always_inline struct sp_endpoint *endpoint6(const struct in6_addr *addr
 	return bpf_map_lookup_elem(&sp_endpoints6, addr);
 }
 
+/* By an address as the service and connection maps hold it (IPv4 in its first four bytes). */
+static __always_inline struct sp_endpoint *endpoint_at(__u8 family, const __u8 *addr)
+{
+	return family == 4 ? endpoint4(*(const __u32 *)addr) : endpoint6((const struct in6_addr *)addr);
+}
+
 static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
 {
 	return ((const __u16 *)a)[0] == ((const __u16 *)b)[0] && ((const __u16 *)a)[1] == ((const __u16 *)b)[1]

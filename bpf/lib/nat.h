@@ -233,12 +233,9 @@ static __always_inline int translate_flow(struct __sk_buff *skb, struct packet *
 	if (parse(skb, pkt) != SP_PARSED)
 		return drop(pkt, SP_DROP_MALFORMED);
 	count(pkt, path);
-	ep = to.family == 4 ? endpoint4(*(__u32 *)to.daddr) : endpoint6((const struct in6_addr *)to.daddr);
+	ep = endpoint_at(to.family, to.daddr);
 	if (ep) {
-		if (pkt->ip4)
-			ip4_decrease_ttl(pkt->ip4);
-		else if (pkt->ip6)
-			pkt->ip6->hop_limit--;
+		decrease_hop_limit(pkt);
 		return deliver_local(pkt, ep);
 	}
 	return forward_via_fib(skb, pkt);
@@ -268,13 +265,6 @@ static __always_inline int node_address_towards(struct __sk_buff *skb, const str
 	return 0;
 }
 
-static __always_inline int is_local_endpoint(const struct sp_backend *backend)
-{
-	if (backend->family == 4)
-		return endpoint4(*(__u32 *)backend->addr) != 0;
-	return endpoint6((const struct in6_addr *)backend->addr) != 0;
-}
-
 /* Opens a connection to `backend` for the packet `flow`: the reply entry first (for a backend on
  * another node, with the first free source port it takes), then the entry for the client's side.
  * Returns that entry, or 0 with the reason in `why`. */
@@ -292,7 +282,7 @@ static __always_inline struct sp_nat *open_connection(struct __sk_buff *skb, con
 	forward.to.dport = backend->port;
 	reverse_tuple(&reply.to, client);
 
-	if (is_local_endpoint(backend)) {
+	if (endpoint_at(backend->family, backend->addr)) {
 		reverse_tuple(&reply_key, &forward.to);
 		bpf_map_update_elem(&sp_nat, &reply_key, &reply, BPF_ANY);
 	} else {
