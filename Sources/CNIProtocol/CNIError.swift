@@ -37,6 +37,8 @@ public struct CNIError: Error, Equatable, Sendable, CustomStringConvertible {
         public static let masqueradeFailure = Code(rawValue: 107)
         /// The cgroup v2 directory of the socket hooks could not be used.
         public static let cgroupFailure = Code(rawValue: 108)
+        /// A host port of `portMappings` is already another pod's, or a Service's.
+        public static let hostPortTaken = Code(rawValue: 109)
 
         public var description: String { String(rawValue) }
     }

@@ -104,11 +104,14 @@ extension Datapath {
         return result.sorted { $0.service.description < $1.service.description }
     }
 
-    /// Makes the services exactly `desired`: sets every listed one, deletes every other. Returns
-    /// the counts and every backend that left a service.
+    /// Makes the services exactly `desired`: sets every listed one, deletes every other. Pods'
+    /// host ports are not the caller's: they are neither set nor deleted. Returns the counts and
+    /// every backend that left a service.
     public func applyServices(_ desired: [ServiceProgram]) throws(BPFError)
         -> (set: Int, deleted: Int, departures: [(service: Service, backend: Backend)]) {
         try store.withLockOrThrow { () throws(BPFError) in
+            let hostPorts = Set(try store.recordedHostPorts().keys)
+            let desired = desired.filter { !hostPorts.contains($0.service) }
             var departures: [(service: Service, backend: Backend)] = []
             for entry in desired {
                 departures += try setService(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds,
@@ -119,7 +122,7 @@ extension Datapath {
             let existing = Set(try store.recordedServices().map(\.service))
                 .union(try servicesMap.keys(as: sp_service_key.self).compactMap(Self.service))
             var deleted = 0
-            for service in existing.subtracting(wanted).sorted(by: { $0.description < $1.description }) {
+            for service in existing.subtracting(wanted).subtracting(hostPorts).sorted(by: { $0.description < $1.description }) {
                 departures += (try deleteService(service) ?? []).map { (service, $0) }
                 deleted += 1
             }

@@ -24,13 +24,13 @@ extension NetlinkSocket {
         }
     }
 
-    /// The addresses of device `index` (both families), link-local ones included.
-    public func addresses(index: Int32) throws(SystemCallError) -> [IPPrefix] {
+    /// The addresses of device `index` (every device's when nil; both families), link-local ones included.
+    public func addresses(index: Int32? = nil) throws(SystemCallError) -> [IPPrefix] {
         try request("dump addresses", type: Int(RTM_GETADDR), flags: NLM_F_DUMP) { message in
             message.family(ifaddrmsg.self) { $0.ifa_family = UInt8(AF_UNSPEC) }
         }.compactMap { message in
             message.withContents(ifaddrmsg.self) { header, attributes -> IPPrefix? in
-                guard header.ifa_index == UInt32(index),
+                guard index.map({ header.ifa_index == UInt32($0) }) ?? true,
                       let raw = attributes.bytes(Int(IFA_LOCAL)) ?? attributes.bytes(Int(IFA_ADDRESS)),
                       let address = IPAddress(bytes: raw) else { return nil }
                 return IPPrefix(address: address, length: Int(header.ifa_prefixlen))

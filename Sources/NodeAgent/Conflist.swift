@@ -3,7 +3,8 @@ import Foundation
 import NetAddress
 
 /// The conflist the agent writes for its node: the plugin with the built-in allocator over the
-/// node's pod CIDRs (one range per family), and the node-level settings the agent was given.
+/// node's pod CIDRs (one range per family), the node-level settings the agent was given, and the
+/// `portMappings` capability (hostPort).
 struct Conflist: Encodable, Equatable {
     struct Plugin: Encodable, Equatable {
         struct IPAM: Encodable, Equatable {
@@ -16,7 +17,13 @@ struct Conflist: Encodable, Equatable {
             let cgroupRoot: String
         }
 
+        /// What the runtime passes in `runtimeConfig`: the pods' host ports.
+        struct Capabilities: Encodable, Equatable {
+            let portMappings = true
+        }
+
         let type = "swiftpath"
+        let capabilities = Capabilities()
         let bpffsRoot: String
         let logFile: String?
         let mtu: Int?

@@ -15,11 +15,14 @@ enum ServicePrograms {
         var terminated = 0
     }
 
-    /// What the datapath holds now, backends sorted as the table sorts them.
+    /// What the datapath holds now, backends sorted as the table sorts them; pods' host ports,
+    /// which are the plugin's, left out.
     static func programmed(storeRoot: String) throws(BPFError) -> ServiceTable {
-        let datapath = try Datapath.open(store: try EndpointStore.open(root: storeRoot))
+        let store = try EndpointStore.open(root: storeRoot)
+        let datapath = try Datapath.open(store: store)
+        let hostPorts = try store.recordedHostPorts()
         var entries: [NodeStore.Service: ServiceTable.Entry] = [:]
-        for entry in try datapath.services() {
+        for entry in try datapath.services() where hostPorts[entry.service] == nil {
             let external: ExternalTraffic = switch entry.external {
             case .local(let local): .local(local.sorted { ($0.address, $0.port) < ($1.address, $1.port) })
             case let other: other
@@ -34,12 +37,15 @@ enum ServicePrograms {
         guard !changes.isEmpty else { return Outcome() }
         let store = try EndpointStore.open(root: storeRoot)
         let datapath = try Datapath.open(store: store)
+        // A pod's host port wins over a Service on the same address and port, as the pod came
+        // first; the Service is written at the next resync after the pod is gone.
+        let hostPorts = try store.recordedHostPorts()
         var departures: [(service: Service, backend: Backend)] = []
-        for (service, entry) in changes.set {
+        for (service, entry) in changes.set where hostPorts[service] == nil {
             departures += try datapath.setService(service, backends: entry.backends, affinitySeconds: entry.affinitySeconds,
                                                   external: entry.external).map { (service, $0) }
         }
-        for service in changes.delete {
+        for service in changes.delete where hostPorts[service] == nil {
             departures += (try datapath.deleteService(service) ?? []).map { (service, $0) }
         }
         var outcome = Outcome(written: changes.set.count, deleted: changes.delete.count, departed: departures.count)

@@ -18,15 +18,18 @@ public final class EndpointStore {
     let leases: BPFMap
     let cursors: BPFMap
     let services: BPFMap
+    let hostPorts: BPFMap
     private var lockDepth = 0
 
-    private init(root: String, directory: OwnedDescriptor, endpoints: BPFMap, leases: BPFMap, cursors: BPFMap, services: BPFMap) {
+    private init(root: String, directory: OwnedDescriptor, endpoints: BPFMap, leases: BPFMap, cursors: BPFMap, services: BPFMap,
+                 hostPorts: BPFMap) {
         self.root = root
         self.directory = directory
         self.endpoints = endpoints
         self.leases = leases
         self.cursors = cursors
         self.services = services
+        self.hostPorts = hostPorts
     }
 
     /// Opens the store at `root`, creating its folder and maps (and mounting bpffs at
@@ -43,9 +46,11 @@ public final class EndpointStore {
             (try BPFMap.openOrCreate(at: root + "/endpoints_v1", EndpointRecord.layout),
              try BPFMap.openOrCreate(at: root + "/ip_leases_v1", Lease.layout),
              try BPFMap.openOrCreate(at: root + "/ip_cursors_v1", Lease.cursorLayout),
-             try BPFMap.openOrCreate(at: root + "/services_v1", ServiceRecord.layout))
+             try BPFMap.openOrCreate(at: root + "/services_v1", ServiceRecord.layout),
+             try BPFMap.openOrCreate(at: root + "/host_ports_v1", HostPortRecord.layout))
         }
-        return EndpointStore(root: root, directory: directory, endpoints: maps.0, leases: maps.1, cursors: maps.2, services: maps.3)
+        return EndpointStore(root: root, directory: directory, endpoints: maps.0, leases: maps.1, cursors: maps.2, services: maps.3,
+                             hostPorts: maps.4)
     }
 
     /// The store at `root` if there is one, or nil: what the verbs that only look or clean up

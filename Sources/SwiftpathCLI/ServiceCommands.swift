@@ -104,11 +104,13 @@ struct ServiceCommand: ParsableCommand {
         func run() throws {
             guard let datapath = try ServiceCommand.loaded(store.root, output: output) else { return }
             let services = try datapath.services()
+            let hostPorts = try datapath.store.recordedHostPorts()
             if output == .json {
                 printJSON(services.map {
                     ServiceView(service: $0.service.description, backends: $0.backends.map(\.description),
                                 affinitySeconds: $0.affinitySeconds == 0 ? nil : $0.affinitySeconds,
-                                external: ServiceView.external($0.external), localBackends: ServiceView.localBackends($0.external))
+                                external: ServiceView.external($0.external), localBackends: ServiceView.localBackends($0.external),
+                                hostPortOf: hostPorts[$0.service])
                 })
                 return
             }
@@ -119,7 +121,8 @@ struct ServiceCommand: ParsableCommand {
                 case .cluster: "  (external)"
                 case .local(let local): "  (external, local: \(local.isEmpty ? "none" : local.map(\.description).joined(separator: " ")))"
                 }
-                print("\(entry.service.description.padding(32)) \(entry.backends.map(\.description).joined(separator: " "))\(affinity)\(external)")
+                let owner = hostPorts[entry.service].map { "  (host port of \($0))" } ?? ""
+                print("\(entry.service.description.padding(32)) \(entry.backends.map(\.description).joined(separator: " "))\(affinity)\(external)\(owner)")
             }
         }
     }
@@ -194,6 +197,8 @@ struct ServiceView: Codable {
     var external: String?
     /// With "local": the backends outside clients get.
     var localBackends: [String]?
+    /// A pod's host port: the host device of the attachment that owns it (listed, never applied).
+    var hostPortOf: String?
 
     static func external(_ traffic: ExternalTraffic) -> String? {
         switch traffic {

@@ -20,7 +20,7 @@ struct VethPair {
 
 extension Plugin {
     /// ADD: checks its input, records itself as pending, leases addresses, wires the veth and
-    /// the datapath, marks the record ready, and undoes every step already done when a later one
+    /// the datapath, offers the pod's host ports, marks the record ready, and undoes every step already done when a later one
     /// fails. Killed at any point, it leaves a pending record that DEL and GC undo whole.
     func add(_ node: NodeFacts) throws(CNIError) -> CNIResult {
         // Everything that can be wrong with the input is found before anything changes.
@@ -34,6 +34,7 @@ extension Plugin {
         let uplinks = node.devices ?? defaultLinks.map { ($0.name, $0.index) }
         let mtu = settings.mtu ?? defaultLinks.first?.mtu ?? 1500
         let socketCgroup = try podCgroup()
+        let mappings = try portMappings()
 
         let store = try openStore()
         let ipam = addressManager(node.plan, store: store)!
@@ -62,6 +63,8 @@ extension Plugin {
             try configureHost(host, veth: veth, addressing: addressing)
             let wiring = try attachToDatapath(datapath, store: store, veth: veth, addressing: addressing,
                                               socketCgroup: socketCgroup, rollback: &rollback)
+            let hostPorts = try hostPortServices(mappings, podAddresses: addressing.ips.map(\.address.address), host: host)
+            try claimHostPorts(hostPorts, in: datapath, rollback: &rollback)
             try pending.record(in: store) { record in
                 (record.attachMode, record.attachID, record.socketCgroupID, record.state) =
                     (wiring.attached.mode.rawValue, wiring.attached.id, wiring.socketCgroupID, .ready)

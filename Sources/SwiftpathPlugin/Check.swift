@@ -28,6 +28,7 @@ extension Plugin {
         try checkPod(podNetlink, record: record, expected: expected)
         try checkHost(host, record: record)
         try checkDatapath(store, record: record)
+        try checkHostPorts(try portMappings(), store: store, record: record)
         try addressManager(node.plan, store: store)?.check(for: attachment, expecting: record.addresses.map(\.address))
     }
 
@@ -101,6 +102,32 @@ extension Plugin {
             let entry = try bpfCall { () throws(BPFError) in try datapath.endpoint(address) }
             guard let entry, entry.hostIndex == record.hostIndex, entry.podMAC == record.podMAC else {
                 throw drift("the endpoint map entry of \(address) is missing or points elsewhere")
+            }
+        }
+    }
+
+    /// Every mapping the runtime asks for offered on the node by this attachment, to the pod's
+    /// container port.
+    private func checkHostPorts(_ mappings: [PortMapping], store: EndpointStore, record: EndpointRecord) throws(CNIError) {
+        guard !mappings.isEmpty else { return }
+        let owned = try bpfCall { () throws(BPFError) -> [(service: Service, backends: [Backend])] in
+            var owned: [(service: Service, backends: [Backend])] = []
+            for service in try store.hostPorts(ownedBy: record.hostName) {
+                if let recorded = try store.serviceRecord(service) { owned.append((service, recorded.backends)) }
+            }
+            return owned
+        }
+        let podAddresses = Set(record.addresses.map(\.address))
+        for mapping in mappings {
+            let offered = owned.filter {
+                $0.service.port == mapping.hostPort && $0.service.proto == mapping.proto
+                    && (mapping.hostIP == nil || $0.service.address == mapping.hostIP)
+            }
+            let what = "host port \(mapping.hostIP.map { "\($0) " } ?? "")\(mapping.hostPort)/\(mapping.proto.rawValue)"
+            guard !offered.isEmpty else { throw drift("\(what) is not offered") }
+            for entry in offered where entry.backends.map({ "\($0.port)" }) != ["\(mapping.containerPort)"]
+                || !entry.backends.allSatisfy({ podAddresses.contains($0.address) }) {
+                throw drift("\(what) leads to \(entry.backends.map(\.description)), not the pod's port \(mapping.containerPort)")
             }
         }
     }

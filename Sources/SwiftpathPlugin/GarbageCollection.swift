@@ -59,17 +59,19 @@ extension Plugin {
         }
     }
 
-    /// Pod links and claims that no record names and no live run holds: left by an ADD killed
-    /// between taking its claim and writing its record, or by an older swiftpath.
+    /// Pod links, host ports and claims that no record names and no live run holds: left by an ADD
+    /// killed between taking its claim and writing its record, or by an older swiftpath.
     private func removeUnrecorded(_ store: EndpointStore, keeping recorded: Set<String>) throws(CNIError) {
         let datapath = Datapath.openExisting(store: store)
-        let names = Set(store.claimedNames() + (datapath?.attachedPodNames() ?? [])).subtracting(recorded)
+        let hostPortOwners = try bpfCall { () throws(BPFError) in Set(try store.recordedHostPorts().values) }
+        let names = Set(store.claimedNames() + (datapath?.attachedPodNames() ?? []) + hostPortOwners).subtracting(recorded)
         for name in names.sorted() {
             guard try !bpfCall({ () throws(BPFError) in try store.isClaimed(name) }) else { continue }
             try bpfCall { () throws(BPFError) in
                 try datapath?.detachPod(hostName: name, hostIndex: nil, mode: .tcx)
                 try store.dropClaim(name)
             }
+            if hostPortOwners.contains(name) { _ = try releaseHostPorts(of: name, store: store, datapath: datapath) }
         }
     }
 }

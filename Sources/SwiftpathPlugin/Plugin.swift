@@ -182,8 +182,8 @@ public struct Plugin {
 
     /// Everything an attachment has on the node, undone, whether its ADD finished or died at
     /// any point: the veth (both ends, and with them the routes and neighbour entries on them),
-    /// its datapath link, map entries and counters, its socket hooks, its addresses, its claim
-    /// and its record. Whatever is already gone is skipped. Returns whether anything was found.
+    /// its datapath link, map entries and counters, its socket hooks, its host ports, its
+    /// addresses, its claim and its record. Whatever is already gone is skipped. Returns whether anything was found.
     @discardableResult
     func tearDown(_ attachment: Attachment, record: EndpointRecord?, store: EndpointStore?, host: NetlinkSocket,
                   ipam: (any AddressManager)?) throws(CNIError) -> Bool {
@@ -196,8 +196,10 @@ public struct Plugin {
             do { try host.deleteLink(index: link.index) } catch { throw CNIError(netlink: error) }
             found = true
         }
-        if let store, let datapath = Datapath.openExisting(store: store) {
-            found = try detachFromDatapath(datapath, record: record, hostName: hostName) || found
+        if let store {
+            let datapath = Datapath.openExisting(store: store)
+            if let datapath { found = try detachFromDatapath(datapath, record: record, hostName: hostName) || found }
+            found = try releaseHostPorts(of: hostName, store: store, datapath: datapath) || found
         }
         try ipam?.release(for: attachment, addresses: record?.addresses.map(\.address))
         if let store {

@@ -102,21 +102,28 @@ final class AgentClusterTests: XCTestCase {
         try nodes[i - 1].exec("ip", "route", "show", "proto", "157") + nodes[i - 1].exec("ip", "-6", "route", "show", "proto", "157")
     }
 
-    /// The plugin's config as a runtime derives it from the conflist the agent wrote.
-    private func pluginConfig(_ i: Int) throws -> String {
+    /// The plugin's config as a runtime derives it from the conflist the agent wrote, with `extra`
+    /// keys (runtimeConfig, GC's attachments) as the runtime adds them.
+    func pluginConfig(_ i: Int, _ extra: [String: Any] = [:]) throws -> String {
         let list = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: conflist(i)))) as? [String: Any])
         var plugin = try XCTUnwrap((list["plugins"] as? [[String: Any]])?.first)
         plugin["cniVersion"] = list["cniVersion"]
         plugin["name"] = list["name"]
+        plugin.merge(extra) { _, new in new }
         return String(decoding: try JSONSerialization.data(withJSONObject: plugin), as: UTF8.self)
     }
 
-    /// A pod on node `i`, added with the installed plugin and the agent's conflist; its addresses.
-    func addPod(_ i: Int, _ name: String) throws -> (path: String, v4: String, v6: String) {
+    /// The installed plugin of node `i`, run as the runtime runs it for pod `name`.
+    func cni(_ i: Int, _ command: String, pod name: String, netns: String = "", _ extra: [String: Any] = [:]) throws -> CNIOutcome {
         let node = nodes[i - 1]
-        let path = try node.makePod(name)
-        let outcome = try node.cni("ADD", containerID: "\(node.prefix)-\(name)", netns: path, rawConfig: try pluginConfig(i),
-                                   plugin: binDir(i) + "/swiftpath")
+        return try node.cni(command, containerID: "\(node.prefix)-\(name)", netns: netns, rawConfig: try pluginConfig(i, extra),
+                            plugin: binDir(i) + "/swiftpath")
+    }
+
+    /// A pod on node `i`, added with the installed plugin and the agent's conflist; its addresses.
+    func addPod(_ i: Int, _ name: String, runtimeConfig: [String: Any]? = nil) throws -> (path: String, v4: String, v6: String) {
+        let path = try nodes[i - 1].makePod(name)
+        let outcome = try cni(i, "ADD", pod: name, netns: path, runtimeConfig.map { ["runtimeConfig": $0] } ?? [:])
         XCTAssertEqual(outcome.status, 0, "ADD on node \(i): \(outcome.stdout) \(outcome.stderr)")
         let ips = (try outcome.json()["ips"] as? [[String: Any]] ?? []).compactMap { $0["address"] as? String }
             .map { String($0.split(separator: "/")[0]) }

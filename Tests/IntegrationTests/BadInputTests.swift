@@ -98,6 +98,12 @@ final class BadInputTests: XCTestCase {
             ("socketLB.cgroupRoot", ["socketLB": ["cgroupRoot": "\(node.cgroup)/cgroup.procs"]]),
             ("bpffsRoot", ["bpffsRoot": "/tmp/not-bpffs"]),
             ("logFile", ["logFile": "/tmp"]),
+            ("runtimeConfig.portMappings", ["runtimeConfig": ["portMappings": "8080:80"]]),
+            ("runtimeConfig.portMappings[0].hostPort", ["runtimeConfig": ["portMappings": [["containerPort": 80]]]]),
+            ("runtimeConfig.portMappings[0].containerPort", ["runtimeConfig": ["portMappings": [["hostPort": 8080, "containerPort": 70000]]]]),
+            ("runtimeConfig.portMappings[0].hostIP", ["runtimeConfig": ["portMappings": [["hostPort": 8080, "containerPort": 80, "hostIP": "nope"]]]]),
+            ("runtimeConfig.portMappings[1].hostPort", ["runtimeConfig": ["portMappings": [["hostPort": 8080, "containerPort": 80],
+                                                                                          ["hostPort": 8080, "containerPort": 81, "protocol": "TCP"]]]]),
         ]
         for (key, change) in cases {
             var config = node.config()
@@ -112,6 +118,25 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(tolerant.status, 0, tolerant.stdout)
         XCTAssertEqual(try node.cni("DEL", containerID: "ctr-cfg", netns: pod, config: node.config()).status, 0)
         try assertNothingChanged(node)
+    }
+
+    /// A host port the pod cannot have is refused naming the mapping, and what the ADD had done is undone.
+    func testUnofferableHostPortsChangeNothing() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("hp")
+        let sctp = try node.cni("ADD", containerID: "ctr-hp", netns: pod,
+                                config: node.config(extra: ["runtimeConfig": ["portMappings": [["hostPort": 38412, "containerPort": 38412, "protocol": "sctp"]]]]))
+        XCTAssertEqual(sctp.errorCode, 2, sctp.stdout)
+        XCTAssertTrue(sctp.errorMessage.contains("\"runtimeConfig.portMappings[0].protocol\""), sctp.errorMessage)
+        // The pod's family is known once its addresses are: the ADD gets that far, then rolls back.
+        let family = try node.cni("ADD", containerID: "ctr-hp", netns: pod,
+                                  config: node.config(extra: ["ipam": ["type": "swiftpath", "ranges": [["subnet": node.podRanges.v4]]],
+                                                              "runtimeConfig": ["portMappings": [["hostPort": 8080, "containerPort": 80, "hostIP": "fd00::1"]]]]))
+        XCTAssertEqual(family.errorCode, 7, family.stdout)
+        XCTAssertTrue(family.errorMessage.contains("\"runtimeConfig.portMappings[0].hostIP\""), family.errorMessage)
+        try assertNothingChanged(node)
+        let services = try runProcess([pluginBinary, "service", "list", "--root", node.storeRoot, "-o", "json"])
+        XCTAssertEqual(services.stdout.filter { !$0.isWhitespace }, "[]", services.stdout)
     }
 
     /// Nothing that can block is opened: a FIFO as CNI_NETNS or as the log file answers at once.

@@ -140,8 +140,7 @@ curl -fsSL "https://dl.k8s.io/$version/kubernetes-test-linux-amd64.tar.gz" | tar
 #                                      that break nodes or need the cluster alone, long runs
 #   LoadBalancer                       kind has no load balancer controller
 #   NetworkPolicy, Netpol              swiftpath enforces no NetworkPolicy yet
-#   HostPort, hostPort                 the CNI portMappings capability (hostPort) is not built yet
-skip='\[Feature:|\[Disruptive\]|\[Serial\]|\[Slow\]|LoadBalancer|NetworkPolicy|Netpol|HostPort|hostPort'
+skip='\[Feature:|\[Disruptive\]|\[Serial\]|\[Slow\]|LoadBalancer|NetworkPolicy|Netpol'
 mkdir -p "$report"
 "$tests/ginkgo" --nodes=8 --timeout=2h --focus='\[sig-network\].*\[Conformance\]' --skip="$skip" "$tests/e2e.test" -- \
   --provider=skeleton --kubeconfig="${KUBECONFIG:-$HOME/.kube/config}" --report-dir="$report" --dump-logs-on-failure=false
