@@ -3,11 +3,14 @@
 plugin run, the pinned maps' memory with that many endpoints and with 10,000 services, and the
 size of every BPF program. Run inside a node netns (bench/run.sh does), as root.
 
-    python3 cni_scale.py PODS WORKDIR PLUGIN CNI_PATH STORE CGROUP RUN_TIMED  -> JSON on stdout
+    python3 cni_scale.py PODS WORKDIR PLUGIN CNI_PATH STORE CGROUP RUN_TIMED [AGENT]  -> JSON on stdout
 
 RUN_TIMED is bench/tools/run_timed.c built: every contender runs under it, so all pay the same
-launcher, and peak RSS is the command's own (see there).
+launcher, and peak RSS is the command's own (see there). With AGENT (the swiftpath-agent binary),
+one more contender: the plugin on a store of its own, with the node agent running on it (against
+the API stand-in on this netns' loopback), so that DEL retires its veths for the agent to delete.
 """
+import fcntl
 import json
 import os
 import statistics
@@ -15,6 +18,7 @@ import subprocess
 import sys
 
 pods, work, plugin, cni_path, store, cgroup, run_timed = int(sys.argv[1]), *sys.argv[2:8]
+agent_binary = sys.argv[8] if len(sys.argv) > 8 else None
 run_id = os.path.basename(work.rstrip("/"))[:8]
 
 
@@ -38,7 +42,16 @@ contenders = {
     "ptp": (f"{cni_path}/ptp", config(f"{run_id}c", type="ptp", ipam={"type": "host-local", "dataDir": f"{work}/ipam",
                                                                     "ranges": [[{"subnet": "10.212.0.0/16"}]]})),
     "kernel": (None, None),
+    # What a pool of ready veths would cost at best: a pair made beforehand (untimed), its end
+    # moved into the pod's netns and renamed there for ADD, and moved back out for DEL.
+    "kernel-pool": (None, None),
 }
+agent_store, agent_cgroup = f"{store}-cniagent", f"{cgroup}/cniagent"
+if agent_binary:
+    contenders = {"swiftpath-agent": (plugin, config(f"{run_id}e", type="swiftpath", bpffsRoot=agent_store, logFile=f"{work}/log",
+                                                     socketLB={"cgroupRoot": agent_cgroup},
+                                                     ipam={"type": "swiftpath", "ranges": [{"subnet": "10.214.0.0/16"}]})),
+                  **contenders}
 
 
 def timed(argv, env=None, stdin=b""):
@@ -50,7 +63,7 @@ def timed(argv, env=None, stdin=b""):
     return elapsed_us / 1000, peak_kib
 
 
-tags = {"swiftpath-builtin": "sb", "swiftpath-hostlocal": "sh", "swiftpath-tc": "st", "ptp": "pt", "kernel": "k"}
+tags = {"swiftpath-agent": "sa", "swiftpath-builtin": "sb", "swiftpath-hostlocal": "sh", "swiftpath-tc": "st", "ptp": "pt", "kernel": "k", "kernel-pool": "kq"}
 
 
 def netns_name(contender, index):
@@ -63,6 +76,11 @@ def cni(contender, verb, index):
     if contender == "kernel":
         return timed(["ip", "link", "add", f"kb{index}", "type", "veth", "peer", "name", f"kp{index}"] if verb == "ADD"
                      else ["ip", "link", "del", f"kb{index}"])
+    if contender == "kernel-pool":
+        if verb == "ADD":
+            subprocess.run(["ip", "link", "add", f"kq{index}", "type", "veth", "peer", "name", f"kr{index}"], check=True)
+            return timed(["ip", "link", "set", f"kr{index}", "netns", netns, "name", "eth0"])
+        return timed(["ip", "-n", netns, "link", "set", "eth0", "netns", str(os.getpid()), "name", f"kr{index}"])
     env = dict(os.environ, CNI_COMMAND=verb, CNI_CONTAINERID=f"{tags[contender]}{index}", CNI_NETNS=f"/run/netns/{netns}",
                CNI_IFNAME="eth0", CNI_PATH=cni_path)
     return timed([binary], env=env, stdin=conf)
@@ -85,12 +103,39 @@ def map_memory():
     return total
 
 
+def agent_present():
+    """Whether the agent holds its store's lock, as the plugin looks for it."""
+    try:
+        folder = os.open(f"{agent_store}/agent", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(folder, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(folder)
+
+
+agent = standin = None
+if agent_binary:
+    from agent_node import StandIn, make_uplink, ready, start_agent, wait
+    os.makedirs(f"{work}/cniagent", exist_ok=True)
+    os.mkdir(agent_cgroup)
+    make_uplink()
+    standin = StandIn(f"{work}/cniagent")
+    standin.put_node("n0", "10.214.0.0/16", "10.0.0.1")
+    agent = start_agent(agent_binary, plugin, standin, agent_store, agent_cgroup, f"{work}/cniagent/agent.log")
+    wait(ready, timeout=120)
+    wait(agent_present, timeout=30)
+
 adds = {name: [] for name in contenders}
 dels = {name: [] for name in contenders}
 rss = {name: [] for name in contenders if name.startswith("swiftpath")}
 for index in range(pods):
     for name in contenders:
-        if name != "kernel":
+        if not name.startswith("kernel") or name == "kernel-pool":
             subprocess.run(["ip", "netns", "add", netns_name(name, index)], check=True)
         elapsed, peak = cni(name, "ADD", index)
         adds[name].append(elapsed)
@@ -115,8 +160,18 @@ for name in sorted(os.listdir(f"{store}/datapath")):
 for index in range(pods):
     for name in contenders:
         dels[name].append(cni(name, "DEL", index)[0])
-        if name != "kernel":
+        if not name.startswith("kernel") or name == "kernel-pool":
             subprocess.run(["ip", "netns", "del", netns_name(name, index)], check=True)
+        if name == "kernel-pool":
+            subprocess.run(["ip", "link", "del", f"kq{index}"], check=True)
+
+
+if agent:
+    agent.kill()
+    agent.wait()
+    standin.stop()
+    subprocess.run(["rm", "-rf", agent_store], check=True)
+    os.rmdir(agent_cgroup)
 
 
 def summary(samples):

@@ -39,3 +39,28 @@ p99 = re.search(r"percentile 99.000 =\s*([0-9.]+)", text).group(1)
 print(p50, p99)')
   echo "$tput $lat"
 }
+
+# The CPU time every CPU of the machine spent busy (user, system, interrupts), in seconds, from
+# the kernel's own accounting (/proc/stat): what moving the traffic cost, wherever it ran.
+busy_cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.3f\n", ($2 + $3 + $4 + $7 + $8) / hz; exit }' /proc/stat
+}
+
+# CLIENT_NETNS ADDRESS: as tcp_figures, and what it cost: prints "bits/s p50-us p99-us bytes
+# cpu-s-of-the-transfer requests cpu-s-of-the-requests".
+tcp_cost_figures() {
+  local start tput bytes transfer_cpu lat requests requests_cpu
+  start=$(busy_cpu_seconds)
+  read -r tput bytes < <(in_ns "$1" iperf3 -c "$2" -t "$seconds" -J \
+    | python3 -c 'import json,sys; s = json.load(sys.stdin)["end"]["sum_received"]; print(s["bits_per_second"], s["bytes"])')
+  transfer_cpu=$(awk -v a="$start" -v b="$(busy_cpu_seconds)" 'BEGIN { printf "%.3f", b - a }')
+  start=$(busy_cpu_seconds)
+  read -r lat requests < <(in_ns "$1" sockperf pp --tcp -i "$2" -p 11111 -t "$seconds" 2>&1 | python3 -c '
+import re, sys
+text = sys.stdin.read()
+p50 = re.search(r"percentile 50.000 =\s*([0-9.]+)", text).group(1)
+p99 = re.search(r"percentile 99.000 =\s*([0-9.]+)", text).group(1)
+print(p50 + "," + p99, re.search(r"ReceivedMessages=([0-9]+)", text).group(1))')
+  requests_cpu=$(awk -v a="$start" -v b="$(busy_cpu_seconds)" 'BEGIN { printf "%.3f", b - a }')
+  echo "$tput ${lat/,/ } $bytes $transfer_cpu $requests $requests_cpu"
+}

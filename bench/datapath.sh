@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Datapath benchmark: single-stream TCP throughput (iperf3) and TCP request/response latency
-# (sockperf ping-pong, p50 and p99) of
+# (sockperf ping-pong, p50 and p99), and the CPU time each costs the machine (per gigabyte and
+# per request, from /proc/stat), of
 #   host-to-host             two node netns joined by a veth wire (the baseline)
 #   ptp pod-to-pod           Debian's reference ptp + host-local, same node and across nodes
 #   swiftpath pod-to-pod     same node and across nodes
@@ -81,7 +82,7 @@ sleep 1
 offloads=$(in_ns "$id-h-1" ethtool -k wire | grep -E '^(tcp-segmentation-offload|generic-segmentation-offload|generic-receive-offload|scatter-gather):' | tr -d '\t' | tr '\n' ' ')
 
 measure() {  # NAME CLIENT_NETNS SERVER_ADDRESS
-  echo "$1 $(tcp_figures "$2" "$3")" >> "$work/samples"
+  echo "$1 $(tcp_cost_figures "$2" "$3")" >> "$work/samples"
 }
 
 contenders=("host-to-host:$id-h-1:10.9.0.2"
@@ -103,12 +104,16 @@ done
 python3 - "$work/samples" "$rounds" "$seconds" "$offloads" <<'PY'
 import collections, json, os, statistics, sys, datetime, platform
 path, rounds, seconds, offloads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-samples = collections.defaultdict(lambda: {"gbps": [], "p50": [], "p99": []})
+samples = collections.defaultdict(lambda: {"gbps": [], "p50": [], "p99": [], "cpu_s_per_gb": [], "cpu_us_per_request": []})
 for line in open(path):
-    name, bps, p50, p99 = line.split()
+    name, bps, p50, p99, transferred, transfer_cpu, requests, requests_cpu = line.split()
     samples[name]["gbps"].append(float(bps) / 1e9)
     samples[name]["p50"].append(float(p50))
     samples[name]["p99"].append(float(p99))
+    # The machine's busy CPU time over each run (/proc/stat), per gigabyte moved and per request
+    # answered: it moves far less from run to run than throughput on a shared machine.
+    samples[name]["cpu_s_per_gb"].append(float(transfer_cpu) / (int(transferred) / 1e9))
+    samples[name]["cpu_us_per_request"].append(float(requests_cpu) / int(requests) * 1e6)
 med = lambda xs: statistics.median(xs)
 host = samples["host-to-host"]
 # A contender's ratio is the median of its per-round ratios to the host-to-host sample of the same
@@ -123,12 +128,21 @@ for name in ["host-to-host", "ptp-same-node", "swiftpath-same-node", "ptp-across
     s = samples[name]
     g, p, q = med(s["gbps"]), med(s["p50"]), med(s["p99"])
     rg, rp, rq = ratios(name, "gbps"), ratios(name, "p50"), ratios(name, "p99")
+    rb, rr = ratios(name, "cpu_s_per_gb"), ratios(name, "cpu_us_per_request")
     out["results"][name] = {"gbps": g, "p50_us": p, "p99_us": q,
                             "gbps_ratio": med(rg), "gbps_ratio_min": min(rg), "gbps_ratio_max": max(rg),
                             "p50_ratio": med(rp), "p50_ratio_min": min(rp), "p50_ratio_max": max(rp),
-                            "p99_ratio": med(rq), "samples": s}
+                            "p99_ratio": med(rq),
+                            "cpu_s_per_gb": med(s["cpu_s_per_gb"]), "cpu_per_gb_ratio": med(rb),
+                            "cpu_per_gb_ratio_min": min(rb), "cpu_per_gb_ratio_max": max(rb),
+                            "cpu_us_per_request": med(s["cpu_us_per_request"]), "cpu_per_request_ratio": med(rr),
+                            "cpu_per_request_ratio_min": min(rr), "cpu_per_request_ratio_max": max(rr), "samples": s}
     print(f"{name:<24} {g:8.2f} ({min(s['gbps']):5.2f}-{max(s['gbps']):5.2f}) {med(rg):6.2f} ({min(rg):4.2f}-{max(rg):4.2f})   "
           f"{p:7.1f} ({min(s['p50']):5.1f}-{max(s['p50']):5.1f}) {med(rp):6.2f} ({min(rp):4.2f}-{max(rp):4.2f})   {q:8.1f} {med(rq):6.2f}")
+print(f"\n{'CPU cost (all CPUs, /proc/stat)':<32} {'CPU s per GB':>13} {'x host (min-max)':>18}   {'CPU us per request':>19} {'x host (min-max)':>18}")
+for name, r in out["results"].items():
+    print(f"{name:<32} {r['cpu_s_per_gb']:13.3f} {r['cpu_per_gb_ratio']:6.3f} ({r['cpu_per_gb_ratio_min']:4.2f}-{r['cpu_per_gb_ratio_max']:4.2f})   "
+          f"{r['cpu_us_per_request']:19.2f} {r['cpu_per_request_ratio']:6.3f} ({r['cpu_per_request_ratio_min']:4.2f}-{r['cpu_per_request_ratio_max']:4.2f})")
 target = os.environ.get("BENCH_JSON")
 if target:
     json.dump(out, open(target, "w"), indent=2)

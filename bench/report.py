@@ -40,6 +40,16 @@ for key, name in names.items():
                  f"{r['p99_us']:.1f}", f"{r['p99_ratio']:.2f}"])
 table(["path", "TCP Gbit/s, median (min–max)", "× host (min–max)", "request/response p50 µs (min–max)",
        "× host (min–max)", "p99 µs", "× host"], rows)
+if "cpu_s_per_gb" in datapath["results"]["host-to-host"]:
+    print("CPU cost: the machine's busy CPU time over each run (all CPUs, the kernel's accounting in /proc/stat), per "
+          "gigabyte moved (iperf3) and per request answered (sockperf ping-pong):\n")
+    rows = []
+    for key, name in names.items():
+        r = datapath["results"][key]
+        rows.append([name, f"{r['cpu_s_per_gb']:.3f}", spread(r["cpu_per_gb_ratio"], r["cpu_per_gb_ratio_min"], r["cpu_per_gb_ratio_max"], 3),
+                     f"{r['cpu_us_per_request']:.2f}",
+                     spread(r["cpu_per_request_ratio"], r["cpu_per_request_ratio_min"], r["cpu_per_request_ratio_max"], 3)])
+    table(["path", "CPU s per GB", "× host (min–max)", "CPU µs per request", "× host (min–max)"], rows)
 
 print("### Socket LB\n")
 print(f"{lb['rounds']} rounds of 2 s; connects per second, median (min–max); × direct: the median of the "
@@ -72,9 +82,13 @@ if "nodeport" in run:
 print("### CNI latency as pods accumulate\n")
 print(f"ADD of {cni['pods']} pods one after another on one node, every contender once per pod, then DEL of all; "
       "milliseconds:\n")
-contenders = {"swiftpath-builtin": "swiftpath, built-in allocator (tcx)", "swiftpath-hostlocal": "swiftpath + host-local (tcx)",
+contenders = {"swiftpath-builtin": "swiftpath, built-in allocator (tcx)",
+              "swiftpath-agent": "swiftpath, built-in allocator (tcx), the agent running",
+              "swiftpath-hostlocal": "swiftpath + host-local (tcx)",
               "swiftpath-tc": "swiftpath, built-in allocator, `attachMode: tc`", "ptp": "ptp + host-local (reference)",
-              "kernel": "bare veth, `ip link add/del` (kernel floor)"}
+              "kernel": "bare veth, `ip link add/del` (kernel floor)",
+              "kernel-pool": "a ready veth's end moved into the pod's netns and back (a pool's floor)"}
+contenders = {key: name for key, name in contenders.items() if key in cni["add"]}
 ptp = cni["add"]["ptp"]["p50"], cni["del"]["ptp"]["p50"]
 rows = []
 for key, name in contenders.items():

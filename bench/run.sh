@@ -33,15 +33,18 @@ work=$(mktemp -d "/tmp/$id.XXXX")
 cgroup="$cgroot/$id"
 cleanup() {
   for ns in $(ip netns list | awk '{print $1}' | grep "^$(basename "$work" | cut -c1-8)-\|^$id-" || true); do ip netns del "$ns" 2>/dev/null || true; done
-  rm -rf "/sys/fs/bpf/$id" "/sys/fs/bpf/$id-agent" "/sys/fs/bpf/$id-services" "$work"
-  rmdir "$cgroup/agent" "$cgroup/agent-services" "$cgroup" 2>/dev/null || true
+  rm -rf "/sys/fs/bpf/$id" "/sys/fs/bpf/$id-agent" "/sys/fs/bpf/$id-services" "/sys/fs/bpf/$id-cniagent" "$work"
+  rmdir "$cgroup/agent" "$cgroup/agent-services" "$cgroup/cniagent" "$cgroup" 2>/dev/null || true
 }
 trap cleanup EXIT
 mkdir "$cgroup"
 build_tool run_timed "$work"
 ip netns add "$id-node"; ip -n "$id-node" link set lo up
+# The full run adds a contender with the node agent running (it needs the agent's release build).
+agent=()
+[ "$mode" = "--quick" ] || agent=("$here/.build/release/swiftpath-agent")
 nsenter --net="/run/netns/$id-node" python3 bench/cni_scale.py "$pods" "$work" "$plugin" /usr/lib/cni "/sys/fs/bpf/$id" "$cgroup" \
-  "$work/run_timed" > "$out-cni.json"
+  "$work/run_timed" "${agent[@]}" > "$out-cni.json"
 
 if [ "$mode" != "--quick" ]; then
   echo "== the node agent: start to Ready, API change to route, memory"
@@ -67,7 +70,8 @@ out, pods = sys.argv[1], int(sys.argv[2])
 d = json.load(open(f"{out}-datapath.json")); l = json.load(open(f"{out}-socket-lb.json")); c = json.load(open(f"{out}-cni.json"))
 n = json.load(open(f"{out}-nodeport.json"))
 print(f"\nCNI ADD and DEL over {pods} accumulating pods (ms)      ADD p50   p99      DEL p50   p99")
-for name in ("swiftpath-builtin", "swiftpath-hostlocal", "swiftpath-tc", "ptp", "kernel"):
+for name in ("swiftpath-builtin", "swiftpath-agent", "swiftpath-hostlocal", "swiftpath-tc", "ptp", "kernel", "kernel-pool"):
+    if name not in c["add"]: continue
     a, b = c["add"][name], c["del"][name]
     print(f"  {name:<22}                      {a['p50']:7.2f} {a['p99']:6.2f}    {b['p50']:7.2f} {b['p99']:6.2f}")
 print("\nADD p50 by pods already on the node (ms):")
@@ -92,6 +96,15 @@ goals = [
     ("connect() overhead <= 3 %, 1 to 10,000 services (worst)", max(overheads), max(overheads) <= 0.03),
     ("peak RSS <= 20 MiB", c["peak_rss_kib"] / 1024, c["peak_rss_kib"] / 1024 <= 20),
 ]
+across = r["swiftpath-across-nodes"]
+goals += [
+    ("pod to pod across nodes, CPU per GB <= 1.03 of host", across["cpu_per_gb_ratio"], across["cpu_per_gb_ratio"] <= 1.03),
+    ("pod to pod across nodes, CPU per request <= 1.03 of host", across["cpu_per_request_ratio"], across["cpu_per_request_ratio"] <= 1.03),
+]
+if "swiftpath-agent" in c["add"]:
+    for verb in ("add", "del"):
+        ratio = c[verb]["swiftpath-agent"]["p50"] / c[verb]["ptp"]["p50"]
+        goals.append((f"{verb.upper()} p50 with the agent running <= 0.6 of ptp + host-local", ratio, ratio <= 0.6))
 np = n["results"]
 for side in ("same-node", "across-nodes"):
     sp, ipt = np[f"swiftpath-{side}"], np[f"iptables-{side}"]

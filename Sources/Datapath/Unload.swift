@@ -4,6 +4,7 @@ import BPF
 import NodeStore
 import CDatapathABI
 import NFTables
+import Netlink
 import SystemCallSupport
 import SystemPackage
 #if canImport(Glibc)
@@ -62,10 +63,12 @@ extension Datapath {
     }
 
     /// Removes everything swiftpath attached and pinned on the node: pod and uplink attachments,
-    /// programs and maps. Pods keep their veths and addresses; their traffic falls back to the
-    /// kernel's routing until the datapath is loaded again. Works on a damaged store too: what
-    /// cannot be read is removed without being read.
-    public func unload(podAttachments: [(hostName: String, hostIndex: Int32, mode: AttachMode)]) throws(DatapathError) {
+    /// programs and maps, and the veths DELs retired (`netlink` is the node's). Pods keep their
+    /// veths and addresses; their traffic falls back to the kernel's routing until the datapath is
+    /// loaded again. Works on a damaged store too: what cannot be read is removed without being read.
+    public func unload(podAttachments: [(hostName: String, hostIndex: Int32, mode: AttachMode)],
+                       netlink: NetlinkSocket) throws(DatapathError) {
+        try reapRetiredVeths(netlink)
         try bpf { () throws(BPFError) in
             for pod in podAttachments {
                 try detachPod(hostName: pod.hostName, hostIndex: pod.hostIndex, mode: pod.mode)
@@ -81,7 +84,8 @@ extension Datapath {
     }
 
     private func removePins() throws(BPFError) {
-        for group in Self.linkGroups {
+        // A retired veth still alive here is in another netns than the node's: its link detaches.
+        for group in Self.linkGroups + ["retired"] {
             for name in folderEntries("\(storeRoot)/\(group)") { try removeLinkFolder("\(storeRoot)/\(group)/\(name)") }
             rmdir("\(storeRoot)/\(group)")
         }

@@ -17,6 +17,10 @@ public struct Link: Equatable, Sendable {
     public let isUp: Bool
     /// The `IFLA_INFO_KIND` of virtual devices ("veth", ...), nil for physical ones.
     public let kind: String?
+    /// The device group (`IFLA_GROUP`); 0, the default group, for most.
+    public let group: UInt32
+    /// For a veth, its peer's index in the peer's netns (`IFLA_LINK`).
+    public let peerIndex: Int32?
 }
 
 extension NetlinkSocket {
@@ -50,7 +54,9 @@ extension NetlinkSocket {
                  mac: attributes.bytes(Int(IFLA_ADDRESS)).flatMap { MACAddress(bytes: $0) },
                  mtu: Int(attributes.u32(Int(IFLA_MTU)) ?? 0),
                  isUp: header.ifi_flags & UInt32(IFF_UP.rawValue) != 0,
-                 kind: attributes.nested(Int(IFLA_LINKINFO))?.string(Int(IFLA_INFO_KIND)))
+                 kind: attributes.nested(Int(IFLA_LINKINFO))?.string(Int(IFLA_INFO_KIND)),
+                 group: attributes.u32(Int(IFLA_GROUP)) ?? 0,
+                 peerIndex: attributes.u32(Int(IFLA_LINK)).map { Int32(bitPattern: $0) })
         }
     }
 
@@ -85,6 +91,43 @@ extension NetlinkSocket {
                 $0.ifi_change = UInt32(IFF_UP.rawValue)
                 $0.ifi_flags = UInt32(IFF_UP.rawValue)
             }
+        }
+    }
+
+    /// Takes the device down and into device group `group`, in one request: the kernel drops its
+    /// routes and neighbour entries as it goes down.
+    public func setDown(index: Int32, group: UInt32) throws(SystemCallError) {
+        try request("set link #\(index) down into group \(group)", type: Int(RTM_NEWLINK), flags: NLM_F_ACK) { message in
+            message.family(ifinfomsg.self) {
+                $0.ifi_family = UInt8(AF_UNSPEC)
+                $0.ifi_index = index
+                $0.ifi_change = UInt32(IFF_UP.rawValue)
+                $0.ifi_flags = 0
+            }
+            message.put(Int(IFLA_GROUP), group)
+        }
+    }
+
+    /// Renames a device that is down (the kernel refuses to rename one that is up: EBUSY).
+    public func rename(index: Int32, to name: String) throws(SystemCallError) {
+        try request("rename link #\(index) to \(name)", type: Int(RTM_NEWLINK), flags: NLM_F_ACK) { message in
+            message.family(ifinfomsg.self) { $0.ifi_family = UInt8(AF_UNSPEC); $0.ifi_index = index }
+            message.put(Int(IFLA_IFNAME), name)
+        }
+    }
+
+    /// Deletes every device of group `group` in one request, and so behind one set of grace
+    /// periods however many there are. Returns false when the group has none.
+    @discardableResult
+    public func deleteGroup(_ group: UInt32) throws(SystemCallError) -> Bool {
+        do {
+            try request("delete link group \(group)", type: Int(RTM_DELLINK), flags: NLM_F_ACK) { message in
+                message.family(ifinfomsg.self) { $0.ifi_family = UInt8(AF_UNSPEC) }
+                message.put(Int(IFLA_GROUP), group)
+            }
+            return true
+        } catch where error.errno == .operationNotSupportedByDevice {  // ENODEV
+            return false
         }
     }
 

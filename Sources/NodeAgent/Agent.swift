@@ -48,6 +48,8 @@ public actor Agent {
     /// The cluster's node addresses as last written to the datapath (never masqueraded); nil:
     /// not known to be in the maps (at start, after a failure, at each resync).
     private var writtenNodeAddresses: Set<IPAddress>?
+    /// Held while the agent runs, once the store exists: DELs then retire their veths for the agent to reap.
+    private var presence: AgentPresence?
 
     public init(settings: AgentSettings, client: KubeClient, logger: Logger) {
         self.settings = settings
@@ -95,16 +97,24 @@ public actor Agent {
                 await self.expireConnections()
             }
         }
+        let reaper = Task {
+            while !Task.isCancelled {
+                await self.reapRetiredVeths()
+                try? await Task.sleep(nanoseconds: settings.retiredVethReapMilliseconds * 1_000_000)
+            }
+        }
         await withTaskCancellationHandler {
             await watch.value
             for task in serviceWatches { await task.value }
             await resync.value
             await expiry.value
+            await reaper.value
         } onCancel: {
             watch.cancel()
             for task in serviceWatches { task.cancel() }
             resync.cancel()
             expiry.cancel()
+            reaper.cancel()
         }
     }
 
@@ -124,6 +134,24 @@ public actor Agent {
             metrics.connectionsExpired.increment(by: Int64(expired))
         } catch {
             logger.warning("expiring idle connections failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Announces the agent to the plugin (once the store exists), then deletes the veths DELs
+    /// retired since the last time, and releases their links. The first pass, at start, takes
+    /// what DELs retired before a restart.
+    private func reapRetiredVeths() async {
+        do {
+            guard let store = try EndpointStore.openExisting(root: settings.storeRoot) else { return }
+            if presence == nil {
+                presence = try store.announceAgent()
+                if presence != nil { logger.info("announced to the plugin: DELs retire their veths for the agent to delete") }
+            }
+            guard let datapath = Datapath.openExisting(store: store) else { return }
+            let reaped = try datapath.reapRetiredVeths(try netlink())
+            metrics.retiredVethsReaped.increment(by: Int64(reaped))
+        } catch {
+            logger.warning("deleting retired veths failed", metadata: ["error": "\(error)"])
         }
     }
 

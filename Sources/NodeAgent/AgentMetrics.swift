@@ -16,6 +16,7 @@ public final class AgentMetrics: Sendable {
     let serviceWrites: Counter
     let unbalancedPorts: Gauge
     let connectionsExpired: Counter
+    let retiredVethsReaped: Counter
 
     init(storeRoot: String) {
         self.storeRoot = storeRoot
@@ -30,6 +31,8 @@ public final class AgentMetrics: Sendable {
                                                                     "Service ports the socket load balancer leaves alone (SCTP)"))
         connectionsExpired = registry.makeCounter(descriptor: Self.agent("connections_expired", unit: "total",
                                                                          "Connections from outside removed from the uplinks' table when idle"))
+        retiredVethsReaped = registry.makeCounter(descriptor: Self.agent("retired_veths_reaped", unit: "total",
+                                                                         "Veths retired by DEL whose devices and links are gone"))
     }
 
     private static func agent(_ name: String, unit: String, _ help: String) -> MetricNameDescriptor {

@@ -42,6 +42,9 @@ public struct AgentSettings: Sendable {
     /// How long connections from outside to node ports, external and LoadBalancer IPs are kept idle.
     public var connectionTimeouts = ConnectionTimeouts()
 
+    /// How often the veths that DELs retired are deleted, as one group.
+    public var retiredVethReapMilliseconds: UInt64 = 1000
+
     /// How often idle connections are looked for: often enough that the shortest timeout is
     /// kept to within half of it, at most every ten seconds.
     var connectionSweepSeconds: UInt64 {

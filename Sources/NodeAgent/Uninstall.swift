@@ -16,10 +16,11 @@ public enum Uninstall {
         var done: [String] = []
         if unlink(settings.conflistPath) == 0 { done.append("removed \(settings.conflistPath)") }
         if unlink(settings.installedPlugin) == 0 { done.append("removed \(settings.installedPlugin)") }
-        let routes = try NodeRoutes.removeAll(netlink: NetlinkSocket())
+        let netlink = try NetlinkSocket()
+        let routes = try NodeRoutes.removeAll(netlink: netlink)
         done.append("removed \(routes) routes of proto \(NodeRoutes.proto.rawValue)")
         if let store = try EndpointStore.openExisting(root: settings.storeRoot), let datapath = Datapath.openExisting(store: store) {
-            try datapath.unload(podAttachments: [])
+            try datapath.unload(podAttachments: [], netlink: netlink)
             done.append("unloaded the datapath from \(settings.storeRoot)")
         }
         return done

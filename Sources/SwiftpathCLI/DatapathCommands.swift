@@ -123,7 +123,7 @@ struct DatapathCommand: ParsableCommand {
             let records = try opened.records()
             try datapath.unload(podAttachments: records.map {
                 ($0.hostName, $0.hostIndex, AttachMode(rawValue: $0.attachMode) ?? .tcx)
-            })
+            }, netlink: try NetlinkSocket())
             print("datapath unloaded from \(store.root)")
         }
     }

@@ -5,7 +5,7 @@ import CNIProtocol
 import IPAM
 
 extension Plugin {
-    /// DEL: removes the veth, its datapath state, the addresses and the record. Whatever is
+    /// DEL: removes the veth (or retires it, for the agent to delete), its datapath state, the addresses and the record. Whatever is
     /// already gone (netns, link, record, lease) is skipped, so DEL can be repeated; a config that
     /// ADD would refuse still cleans up, since the runtime has no other way to tear the pod down.
     func del() throws(CNIError) {
@@ -25,7 +25,9 @@ extension Plugin {
         if let store, try !bpfCall({ () throws(BPFError) in try store.awaitClaim(hostName) }) {
             log("the claim on \(hostName) is still held after 10 s; cleaning up regardless")
         }
-        let found = try tearDown(attachment, record: record, store: store, host: hostNetlink(), ipam: ipam)
+        // With the agent running, the veth is retired for it to delete: DEL skips the grace periods.
+        let found = try tearDown(attachment, record: record, store: store, host: hostNetlink(), ipam: ipam,
+                                 retiring: store?.isAgentPresent() ?? false)
         if !found, let problem = problems.first { throw problem }
         log(found ? "removed \(Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname))"
                   : "nothing recorded or wired; released what IPAM held")

@@ -31,6 +31,7 @@ extension CNIError {
         case .bpf(let error): self.init(bpf: error)
         case .masquerade(let error): self.init(.masqueradeFailure, "masquerading (nftables) failed", details: error.description)
         case .cgroup(let error): self.init(.cgroupFailure, "socket LB cgroup failed", details: error.description)
+        case .netlink(let error): self.init(netlink: error)
         }
     }
 }

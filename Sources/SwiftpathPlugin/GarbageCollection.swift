@@ -8,7 +8,8 @@ import IPAM
 extension Plugin {
     /// GC: removes every attachment of this network that the runtime no longer lists as valid,
     /// whole (veth, datapath state, addresses, record), including what an ADD killed half-way left;
-    /// then IPAM releases every address no valid attachment holds. An ADD still at work (its claim
+    /// deletes the veths DELs retired when no agent is there to; then IPAM releases every address
+    /// no valid attachment holds. An ADD still at work (its claim
     /// held) is left alone, whatever network it is for.
     func collectGarbage(_ node: NodeFacts) throws(CNIError) {
         guard let validList = config.validAttachments else {
@@ -23,6 +24,7 @@ extension Plugin {
             return
         }
         let ipam = addressManager(plan, store: store)
+        let agentPresent = store.isAgentPresent()
         // Under the lock an ADD either has its pending record and claim already, or has not begun.
         let removed = try store.withLockOrFail { () throws(CNIError) -> [Attachment] in
             let records = try bpfCall { () throws(BPFError) in try store.records() }
@@ -33,11 +35,15 @@ extension Plugin {
                     inFlight.insert(record.attachment)
                     continue
                 }
-                try tearDown(stale.attachment, record: stale, store: store, host: host, ipam: ipam)
+                try tearDown(stale.attachment, record: stale, store: store, host: host, ipam: ipam, retiring: agentPresent)
                 removed.append(stale.attachment)
             }
             let kept = try bpfCall { () throws(BPFError) in try store.records() }
             try removeUnrecorded(store, keeping: Set(kept.map(\.hostName)))
+            // Without the agent, GC deletes what DELs retired while it ran.
+            if !agentPresent, let datapath = Datapath.openExisting(store: store) {
+                do throws(DatapathError) { try datapath.reapRetiredVeths(host) } catch { throw CNIError(datapath: error) }
+            }
             try ipam?.collectGarbage(keeping: valid.union(inFlight), stale: removed)
             return removed
         }

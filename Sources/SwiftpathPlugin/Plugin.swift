@@ -181,23 +181,29 @@ public struct Plugin {
     }
 
     /// Everything an attachment has on the node, undone, whether its ADD finished or died at
-    /// any point: the veth (both ends, and with them the routes and neighbour entries on them),
-    /// its datapath link, map entries and counters, its socket hooks, its host ports, its
-    /// addresses, its claim and its record. Whatever is already gone is skipped. Returns whether anything was found.
+    /// any point: the veth (both ends, and with them the routes and neighbour entries on them;
+    /// retired for the agent to delete when `retiring`), its datapath link, map entries and
+    /// counters, its socket hooks, its host ports, its addresses, its claim and its record.
+    /// Whatever is already gone is skipped. Returns whether anything was found.
     @discardableResult
     func tearDown(_ attachment: Attachment, record: EndpointRecord?, store: EndpointStore?, host: NetlinkSocket,
-                  ipam: (any AddressManager)?) throws(CNIError) -> Bool {
+                  ipam: (any AddressManager)?, retiring: Bool) throws(CNIError) -> Bool {
         let hostName = Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname)
+        let datapath = store.flatMap { Datapath.openExisting(store: $0) }
         var found = record != nil
-        // The veth goes first, so the pod's traffic stops before its map entries go. tcx waits for
-        // one RCU grace period either way: in the device's teardown here (tcx_uninstall), and the
-        // link, defunct by then, unpins without another.
+        // The veth goes first (or down), so the pod's traffic stops before its map entries go.
+        // Deleted, it waits for the kernel's grace periods (tcx_uninstall among them); the link,
+        // defunct by then, unpins without another.
         if let link = try hostEnd(host, of: attachment) {
-            do { try host.deleteLink(index: link.index) } catch { throw CNIError(netlink: error) }
+            if retiring, let datapath {
+                try retireVeth(link, podNetns: environment.netns.isEmpty ? record?.netns ?? "" : environment.netns,
+                               host: host, datapath: datapath)
+            } else {
+                do { try host.deleteLink(index: link.index) } catch { throw CNIError(netlink: error) }
+            }
             found = true
         }
         if let store {
-            let datapath = Datapath.openExisting(store: store)
             if let datapath { found = try detachFromDatapath(datapath, record: record, hostName: hostName) || found }
             found = try releaseHostPorts(of: hostName, store: store, datapath: datapath) || found
         }

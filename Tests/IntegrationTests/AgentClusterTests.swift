@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import Datapath
 import Foundation
 import KubeStandIn
 import XCTest
@@ -192,6 +193,19 @@ final class AgentClusterTests: XCTestCase {
         }
         XCTAssertEqual(before.2, after.2, "routes unchanged")
         try assertReaches(pods[0], pods[1], "after the agent's restart")
+
+        // With the agent up, DEL retires the veth (the pod's interface name is free at once) and
+        // the agent deletes it.
+        let brief = try addPod(1, "brief")
+        let retiring = try cni(1, "DEL", pod: "brief", netns: brief.path)
+        XCTAssertEqual(retiring.status, 0, "DEL with the agent up: \(retiring.stdout)")
+        XCTAssertNotEqual(try runProcess(["nsenter", "--net=\(brief.path)", "ip", "link", "show", "eth0"]).status, 0)
+        try waitFor("the retired veth deleted by the agent") {
+            try nodes[0].exec("ip", "-o", "link", "show", "group", "\(RetiredVeths.deviceGroup)").isEmpty
+                && ((try? FileManager.default.contentsOfDirectory(atPath: nodes[0].storeRoot + "/retired")) ?? []).isEmpty
+                && runProcess(["nsenter", "--net=/run/netns/\(nodes[0].netns)", "curl", "-s", "http://127.0.0.1:9876/metrics"]).stdout
+                    .contains("swiftpath_agent_retired_veths_reaped_total 1")
+        }
 
         let metrics = try runProcess(["nsenter", "--net=/run/netns/\(nodes[0].netns)", "curl", "-s", "http://127.0.0.1:9876/metrics"]).stdout
         XCTAssertTrue(metrics.contains("swiftpath_datapath_packets_total{"), "the datapath's counters are exported")
