@@ -28,7 +28,10 @@ public enum RetiredVeths {
 }
 
 extension Datapath {
-    var retiredFolder: String { storeRoot + "/retired" }
+    /// The store's folder of retired veths' links, one subfolder per retired veth.
+    static let retiredLinkGroup = "retired"
+
+    var retiredFolder: String { "\(storeRoot)/\(Self.retiredLinkGroup)" }
 
     /// Moves the pod link of `hostName` under `retired/`, named for the retired veth. Where that
     /// cannot be done, the link is unpinned, detaching it now.
@@ -40,9 +43,6 @@ extension Datapath {
         }
     }
 
-    /// The retired veths whose links are still pinned (their devices may be gone already).
-    public func retiredLinkNames() -> [String] { folderEntries(retiredFolder) }
-
     /// Deletes the retired veths of `netlink`'s netns in one request, then unpins the links of
     /// every retired veth that is gone (with the pod's netns, or just now). A veth retired while
     /// this runs keeps its link until the next time. Returns how many links were released.
@@ -51,7 +51,7 @@ extension Datapath {
         do { try netlink.deleteGroup(RetiredVeths.deviceGroup) } catch { throw .netlink(error) }
         return try bpf { () throws(BPFError) -> Int in
             var released = 0
-            for name in retiredLinkNames() {
+            for name in folderEntries(retiredFolder) {
                 let folder = "\(retiredFolder)/\(name)"
                 for pin in folderEntries(folder) {
                     guard let link = try BPFLink.pinned(at: "\(folder)/\(pin)"), link.info.ifindex == 0 else { continue }

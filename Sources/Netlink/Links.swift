@@ -17,8 +17,6 @@ public struct Link: Equatable, Sendable {
     public let isUp: Bool
     /// The `IFLA_INFO_KIND` of virtual devices ("veth", ...), nil for physical ones.
     public let kind: String?
-    /// The device group (`IFLA_GROUP`); 0, the default group, for most.
-    public let group: UInt32
     /// For a veth, its peer's index in the peer's netns (`IFLA_LINK`).
     public let peerIndex: Int32?
 }
@@ -55,7 +53,6 @@ extension NetlinkSocket {
                  mtu: Int(attributes.u32(Int(IFLA_MTU)) ?? 0),
                  isUp: header.ifi_flags & UInt32(IFF_UP.rawValue) != 0,
                  kind: attributes.nested(Int(IFLA_LINKINFO))?.string(Int(IFLA_INFO_KIND)),
-                 group: attributes.u32(Int(IFLA_GROUP)) ?? 0,
                  peerIndex: attributes.u32(Int(IFLA_LINK)).map { Int32(bitPattern: $0) })
         }
     }

@@ -5,9 +5,10 @@ import CNIProtocol
 import IPAM
 
 extension Plugin {
-    /// DEL: removes the veth (or retires it, for the agent to delete), its datapath state, the addresses and the record. Whatever is
-    /// already gone (netns, link, record, lease) is skipped, so DEL can be repeated; a config that
-    /// ADD would refuse still cleans up, since the runtime has no other way to tear the pod down.
+    /// DEL: removes the veth (or retires it, for the agent to delete), its datapath state, the
+    /// addresses and the record. Whatever is already gone (netns, link, record, lease) is skipped,
+    /// so DEL can be repeated; a config that ADD would refuse still cleans up, since the runtime
+    /// has no other way to tear the pod down.
     func del() throws(CNIError) {
         let store = try existingStore()
         let record = try store.flatMap { store throws(CNIError) in
@@ -26,10 +27,9 @@ extension Plugin {
             log("the claim on \(hostName) is still held after 10 s; cleaning up regardless")
         }
         // With the agent running, the veth is retired for it to delete: DEL skips the grace periods.
-        let found = try tearDown(attachment, record: record, store: store, host: hostNetlink(), ipam: ipam,
-                                 retiring: store?.isAgentPresent() ?? false)
+        let retiring = store?.isAgentPresent() ?? false
+        let found = try tearDown(attachment, record: record, store: store, host: hostNetlink(), ipam: ipam, retiring: retiring)
         if !found, let problem = problems.first { throw problem }
-        log(found ? "removed \(Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname))"
-                  : "nothing recorded or wired; released what IPAM held")
+        log(found ? "\(retiring ? "retired" : "removed") \(hostName)" : "nothing recorded or wired; released what IPAM held")
     }
 }

@@ -4,7 +4,6 @@ import CNIProtocol
 import Datapath
 import Netlink
 import Netns
-import SystemCallSupport
 
 extension Plugin {
     /// Retires the pod's veth instead of deleting it, for the node agent to delete (see
@@ -13,12 +12,12 @@ extension Plugin {
     /// refuses a step, the veth is deleted as it would be without the agent.
     func retireVeth(_ hostEnd: Link, podNetns: String, host: NetlinkSocket, datapath: Datapath) throws(CNIError) {
         let retiredName = RetiredVeths.name(hostIndex: hostEnd.index)
-        do {
-            try host.setDown(index: hostEnd.index, group: RetiredVeths.deviceGroup)
+        do throws(CNIError) {
+            do { try host.setDown(index: hostEnd.index, group: RetiredVeths.deviceGroup) } catch { throw CNIError(netlink: error) }
             try retirePodEnd(of: hostEnd, in: podNetns, as: retiredName)
-            try host.rename(index: hostEnd.index, to: retiredName)
+            do { try host.rename(index: hostEnd.index, to: retiredName) } catch { throw CNIError(netlink: error) }
         } catch {
-            log("retiring \(hostEnd.name) failed, deleting it: \(error)")
+            log("retiring \(hostEnd.name) failed, deleting it: \(error.description)")
             do { try host.deleteLink(index: hostEnd.index) } catch { throw CNIError(netlink: error) }
             return
         }
@@ -26,11 +25,15 @@ extension Plugin {
     }
 
     /// The pod's end of the veth, down and renamed, so that the pod's interface name is free at once.
-    private func retirePodEnd(of hostEnd: Link, in netns: String, as retiredName: String) throws(SystemCallError) {
+    private func retirePodEnd(of hostEnd: Link, in netns: String, as retiredName: String) throws(CNIError) {
         guard !netns.isEmpty, let namespace = try? NetworkNamespace.open(netns) else { return }
-        let pod = try namespace.run { () throws(SystemCallError) in try NetlinkSocket() }.get()
-        guard let end = try pod.link(named: attachment.ifname), end.kind == "veth", end.peerIndex == hostEnd.index else { return }
-        try pod.setDown(index: end.index, group: RetiredVeths.deviceGroup)
-        try pod.rename(index: end.index, to: retiredName)
+        let pod = try netlink(in: namespace)
+        do {
+            guard let end = try pod.link(named: attachment.ifname), end.kind == "veth", end.peerIndex == hostEnd.index else { return }
+            try pod.setDown(index: end.index, group: RetiredVeths.deviceGroup)
+            try pod.rename(index: end.index, to: retiredName)
+        } catch {
+            throw CNIError(netlink: error)
+        }
     }
 }
