@@ -10,6 +10,9 @@ Categories (each a row of the closing table: cases tried, failures):
               code (naming the key or variable), and the node exactly as it was
   kill-add    ADD killed with SIGKILL at a random point, then DEL and GC: the node as it was
   kill-del    DEL killed at a random point, then DEL and GC: the node as it was
+  kill-retire the same with the node agent present (this suite holds its lock), so that DEL
+              retires the veth: after the second DEL every retired veth is marked for the agent's
+              reaper, and GC without the agent leaves the node as it was
   kill-first  the first ADD of a fresh store killed, then DEL and GC: no residue, and the next
               ADD works on a datapath that status calls whole
   gc-vs-add   GC (of this and another network) running while ADDs complete: distinct addresses,
@@ -23,6 +26,7 @@ Categories (each a row of the closing table: cases tried, failures):
 Everything it makes is named spc<pid>-... and removed on every exit path.
 """
 import argparse
+import fcntl
 import ipaddress
 import json
 import os
@@ -510,6 +514,53 @@ def kill_dels(node, table, rng, count, pods):
         table.record("kill-del", not problems, f"#{index}: {'; '.join(problems)}")
 
 
+RETIRED_GROUP = 0x53505254   # RetiredVeths.deviceGroup
+
+
+def kill_retiring_dels(node, table, rng, count, pods):
+    agent_folder = f"{node.store}/agent"
+    os.makedirs(agent_folder, exist_ok=True)
+
+    def cycle(index, kill_after):
+        pod = node.make_pod(f"kr{index}")
+        container = f"ctr-kr{index}"
+        node.add(container, pod)
+        lock = os.open(agent_folder, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            problems = []
+            if kill_after is not None:
+                process = node.spawn("DEL", node.config(), container, pod)
+                time.sleep(kill_after)
+                process.kill()
+                process.wait()
+            del_result = node.cni("DEL", node.config(), container, pod)
+            if del_result.returncode != 0:
+                problems.append(f"DEL: {del_result.stdout[:200]}")
+            # The agent's reaper asks the kernel only for veths marked retired: none may go unmarked.
+            retired = [link["ifname"] for link in json.loads(node.ip("-j", "link", "show", "group", str(RETIRED_GROUP)) or "[]") if "ifname" in link]
+            marked = os.listdir(f"{node.store}/retired") if os.path.isdir(f"{node.store}/retired") else []
+            if set(retired) - set(marked):
+                problems.append(f"retired but not marked: {sorted(set(retired) - set(marked))}")
+        finally:
+            os.close(lock)
+        if node.gc(valid=["ctr-base0", "ctr-base1"]).returncode != 0:
+            problems.append("GC failed")
+        node.delete_pod(pod)
+        return problems
+
+    # One full retirement first: the store's folder of retired veths is part of the baseline.
+    cycle("w", None)
+    baseline = node.snapshot(pods)
+    for index in range(count):
+        problems = cycle(index, rng.uniform(0, 0.006))   # a retiring DEL takes about 4 ms (debug build)
+        now = node.snapshot(pods)
+        if now != baseline:
+            problems.append(f"residue in {[k for k in now if now.get(k) != baseline.get(k)]}")
+            baseline = now
+        table.record("kill-retire", not problems, f"#{index}: {'; '.join(problems)}")
+
+
 def kill_first_adds(node, table, rng, count):
     for index in range(count):
         store = f"{node.store}-f{index}"
@@ -877,6 +928,7 @@ def main():
             ("kill-add", lambda: kill_adds(node, table, rng, 20 if quick else 100, pods, "builtin")),
             ("kill-add host-local", lambda: kill_adds(node, table, rng, 10 if quick else 100, pods, "hostlocal")),
             ("kill-del", lambda: kill_dels(node, table, rng, 20 if quick else 100, pods)),
+            ("kill-retire", lambda: kill_retiring_dels(node, table, rng, 20 if quick else 100, pods)),
             ("kill-first", lambda: kill_first_adds(node, table, rng, 10 if quick else 100)),
             ("gc-vs-add", lambda: gc_against_adds(node, table, 2 if quick else 5, pods)),
             ("services", lambda: services_concurrently(node, table, 2 if quick else 5)),

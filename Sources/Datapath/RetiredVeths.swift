@@ -28,39 +28,46 @@ public enum RetiredVeths {
 }
 
 extension Datapath {
-    /// The store's folder of retired veths' links, one subfolder per retired veth.
+    /// The store's folder of retired veths, one subfolder per retired veth, named for it. A
+    /// subfolder tells the reaper there is something to delete, and holds the veth's link.
     static let retiredLinkGroup = "retired"
 
     var retiredFolder: String { "\(storeRoot)/\(Self.retiredLinkGroup)" }
 
-    /// Moves the pod link of `hostName` under `retired/`, named for the retired veth. Where that
-    /// cannot be done, the link is unpinned, detaching it now.
-    public func retirePodLink(hostName: String, retiredName: String) throws(BPFError) {
-        guard hasPodLink(hostName) else { return }
+    /// Records a veth just retired under `retired/<retired name>`, moving its pod link there.
+    /// Where the link cannot be moved, it is unpinned, detaching it now.
+    public func markRetired(hostName: String, retiredName: String) throws(BPFError) {
         try Self.makeFolder(retiredFolder)
-        if rename(endpointFolder(hostName), "\(retiredFolder)/\(retiredName)") != 0 {
+        let marker = "\(retiredFolder)/\(retiredName)"
+        if hasPodLink(hostName), rename(endpointFolder(hostName), marker) != 0 {
             try removeLinkFolder(endpointFolder(hostName))
         }
+        try Self.makeFolder(marker)
     }
 
     /// Deletes the retired veths of `netlink`'s netns in one request, then unpins the links of
-    /// every retired veth that is gone (with the pod's netns, or just now). A veth retired while
-    /// this runs keeps its link until the next time. Returns how many links were released.
+    /// those that are gone (with the pod's netns, or just now). Without `everything`, it asks
+    /// the kernel only when a DEL marked a veth retired since the last time: a DEL killed between
+    /// retiring its veth and marking it leaves one that only a pass with `everything` finds.
+    /// Returns how many marked veths it took.
     @discardableResult
-    public func reapRetiredVeths(_ netlink: NetlinkSocket) throws(DatapathError) -> Int {
+    public func reapRetiredVeths(_ netlink: NetlinkSocket, everything: Bool = true) throws(DatapathError) -> Int {
+        // Marks made after the listing belong to veths retired after it: the deletion may miss them,
+        // so they stay for the next time.
+        let marked = folderEntries(retiredFolder)
+        guard everything || !marked.isEmpty else { return 0 }
         do { try netlink.deleteGroup(RetiredVeths.deviceGroup) } catch { throw .netlink(error) }
         return try bpf { () throws(BPFError) -> Int in
-            var released = 0
-            for name in folderEntries(retiredFolder) {
+            var reaped = 0
+            for name in marked {
                 let folder = "\(retiredFolder)/\(name)"
                 for pin in folderEntries(folder) {
                     guard let link = try BPFLink.pinned(at: "\(folder)/\(pin)"), link.info.ifindex == 0 else { continue }
                     try BPFLink.unpin("\(folder)/\(pin)")
-                    released += 1
                 }
-                rmdir(folder)
+                if rmdir(folder) == 0 { reaped += 1 }
             }
-            return released
+            return reaped
         }
     }
 }

@@ -98,8 +98,10 @@ public actor Agent {
             }
         }
         let reaper = Task {
+            var pass = 0
             while !Task.isCancelled {
-                await self.reapRetiredVeths()
+                await self.reapRetiredVeths(everything: pass % max(settings.retiredVethSweepPasses, 1) == 0)
+                pass += 1
                 try? await Task.sleep(nanoseconds: settings.retiredVethReapMilliseconds * 1_000_000)
             }
         }
@@ -139,8 +141,8 @@ public actor Agent {
 
     /// Announces the agent to the plugin (once the store exists), then deletes the veths DELs
     /// retired since the last time, and releases their links. The first pass, at start, takes
-    /// what DELs retired before a restart.
-    private func reapRetiredVeths() async {
+    /// everything retired, also before a restart.
+    private func reapRetiredVeths(everything: Bool) async {
         do {
             guard let store = try EndpointStore.openExisting(root: settings.storeRoot) else { return }
             if presence == nil {
@@ -148,7 +150,7 @@ public actor Agent {
                 if presence != nil { logger.info("announced to the plugin: DELs retire their veths for the agent to delete") }
             }
             guard let datapath = Datapath.openExisting(store: store) else { return }
-            let reaped = try datapath.reapRetiredVeths(try netlink())
+            let reaped = try datapath.reapRetiredVeths(try netlink(), everything: everything)
             metrics.retiredVethsReaped.increment(by: Int64(reaped))
         } catch {
             logger.warning("deleting retired veths failed", metadata: ["error": "\(error)"])

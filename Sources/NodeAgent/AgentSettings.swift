@@ -42,8 +42,12 @@ public struct AgentSettings: Sendable {
     /// How long connections from outside to node ports, external and LoadBalancer IPs are kept idle.
     public var connectionTimeouts = ConnectionTimeouts()
 
-    /// How often the veths that DELs retired are deleted, as one group.
+    /// How often the veths that DELs marked retired are deleted, as one group.
     public var retiredVethReapMilliseconds: UInt64 = 1000
+
+    /// Every how many of those passes the retired group is deleted whether marked or not: a DEL
+    /// killed between retiring its veth and marking it leaves one only such a pass finds.
+    public var retiredVethSweepPasses = 60
 
     /// How often idle connections are looked for: often enough that the shortest timeout is
     /// kept to within half of it, at most every ten seconds.

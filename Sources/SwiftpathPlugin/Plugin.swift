@@ -180,6 +180,18 @@ public struct Plugin {
         }
     }
 
+    /// The host end of `record`'s veth when a DEL killed while retiring it renamed it already.
+    func retiredHostEnd(_ netlink: NetlinkSocket, of record: EndpointRecord?) throws(CNIError) -> Link? {
+        guard let record, record.hostIndex > 0 else { return nil }
+        do {
+            guard let link = try netlink.link(named: RetiredVeths.name(hostIndex: record.hostIndex)), link.kind == "veth",
+                  link.index == record.hostIndex else { return nil }
+            return link
+        } catch {
+            throw CNIError(netlink: error)
+        }
+    }
+
     /// Everything an attachment has on the node, undone, whether its ADD finished or died at
     /// any point: the veth (both ends, and with them the routes and neighbour entries on them;
     /// retired for the agent to delete when `retiring`), its datapath link, map entries and
@@ -194,9 +206,11 @@ public struct Plugin {
         // The veth goes first (or down), so the pod's traffic stops before its map entries go.
         // Deleted, it waits for the kernel's grace periods (tcx_uninstall among them); the link,
         // defunct by then, unpins without another.
-        if let link = try hostEnd(host, of: attachment) {
+        var link = try hostEnd(host, of: attachment)
+        if link == nil { link = try retiredHostEnd(host, of: record) }
+        if let link {
             if retiring, let datapath {
-                try retireVeth(link, podNetns: environment.netns.isEmpty ? record?.netns ?? "" : environment.netns,
+                try retireVeth(link, hostName: hostName, podNetns: environment.netns.isEmpty ? record?.netns ?? "" : environment.netns,
                                host: host, datapath: datapath)
             } else {
                 do { try host.deleteLink(index: link.index) } catch { throw CNIError(netlink: error) }

@@ -8,9 +8,11 @@ import Netns
 extension Plugin {
     /// Retires the pod's veth instead of deleting it, for the node agent to delete (see
     /// `RetiredVeths`): both ends down and renamed, the pod's end only where it is still ours
-    /// (the peer of our host end, in the pod's netns), the link's pin moved aside. Where the kernel
-    /// refuses a step, the veth is deleted as it would be without the agent.
-    func retireVeth(_ hostEnd: Link, podNetns: String, host: NetlinkSocket, datapath: Datapath) throws(CNIError) {
+    /// (the peer of our host end, in the pod's netns), then marked for the reaper, its link's pin
+    /// moved aside. Where the kernel refuses a step, the veth is deleted as it would be without
+    /// the agent. Repeated on a veth retired already (by a DEL killed before it marked it), it
+    /// only marks it.
+    func retireVeth(_ hostEnd: Link, hostName: String, podNetns: String, host: NetlinkSocket, datapath: Datapath) throws(CNIError) {
         let retiredName = RetiredVeths.name(hostIndex: hostEnd.index)
         do throws(CNIError) {
             do { try host.setDown(index: hostEnd.index, group: RetiredVeths.deviceGroup) } catch { throw CNIError(netlink: error) }
@@ -21,7 +23,7 @@ extension Plugin {
             do { try host.deleteLink(index: hostEnd.index) } catch { throw CNIError(netlink: error) }
             return
         }
-        try bpfCall { () throws(BPFError) in try datapath.retirePodLink(hostName: hostEnd.name, retiredName: retiredName) }
+        try bpfCall { () throws(BPFError) in try datapath.markRetired(hostName: hostName, retiredName: retiredName) }
     }
 
     /// The pod's end of the veth, down and renamed, so that the pod's interface name is free at once.

@@ -15,10 +15,10 @@ final class RetiredVethTests: XCTestCase {
 
     private func announceAgent(_ node: TestNode) throws -> AgentPresence { try XCTUnwrap(try store(node).announceAgent()) }
 
-    private func reap(_ node: TestNode) throws -> Int {
+    private func reap(_ node: TestNode, everything: Bool = false) throws -> Int {
         let datapath = try XCTUnwrap(Datapath.openExisting(store: try store(node)))
         let netlink = try NetworkNamespace.open("/run/netns/\(node.netns)").run { () throws(SystemCallError) in try NetlinkSocket() }.get()
-        return try datapath.reapRetiredVeths(netlink)
+        return try datapath.reapRetiredVeths(netlink, everything: everything)
     }
 
     /// The devices of the retired group in the node's netns (or a pod's), as `ip` lists them.
@@ -126,5 +126,48 @@ final class RetiredVethTests: XCTestCase {
         XCTAssertEqual(try retiredDevices(node), [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: node.storeRoot + "/retired"), "no retired pins left")
         _ = presence
+    }
+
+    /// A DEL killed after it retired the veth and before it marked it: the reaper's usual pass,
+    /// which asks the kernel only when something is marked, does not see it; the DEL the runtime
+    /// repeats marks it, and the sweep every so many passes deletes it when nothing does.
+    func testAVethRetiredButNotMarkedIsMarkedByTheNextDelAndSweptOtherwise() throws {
+        let node = try TestNode(self)
+        let podA = try node.makePod("a"), podB = try node.makePod("b")
+        _ = try node.add("ctr-a", pod: podA)
+        _ = try node.add("ctr-b", pod: podB)
+        let presence = try announceAgent(node)
+        let records = Dictionary(uniqueKeysWithValues: try store(node).records().map { ($0.containerID, $0) })
+
+        // What the killed DEL did before its kill: both ends down, grouped and renamed.
+        func retireAsAKilledDel(_ containerID: String) throws {
+            let record = try XCTUnwrap(records[containerID])
+            let retiredName = RetiredVeths.name(hostIndex: record.hostIndex)
+            let podEnd = try node.inPod(record.netns, "ip", "link", "set", "eth0", "down",
+                                        "group", "\(RetiredVeths.deviceGroup)", "name", retiredName)
+            XCTAssertEqual(podEnd.status, 0, podEnd.stderr)
+            _ = try node.exec("ip", "link", "set", record.hostName, "down", "group", "\(RetiredVeths.deviceGroup)", "name", retiredName)
+        }
+
+        try retireAsAKilledDel("ctr-a")
+        XCTAssertEqual(try reap(node), 0, "nothing marked")
+        XCTAssertEqual(try retiredDevices(node).count, 1, "an unmarked retired veth is not asked for")
+        // The runtime repeats the DEL: it finds the retired veth by its name and marks it.
+        let del = try node.cni("DEL", containerID: "ctr-a", netns: podA, config: node.config())
+        XCTAssertEqual(del.status, 0, del.stdout)
+        XCTAssertEqual(try node.endpoints().count, 1)
+        XCTAssertEqual(retiredLinkPins(node).count, 1, "marked, with its link")
+        XCTAssertEqual(try reap(node), 1)
+        XCTAssertEqual(try retiredDevices(node), [])
+        XCTAssertEqual(retiredLinkPins(node), [])
+
+        // No DEL again (the pod's record went some other way): only the sweep finds it.
+        try retireAsAKilledDel("ctr-b")
+        XCTAssertEqual(try reap(node), 0)
+        XCTAssertEqual(try retiredDevices(node).count, 1)
+        XCTAssertEqual(try reap(node, everything: true), 0, "nothing marked, yet the group deleted")
+        XCTAssertEqual(try retiredDevices(node), [])
+        XCTAssertEqual(try retiredDevices(node, pod: podB), [])
+        withExtendedLifetime(presence) {}
     }
 }
