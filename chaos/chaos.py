@@ -10,9 +10,10 @@ Categories (each a row of the closing table: cases tried, failures):
               code (naming the key or variable), and the node exactly as it was
   kill-add    ADD killed with SIGKILL at a random point, then DEL and GC: the node as it was
   kill-del    DEL killed at a random point, then DEL and GC: the node as it was
-  kill-retire the same with the node agent present (this suite holds its lock), so that DEL
-              retires the veth: after the second DEL every retired veth is marked for the agent's
-              reaper, and GC without the agent leaves the node as it was
+  kill-retire the same with the node agent present (this suite holds its lock), so that ADD
+              starts the pod on tc and DEL retires the veth: after the second DEL every retired
+              veth is marked for the agent's reaper, and GC without the agent leaves the node as
+              it was (no filter, request, claim, link or entry left)
   kill-first  the first ADD of a fresh store killed, then DEL and GC: no residue, and the next
               ADD works on a datapath that status calls whole
   gc-vs-add   GC (of this and another network) running while ADDs complete: distinct addresses,
@@ -524,11 +525,12 @@ def kill_retiring_dels(node, table, rng, count, pods):
     def cycle(index, kill_after):
         pod = node.make_pod(f"kr{index}")
         container = f"ctr-kr{index}"
-        node.add(container, pod)
         lock = os.open(agent_folder, os.O_RDONLY | os.O_DIRECTORY)
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             problems = []
+            # Added while the agent is present: on tc, a request to move it to tcx left for the agent.
+            node.add(container, pod)
             if kill_after is not None:
                 process = node.spawn("DEL", node.config(), container, pod)
                 time.sleep(kill_after)

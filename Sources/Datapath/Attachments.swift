@@ -38,8 +38,10 @@ extension Datapath {
         try attach(podEgress, named: DatapathPrograms.podEgress, ifindex: hostIndex, folder: endpointFolder(hostName), policy: policy)
     }
 
-    /// Removes the pod's attachment: its pinned link (tcx), or its filter (tc, when the device is still there).
+    /// Removes the pod's attachment: its pinned link (tcx), or its filter (tc, when the device is
+    /// still there), and a request to promote it.
     public func detachPod(hostName: String, hostIndex: Int32?, mode: AttachMode) throws(BPFError) {
+        withdrawPromotion(hostName: hostName)
         if mode == .tc, let hostIndex { tcFilter(hostIndex).detach() }
         try removeLinkFolder(endpointFolder(hostName))
     }
@@ -137,6 +139,13 @@ extension Datapath {
         guard rmdir(folder) == 0 || Errno.current == .noSuchFileOrDirectory else {
             throw BPFError("remove \(folder)", .current)
         }
+    }
+
+    /// The name of the device `index` names in this thread's netns, or nil.
+    static func deviceName(_ index: Int32) -> String? {
+        var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE))
+        guard if_indextoname(UInt32(index), &name) != nil else { return nil }
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// swiftpath's own cls_bpf filter on `ifindex` (tc mode).

@@ -173,6 +173,17 @@ public final class Datapath {
                 try BPFLink.pinned(at: path)?.update(to: program)
             }
         }
+        // Pods on tc (waiting for the agent to move them, or configured so) run the program their
+        // filter names: the new build's takes its place, where the filter is ours, on the pod's device.
+        if let podEgress = loaded.programs[DatapathPrograms.podEgress] {
+            for var record in try store.records() where record.state == .ready && record.attachMode == AttachMode.tc.rawValue {
+                let filter = datapath.tcFilter(record.hostIndex)
+                guard deviceName(record.hostIndex) == record.hostName, filter.programID() != nil else { continue }
+                try filter.attach(podEgress)
+                record.attachID = podEgress.id
+                try store.update(record)
+            }
+        }
         try datapath.map(Layouts.meta).upsert(UInt32(0), sp_meta(object_hash: object.hash, layout_version: UInt32(SP_LAYOUT_VERSION),
                                                                   release: Release.current.packed))
     }

@@ -85,7 +85,7 @@ extension Datapath {
 
     private func removePins() throws(BPFError) {
         // A retired veth still alive here is in another netns than the node's: its link detaches.
-        for group in Self.linkGroups + [Self.retiredLinkGroup] {
+        for group in Self.linkGroups + [Self.retiredLinkGroup, Self.promotionGroup] {
             for name in folderEntries("\(storeRoot)/\(group)") { try removeLinkFolder("\(storeRoot)/\(group)/\(name)") }
             rmdir("\(storeRoot)/\(group)")
         }

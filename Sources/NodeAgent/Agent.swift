@@ -105,18 +105,28 @@ public actor Agent {
                 try? await Task.sleep(nanoseconds: settings.retiredVethReapMilliseconds * 1_000_000)
             }
         }
+        let promoter = Task.detached { [settings, metrics, logger] in
+            let requests = FolderWakeups(folder: Datapath.promotionFolder(storeRoot: settings.storeRoot),
+                                         interval: settings.promotionMilliseconds * 1_000_000)
+            for await _ in requests.wakeups {
+                if Datapath.preparePromotions(storeRoot: settings.storeRoot) { requests.watchIfPossible() }
+                Self.promoteRequestedPods(settings: settings, metrics: metrics, logger: logger)
+            }
+        }
         await withTaskCancellationHandler {
             await watch.value
             for task in serviceWatches { await task.value }
             await resync.value
             await expiry.value
             await reaper.value
+            await promoter.value
         } onCancel: {
             watch.cancel()
             for task in serviceWatches { task.cancel() }
             resync.cancel()
             expiry.cancel()
             reaper.cancel()
+            promoter.cancel()
         }
     }
 
@@ -136,6 +146,21 @@ public actor Agent {
             metrics.connectionsExpired.increment(by: Int64(expired))
         } catch {
             logger.warning("expiring idle connections failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Moves the pods ADD started on tc to their tcx links (see `Datapath.requestPromotion`). Off
+    /// the actor: every attach waits for a grace period.
+    private static func promoteRequestedPods(settings: AgentSettings, metrics: AgentMetrics, logger: Logger) {
+        guard !Datapath.requestedPromotions(storeRoot: settings.storeRoot).isEmpty else { return }
+        do throws(BPFError) {
+            guard let store = try EndpointStore.openExisting(root: settings.storeRoot),
+                  let datapath = Datapath.openExisting(store: store) else { return }
+            let promoted = try datapath.promotePods(Datapath.requestedPromotions(storeRoot: settings.storeRoot),
+                                                    patience: settings.promotionPatienceSeconds)
+            metrics.podsPromoted.increment(by: Int64(promoted.count))
+        } catch {
+            logger.warning("moving pods to tcx failed", metadata: ["error": "\(error)"])
         }
     }
 

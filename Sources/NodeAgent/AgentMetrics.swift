@@ -17,6 +17,7 @@ public final class AgentMetrics: Sendable {
     let unbalancedPorts: Gauge
     let connectionsExpired: Counter
     let retiredVethsReaped: Counter
+    let podsPromoted: Counter
 
     init(storeRoot: String) {
         self.storeRoot = storeRoot
@@ -33,6 +34,8 @@ public final class AgentMetrics: Sendable {
                                                                          "Connections from outside removed from the uplinks' table when idle"))
         retiredVethsReaped = registry.makeCounter(descriptor: Self.agent("retired_veths_reaped", unit: "total",
                                                                          "Veths retired by DEL whose devices and links are gone"))
+        podsPromoted = registry.makeCounter(descriptor: Self.agent("pods_promoted", unit: "total",
+                                                                   "Pods that ADD started on tc moved to their tcx links"))
     }
 
     private static func agent(_ name: String, unit: String, _ help: String) -> MetricNameDescriptor {

@@ -42,6 +42,14 @@ public struct AgentSettings: Sendable {
     /// How long connections from outside to node ports, external and LoadBalancer IPs are kept idle.
     public var connectionTimeouts = ConnectionTimeouts()
 
+    /// How often the agent looks for pods that ADD started on tc, to move them to their tcx links,
+    /// besides the moment ADD asks (it watches the requests' folder).
+    public var promotionMilliseconds: UInt64 = 100
+
+    /// How long a pod waits on tc while other ADDs and DELs run: the tcx attach holds the RTNL lock
+    /// through a grace period, which would stall them.
+    public var promotionPatienceSeconds = 1.0
+
     /// How often the veths that DELs marked retired are deleted, as one group.
     public var retiredVethReapMilliseconds: UInt64 = 1000
 

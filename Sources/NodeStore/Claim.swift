@@ -76,6 +76,17 @@ extension EndpointStore {
         return false
     }
 
+    /// Takes the claim on `hostName`, waiting `seconds` at the most for its holder to finish.
+    /// Returns nil when it is still held by then.
+    public func awaitAndClaim(_ hostName: String, seconds: Double = 10) throws(BPFError) -> Claim? {
+        for _ in 0..<Int(seconds * 100) {
+            do { return try claim(hostName) } catch where error.errno == .wouldBlock {
+                usleep(10_000)
+            }
+        }
+        return nil
+    }
+
     private func openClaim(_ path: String, inheritable: Bool = false) throws(BPFError) -> FileDescriptor {
         do {
             return try FileDescriptor.open(FilePath(path), .readOnly, options: inheritable ? [.directory] : [.directory, .closeOnExec])

@@ -20,8 +20,9 @@ struct VethPair {
 
 extension Plugin {
     /// ADD: checks its input, records itself as pending, leases addresses, wires the veth and
-    /// the datapath, offers the pod's host ports, marks the record ready, and undoes every step already done when a later one
-    /// fails. Killed at any point, it leaves a pending record that DEL and GC undo whole.
+    /// the datapath, offers the pod's host ports, marks the record ready (and with the agent there,
+    /// asks it for the pod's tcx link), and undoes every step already done when a later one fails.
+    /// Killed at any point, it leaves a pending record that DEL and GC undo whole.
     func add(_ node: NodeFacts) throws(CNIError) -> CNIResult {
         // Everything that can be wrong with the input is found before anything changes.
         let podNamespace = try openPodNamespace()
@@ -61,8 +62,12 @@ extension Plugin {
             let routes = Self.podRoutes(addressing.routes, gateways: gateways)
             try configurePod(podNetlink, veth: veth, addressing: addressing, gateways: gateways, routes: routes)
             try configureHost(host, veth: veth, addressing: addressing)
+            // With the agent there, the pod starts on tc and the agent moves it to tcx: ADD skips
+            // tcx's grace period (see Datapath.requestPromotion).
+            let promoting = settings.attachMode == .auto && store.isAgentPresent()
             let wiring = try attachToDatapath(datapath, store: store, veth: veth, addressing: addressing,
-                                              socketCgroup: socketCgroup, rollback: &rollback)
+                                              policy: promoting ? .tc : settings.attachMode, socketCgroup: socketCgroup,
+                                              rollback: &rollback)
             let hostPorts = try hostPortServices(mappings, podAddresses: addressing.ips.map(\.address.address), host: host)
             try claimHostPorts(hostPorts, in: datapath, rollback: &rollback)
             try pending.record(in: store) { record in
@@ -70,6 +75,11 @@ extension Plugin {
                     (wiring.attached.mode.rawValue, wiring.attached.id, wiring.socketCgroupID, .ready)
             }
             try bpfCall { () throws(BPFError) in try store.dropClaim(pending.claim.hostName) }
+            if promoting {
+                do throws(BPFError) { try datapath.requestPromotion(hostName: pending.claim.hostName) } catch {
+                    log("\(pending.claim.hostName) stays on tc: \(error)")
+                }
+            }
             log("added \(veth.host.name) <-> \(environment.netns):\(environment.ifname) with \(addressing.ips.map(\.address.description))")
             return result(veth: veth, addressing: addressing, gateways: gateways, routes: routes, mtu: mtu)
         } catch {

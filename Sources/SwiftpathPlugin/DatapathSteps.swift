@@ -45,7 +45,7 @@ extension Plugin {
     /// its program runs, so its first packet is recognised), its program on the host end, and with
     /// per-pod socket LB, the hooks on its cgroup. Each step joins the rollback.
     func attachToDatapath(_ datapath: Datapath, store: EndpointStore, veth: VethPair, addressing: CNIResult,
-                          socketCgroup: String?, rollback: inout Rollback) throws(CNIError) -> DatapathWiring {
+                          policy: AttachPolicy, socketCgroup: String?, rollback: inout Rollback) throws(CNIError) -> DatapathWiring {
         let addresses = addressing.ips.map(\.address.address)
         try bpfCall { () throws(BPFError) in
             try datapath.addEndpoint(addresses: addresses, hostIndex: veth.host.index,
@@ -54,12 +54,12 @@ extension Plugin {
         rollback.onFailure("endpoint map entries") { try datapath.removeEndpoint(addresses: addresses, hostIndex: veth.host.index) }
 
         let attached = try bpfCall { () throws(BPFError) in
-            try datapath.attachPod(hostName: veth.host.name, hostIndex: veth.host.index, policy: settings.attachMode)
+            try datapath.attachPod(hostName: veth.host.name, hostIndex: veth.host.index, policy: policy)
         }
         rollback.onFailure("\(attached.mode) attachment") {
             try datapath.detachPod(hostName: veth.host.name, hostIndex: veth.host.index, mode: attached.mode)
         }
-        if attached.mode == .tc { log("tcx unavailable: \(veth.host.name) uses the tc (clsact) fallback") }
+        if attached.mode == .tc && policy != .tc { log("tcx unavailable: \(veth.host.name) uses the tc (clsact) fallback") }
 
         guard let socketCgroup else { return DatapathWiring(attached: attached, socketCgroupID: 0) }
         let cgroupID = try store.withLockOrFail { () throws(CNIError) -> UInt64 in

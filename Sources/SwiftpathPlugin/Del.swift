@@ -20,15 +20,18 @@ extension Plugin {
             problems.append(error)
             ipam = nil
         }
-        // An ADD killed while its IPAM plugin ran leaves that plugin running, holding the claim:
-        // its lease must land before this DEL releases it.
+        // DEL holds the attachment's claim while it works, so that the agent does not promote the
+        // pod meanwhile. An ADD killed while its IPAM plugin ran leaves that plugin running,
+        // holding the claim: its lease must land before this DEL releases it.
         let hostName = Self.hostInterfaceName(containerID: attachment.containerID, ifname: attachment.ifname)
-        if let store, try !bpfCall({ () throws(BPFError) in try store.awaitClaim(hostName) }) {
-            log("the claim on \(hostName) is still held after 10 s; cleaning up regardless")
+        let claim = try store.flatMap { store throws(CNIError) in
+            try bpfCall { () throws(BPFError) in try store.awaitAndClaim(hostName) }
         }
+        if store != nil, claim == nil { log("the claim on \(hostName) is still held after 10 s; cleaning up regardless") }
         // With the agent running, the veth is retired for it to delete: DEL skips the grace periods.
         let retiring = store?.isAgentPresent() ?? false
         let found = try tearDown(attachment, record: record, store: store, host: hostNetlink(), ipam: ipam, retiring: retiring)
+        withExtendedLifetime(claim) {}
         if !found, let problem = problems.first { throw problem }
         log(found ? "\(retiring ? "retired" : "removed") \(hostName)" : "nothing recorded or wired; released what IPAM held")
     }

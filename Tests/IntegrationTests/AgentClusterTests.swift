@@ -2,6 +2,7 @@
 import Datapath
 import Foundation
 import KubeStandIn
+import NodeStore
 import XCTest
 
 /// Three nodes (netns on one bridge) and the API stand-in beside them, one swiftpath-agent per
@@ -159,8 +160,19 @@ final class AgentClusterTests: XCTestCase {
             }
         }
 
-        // Pods on every node reach pods on every other node.
+        // Pods on every node reach pods on every other node. ADD starts each on tc; its node's
+        // agent moves it to its tcx link.
+        try waitFor("every agent announced to its plugin") {
+            try nodes.allSatisfy { try EndpointStore.openExisting(root: $0.storeRoot)?.isAgentPresent() == true }
+        }
         let pods = try (1...3).map { try addPod($0, "p\($0)") }
+        try waitFor("every pod moved to its tcx link by its node's agent") {
+            try (0..<3).allSatisfy { i in
+                try nodes[i].endpoints().allSatisfy { ($0["attachment"] as? String)?.hasPrefix("tcx link") == true }
+                    && runProcess(["nsenter", "--net=/run/netns/\(nodes[i].netns)", "curl", "-s", "http://127.0.0.1:9876/metrics"]).stdout
+                        .contains("swiftpath_agent_pods_promoted_total 1")
+            }
+        }
         for (a, b) in [(0, 1), (1, 2), (2, 0)] { try assertReaches(pods[a], pods[b], "node \(a + 1) to node \(b + 1)") }
 
         // A node that leaves the API loses its routes on the others.

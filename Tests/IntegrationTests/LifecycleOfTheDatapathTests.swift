@@ -196,6 +196,20 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         XCTAssertEqual(try node.cni("CHECK", containerID: "ctr-b", netns: b, config: config).status, 0)
         let host = try XCTUnwrap(node.hostVeths().first)
         XCTAssertTrue(try node.exec("tc", "filter", "show", "dev", host, "ingress").contains("direct-action"))
+
+        // An upgrade in place (run in the node's netns, as the plugin and the agent run) swaps the
+        // program behind both filters, and the records name it.
+        let before = Set(try node.endpoints().compactMap { $0["attachment"] as? String })
+        let store = try EndpointStore.open(root: node.storeRoot)
+        _ = try NetworkNamespace.open("/run/netns/\(node.netns)").run { () throws(BPFError) in
+            try Datapath.open(store: store, object: .datapath_variant)
+        }.get()
+        let variant = try XCTUnwrap(try BPFProgram.pinned(at: "\(node.storeRoot)/datapath/pod_egress")).id
+        XCTAssertEqual(Set(try node.endpoints().compactMap { $0["attachment"] as? String }), ["tc prog \(variant)"], "was \(before)")
+        for device in try node.hostVeths() {
+            XCTAssertTrue(try node.exec("tc", "filter", "show", "dev", device, "ingress").contains("id \(variant) "), "\(device) runs the new build")
+        }
+        XCTAssertEqual(try node.inPod(a, "ping", "-c1", "-W2", String(addressB[0].split(separator: "/")[0])).status, 0)
         XCTAssertEqual(try node.cni("DEL", containerID: "ctr-a", netns: a, config: node.config()).status, 0)
     }
 }

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+import BPF
+import Datapath
+import Foundation
+import Netns
+import NodeStore
+import XCTest
+
+/// With the node agent present, ADD attaches the pod program with tc (no grace period on ADD's
+/// path) and asks the agent to move the pod to its tcx link. The test holds the agent's lock
+/// itself and promotes as the agent does.
+final class PromotionTests: XCTestCase {
+    private func store(_ node: TestNode) throws -> EndpointStore { try XCTUnwrap(try EndpointStore.openExisting(root: node.storeRoot)) }
+
+    /// The agent's pass, in the node's netns (where the agent runs), as the agent makes it.
+    private func promote(_ node: TestNode) throws -> [String] {
+        let datapath = try XCTUnwrap(Datapath.openExisting(store: try store(node)))
+        return try NetworkNamespace.open("/run/netns/\(node.netns)").run { () throws(BPFError) in
+            try datapath.promotePods(Datapath.requestedPromotions(storeRoot: node.storeRoot))
+        }.get()
+    }
+
+    private func attachment(_ node: TestNode, _ containerID: String) throws -> String {
+        let endpoint = try XCTUnwrap(try node.endpoints().first { $0["containerID"] as? String == containerID })
+        return try XCTUnwrap(endpoint["attachment"] as? String)
+    }
+
+    private func tcFilters(_ node: TestNode, _ device: String) throws -> String {
+        try node.exec("tc", "filter", "show", "dev", device, "ingress")
+    }
+
+    private func linkPins(_ node: TestNode, _ device: String) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: "\(node.storeRoot)/endpoints/\(device)")) ?? []
+    }
+
+    private func ping(_ node: TestNode, from pod: String, _ addresses: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        for address in addresses {
+            let result = try node.inPod(pod, "ping", "-c", "1", "-W", "2", address)
+            XCTAssertEqual(result.status, 0, "\(pod) reaches \(address): \(result.stdout)", file: file, line: line)
+        }
+    }
+
+    func testAddStartsThePodOnTcAndThePromotionMovesItToTcx() throws {
+        let node = try TestNode(self)
+        let podA = try node.makePod("a"), podB = try node.makePod("b")
+        _ = try node.add("ctr-a", pod: podA)
+        XCTAssertTrue(try attachment(node, "ctr-a").hasPrefix("tcx link"), "without the agent, ADD attaches tcx itself")
+        XCTAssertEqual(Datapath.requestedPromotions(storeRoot: node.storeRoot), [])
+
+        let presence = try XCTUnwrap(try store(node).announceAgent())
+        let addedB = try node.add("ctr-b", pod: podB)
+        let hostB = try XCTUnwrap(try store(node).records().first { $0.containerID == "ctr-b" }).hostName
+        XCTAssertTrue(try attachment(node, "ctr-b").hasPrefix("tc prog"), "with the agent, ADD attaches tc")
+        XCTAssertTrue(try tcFilters(node, hostB).contains("direct-action"), "the pod's filter")
+        XCTAssertEqual(linkPins(node, hostB), [])
+        XCTAssertEqual(Datapath.requestedPromotions(storeRoot: node.storeRoot), [hostB])
+        let addressesA = try XCTUnwrap(try node.endpoints().first { $0["containerID"] as? String == "ctr-a" }?["addresses"] as? [String])
+            .map { String($0.split(separator: "/")[0]) }
+        try ping(node, from: podB, addressesA)
+        let check = try node.cni("CHECK", containerID: "ctr-b", netns: podB, config: node.config().merging(["prevResult": addedB]) { $1 })
+        XCTAssertEqual(check.status, 0, "CHECK of a pod on tc: \(check.stdout)")
+
+        // The agent's pass: a tcx link pinned, the record says so, the filter gone, the request too.
+        XCTAssertEqual(try promote(node), [hostB])
+        XCTAssertTrue(try attachment(node, "ctr-b").hasPrefix("tcx link"))
+        XCTAssertEqual(linkPins(node, hostB), ["pod_egress"])
+        XCTAssertFalse(try tcFilters(node, hostB).contains("direct-action"), "the filter is gone")
+        XCTAssertEqual(Datapath.requestedPromotions(storeRoot: node.storeRoot), [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(node.storeRoot)/claims/\(hostB)"), "the agent's claim is dropped")
+        try ping(node, from: podB, addressesA)
+        let recheck = try node.cni("CHECK", containerID: "ctr-b", netns: podB, config: node.config().merging(["prevResult": addedB]) { $1 })
+        XCTAssertEqual(recheck.status, 0, "CHECK of the promoted pod: \(recheck.stdout)")
+        XCTAssertEqual(try promote(node), [], "nothing more to promote")
+
+        for (id, pod) in [("ctr-a", podA), ("ctr-b", podB)] {
+            XCTAssertEqual(try node.cni("DEL", containerID: id, netns: pod, config: node.config()).status, 0)
+        }
+        withExtendedLifetime(presence) {}
+    }
+
+    func testARequestWhosePodWentOrIsBeingDeletedIsDroppedAndTcStaysWhereAsked() throws {
+        let node = try TestNode(self)
+        let pods = try (1...3).map { try node.makePod("p\($0)") }
+        let presence = try XCTUnwrap(try EndpointStore.open(root: node.storeRoot).announceAgent(), "the agent makes the store")
+        for (i, pod) in pods.prefix(2).enumerated() { _ = try node.add("ctr-\(i)", pod: pod) }
+        let hosts = try store(node).records().sorted { $0.containerID < $1.containerID }.map(\.hostName)
+        XCTAssertEqual(Datapath.requestedPromotions(storeRoot: node.storeRoot), hosts.sorted())
+
+        // Pod 0 is deleted before the agent comes round: its request goes with it.
+        XCTAssertEqual(try node.cni("DEL", containerID: "ctr-0", netns: pods[0], config: node.config()).status, 0)
+        XCTAssertEqual(Datapath.requestedPromotions(storeRoot: node.storeRoot), [hosts[1]])
+        // Outside the node's netns, the pod's device index names another device, or none: nothing is attached.
+        let datapath = try XCTUnwrap(Datapath.openExisting(store: try store(node)))
+        XCTAssertEqual(try datapath.promotePods([hosts[1]]), [])
+        XCTAssertTrue(try attachment(node, "ctr-1").hasPrefix("tc prog"))
+        try datapath.requestPromotion(hostName: hosts[1])
+        // A DEL of pod 1 at work holds its claim: the agent leaves the pod alone, on tc.
+        let claim = try store(node).claim(hosts[1])
+        XCTAssertEqual(try promote(node), [])
+        XCTAssertTrue(try attachment(node, "ctr-1").hasPrefix("tc prog"))
+        XCTAssertEqual(linkPins(node, hosts[1]), [])
+        XCTAssertEqual(Datapath.requestedPromotions(storeRoot: node.storeRoot), [], "the request is dropped")
+        try store(node).dropClaim(hosts[1])
+        withExtendedLifetime(claim) {}
+
+        // `attachMode: tc` asked for: ADD keeps to it and asks for nothing.
+        let add = try node.cni("ADD", containerID: "ctr-2", netns: pods[2], config: node.config().merging(["attachMode": "tc"]) { $1 })
+        XCTAssertEqual(add.status, 0, add.stdout)
+        XCTAssertTrue(try attachment(node, "ctr-2").hasPrefix("tc prog"))
+        XCTAssertEqual(Datapath.requestedPromotions(storeRoot: node.storeRoot), [])
+
+        for (i, pod) in pods.enumerated().dropFirst() {
+            XCTAssertEqual(try node.cni("DEL", containerID: "ctr-\(i)", netns: pod, config: node.config()).status, 0)
+        }
+        XCTAssertEqual(try node.hostVeths().filter { !$0.hasPrefix("spr") }, [], "every veth retired")
+        XCTAssertEqual(linkPins(node, hosts[1]), [])
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: "\(node.storeRoot)/claims")) ?? [], [], "no claim left")
+        withExtendedLifetime(presence) {}
+    }
+}
