@@ -9,6 +9,7 @@ packages=(
   nftables                                      # tests drop the forward hook to prove the fast path
   containernetworking-plugins                   # host-local IPAM, and ptp as the benchmark's reference
   bpftool                                       # tests read the pinned maps independently of swiftpath
+  strace                                        # a test proves an ADD reads no routing table
   python3                                       # benchmark tables, test helpers
   iperf3 sockperf ethtool                       # the datapath benchmark
   iptables                                      # the socket LB benchmark's kube-proxy-style baseline

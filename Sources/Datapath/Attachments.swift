@@ -94,6 +94,12 @@ extension Datapath {
         return attachments
     }
 
+    /// The devices whose uplink link the store at `storeRoot` pins (one folder read: the store
+    /// itself is not opened).
+    public static func attachedUplinks(storeRoot: String) -> Set<Int32> {
+        Set(folderEntries("\(storeRoot)/uplinks").compactMap { $0.hasPrefix("if") ? Int32($0.dropFirst(2)) : nil })
+    }
+
     /// The uplinks swiftpath attached to, with their mode.
     public func uplinks() throws(BPFError) -> [(ifindex: Int32, mode: AttachMode)] {
         var result: [(ifindex: Int32, mode: AttachMode)] = []

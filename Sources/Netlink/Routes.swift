@@ -44,6 +44,20 @@ public struct Route: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+/// Where off-node traffic of one family goes, as one lookup can tell.
+public enum OffNodeRoute: Equatable, Sendable {
+    /// Nothing routes it.
+    case unreachable
+    /// The main table's default route, through one device.
+    case `default`(Route)
+    /// What one lookup cannot read as the default route: another table's route, a more specific
+    /// one, several next hops.
+    case unclear
+
+    static let probe4 = IPAddress("198.18.0.1")!
+    static let probe6 = IPAddress("2001:2::1")!
+}
+
 extension NetlinkSocket {
     public func addRoute(_ route: Route) throws(SystemCallError) {
         try request("add route \(route)", type: Int(RTM_NEWROUTE),
@@ -108,6 +122,22 @@ extension NetlinkSocket {
         try routes(family: family) { $0.rtm_dst_len == 0 }
     }
 
+    /// The devices off-node traffic leaves by, IPv4's first, from one lookup per family; nil where
+    /// a lookup cannot tell (see `OffNodeRoute`).
+    public func offNodeLinks() throws(SystemCallError) -> [Link]? {
+        var links: [Link] = []
+        for family in [IPAddress.Family.v4, .v6] {
+            switch try offNodeRoute(family: family) {
+            case .unreachable: continue
+            case .unclear: return nil
+            case .default(let route):
+                guard let index = route.outputIndex, let link = try link(index: index) else { return nil }
+                if !links.contains(where: { $0.index == index }) { links.append(link) }
+            }
+        }
+        return links
+    }
+
     /// The devices that carry the node's default routes, IPv4's first, each once.
     public func defaultRouteLinks() throws(SystemCallError) -> [Link] {
         var links: [Link] = []
@@ -148,6 +178,31 @@ extension NetlinkSocket {
             return nil
         }
         return replies.first.flatMap { Self.mainTableRoute($0, family: address.family) }
+    }
+
+    /// Where off-node traffic of `family` goes, as one FIB lookup (RTM_F_FIB_MATCH) of an address
+    /// of the family's benchmarking range (RFC 2544, RFC 5180) sees it: no node routes those on its
+    /// own, so only a default route covers them. One request, however many routes the node holds.
+    public func offNodeRoute(family: IPAddress.Family) throws(SystemCallError) -> OffNodeRoute {
+        let probe = family == .v4 ? OffNodeRoute.probe4 : OffNodeRoute.probe6
+        let replies: [NetlinkMessage]
+        do {
+            replies = try request("look up the route off the node", type: Int(RTM_GETROUTE), flags: 0) { message in
+                message.family(rtmsg.self) {
+                    $0.rtm_family = UInt8(family.addressFamily)
+                    $0.rtm_dst_len = UInt8(family == .v4 ? 32 : 128)
+                    $0.rtm_flags = UInt32(RTM_F_FIB_MATCH)
+                }
+                message.put(Int(RTA_DST.rawValue), probe.bytes)
+            }
+        } catch where error.errno == .networkUnreachable {
+            return .unreachable
+        }
+        guard let reply = replies.first, !reply.withContents(rtmsg.self, { _, attributes in attributes[Int(RTA_MULTIPATH.rawValue)] != nil }),
+              let route = Self.mainTableRoute(reply, family: family), route.destination.length == 0, route.outputIndex != nil else {
+            return .unclear
+        }
+        return .default(route)
     }
 
     private static func mainTableRoute(_ message: NetlinkMessage, family: IPAddress.Family) -> Route? {

@@ -29,9 +29,9 @@ extension Plugin {
         let podNetlink = try netlink(in: podNamespace)
         try ensureInterfaceIsFree(podNetlink)
         let host = node.host
-        // The routing table is read only when the config leaves the uplinks or the MTU to it: with
-        // one host route per pod, that dump grows with the node.
-        let defaultLinks = node.devices == nil || settings.mtu == nil ? try defaultRouteLinks(host) : []
+        // The routing table is consulted only when the config leaves the uplinks or the MTU to it.
+        let defaultLinks = node.devices == nil || settings.mtu == nil
+            ? try defaultRouteLinks(host, attached: Datapath.attachedUplinks(storeRoot: settings.bpffsRoot)) : []
         let uplinks = node.devices ?? defaultLinks.map { ($0.name, $0.index) }
         let mtu = settings.mtu ?? defaultLinks.first?.mtu ?? 1500
         let socketCgroup = try podCgroup()
@@ -174,8 +174,18 @@ extension Plugin {
 
     /// The devices that carry the node's default routes, IPv4's first: where the MTU comes from
     /// when the config names none, and the uplinks when it names no `devices`.
-    func defaultRouteLinks(_ netlink: NetlinkSocket) throws(CNIError) -> [Link] {
-        do { return try netlink.defaultRouteLinks() } catch { throw CNIError(netlink: error) }
+    /// The devices of the node's default routes: the uplinks, and the MTU's source. Where the
+    /// kernel's choice for each family leads to uplinks the datapath already has, two lookups say
+    /// so, however many routes the node holds (one per pod); otherwise (the first ADD, a default
+    /// route that moved, policy routing, several next hops) the whole table is read for every
+    /// default route of the main table.
+    func defaultRouteLinks(_ netlink: NetlinkSocket, attached: Set<Int32>) throws(CNIError) -> [Link] {
+        do {
+            if let links = try netlink.offNodeLinks(), links.allSatisfy({ attached.contains($0.index) }) { return links }
+            return try netlink.defaultRouteLinks()
+        } catch {
+            throw CNIError(netlink: error)
+        }
     }
 
     /// Creates the veth pair, joining the rollback as soon as the kernel made it: a failure while

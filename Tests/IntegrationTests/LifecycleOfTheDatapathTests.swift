@@ -62,6 +62,49 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         XCTAssertEqual(try cluster.one.inPod(a, "ping", "-c1", "-W2", target).status, 0)
     }
 
+    /// Without `devices`, the uplinks are the devices of the node's default routes: every one the
+    /// table holds on the first ADD, a backup among them; later ADDs look up only the route in use
+    /// (two lookups, whatever the table holds) and read the table again when that leads elsewhere.
+    func testUplinksFollowTheDefaultRoutes() throws {
+        let node = try TestNode(self)
+        for (device, address) in [("up0", "10.68.0.1/24"), ("up1", "10.69.0.1/24"), ("up2", "10.70.0.1/24")] {
+            try node.exec("ip", "link", "add", device, "type", "veth", "peer", "name", device + "p")
+            try node.exec("ip", "addr", "add", address, "dev", device)
+            try node.exec("ip", "link", "set", device, "mtu", "1400", "up")
+        }
+        try node.exec("ip", "route", "add", "default", "via", "10.68.0.9", "metric", "10")
+        try node.exec("ip", "route", "add", "default", "via", "10.69.0.9", "metric", "20")
+        let uplinks = { Set(((try? FileManager.default.contentsOfDirectory(atPath: node.storeRoot + "/uplinks")) ?? [])) }
+        let pin = { (device: String) in "if\(try node.ifindex(of: device))" }
+
+        let a = try node.makePod("a")
+        _ = try node.add("ctr-a", pod: a)
+        XCTAssertEqual(uplinks(), [try pin("up0"), try pin("up1")], "both default routes' devices, the backup's too")
+        XCTAssertTrue(try node.inPod(a, "ip", "link", "show", "eth0").stdout.contains("mtu 1400"), "the MTU of the route in use")
+
+        // The default route moves to a device the datapath does not have yet: the next ADD attaches it.
+        try node.exec("ip", "route", "del", "default", "metric", "20")
+        try node.exec("ip", "route", "replace", "default", "via", "10.70.0.9", "metric", "10")
+        let b = try node.makePod("b")
+        _ = try node.add("ctr-b", pod: b)
+        XCTAssertEqual(uplinks(), [try pin("up0"), try pin("up1"), try pin("up2")])
+
+        // With the route in use leading to an uplink the datapath has, an ADD dumps no routing table.
+        let traced = FileManager.default.temporaryDirectory.appendingPathComponent("\(node.prefix)-traced").path
+        let trace = traced + ".log"
+        defer { try? FileManager.default.removeItem(atPath: traced); try? FileManager.default.removeItem(atPath: trace) }
+        try "#!/bin/sh\nexec strace -f -e trace=sendto -o \(trace) \(pluginBinary) \"$@\"\n".write(toFile: traced, atomically: true, encoding: .utf8)
+        chmod(traced, 0o755)
+        let c = try node.makePod("c")
+        XCTAssertEqual(try node.cni("ADD", containerID: "ctr-c", netns: c, config: node.config(), plugin: traced).status, 0)
+        let requests = try String(contentsOfFile: trace, encoding: .utf8)
+        XCTAssertTrue(requests.contains("RTM_NEWLINK"), "the trace holds the ADD's requests")
+        XCTAssertFalse(requests.contains("RTM_GETROUTE, nlmsg_flags=NLM_F_REQUEST|NLM_F_DUMP"), "no routing table read")
+        for (id, pod) in [("ctr-a", a), ("ctr-b", b), ("ctr-c", c)] {
+            XCTAssertEqual(try node.cni("DEL", containerID: id, netns: pod, config: node.config()).status, 0)
+        }
+    }
+
     /// The termination object borrows the LB's pinned maps, keeps its own unpinned, pins nothing,
     /// and refuses (rather than replaces) a pinned map that is not the one it was built against.
     func testTerminationObjectOnlyBorrowsTheDatapathsMaps() throws {

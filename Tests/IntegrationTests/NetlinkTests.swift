@@ -29,6 +29,39 @@ final class NetlinkTests: XCTestCase {
         XCTAssertEqual(try netlink.link(index: index)?.name, "nl0")
     }
 
+    /// Where off-node traffic goes, from one lookup per family: nowhere, a default route's device,
+    /// or "unclear" wherever one lookup cannot stand for a read of the table.
+    func testOffNodeRouteIsOneLookupAndSaysWhenItCannotTell() throws {
+        let node = try TestNode(self)
+        for (device, address) in [("up0", "10.68.0.1/24"), ("up1", "10.69.0.1/24")] {
+            try node.exec("ip", "link", "add", device, "type", "veth", "peer", "name", device + "p")
+            try node.exec("ip", "addr", "add", address, "dev", device)
+            try node.exec("ip", "link", "set", device, "up")
+        }
+        let netlink = try NetworkNamespace.open("/run/netns/\(node.netns)").run { () throws(SystemCallError) in try NetlinkSocket() }.get()
+        XCTAssertEqual(try netlink.offNodeRoute(family: .v4), .unreachable)
+        XCTAssertEqual(try netlink.offNodeRoute(family: .v6), .unreachable)
+        XCTAssertEqual(try netlink.offNodeLinks(), [])
+
+        // Two default routes, the second a backup: the lookup names the one in use.
+        try node.exec("ip", "route", "add", "default", "via", "10.68.0.9", "metric", "10")
+        try node.exec("ip", "route", "add", "default", "via", "10.69.0.9", "metric", "20")
+        guard case .default(let route) = try netlink.offNodeRoute(family: .v4) else { return XCTFail("a default route") }
+        XCTAssertEqual(route.outputIndex, try node.ifindex(of: "up0"))
+        XCTAssertEqual(try netlink.offNodeLinks()?.map(\.name), ["up0"])
+        XCTAssertEqual(try netlink.defaultRouteLinks().map(\.name), ["up0", "up1"], "the table holds both")
+
+        // A route more specific than the default over the probe, and a default with two next hops:
+        // one lookup cannot tell, and says so.
+        try node.exec("ip", "route", "add", "198.18.0.0/15", "via", "10.69.0.9")
+        XCTAssertEqual(try netlink.offNodeRoute(family: .v4), .unclear)
+        XCTAssertNil(try netlink.offNodeLinks())
+        try node.exec("ip", "route", "del", "198.18.0.0/15")
+        try node.exec("ip", "route", "del", "default", "metric", "20")
+        try node.exec("ip", "route", "replace", "default", "metric", "10", "nexthop", "via", "10.68.0.9", "nexthop", "via", "10.69.0.9")
+        XCTAssertEqual(try netlink.offNodeRoute(family: .v4), .unclear)
+    }
+
     /// A routing daemon's routes: added with its protocol number, listed by it, replaced and
     /// deleted without touching the routes of others.
     func testRoutesOfOneProtocolAreListedReplacedAndDeletedAlone() throws {
