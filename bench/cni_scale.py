@@ -8,7 +8,8 @@ size of every BPF program. Run inside a node netns (bench/run.sh does), as root.
 RUN_TIMED is bench/tools/run_timed.c built: every contender runs under it, so all pay the same
 launcher, and peak RSS is the command's own (see there). With AGENT (the swiftpath-agent binary),
 one more contender: the plugin on a store of its own, with the node agent running on it (against
-the API stand-in on this netns' loopback), so that DEL retires its veths for the agent to delete.
+the API stand-in on this netns' loopback), so that ADD starts pods on tc for the agent to move to
+tcx, and DEL retires its veths for the agent to delete.
 """
 import fcntl
 import json
@@ -16,6 +17,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 pods, work, plugin, cni_path, store, cgroup, run_timed = int(sys.argv[1]), *sys.argv[2:8]
 agent_binary = sys.argv[8] if len(sys.argv) > 8 else None
@@ -130,8 +132,22 @@ if agent_binary:
     wait(ready, timeout=120)
     wait(agent_present, timeout=30)
 
+def await_promotion():
+    """Milliseconds until the agent moved the pod just added from tc to its tcx link. Waited for
+    untimed, so that its attach (which holds the RTNL lock through a grace period) never lands in
+    another contender's measurement."""
+    folder = f"{agent_store}/promotions"
+    started = time.perf_counter()
+    while os.path.isdir(folder) and os.listdir(folder):
+        if time.perf_counter() - started > 10:
+            raise SystemExit("the agent did not promote a pod within 10 s")
+        time.sleep(0.001)
+    return (time.perf_counter() - started) * 1000
+
+
 adds = {name: [] for name in contenders}
 dels = {name: [] for name in contenders}
+promotions = []
 rss = {name: [] for name in contenders if name.startswith("swiftpath")}
 for index in range(pods):
     for name in contenders:
@@ -141,6 +157,8 @@ for index in range(pods):
         adds[name].append(elapsed)
         if name in rss:
             rss[name].append(peak)
+        if name == "swiftpath-agent":
+            promotions.append(await_promotion())
 
 memory_endpoints = map_memory()
 services = [{"service": f"10.96.{i // 250}.{i % 250 + 1}:80/tcp", "backends": ["10.210.0.2:8080"]} for i in range(10000)]
@@ -189,6 +207,8 @@ result = {"pods": pods, "add": {}, "del": {}, "add_by_pods": {},
           "map_memory_bytes": {"endpoints": sum(memory_endpoints.values()), "endpoints_detail": memory_endpoints,
                                "with_10000_services": sum(memory_services.values()), "services_detail": memory_services},
           "programs": programs}
+if promotions:
+    result["promotion"] = summary(promotions)
 for name in contenders:
     result["add"][name] = summary(adds[name])
     result["del"][name] = summary(dels[name])

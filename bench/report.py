@@ -83,7 +83,7 @@ print("### CNI latency as pods accumulate\n")
 print(f"ADD of {cni['pods']} pods one after another on one node, every contender once per pod, then DEL of all; "
       "milliseconds:\n")
 contenders = {"swiftpath-builtin": "swiftpath, built-in allocator (tcx)",
-              "swiftpath-agent": "swiftpath, built-in allocator (tcx), the agent running",
+              "swiftpath-agent": "swiftpath, built-in allocator, the agent running (tc, moved to tcx by the agent)",
               "swiftpath-hostlocal": "swiftpath + host-local (tcx)",
               "swiftpath-tc": "swiftpath, built-in allocator, `attachMode: tc`", "ptp": "ptp + host-local (reference)",
               "kernel": "bare veth, `ip link add/del` (kernel floor)",
@@ -96,9 +96,12 @@ for key, name in contenders.items():
     rows.append([name, f"{a['p50']:.2f}", f"{a['p99']:.2f}", f"{a['p50'] / ptp[0]:.2f}",
                  f"{d['p50']:.2f}", f"{d['p99']:.2f}", f"{d['p50'] / ptp[1]:.2f}"])
 table(["contender", "ADD p50", "ADD p99", "× ptp", "DEL p50", "DEL p99", "× ptp"], rows)
+if "promotion" in cni:
+    print(f"With the agent running, each pod ran on its tcx link {cni['promotion']['p50']:.1f} ms after its ADD returned "
+          f"(p50; p99 {cni['promotion']['p99']:.1f} ms).\n")
 buckets = list(cni["add_by_pods"]["ptp"].keys())
 rows = [[contenders[key]] + [f"{cni['add_by_pods'][key][b]['p50']:.2f}" for b in buckets]
-        for key in ("swiftpath-builtin", "swiftpath-tc", "ptp")]
+        for key in ("swiftpath-builtin", "swiftpath-agent", "swiftpath-tc", "ptp", "kernel") if key in cni["add_by_pods"]]
 table(["ADD p50 (ms), pods already on the node"] + buckets, rows)
 
 print("### Cost\n")
