@@ -127,9 +127,7 @@ extension Datapath {
         if policy != .tc {
             do {
                 let link = try BPFLink.attachTCX(program, ifindex: ifindex, direction: .ingress)
-                try Self.makeFolder(String(folder[..<folder.lastIndex(of: "/")!]))
-                try Self.makeFolder(folder)
-                try link.pin(at: folder + "/" + name)
+                try pin(link, named: name, in: folder)
                 return ProgramAttachment(mode: .tcx, id: link.info.id)
             } catch where policy == .auto && (error.errno == .invalidArgument || error.errno == .notSupported) {
                 // A kernel before 6.6 does not know the tcx attach types: fall back to tc below.
@@ -137,6 +135,13 @@ extension Datapath {
         }
         try tcFilter(ifindex).attach(program)
         return ProgramAttachment(mode: .tc, id: program.id)
+    }
+
+    /// Pins `link` as `folder/<name>`, making the folder (and its group's) where missing.
+    func pin(_ link: BPFLink, named name: String, in folder: String) throws(BPFError) {
+        try Self.makeFolder(String(folder[..<folder.lastIndex(of: "/")!]))
+        try Self.makeFolder(folder)
+        try link.pin(at: folder + "/" + name)
     }
 
     /// Unpins every link in `folder` (which detaches them) and removes the folder.

@@ -45,8 +45,8 @@ extension Datapath {
     /// folder read: nothing else of the store is opened to look).
     public static func requestedPromotions(storeRoot: String) -> [String] { folderEntries(promotionFolder(storeRoot: storeRoot)) }
 
-    /// Moves the pod of each request to a tcx link. Each runs under the pod's claim, which DEL and
-    /// a repeated ADD wait for; the attach itself (and its grace period) runs outside the store's
+    /// Moves the pod of each request to a tcx link. Each runs under the pod's claim, which DEL
+    /// waits for; the attach itself (and its grace period) runs outside the store's
     /// lock, so ADDs meanwhile are not held up; the link is pinned and the record changed under
     /// it, and only if the record still names the same device, wired and on tc. A request whose
     /// pod is gone, or that tcx cannot serve, is dropped. Returns the pods promoted.
@@ -106,9 +106,7 @@ extension Datapath {
                 try link.update(to: pinned)
             }
             let folder = endpointFolder(current.hostName)
-            try Self.makeFolder(String(folder[..<folder.lastIndex(of: "/")!]))
-            try Self.makeFolder(folder)
-            try link.pin(at: folder + "/" + DatapathPrograms.podEgress)
+            try pin(link, named: DatapathPrograms.podEgress, in: folder)
             var promoted = current
             (promoted.attachMode, promoted.attachID) = (AttachMode.tcx.rawValue, link.info.id)
             do throws(BPFError) { try store.update(promoted) } catch {
