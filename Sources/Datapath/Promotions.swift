@@ -98,8 +98,10 @@ extension Datapath {
         }
         // Unless pinned below, the link detaches when it is released, on return.
         return try store.withLockOrThrow { () throws(BPFError) -> Bool in
+            // DEL holds the claim, so none runs now; the name is looked at again all the same.
             guard let current = try store.record(containerID: wired.containerID, ifname: wired.ifname),
-                  Self.isPromotable(current), current.hostIndex == wired.hostIndex else { return false }
+                  Self.isPromotable(current), current.hostIndex == wired.hostIndex,
+                  Self.deviceName(current.hostIndex) == current.hostName else { return false }
             // An upgrade in place while the link was made swapped the programs behind the pins: the
             // link takes the build now pinned, as the upgrade would have given it.
             if let pinned = try BPFProgram.pinned(at: "\(self.folder)/\(DatapathPrograms.podEgress)"), pinned.id != link.info.programID {

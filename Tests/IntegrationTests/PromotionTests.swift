@@ -2,8 +2,10 @@
 import BPF
 import Datapath
 import Foundation
+import Netlink
 import Netns
 import NodeStore
+import SystemCallSupport
 import XCTest
 
 /// With the node agent present, ADD attaches the pod program with tc (no grace period on ADD's
@@ -117,4 +119,82 @@ final class PromotionTests: XCTestCase {
         XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: "\(node.storeRoot)/claims")) ?? [], [], "no claim left")
         withExtendedLifetime(presence) {}
     }
+
+    /// The agent's moves racing ADDs and DELs of pods that live a few milliseconds: every ADD and
+    /// DEL succeeds, moves happen, and nothing is left behind: no link, filter, request, claim,
+    /// record or lease.
+    func testMovesRacingAddsAndDelsLeaveNothing() throws {
+        let node = try TestNode(self)
+        let presence = try XCTUnwrap(try EndpointStore.open(root: node.storeRoot).announceAgent())
+        let workers = 6, rounds = 8
+        let pods = try (0..<workers).map { try node.makePod("r\($0)") }
+        let mover = Mover(storeRoot: node.storeRoot, netns: "/run/netns/\(node.netns)")
+        mover.start()
+        let outcomes = RaceOutcomes()
+        DispatchQueue.concurrentPerform(iterations: workers) { [node] worker in
+            for round in 0..<rounds {
+                let id = "ctr-r\(worker)x\(round)"
+                outcomes.add(try? node.cni("ADD", containerID: id, netns: pods[worker], config: node.config()))
+                usleep(useconds_t.random(in: 0...15_000))
+                outcomes.add(try? node.cni("DEL", containerID: id, netns: pods[worker], config: node.config()))
+            }
+        }
+        let moved = mover.stop()
+        XCTAssertEqual(outcomes.failures, [], "every ADD and DEL succeeds")
+        XCTAssertEqual(outcomes.count, 2 * workers * rounds)
+        XCTAssertGreaterThan(moved, 0, "pods were moved while others came and went")
+
+        XCTAssertEqual(try node.endpoints().count, 0)
+        XCTAssertEqual(try node.leaseCount(), 0)
+        for folder in ["endpoints", "claims", "promotions"] {
+            let left = (try? FileManager.default.contentsOfDirectory(atPath: "\(node.storeRoot)/\(folder)")) ?? []
+            XCTAssertEqual(left, [], "nothing left in \(folder)/")
+        }
+        XCTAssertEqual(try node.hostVeths().filter { !$0.hasPrefix("spr") }, [], "every veth retired")
+        let datapath = try XCTUnwrap(Datapath.openExisting(store: try store(node)))
+        let netlink = try NetworkNamespace.open("/run/netns/\(node.netns)").run { () throws(SystemCallError) in try NetlinkSocket() }.get()
+        try datapath.reapRetiredVeths(netlink)
+        XCTAssertEqual(try node.hostVeths(), [])
+        withExtendedLifetime(presence) {}
+    }
+}
+
+/// The agent's mover, on a thread of its own in the node's netns, as fast as it can go.
+private final class Mover: @unchecked Sendable {
+    private let storeRoot: String, netns: String
+    private let lock = NSLock()
+    private var stopping = false, moved = 0
+    private let done = DispatchSemaphore(value: 0)
+
+    init(storeRoot: String, netns: String) { (self.storeRoot, self.netns) = (storeRoot, netns) }
+
+    func start() {
+        Thread.detachNewThread { [self] in
+            _ = try? NetworkNamespace.open(netns).run { () throws(BPFError) in
+                var datapath: Datapath?
+                while !lock.withLock({ stopping }) {
+                    if datapath == nil, let store = try EndpointStore.openExisting(root: storeRoot) { datapath = Datapath.openExisting(store: store) }
+                    let count = (try datapath?.promotePods(Datapath.requestedPromotions(storeRoot: storeRoot)))?.count ?? 0
+                    lock.withLock { moved += count }
+                    usleep(1_000)
+                }
+            }
+            done.signal()
+        }
+    }
+
+    /// Stops it, once it has looked a last time; returns how many pods it moved.
+    func stop() -> Int {
+        lock.withLock { stopping = true }
+        done.wait()
+        return lock.withLock { moved }
+    }
+}
+
+private final class RaceOutcomes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var all: [CNIOutcome?] = []
+    func add(_ outcome: CNIOutcome?) { lock.withLock { all.append(outcome) } }
+    var count: Int { lock.withLock { all.count } }
+    var failures: [String] { lock.withLock { all.filter { $0?.status != 0 }.map { $0?.stdout ?? "did not run" } } }
 }
