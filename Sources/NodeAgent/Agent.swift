@@ -110,7 +110,13 @@ public actor Agent {
                                          interval: settings.promotionMilliseconds * 1_000_000)
             for await _ in requests.wakeups {
                 if Datapath.preparePromotions(storeRoot: settings.storeRoot) { requests.watchIfPossible() }
-                Self.promoteRequestedPods(settings: settings, metrics: metrics, logger: logger)
+                // Each attach blocks its thread through a grace period: not one of the tasks' threads.
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    Self.promotionQueue.async {
+                        Self.promoteRequestedPods(settings: settings, metrics: metrics, logger: logger)
+                        done.resume()
+                    }
+                }
             }
         }
         await withTaskCancellationHandler {
@@ -149,6 +155,8 @@ public actor Agent {
         }
     }
 
+    private static let promotionQueue = DispatchQueue(label: "swiftpath.agent.promotions")
+
     /// Moves the pods ADD started on tc to their tcx links (see `Datapath.requestPromotion`). Off
     /// the actor: every attach waits for a grace period.
     private static func promoteRequestedPods(settings: AgentSettings, metrics: AgentMetrics, logger: Logger) {
@@ -172,7 +180,7 @@ public actor Agent {
             guard let store = try EndpointStore.openExisting(root: settings.storeRoot) else { return }
             if presence == nil {
                 presence = try store.announceAgent()
-                if presence != nil { logger.info("announced to the plugin: DELs retire their veths for the agent to delete") }
+                if presence != nil { logger.info("announced to the plugin: ADDs start pods on tc for the agent to move to tcx, DELs retire their veths for it to delete") }
             }
             guard let datapath = Datapath.openExisting(store: store) else { return }
             let reaped = try datapath.reapRetiredVeths(try netlink(), everything: everything)
