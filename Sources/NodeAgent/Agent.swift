@@ -109,7 +109,7 @@ public actor Agent {
             let requests = FolderWakeups(folder: Datapath.promotionFolder(storeRoot: settings.storeRoot),
                                          interval: settings.promotionMilliseconds * 1_000_000)
             for await _ in requests.wakeups {
-                if Datapath.preparePromotions(storeRoot: settings.storeRoot) { requests.watchIfPossible() }
+                if !requests.isWatching, Datapath.preparePromotions(storeRoot: settings.storeRoot) { requests.watchIfPossible() }
                 // Each attach blocks its thread through a grace period: not one of the tasks' threads.
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                     Self.promotionQueue.async {
@@ -160,12 +160,12 @@ public actor Agent {
     /// Moves the pods ADD started on tc to their tcx links (see `Datapath.requestPromotion`). Off
     /// the actor: every attach waits for a grace period.
     private static func promoteRequestedPods(settings: AgentSettings, metrics: AgentMetrics, logger: Logger) {
-        guard !Datapath.requestedPromotions(storeRoot: settings.storeRoot).isEmpty else { return }
+        let requested = Datapath.requestedPromotions(storeRoot: settings.storeRoot)
+        guard !requested.isEmpty else { return }
         do throws(BPFError) {
             guard let store = try EndpointStore.openExisting(root: settings.storeRoot),
                   let datapath = Datapath.openExisting(store: store) else { return }
-            let promoted = try datapath.promotePods(Datapath.requestedPromotions(storeRoot: settings.storeRoot),
-                                                    patience: settings.promotionPatienceSeconds)
+            let promoted = try datapath.promotePods(requested, patience: settings.promotionPatienceSeconds)
             metrics.podsPromoted.increment(by: Int64(promoted.count))
         } catch {
             logger.warning("moving pods to tcx failed", metadata: ["error": "\(error)"])

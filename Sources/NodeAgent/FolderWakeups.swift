@@ -28,6 +28,9 @@ final class FolderWakeups: @unchecked Sendable {
         continuation.onTermination = { [self] _ in stop() }
     }
 
+    /// Whether the folder is watched now (it stops being when the folder goes).
+    var isWatching: Bool { queue.sync { source != nil } }
+
     /// Starts watching the folder once it exists; true once it is watched.
     @discardableResult
     func watchIfPossible() -> Bool {

@@ -14,7 +14,7 @@ import Glibc
 ///
 /// The lock's descriptor is inherited by the IPAM plugin ADD runs: an ADD killed while host-local
 /// leases leaves host-local to finish, still holding the claim, and the DEL that follows waits
-/// for it (`awaitClaim`) before it releases, so the lease cannot land after the release.
+/// for it (`awaitAndClaim`) before it releases, so the lease cannot land after the release.
 public final class Claim {
     /// The host device of the attachment claimed.
     public let hostName: String

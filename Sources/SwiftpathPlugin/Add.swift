@@ -172,13 +172,11 @@ extension Plugin {
         }
     }
 
-    /// The devices that carry the node's default routes, IPv4's first: where the MTU comes from
-    /// when the config names none, and the uplinks when it names no `devices`.
-    /// The devices of the node's default routes: the uplinks, and the MTU's source. Where the
-    /// kernel's choice for each family leads to uplinks the datapath already has, two lookups say
-    /// so, however many routes the node holds (one per pod); otherwise (the first ADD, a default
-    /// route that moved, policy routing, several next hops) the whole table is read for every
-    /// default route of the main table.
+    /// The devices of the node's default routes, IPv4's first: the uplinks when the config names no
+    /// `devices`, and the MTU's source when it names none. Where the kernel's choice for each
+    /// family leads to uplinks the datapath already has, two lookups say so, however many routes
+    /// the node holds (one per pod); otherwise (the first ADD, a default route that moved, policy
+    /// routing, several next hops) the whole table is read for every default route of the main table.
     func defaultRouteLinks(_ netlink: NetlinkSocket, attached: Set<Int32>) throws(CNIError) -> [Link] {
         do {
             if let links = try netlink.offNodeLinks(), links.allSatisfy({ attached.contains($0.index) }) { return links }

@@ -8,9 +8,9 @@ import IPAM
 extension Plugin {
     /// GC: removes every attachment of this network that the runtime no longer lists as valid,
     /// whole (veth, datapath state, addresses, record), including what an ADD killed half-way left;
-    /// deletes the veths DELs retired when no agent is there to; then IPAM releases every address
-    /// no valid attachment holds. An ADD still at work (its claim
-    /// held) is left alone, whatever network it is for.
+    /// IPAM releases every address no valid attachment holds; and with no agent there to, the veths
+    /// DELs retired are deleted. An ADD still at work (its claim held) is left alone, whatever
+    /// network it is for.
     func collectGarbage(_ node: NodeFacts) throws(CNIError) {
         guard let validList = config.validAttachments else {
             throw CNIError(.invalidNetworkConfig, "missing key \"cni.dev/valid-attachments\" in network config",
@@ -40,12 +40,13 @@ extension Plugin {
             }
             let kept = try bpfCall { () throws(BPFError) in try store.records() }
             try removeUnrecorded(store, keeping: Set(kept.map(\.hostName)))
-            // Without the agent, GC deletes what DELs retired while it ran.
-            if !agentPresent, let datapath = Datapath.openExisting(store: store) {
-                do throws(DatapathError) { try datapath.reapRetiredVeths(host) } catch { throw CNIError(datapath: error) }
-            }
             try ipam?.collectGarbage(keeping: valid.union(inFlight), stale: removed)
             return removed
+        }
+        // Without the agent, GC deletes what DELs retired while it ran; outside the store's lock,
+        // as the agent does, so that ADDs do not wait behind the deletion's grace periods.
+        if !agentPresent, let datapath = Datapath.openExisting(store: store) {
+            do throws(DatapathError) { try datapath.reapRetiredVeths(host) } catch { throw CNIError(datapath: error) }
         }
         log("removed \(removed.count) stale attachment(s): \(removed.map { "\($0.containerID)/\($0.ifname)" })")
     }
