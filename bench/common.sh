@@ -25,19 +25,28 @@ remove_netns_servers_and_stores() {
   rm -rf "/sys/fs/bpf/$id-s1" "/sys/fs/bpf/$id-s2" "$work"
 }
 
+# CLIENT_NETNS ADDRESS PORT SECONDS: prints "bits/s bytes" of one iperf3 run.
+iperf3_figures() {
+  in_ns "$1" iperf3 -c "$2" -p "$3" -t "$4" -J \
+    | python3 -c 'import json,sys; s = json.load(sys.stdin)["end"]["sum_received"]; print(s["bits_per_second"], s["bytes"])'
+}
+
+# CLIENT_NETNS ADDRESS PORT SECONDS: prints "p50-us p99-us requests" of one sockperf ping-pong run.
+sockperf_figures() {
+  in_ns "$1" sockperf pp --tcp -i "$2" -p "$3" -t "$4" 2>&1 | python3 -c '
+import re, sys
+text = sys.stdin.read()
+field = lambda pattern: re.search(pattern, text).group(1)
+print(field(r"percentile 50.000 =\s*([0-9.]+)"), field(r"percentile 99.000 =\s*([0-9.]+)"), field(r"ReceivedMessages=([0-9]+)"))'
+}
+
 # CLIENT_NETNS ADDRESS [IPERF_PORT SOCKPERF_PORT SECONDS]: prints "bits/s p50-us p99-us" of one
 # iperf3 run and one sockperf ping-pong run.
 tcp_figures() {
-  local tput lat
-  tput=$(in_ns "$1" iperf3 -c "$2" -p "${3:-5201}" -t "${5:-$seconds}" -J \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])')
-  lat=$(in_ns "$1" sockperf pp --tcp -i "$2" -p "${4:-11111}" -t "${5:-$seconds}" 2>&1 | python3 -c '
-import re, sys
-text = sys.stdin.read()
-p50 = re.search(r"percentile 50.000 =\s*([0-9.]+)", text).group(1)
-p99 = re.search(r"percentile 99.000 =\s*([0-9.]+)", text).group(1)
-print(p50, p99)')
-  echo "$tput $lat"
+  local tput p50 p99
+  read -r tput _ < <(iperf3_figures "$1" "$2" "${3:-5201}" "${5:-$seconds}")
+  read -r p50 p99 _ < <(sockperf_figures "$1" "$2" "${4:-11111}" "${5:-$seconds}")
+  echo "$tput $p50 $p99"
 }
 
 # The CPU time every CPU of the machine spent busy (user, system, interrupts), in seconds, from
@@ -49,18 +58,12 @@ busy_cpu_seconds() {
 # CLIENT_NETNS ADDRESS: as tcp_figures, and what it cost: prints "bits/s p50-us p99-us bytes
 # cpu-s-of-the-transfer requests cpu-s-of-the-requests".
 tcp_cost_figures() {
-  local start tput bytes transfer_cpu lat requests requests_cpu
+  local start tput bytes transfer_cpu p50 p99 requests requests_cpu
   start=$(busy_cpu_seconds)
-  read -r tput bytes < <(in_ns "$1" iperf3 -c "$2" -t "$seconds" -J \
-    | python3 -c 'import json,sys; s = json.load(sys.stdin)["end"]["sum_received"]; print(s["bits_per_second"], s["bytes"])')
+  read -r tput bytes < <(iperf3_figures "$1" "$2" 5201 "$seconds")
   transfer_cpu=$(awk -v a="$start" -v b="$(busy_cpu_seconds)" 'BEGIN { printf "%.3f", b - a }')
   start=$(busy_cpu_seconds)
-  read -r lat requests < <(in_ns "$1" sockperf pp --tcp -i "$2" -p 11111 -t "$seconds" 2>&1 | python3 -c '
-import re, sys
-text = sys.stdin.read()
-p50 = re.search(r"percentile 50.000 =\s*([0-9.]+)", text).group(1)
-p99 = re.search(r"percentile 99.000 =\s*([0-9.]+)", text).group(1)
-print(p50 + "," + p99, re.search(r"ReceivedMessages=([0-9]+)", text).group(1))')
+  read -r p50 p99 requests < <(sockperf_figures "$1" "$2" 11111 "$seconds")
   requests_cpu=$(awk -v a="$start" -v b="$(busy_cpu_seconds)" 'BEGIN { printf "%.3f", b - a }')
-  echo "$tput ${lat/,/ } $bytes $transfer_cpu $requests $requests_cpu"
+  echo "$tput $p50 $p99 $bytes $transfer_cpu $requests $requests_cpu"
 }

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import Netlink
 import Netns
+import NodeStore
+import SystemCallSupport
 import XCTest
 
 /// Runs a program and returns its exit status and output. Tests use real tools (ip, ping) and the
@@ -120,6 +123,17 @@ final class TestNode {
     /// A command run inside the node's netns.
     @discardableResult
     func exec(_ argv: String...) throws -> String { try shell(["nsenter", "--net=/run/netns/\(netns)"] + argv) }
+
+    /// `body` run on this thread inside the node's netns, where the plugin and the agent run.
+    func inNodeNetns<T, E: Error>(_ body: () throws(E) -> T) throws -> T {
+        try NetworkNamespace.open("/run/netns/\(netns)").run(body).get()
+    }
+
+    /// A netlink socket of the node's netns.
+    func netlink() throws -> NetlinkSocket { try inNodeNetns { () throws(SystemCallError) in try NetlinkSocket() } }
+
+    /// The node's store, which the first ADD (or the agent) makes.
+    func store() throws -> EndpointStore { try XCTUnwrap(try EndpointStore.openExisting(root: storeRoot)) }
 
     /// The index of a device in the node netns (sysfs shows the host's, not the node's, under nsenter).
     func ifindex(of device: String) throws -> Int32 {

@@ -244,9 +244,7 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
         // program behind both filters, and the records name it.
         let before = Set(try node.endpoints().compactMap { $0["attachment"] as? String })
         let store = try EndpointStore.open(root: node.storeRoot)
-        _ = try NetworkNamespace.open("/run/netns/\(node.netns)").run { () throws(BPFError) in
-            try Datapath.open(store: store, object: .datapath_variant)
-        }.get()
+        _ = try node.inNodeNetns { () throws(BPFError) in try Datapath.open(store: store, object: .datapath_variant) }
         let variant = try XCTUnwrap(try BPFProgram.pinned(at: "\(node.storeRoot)/datapath/pod_egress")).id
         XCTAssertEqual(Set(try node.endpoints().compactMap { $0["attachment"] as? String }), ["tc prog \(variant)"], "was \(before)")
         for device in try node.hostVeths() {

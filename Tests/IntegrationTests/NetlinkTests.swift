@@ -38,7 +38,7 @@ final class NetlinkTests: XCTestCase {
             try node.exec("ip", "addr", "add", address, "dev", device)
             try node.exec("ip", "link", "set", device, "up")
         }
-        let netlink = try NetworkNamespace.open("/run/netns/\(node.netns)").run { () throws(SystemCallError) in try NetlinkSocket() }.get()
+        let netlink = try node.netlink()
         XCTAssertEqual(try netlink.offNodeRoute(family: .v4), .unreachable)
         XCTAssertEqual(try netlink.offNodeRoute(family: .v6), .unreachable)
         XCTAssertEqual(try netlink.offNodeLinks(), [])

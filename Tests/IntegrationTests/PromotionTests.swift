@@ -12,14 +12,10 @@ import XCTest
 /// path) and asks the agent to move the pod to its tcx link. The test holds the agent's lock
 /// itself and promotes as the agent does.
 final class PromotionTests: XCTestCase {
-    private func store(_ node: TestNode) throws -> EndpointStore { try XCTUnwrap(try EndpointStore.openExisting(root: node.storeRoot)) }
-
     /// The agent's pass, in the node's netns (where the agent runs), as the agent makes it.
     private func promote(_ node: TestNode) throws -> [String] {
-        let datapath = try XCTUnwrap(Datapath.openExisting(store: try store(node)))
-        return try NetworkNamespace.open("/run/netns/\(node.netns)").run { () throws(BPFError) in
-            try datapath.promotePods(Datapath.requestedPromotions(storeRoot: node.storeRoot))
-        }.get()
+        let datapath = try XCTUnwrap(Datapath.openExisting(store: try node.store()))
+        return try node.inNodeNetns { () throws(BPFError) in try datapath.promotePods(Datapath.requestedPromotions(storeRoot: node.storeRoot)) }
     }
 
     private func attachment(_ node: TestNode, _ containerID: String) throws -> String {
@@ -49,9 +45,9 @@ final class PromotionTests: XCTestCase {
         XCTAssertTrue(try attachment(node, "ctr-a").hasPrefix("tcx link"), "without the agent, ADD attaches tcx itself")
         XCTAssertEqual(Datapath.requestedPromotions(storeRoot: node.storeRoot), [])
 
-        let presence = try XCTUnwrap(try store(node).announceAgent())
+        let presence = try XCTUnwrap(try node.store().announceAgent())
         let addedB = try node.add("ctr-b", pod: podB)
-        let hostB = try XCTUnwrap(try store(node).records().first { $0.containerID == "ctr-b" }).hostName
+        let hostB = try XCTUnwrap(try node.store().records().first { $0.containerID == "ctr-b" }).hostName
         XCTAssertTrue(try attachment(node, "ctr-b").hasPrefix("tc prog"), "with the agent, ADD attaches tc")
         XCTAssertTrue(try tcFilters(node, hostB).contains("direct-action"), "the pod's filter")
         XCTAssertEqual(linkPins(node, hostB), [])
@@ -85,24 +81,24 @@ final class PromotionTests: XCTestCase {
         let pods = try (1...3).map { try node.makePod("p\($0)") }
         let presence = try XCTUnwrap(try EndpointStore.open(root: node.storeRoot).announceAgent(), "the agent makes the store")
         for (i, pod) in pods.prefix(2).enumerated() { _ = try node.add("ctr-\(i)", pod: pod) }
-        let hosts = try store(node).records().sorted { $0.containerID < $1.containerID }.map(\.hostName)
+        let hosts = try node.store().records().sorted { $0.containerID < $1.containerID }.map(\.hostName)
         XCTAssertEqual(Datapath.requestedPromotions(storeRoot: node.storeRoot), hosts.sorted())
 
         // Pod 0 is deleted before the agent comes round: its request goes with it.
         XCTAssertEqual(try node.cni("DEL", containerID: "ctr-0", netns: pods[0], config: node.config()).status, 0)
         XCTAssertEqual(Datapath.requestedPromotions(storeRoot: node.storeRoot), [hosts[1]])
         // Outside the node's netns, the pod's device index names another device, or none: nothing is attached.
-        let datapath = try XCTUnwrap(Datapath.openExisting(store: try store(node)))
+        let datapath = try XCTUnwrap(Datapath.openExisting(store: try node.store()))
         XCTAssertEqual(try datapath.promotePods([hosts[1]]), [])
         XCTAssertTrue(try attachment(node, "ctr-1").hasPrefix("tc prog"))
         try datapath.requestPromotion(hostName: hosts[1])
         // A DEL of pod 1 at work holds its claim: the agent leaves the pod alone, on tc.
-        let claim = try store(node).claim(hosts[1])
+        let claim = try node.store().claim(hosts[1])
         XCTAssertEqual(try promote(node), [])
         XCTAssertTrue(try attachment(node, "ctr-1").hasPrefix("tc prog"))
         XCTAssertEqual(linkPins(node, hosts[1]), [])
         XCTAssertEqual(Datapath.requestedPromotions(storeRoot: node.storeRoot), [], "the request is dropped")
-        try store(node).dropClaim(hosts[1])
+        try node.store().dropClaim(hosts[1])
         withExtendedLifetime(claim) {}
 
         // `attachMode: tc` asked for: ADD keeps to it and asks for nothing.
@@ -151,9 +147,8 @@ final class PromotionTests: XCTestCase {
             XCTAssertEqual(left, [], "nothing left in \(folder)/")
         }
         XCTAssertEqual(try node.hostVeths().filter { !$0.hasPrefix("spr") }, [], "every veth retired")
-        let datapath = try XCTUnwrap(Datapath.openExisting(store: try store(node)))
-        let netlink = try NetworkNamespace.open("/run/netns/\(node.netns)").run { () throws(SystemCallError) in try NetlinkSocket() }.get()
-        try datapath.reapRetiredVeths(netlink)
+        let datapath = try XCTUnwrap(Datapath.openExisting(store: try node.store()))
+        try datapath.reapRetiredVeths(try node.netlink())
         XCTAssertEqual(try node.hostVeths(), [])
         withExtendedLifetime(presence) {}
     }

@@ -11,14 +11,11 @@ import XCTest
 /// grace periods leave DEL's path) and the agent deletes retired veths as one group. The test
 /// holds the agent's lock itself and reaps as the agent does, in the node's netns.
 final class RetiredVethTests: XCTestCase {
-    private func store(_ node: TestNode) throws -> EndpointStore { try XCTUnwrap(try EndpointStore.openExisting(root: node.storeRoot)) }
-
-    private func announceAgent(_ node: TestNode) throws -> AgentPresence { try XCTUnwrap(try store(node).announceAgent()) }
+    private func announceAgent(_ node: TestNode) throws -> AgentPresence { try XCTUnwrap(try node.store().announceAgent()) }
 
     private func reap(_ node: TestNode, everything: Bool = false) throws -> Int {
-        let datapath = try XCTUnwrap(Datapath.openExisting(store: try store(node)))
-        let netlink = try NetworkNamespace.open("/run/netns/\(node.netns)").run { () throws(SystemCallError) in try NetlinkSocket() }.get()
-        return try datapath.reapRetiredVeths(netlink, everything: everything)
+        let datapath = try XCTUnwrap(Datapath.openExisting(store: try node.store()))
+        return try datapath.reapRetiredVeths(try node.netlink(), everything: everything)
     }
 
     /// The devices of the retired group in the node's netns (or a pod's), as `ip` lists them.
@@ -39,7 +36,7 @@ final class RetiredVethTests: XCTestCase {
         let addressesB = try node.add("ctr-b", pod: podB).podAddresses
         let hostA = try XCTUnwrap(try node.hostVeths().first)
         var presence: AgentPresence? = try announceAgent(node)
-        XCTAssertTrue(try store(node).isAgentPresent())
+        XCTAssertTrue(try node.store().isAgentPresent())
 
         let del = try node.cni("DEL", containerID: "ctr-a", netns: podA, config: node.config())
         XCTAssertEqual(del.status, 0, del.stdout)
@@ -79,7 +76,7 @@ final class RetiredVethTests: XCTestCase {
 
         // The agent gone: DEL deletes the veth itself, as it does without an agent.
         presence = nil
-        XCTAssertFalse(try store(node).isAgentPresent())
+        XCTAssertFalse(try node.store().isAgentPresent())
         for (id, pod) in [("ctr-a", podA), ("ctr-b", podB)] {
             let gone = try node.cni("DEL", containerID: id, netns: pod, config: node.config())
             XCTAssertEqual(gone.status, 0, gone.stdout)
@@ -137,7 +134,7 @@ final class RetiredVethTests: XCTestCase {
         _ = try node.add("ctr-a", pod: podA)
         _ = try node.add("ctr-b", pod: podB)
         let presence = try announceAgent(node)
-        let records = Dictionary(uniqueKeysWithValues: try store(node).records().map { ($0.containerID, $0) })
+        let records = Dictionary(uniqueKeysWithValues: try node.store().records().map { ($0.containerID, $0) })
 
         // What the killed DEL did before its kill: both ends down, grouped and renamed.
         func retireAsAKilledDel(_ containerID: String) throws {
