@@ -56,6 +56,7 @@ public final class Datapath {
     var uplinkIngress: BPFProgram { get throws(BPFError) { try program(DatapathPrograms.uplinkIngress) } }
     var endpoints4: BPFMap { get throws(BPFError) { try map(Layouts.endpoints4) } }
     var endpoints6: BPFMap { get throws(BPFError) { try map(Layouts.endpoints6) } }
+    var podDevices: BPFMap { get throws(BPFError) { try map(Layouts.podDevices) } }
     var counterMap: BPFMap { get throws(BPFError) { try map(Layouts.counters) } }
     var node: BPFMap { get throws(BPFError) { try map(Layouts.node) } }
     var cluster4: BPFMap { get throws(BPFError) { try map(Layouts.cluster4) } }
@@ -156,7 +157,7 @@ public final class Datapath {
         }
         // Maps that start empty are refilled before any program that uses them runs.
         let datapath = Datapath(store: store)
-        if loaded.freshMaps.contains(where: { $0.hasPrefix("sp_endpoints") }) {
+        if loaded.freshMaps.contains(where: { $0.hasPrefix("sp_endpoints") || $0 == Layouts.podDevices.name }) {
             try datapath.refillEndpoints(from: store.records())
         }
         if loaded.freshMaps.contains(Layouts.services.name) || loaded.freshMaps.contains(Layouts.slots.name) {
@@ -221,6 +222,9 @@ extension IPAddress {
         withUnsafeMutableBytes(of: &key.addr) { $0.copyBytes(from: bytes) }
         return key
     }
+
+    init(ipv4Key: UInt32) { self = withUnsafeBytes(of: ipv4Key) { IPAddress(bytes: $0)! } }
+    init(ipv6Key: sp_addr6) { self = withUnsafeBytes(of: ipv6Key.addr) { IPAddress(bytes: $0)! } }
 }
 
 extension sp_endpoint {
@@ -272,6 +276,7 @@ enum Layouts {
 
     static let endpoints4 = pin(DatapathMaps.endpoints4, UInt32.self, sp_endpoint.self)
     static let endpoints6 = pin(DatapathMaps.endpoints6, sp_addr6.self, sp_endpoint.self)
+    static let podDevices = pin(DatapathMaps.podDevices, UInt32.self, sp_endpoint.self)
     static let counters = pin(DatapathMaps.counters, sp_counter_key.self, sp_counter.self)
     static let node = pin(DatapathMaps.node, UInt32.self, sp_node_config.self)
     static let cluster4 = pin(DatapathMaps.cluster4, sp_lpm4.self, UInt8.self)

@@ -5,17 +5,19 @@ import CDatapathABI
 import NetAddress
 
 extension Datapath {
-    /// Makes `addresses` known to the datapath as the pod behind host device `hostIndex`.
+    /// Makes `addresses` known to the datapath as the pod behind host device `hostIndex`, and the
+    /// device as the pod's (for what it sends from addresses no map holds: link-local, unspecified).
     /// Done before the pod's link is attached, so its first packet is already recognised.
     public func addEndpoint(addresses: [IPAddress], hostIndex: Int32, podMAC: MACAddress, hostMAC: MACAddress) throws(BPFError) {
         let value = sp_endpoint(ifindex: hostIndex, podMAC: podMAC, hostMAC: hostMAC)
+        try podDevices.upsert(UInt32(bitPattern: hostIndex), value)
         for address in addresses {
             if address.family == .v4 { try endpoints4.upsert(address.ipv4Key, value) } else { try endpoints6.upsert(address.ipv6Key, value) }
         }
     }
 
     /// Forgets `addresses`, but only where they still point at `hostIndex` (an address already
-    /// handed to another pod stays), and the device's counters.
+    /// handed to another pod stays), the device's entry and its counters.
     public func removeEndpoint(addresses: [IPAddress], hostIndex: Int32) throws(BPFError) {
         for address in addresses {
             let map = try address.family == .v4 ? endpoints4 : endpoints6
@@ -24,6 +26,7 @@ extension Datapath {
             guard current?.ifindex == UInt32(hostIndex) else { continue }
             if address.family == .v4 { try map.delete(address.ipv4Key) } else { try map.delete(address.ipv6Key) }
         }
+        try podDevices.delete(UInt32(bitPattern: hostIndex))
         try forgetCounters(ifindex: hostIndex)
     }
 
@@ -56,6 +59,37 @@ extension Datapath {
             }
         }
         return attached
+    }
+
+    /// Removes the endpoint and device entries that no record accounts for (a record lost, a
+    /// crash between the maps and the store, a map refilled from records that were gone), and
+    /// returns how many. The maps are read before `records`, and every ADD records an address
+    /// and device before it writes their entries: an entry written meanwhile is always recorded.
+    /// An entry that changed since it was read is left alone.
+    public func forgetUnrecordedEndpoints(records: () throws(BPFError) -> [EndpointRecord]) throws(BPFError) -> Int {
+        var seen: [(address: IPAddress, device: UInt32)] = []
+        for key in try endpoints4.keys(as: UInt32.self) {
+            if let entry = try endpoints4.lookup(key, as: sp_endpoint.self) { seen.append((IPAddress(ipv4Key: key), entry.ifindex)) }
+        }
+        for key in try endpoints6.keys(as: sp_addr6.self) {
+            if let entry = try endpoints6.lookup(key, as: sp_endpoint.self) { seen.append((IPAddress(ipv6Key: key), entry.ifindex)) }
+        }
+        let seenDevices = try podDevices.keys(as: UInt32.self)
+
+        let recorded = try records().filter { $0.hostIndex != 0 }
+        let recordedEntries = Set(recorded.flatMap { record in record.addresses.map { "\($0.address)@\(record.hostIndex)" } })
+        let recordedDevices = Set(recorded.map { UInt32(bitPattern: $0.hostIndex) })
+
+        var forgotten = 0
+        for (address, device) in seen where !recordedEntries.contains("\(address)@\(Int32(bitPattern: device))") {
+            guard try endpoint(address)?.hostIndex == Int32(bitPattern: device) else { continue }
+            let removed = address.family == .v4 ? try endpoints4.delete(address.ipv4Key) : try endpoints6.delete(address.ipv6Key)
+            if removed { forgotten += 1 }
+        }
+        for device in seenDevices where !recordedDevices.contains(device) {
+            if try podDevices.delete(device) { forgotten += 1 }
+        }
+        return forgotten
     }
 
     /// How many addresses the endpoint maps hold, per family.

@@ -254,13 +254,18 @@ extension Plugin {
             let families = Set(addressing.ips.map(\.address.family))
             if families.contains(.v4) {
                 try Sysctl.ensure("net/ipv4/ip_forward", "1")
-                // The pod's source must not be judged by the host's other routes.
-                try Sysctl.ensure("net/ipv4/conf/\(veth.host.name)/rp_filter", "0")
+                // Behind the datapath's own source check, for what it hands to the stack: a pod's
+                // source is routed back through its veth (its host route), or it is forged.
+                try Sysctl.ensure("net/ipv4/conf/\(veth.host.name)/rp_filter", "1")
+                try Sysctl.ensure("net/ipv4/conf/\(veth.host.name)/accept_redirects", "0")
             }
             if families.contains(.v6) {
                 try Sysctl.ensure("net/ipv6/conf/all/forwarding", "1")
                 // The host end's link-local address is usable at once, as the pod's addresses are.
                 try Sysctl.ensure("net/ipv6/conf/\(veth.host.name)/accept_dad", "0")
+                // A pod is no router of the node's (the datapath drops these too).
+                try Sysctl.ensure("net/ipv6/conf/\(veth.host.name)/accept_ra", "0")
+                try Sysctl.ensure("net/ipv6/conf/\(veth.host.name)/accept_redirects", "0")
             }
         } catch {
             throw CNIError(system: error)

@@ -111,7 +111,8 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(try run(podProgram, Packets.ipv6(from: podA, to: hostA, a6, b6, nextHeader: 58,
                                                         payload: [135] + [UInt8](repeating: 0, count: 23))).verdict, TC_ACT_OK,
                        "neighbour solicitation")
-        XCTAssertEqual(try run(podProgram, Packets.arp(from: podA)).verdict, TC_ACT_OK, "ARP")
+        XCTAssertEqual(try run(podProgram, Packets.arp(from: podA, senderIP: a4, targetIP: [10, 50, 0, 1])).verdict, TC_ACT_OK,
+                       "ARP, the pod's own")
 
         // What is dropped.
         XCTAssertEqual(try run(podProgram, Packets.ipv4(from: podA, to: hostA, [10, 50, 0, 99], b4)).verdict, TC_ACT_SHOT, "spoofed source")
@@ -137,7 +138,8 @@ final class DatapathProgramTests: XCTestCase {
                        TC_ACT_REDIRECT)
         XCTAssertEqual(try run(uplinkProgram, Packets.ipv4(from: neighbour, to: hostA, [10, 200, 0, 2], [10, 200, 0, 1])).verdict,
                        TC_ACT_UNSPEC, "not for a pod: the next program decides")
-        XCTAssertEqual(try run(uplinkProgram, Packets.arp(from: neighbour)).verdict, TC_ACT_UNSPEC)
+        XCTAssertEqual(try run(uplinkProgram, Packets.arp(from: neighbour, senderIP: [10, 200, 0, 2], targetIP: [10, 200, 0, 1])).verdict,
+                       TC_ACT_UNSPEC)
 
         // Every rule above was counted under its reason.
         let counted = try fixture.counted()
@@ -205,6 +207,126 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertNil(counted[.redirectPeer], "nothing was delivered")
         XCTAssertNil(counted[.redirectFIB])
         XCTAssertNil(counted[.redirectNeigh])
+    }
+
+    /// A pod's frames are checked for their source before anything else, in every packet class the
+    /// datapath hands to the stack as well as in those it forwards: forged addresses and MACs are
+    /// dropped whether the packet carries options, is a fragment, has extension headers, is sent
+    /// to an L2 broadcast or multicast address, or is ARP or neighbour discovery; frames that are
+    /// neither IP nor ARP are dropped; a pod may not send router advertisements or redirects.
+    func testForgedFramesOfEveryClassAreDropped() throws {
+        let fixture = try fixture()
+        func verdict(_ packet: [UInt8]) throws -> Int32 { try fixture.run(fixture.podProgram, packet).verdict }
+        let forged4: [UInt8] = [10, 50, 0, 99], forged6 = IPAddress("fd00:50::99")!.bytes
+        let broadcast: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], multicast4: [UInt8] = [0x01, 0x00, 0x5e, 0, 0, 1]
+        let multicast6: [UInt8] = [0x33, 0x33, 0, 0, 0, 1]
+        let linkLocalA = IPAddress("fe80::a")!.bytes, unspecified6 = IPAddress("::")!.bytes
+        let allNodes = IPAddress("ff02::1")!.bytes, solicitedB = IPAddress("ff02::1:ff00:3")!.bytes
+        let (hopByHop, routing, fragment, destination): (UInt8, UInt8, UInt8, UInt8) = (0, 43, 44, 60)
+        let udp = [UInt8](repeating: 0xab, count: 16)
+
+        // IPv4: another address than the pod's, in each class the stack would take.
+        for (why, packet) in [
+            ("options", Packets.ipv4(from: podA, to: hostA, forged4, b4, options: 1)),
+            ("first fragment", Packets.ipv4(from: podA, to: hostA, forged4, b4, fragmentField: 0x2000)),
+            ("later fragment", Packets.ipv4(from: podA, to: hostA, forged4, b4, fragmentField: 0x0010)),
+            ("L2 broadcast", Packets.ipv4(from: podA, to: broadcast, forged4, b4)),
+            ("L2 multicast", Packets.ipv4(from: podA, to: multicast4, forged4, [224, 0, 0, 1])),
+            ("TTL expiring", Packets.ipv4(from: podA, to: hostA, forged4, b4, ttl: 1)),
+            ("for the node", Packets.ipv4(from: podA, to: hostA, forged4, [10, 200, 0, 1])),
+            ("another pod's, options", Packets.ipv4(from: podA, to: hostA, b4, a4, options: 2)),
+        ] {
+            XCTAssertEqual(try verdict(packet), TC_ACT_SHOT, "IPv4 forged source: \(why)")
+        }
+        XCTAssertEqual(try verdict(Packets.ipv4(from: podB, to: hostA, a4, b4, options: 1)), TC_ACT_SHOT, "IPv4 options, forged MAC")
+
+        // IPv6: each extension header, neighbour discovery, other next headers, L2 broadcast and multicast.
+        for (why, packet) in [
+            ("hop-by-hop", Packets.ipv6(from: podA, to: hostA, forged6, b6, extensions: [hopByHop], upper: 17, payload: udp)),
+            ("routing", Packets.ipv6(from: podA, to: hostA, forged6, b6, extensions: [routing], upper: 17, payload: udp)),
+            ("fragment", Packets.ipv6(from: podA, to: hostA, forged6, b6, extensions: [fragment], upper: 17, payload: udp,
+                                      fragmentField: 1)),
+            ("destination options", Packets.ipv6(from: podA, to: hostA, forged6, b6, extensions: [destination], upper: 17, payload: udp)),
+            ("neighbour advertisement", Packets.ipv6(from: podA, to: hostA, forged6, allNodes, hopLimit: 255, nextHeader: 58,
+                                                     payload: Packets.icmp6(136))),
+            ("neighbour solicitation", Packets.ipv6(from: podA, to: hostA, b6, solicitedB, hopLimit: 255, nextHeader: 58,
+                                                    payload: Packets.icmp6(135))),
+            ("SCTP", Packets.ipv6(from: podA, to: hostA, forged6, b6, nextHeader: 132)),
+            ("L2 broadcast", Packets.ipv6(from: podA, to: broadcast, forged6, b6)),
+            ("L2 multicast", Packets.ipv6(from: podA, to: multicast6, forged6, allNodes)),
+            ("link-local source off the link", Packets.ipv6(from: podA, to: hostA, linkLocalA, b6)),
+            ("unspecified source to a unicast address", Packets.ipv6(from: podA, to: hostA, unspecified6, b6)),
+        ] {
+            XCTAssertEqual(try verdict(packet), TC_ACT_SHOT, "IPv6 forged source: \(why)")
+        }
+        XCTAssertEqual(try verdict(Packets.ipv6(from: podB, to: multicast6, linkLocalA, allNodes, hopLimit: 255, nextHeader: 58,
+                                                payload: Packets.icmp6(135))), TC_ACT_SHOT, "link-local source, another pod's MAC")
+
+        // ARP: only the pod's own address, from its own MAC.
+        for (why, packet) in [
+            ("another pod's address", Packets.arp(from: podA, op: 2, senderIP: b4, targetIP: [10, 50, 0, 1])),
+            ("no address (a probe)", Packets.arp(from: podA, senderIP: [0, 0, 0, 0], targetIP: b4)),
+            ("another sender MAC", Packets.arp(from: podA, op: 2, senderMAC: podB, senderIP: a4, targetIP: [10, 50, 0, 1])),
+            ("another frame MAC", Packets.arp(from: podB, senderMAC: podA, senderIP: a4, targetIP: [10, 50, 0, 1])),
+        ] {
+            XCTAssertEqual(try verdict(packet), TC_ACT_SHOT, "ARP: \(why)")
+        }
+        var truncatedARP = Packets.arp(from: podA, senderIP: a4, targetIP: b4)
+        truncatedARP[18] = 8   // a hardware address length no Ethernet has
+        XCTAssertEqual(try verdict(truncatedARP), TC_ACT_SHOT, "ARP of another kind")
+
+        // Neither IP nor ARP: LLDP, a VLAN tag around the pod's own IPv4, RARP.
+        let ownIPv4 = Array(Packets.ipv4(from: podA, to: hostA, a4, b4).dropFirst(14))
+        for (why, type, payload) in [("LLDP", UInt16(0x88cc), udp), ("VLAN", 0x8100, [0, 5, 0x08, 0] + ownIPv4), ("RARP", 0x8035, udp)] {
+            XCTAssertEqual(try verdict(Packets.ethernet(from: podA, to: hostA, type: type, payload: payload)), TC_ACT_SHOT, why)
+        }
+
+        // No router's messages: router advertisements and redirects, behind extension headers too.
+        for (why, packet) in [
+            ("router advertisement", Packets.ipv6(from: podA, to: multicast6, linkLocalA, allNodes, hopLimit: 255, nextHeader: 58,
+                                                  payload: Packets.icmp6(134))),
+            ("router advertisement behind destination options", Packets.ipv6(from: podA, to: multicast6, linkLocalA, allNodes,
+                                                                             hopLimit: 255, extensions: [destination], upper: 58,
+                                                                             payload: Packets.icmp6(134))),
+            ("redirect", Packets.ipv6(from: podA, to: hostA, a6, IPAddress("fd00:50::1")!.bytes, hopLimit: 255, nextHeader: 58,
+                                      payload: Packets.icmp6(137))),
+            ("redirect behind hop-by-hop and a first fragment", Packets.ipv6(from: podA, to: hostA, a6, b6, hopLimit: 255,
+                                                                             extensions: [hopByHop, fragment], upper: 58,
+                                                                             payload: Packets.icmp6(137), fragmentField: 1)),
+            ("ICMP redirect", Packets.ipv4(from: podA, to: hostA, a4, b4, proto: 1, payload: [5, 1] + udp)),
+            ("ICMP router advertisement", Packets.ipv4(from: podA, to: broadcast, a4, [255, 255, 255, 255], proto: 1, payload: [9, 0] + udp)),
+        ] {
+            XCTAssertEqual(try verdict(packet), TC_ACT_SHOT, why)
+        }
+        XCTAssertEqual(try verdict(Packets.ipv6(from: podA, to: hostA, a6, b6, extensions: [UInt8](repeating: destination, count: 5),
+                                                upper: 17, payload: udp)), TC_ACT_SHOT, "more extension headers than the datapath reads")
+
+        // What the pod may send, each to the stack: its own ARP, neighbour discovery from its
+        // link-local or unspecified address on the link, its own packets behind four extension headers.
+        for (why, packet) in [
+            ("its own ARP answer", Packets.arp(from: podA, to: hostA, op: 2, senderIP: a4, targetIP: [10, 50, 0, 1])),
+            ("solicitation from its link-local address", Packets.ipv6(from: podA, to: multicast6, linkLocalA, solicitedB, hopLimit: 255,
+                                                                      nextHeader: 58, payload: Packets.icmp6(135))),
+            ("duplicate address detection", Packets.ipv6(from: podA, to: multicast6, unspecified6, solicitedB, hopLimit: 255,
+                                                         nextHeader: 58, payload: Packets.icmp6(135))),
+            ("router solicitation", Packets.ipv6(from: podA, to: multicast6, linkLocalA, IPAddress("ff02::2")!.bytes, hopLimit: 255,
+                                                 nextHeader: 58, payload: Packets.icmp6(133))),
+            ("four extension headers", Packets.ipv6(from: podA, to: hostA, a6, b6, extensions: [hopByHop, routing, destination, destination],
+                                                    upper: 17, payload: udp)),
+            ("a later fragment", Packets.ipv6(from: podA, to: hostA, a6, b6, extensions: [fragment], upper: 58,
+                                              payload: Packets.icmp6(137), fragmentField: 0x0010)),
+            ("an ICMP echo with options", Packets.ipv4(from: podA, to: hostA, a4, b4, proto: 1, options: 1, payload: [8, 0] + udp)),
+        ] {
+            XCTAssertEqual(try verdict(packet), TC_ACT_OK, why)
+        }
+
+        let counted = try fixture.counted()
+        let expected: [PacketPath: UInt64] = [
+            .dropSpoofedSource: 8 + 11 + 2, .dropSpoofedMAC: 1 + 1 + 2, .dropMalformed: 1, .dropNotIP: 3, .dropRouterMessage: 6,
+            .dropExtensionChain: 1, .stackNotIP: 1, .stackICMPv6ND: 3, .stackIPv6Extension: 2, .stackIPOptions: 1,
+        ]
+        XCTAssertEqual(counted, expected)
+        XCTAssertNil(counted[.redirectPeer], "nothing was delivered")
     }
 
     /// Connections from outside to services answered at the uplink, on crafted packets: the first

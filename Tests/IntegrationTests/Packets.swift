@@ -3,8 +3,8 @@
 /// header and a little payload.
 enum Packets {
     static func ipv4(from srcMAC: [UInt8], to dstMAC: [UInt8], _ src: [UInt8], _ dst: [UInt8], ttl: UInt8 = 64,
-                     proto: UInt8 = 17, options: Int = 0, fragmentField: UInt16 = 0, totalLength: Int? = nil) -> [UInt8] {
-        let payload = [UInt8](repeating: 0xab, count: 16)
+                     proto: UInt8 = 17, options: Int = 0, fragmentField: UInt16 = 0, totalLength: Int? = nil,
+                     payload: [UInt8] = [UInt8](repeating: 0xab, count: 16)) -> [UInt8] {
         let headerLength = 20 + options * 4
         let total = totalLength ?? headerLength + payload.count
         var ip: [UInt8] = [UInt8(0x40 | (headerLength / 4)), 0, UInt8(total >> 8), UInt8(total & 0xff), 0x12, 0x34,
@@ -22,8 +22,39 @@ enum Packets {
         return dstMAC + srcMAC + [0x86, 0xdd] + header + payload
     }
 
-    static func arp(from srcMAC: [UInt8]) -> [UInt8] {
-        [0xff, 0xff, 0xff, 0xff, 0xff, 0xff] + srcMAC + [0x08, 0x06] + [UInt8](repeating: 0, count: 28)
+    /// An IPv6 packet whose upper-layer header (`upper`, with `payload`) follows the extension
+    /// headers `extensions`, each 8 bytes long: hop-by-hop, destination options and routing
+    /// headers padded with PadN (a routing header of type 0 with no segments left), fragment
+    /// headers with `fragmentField` (offset << 3 | more).
+    static func ipv6(from srcMAC: [UInt8], to dstMAC: [UInt8], _ src: [UInt8], _ dst: [UInt8], hopLimit: UInt8 = 64,
+                     extensions: [UInt8], upper: UInt8, payload: [UInt8], fragmentField: UInt16 = 0) -> [UInt8] {
+        var chain: [UInt8] = []
+        for (index, kind) in extensions.enumerated() {
+            let next = index + 1 < extensions.count ? extensions[index + 1] : upper
+            switch kind {
+            case 44: chain += [next, 0, UInt8(fragmentField >> 8), UInt8(fragmentField & 0xff), 0, 0, 0x12, 0x34]
+            case 43: chain += [next, 0, 0, 0, 0, 0, 0, 0]
+            default: chain += [next, 0, 1, 4, 0, 0, 0, 0]
+            }
+        }
+        return ipv6(from: srcMAC, to: dstMAC, src, dst, hopLimit: hopLimit, nextHeader: extensions.first ?? upper,
+                    payload: chain + payload)
+    }
+
+    /// An ICMPv6 message of `type` (checksum left 0: the datapath never reads it), padded to 24 bytes.
+    static func icmp6(_ type: UInt8) -> [UInt8] { [type, 0] + [UInt8](repeating: 0, count: 22) }
+
+    /// ARP for IPv4 over Ethernet: `op` 1 asks, 2 answers; the sender's MAC and address are what the
+    /// receiver learns.
+    static func arp(from srcMAC: [UInt8], to dstMAC: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], op: UInt8 = 1,
+                    senderMAC: [UInt8]? = nil, senderIP: [UInt8], targetIP: [UInt8]) -> [UInt8] {
+        dstMAC + srcMAC + [0x08, 0x06] + [0, 1, 0x08, 0x00, 6, 4, 0, op] + (senderMAC ?? srcMAC) + senderIP
+            + [UInt8](repeating: 0, count: 6) + targetIP
+    }
+
+    /// A frame of any other ethertype, with `payload`.
+    static func ethernet(from srcMAC: [UInt8], to dstMAC: [UInt8], type: UInt16, payload: [UInt8]) -> [UInt8] {
+        dstMAC + srcMAC + [UInt8(type >> 8), UInt8(type & 0xff)] + payload
     }
 
     /// The Internet checksum of an IPv4 header (0 when the header's own checksum is right).

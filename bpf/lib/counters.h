@@ -11,7 +11,7 @@ struct packet {
 	__u32 len;
 	__u32 pkt_type;		/* PACKET_HOST, PACKET_BROADCAST, ... */
 	struct ethhdr *eth;
-	struct iphdr *ip4;	/* exactly one of ip4 / ip6 is set when parse() returns SP_PARSED */
+	struct iphdr *ip4;	/* exactly one of ip4 / ip6 is set when parse() returns SP_PARSED (see parse()) */
 	struct ipv6hdr *ip6;
 };
 
@@ -52,6 +52,9 @@ static __always_inline int conclude(const struct packet *pkt, enum sp_path why)
 	case SP_DROP_MALFORMED:
 	case SP_DROP_OTHER_HOST:
 	case SP_DROP_MARTIAN_SOURCE:
+	case SP_DROP_NOT_IP:
+	case SP_DROP_ROUTER_MESSAGE:
+	case SP_DROP_EXTENSION_CHAIN:
 		return drop(pkt, why);
 	default:
 		return to_stack(pkt, why);

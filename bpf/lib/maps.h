@@ -22,6 +22,16 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } sp_endpoints6 SEC(".maps") __weak;
 
+/* The same entries by the host end's device: who may send from a link-local or unspecified IPv6
+ * address, which no endpoint map holds. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);			/* ifindex of the host end */
+	__type(value, struct sp_endpoint);
+	__uint(max_entries, SP_MAX_ENDPOINTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_pod_devices SEC(".maps") __weak;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);

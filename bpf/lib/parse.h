@@ -25,7 +25,9 @@ static __always_inline int ip4_checksum_ok(const struct iphdr *ip)
 }
 
 /* Returns SP_PARSED, or the reason (enum sp_path) the datapath does not forward the packet itself;
- * the program concludes with it (counts it, then drops or hands on). */
+ * the program concludes with it (counts it, then drops or hands on). The IP header is set once the
+ * fixed header is whole and its lengths consistent, even when a reason follows (options, a
+ * fragment, an extension header): the pod's source check reads it before any hand-off. */
 static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 {
 	void *data = (void *)(long)skb->data;
@@ -51,13 +53,13 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 		if (ip->version != 4 || ip->ihl < 5 || bpf_ntohs(ip->tot_len) < ip->ihl * 4
 		    || bpf_ntohs(ip->tot_len) > pkt->len - sizeof(*eth))
 			return SP_DROP_MALFORMED;
+		pkt->ip4 = ip;
 		if (ip->ihl != 5)
 			return SP_STACK_IP_OPTIONS;
 		if (!ip4_checksum_ok(ip))
 			return SP_DROP_MALFORMED;
 		if (ip->frag_off & bpf_htons(0x3fff))	/* MF or an offset */
 			return SP_STACK_FRAGMENT;
-		pkt->ip4 = ip;
 		return SP_PARSED;
 	}
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -67,6 +69,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 			return SP_DROP_MALFORMED;
 		if (ip6->version != 6 || bpf_ntohs(ip6->payload_len) > pkt->len - sizeof(*eth) - sizeof(*ip6))
 			return SP_DROP_MALFORMED;
+		pkt->ip6 = ip6;
 		switch (ip6->nexthdr) {
 		case IPPROTO_TCP:
 		case IPPROTO_UDP:
@@ -84,7 +87,6 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 		default:
 			return SP_STACK_IPV6_EXTENSION;
 		}
-		pkt->ip6 = ip6;
 		return SP_PARSED;
 	}
 	return SP_STACK_NOT_IP;

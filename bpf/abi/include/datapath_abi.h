@@ -58,7 +58,7 @@ enum sp_path {
 	SP_REDIRECT_PEER = 1,	/* into a local pod, netns ingress to ingress */
 	SP_REDIRECT_FIB,		/* out of the node, neighbour known */
 	SP_REDIRECT_NEIGH,		/* out of the node, neighbour resolved by the kernel */
-	SP_STACK_NOT_IP,		/* ARP, LLDP, ...: the stack's business */
+	SP_STACK_NOT_IP,		/* ARP (a pod's own, from a pod), LLDP, ...: the stack's business */
 	SP_STACK_ICMP6_ND,		/* neighbour discovery */
 	SP_STACK_NOT_FORWARDED,		/* the FIB does not forward it: for the node itself, or no route */
 	SP_STACK_MASQUERADE,		/* leaves the cluster: the stack SNATs it */
@@ -81,6 +81,9 @@ enum sp_path {
 	SP_STACK_NO_BACKEND,		/* uplink: a service without endpoints: the node refuses it */
 	SP_DROP_NO_LOCAL_BACKEND,	/* uplink: externalTrafficPolicy Local, and no endpoint on this node */
 	SP_DROP_NO_SNAT_PORT,		/* uplink: no free source port to reach a backend on another node */
+	SP_DROP_NOT_IP,			/* from a pod: neither IP nor ARP (VLAN tags, LLDP, anything else) */
+	SP_DROP_ROUTER_MESSAGE,		/* from a pod: a router advertisement or an ICMP redirect */
+	SP_DROP_EXTENSION_CHAIN,	/* from a pod: more IPv6 extension headers than the datapath reads */
 	SP_PATH_MAX,
 };
 
