@@ -40,6 +40,7 @@ extension Plugin {
             }
             let kept = try bpfCall { () throws(BPFError) in try store.records() }
             try removeUnrecorded(store, keeping: Set(kept.map(\.hostName)))
+            try forgetUnrecordedEndpoints(store)
             try ipam?.collectGarbage(keeping: valid.union(inFlight), stale: removed)
             return removed
         }
@@ -80,6 +81,21 @@ extension Plugin {
             }
             if hostPortOwners.contains(name) { _ = try releaseHostPorts(of: name, store: store, datapath: datapath) }
         }
+    }
+}
+
+extension Plugin {
+    /// Endpoint map entries that no record of any network accounts for: nobody else removes them.
+    private func forgetUnrecordedEndpoints(_ store: EndpointStore) throws(CNIError) {
+        guard let datapath = Datapath.openExisting(store: store) else { return }
+        let forgotten = try bpfCall { () throws(BPFError) -> Int in
+            do throws(BPFError) {
+                return try datapath.forgetUnrecordedEndpoints { () throws(BPFError) in try store.records() }
+            } catch where error.isRepairable {
+                return 0   // a map missing or of another layout: 'datapath load' refills it from the records
+            }
+        }
+        if forgotten > 0 { log("forgot \(forgotten) endpoint map entries no record accounts for") }
     }
 }
 

@@ -6,6 +6,7 @@ import CDatapathABI
 import CLibBPF
 import Datapath
 import Foundation
+import NetAddress
 import XCTest
 
 /// A damaged store never bricks the node: DEL still removes what it can, status names what is
@@ -81,6 +82,26 @@ final class StoreRepairTests: XCTestCase {
         let unload = try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", pluginBinary, "datapath", "unload", "--root", node.storeRoot])
         XCTAssertEqual(unload.status, 0, unload.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder(node)), "unload removed every pin")
+    }
+
+    /// Endpoint map entries no record accounts for (a record lost, a map refilled from another
+    /// store) are removed by GC; the entries of recorded pods, of any network, stay.
+    func testGCForgetsEndpointEntriesNoRecordAccountsFor() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("a")
+        let added = try node.add("ctr-a", pod: pod).podAddresses
+        let datapath = try XCTUnwrap(Datapath.openExisting(store: node.store()))
+        let strays = [IPAddress("10.123.0.77")!, IPAddress("fd00:123::77")!]
+        try datapath.addEndpoint(addresses: strays, hostIndex: 9999, podMAC: MACAddress("02:00:00:00:00:77")!, hostMAC: .zero)
+        let hostIndex = try XCTUnwrap(datapath.endpoint(IPAddress(added[0])!)).hostIndex
+        XCTAssertEqual(try node.mapEntries("datapath/sp_pod_devices"), 2)
+
+        var config = node.config()
+        config["cni.dev/valid-attachments"] = [["containerID": "ctr-a", "ifname": "eth0"]]
+        XCTAssertEqual(try node.cni("GC", config: config).status, 0)
+        for stray in strays { XCTAssertNil(try datapath.endpoint(stray), "\(stray)") }
+        XCTAssertEqual(try node.mapEntries("datapath/sp_pod_devices"), 1, "the recorded pod's device stays")
+        for address in added { XCTAssertEqual(try datapath.endpoint(IPAddress(address)!)?.hostIndex, hostIndex, address) }
     }
 
     /// A record that names another device (here a veth of the node's own) makes DEL remove the
