@@ -23,6 +23,10 @@ Categories (each a row of the closing table: cases tried, failures):
               DEL still works, `datapath load` repairs it, pods talk again
   packets     random, truncated and crafted frames through BPF_PROG_TEST_RUN (bpftool prog run)
               on both tc programs: nothing redirected that a router must not forward
+  forged      frames a pod forges in every packet class (IPv4 options and fragments, each IPv6
+              extension header, neighbour discovery, L2 broadcast and multicast, ARP, other
+              ethertypes), crafted and mutated, through pod_egress: every one whose source is not
+              the pod's own (address, MAC, ARP sender) is dropped
 
 Everything it makes is named spc<pid>-... and removed on every exit path.
 """
@@ -720,6 +724,7 @@ def corrupt_store(node, table, pods, addresses, quick):
 
 # ---- packets ------------------------------------------------------------------------------------
 
+TC_ACT_SHOT = 2
 TC_ACT_REDIRECT = 7
 HOST_A, POD_A = bytes.fromhex("0200000000aa"), bytes.fromhex("02000000000a")
 HOST_B, POD_B = bytes.fromhex("0200000000bb"), bytes.fromhex("02000000000b")
@@ -756,6 +761,86 @@ def special4(address):
 def special6(address):
     return (address.is_multicast or address.is_link_local or address in ipaddress.ip_network("::ffff:0:0/96")
             or address in (ipaddress.ip_address("::"), ipaddress.ip_address("::1")))
+
+
+def must_drop_from_pod(frame):
+    """The forged-source oracle, from what a pod may send: True when the frame carries a source
+    that is not pod A's (or cannot be read as any), so pod_egress must drop it."""
+    if len(frame) < 14 or frame[6:12] != POD_A:
+        return True
+    ethertype, body = frame[12:14], frame[14:]
+    if ethertype == b"\x08\x00":
+        if len(body) < 20 or body[0] >> 4 != 4 or body[0] & 0xf < 5:
+            return True
+        total = struct.unpack("!H", body[2:4])[0]
+        if total < (body[0] & 0xf) * 4 or total > len(body):
+            return True
+        return ipaddress.IPv4Address(body[12:16]) != A4
+    if ethertype == b"\x86\xdd":
+        if len(body) < 40 or body[0] >> 4 != 6 or struct.unpack("!H", body[4:6])[0] > len(body) - 40:
+            return True
+        src, dst = ipaddress.IPv6Address(body[8:24]), ipaddress.IPv6Address(body[24:40])
+        if src == A6:
+            return False
+        if src.is_link_local or src == ipaddress.IPv6Address("::"):
+            return not (dst.is_link_local or dst.is_multicast)
+        return True
+    if ethertype == b"\x08\x06":
+        if len(body) < 28 or body[0:6] != b"\x00\x01\x08\x00\x06\x04":
+            return True
+        return body[8:14] != POD_A or ipaddress.IPv4Address(body[14:18]) != A4
+    return True
+
+
+def forged_frames(rng):
+    """Frames pod A may try to forge with, one of every class the stack takes: a random source
+    that is not A's (sometimes B's, sometimes A's address from another MAC)."""
+    def source4():
+        return rng.choice([B4, ipaddress.IPv4Address(rng.getrandbits(32)), A4])
+
+    def source6():
+        return rng.choice([B6, ipaddress.IPv6Address(rng.getrandbits(128)), A6, ipaddress.IPv6Address("fe80::a"),
+                           ipaddress.IPv6Address("::")])
+
+    def mac():
+        return rng.choice([POD_A, POD_B, bytes([2]) + rng.randbytes(5)])
+
+    def dst_mac():
+        return rng.choice([HOST_A, b"\xff" * 6, bytes.fromhex("01005e000001"), bytes.fromhex("333300000001")])
+
+    def extension(kind, upper, payload):
+        if kind == 44:
+            return bytes([upper, 0]) + struct.pack("!H", rng.choice([0, 1, 0x10])) + b"\x12\x34\x56\x78" + payload
+        return bytes([upper, 0, 1, 4, 0, 0, 0, 0]) + payload
+
+    kind = rng.randrange(6)
+    if kind == 0:   # IPv4 with options, or a fragment
+        frame = bytearray(ipv4(mac(), dst_mac(), source4(), rng.choice([B4, OUT4]), payload=b"\x01" * 4 + b"\xab" * 16))
+        if rng.random() < 0.5:
+            frame[14] = 0x46
+        else:
+            frame[20:22] = struct.pack("!H", rng.choice([0x2000, 0x0010, 0x2010]))
+        frame[24:26] = b"\0\0"
+        frame[24:26] = struct.pack("!H", checksum(bytes(frame[14:14 + (frame[14] & 0xf) * 4])))
+        return bytes(frame)
+    if kind == 1:   # IPv6 behind one or two extension headers
+        upper = rng.choice([17, 58, 6])
+        payload = bytes([rng.choice([128, 134, 135, 136, 137])]) + b"\0" * 23 if upper == 58 else b"\xab" * 16
+        chain = [rng.choice([0, 43, 44, 60]) for _ in range(rng.randrange(1, 3))]
+        body = payload
+        for index in reversed(range(len(chain))):
+            body = extension(chain[index], chain[index + 1] if index + 1 < len(chain) else upper, body)
+        return ipv6(mac(), dst_mac(), source6(), rng.choice([B6, OUT6, ipaddress.IPv6Address("ff02::1")]), next_header=chain[0], payload=body)
+    if kind == 2:   # neighbour discovery
+        return ipv6(mac(), dst_mac(), source6(), rng.choice([B6, ipaddress.IPv6Address("ff02::1:ff00:3")]), hop=255, next_header=58,
+                    payload=bytes([rng.randrange(133, 138)]) + b"\0" * 23)
+    if kind == 3:   # ARP
+        sender_mac, sender = rng.choice([POD_A, POD_B]), rng.choice([A4, B4, ipaddress.IPv4Address("0.0.0.0")])
+        return dst_mac() + mac() + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04" + struct.pack("!H", rng.choice([1, 2])) \
+            + sender_mac + sender.packed + b"\0" * 6 + B4.packed
+    if kind == 4:   # another ethertype
+        return HOST_A + mac() + rng.choice([b"\x88\xcc", b"\x81\x00", b"\x80\x35", b"\x88\x8e"]) + rng.randbytes(46)
+    return rng.choice([ipv4(mac(), dst_mac(), source4(), B4), ipv6(mac(), dst_mac(), source6(), B6)])
 
 
 def must_not_redirect(frame, program):
@@ -813,10 +898,13 @@ def packet_fuzz(node, table, rng, wanted):
     folder = f"{node.store}/datapath"
     added = []
     for address, ifindex, pod_mac, host_mac in ((A4, in0, POD_A, HOST_A), (B4, 4242, POD_B, HOST_B),
-                                                 (A6, in0, POD_A, HOST_A), (B6, 4242, POD_B, HOST_B)):
+                                                 (A6, in0, POD_A, HOST_A), (B6, 4242, POD_B, HOST_B), (None, in0, POD_A, HOST_A)):
         value = struct.pack("<I6s6s", ifindex, pod_mac, host_mac)
-        name = "sp_endpoints4" if address.version == 4 else "sp_endpoints6"
-        key = [f"0x{b:02x}" for b in address.packed]
+        if address is None:   # the device's own entry: who may speak from link-local addresses on in0
+            name, key = "sp_pod_devices", [f"0x{b:02x}" for b in struct.pack("<I", in0)]
+        else:
+            name = "sp_endpoints4" if address.version == 4 else "sp_endpoints6"
+            key = [f"0x{b:02x}" for b in address.packed]
         run(["bpftool", "map", "update", "pinned", f"{folder}/{name}", "key", *key, "value", *[f"0x{b:02x}" for b in value]], check=True)
         added.append((name, key))
     scratch = tempfile.mkdtemp(prefix=f"{node.prefix}-pkt")
@@ -867,15 +955,23 @@ def packet_fuzz(node, table, rng, wanted):
         return len(frame) >= 14 and not (ethertype == b"\x08\x00" and len(frame) < 34) \
             and not (ethertype == b"\x86\xdd" and len(frame) < 54)
 
-    cases = list(crafted)
-    while len(cases) < wanted:
+    cases = [(program, frame, "packets") for program, frame in crafted]
+    while len(cases) < len(crafted) + wanted:
         program = rng.choice(list(valid))
         frame = mutate(rng.choice(valid[program]))
         if runnable(frame):
-            cases.append((program, frame))
+            cases.append((program, frame, "packets"))
+    forged = 0
+    while forged < wanted // 2:
+        frame = forged_frames(rng)
+        if rng.random() < 0.3:
+            frame = mutate(frame)
+        if runnable(frame) and must_drop_from_pod(frame):
+            cases.append(("pod_egress", frame, "forged"))
+            forged += 1
     # bpftool runs one frame per process: batches keep the count of processes down.
     batch_lines, outputs = [], []
-    for index, (program, frame) in enumerate(cases):
+    for index, (program, frame, _) in enumerate(cases):
         with open(f"{scratch}/in{index}", "wb") as handle:
             handle.write(frame)
         batch_lines.append(f"prog run pinned {folder}/{program} data_in {scratch}/in{index} ctx_in {scratch}/ctx repeat 1\n")
@@ -888,12 +984,15 @@ def packet_fuzz(node, table, rng, wanted):
         except Exception:
             results = []
         outputs += results + [None] * (len(chunk) - len(results))
-    for (program, frame), answer in zip(cases, outputs):
+    for (program, frame, row), answer in zip(cases, outputs):
         if answer is None or "retval" not in answer:
-            table.record("packets", False, f"{program} {frame.hex()}: no verdict {answer}")
+            table.record(row, False, f"{program} {frame.hex()}: no verdict {answer}")
+            continue
+        if row == "forged":
+            table.record(row, answer["retval"] == TC_ACT_SHOT, f"{program} let {frame.hex()} through ({answer['retval']})")
             continue
         forbidden = must_not_redirect(frame, program)
-        table.record("packets", not (forbidden and answer["retval"] == TC_ACT_REDIRECT),
+        table.record(row, not (forbidden and answer["retval"] == TC_ACT_REDIRECT),
                      f"{program} redirected {frame.hex()}")
     for name, key in added:
         run(["bpftool", "map", "delete", "pinned", f"{folder}/{name}", "key", *key])
