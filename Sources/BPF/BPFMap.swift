@@ -92,6 +92,16 @@ public final class BPFMap {
         return BPFMap(path: path, descriptor: descriptor, layout: layout)
     }
 
+    /// How many entries the kernel made the map for (as loaded, which a loader may have resized).
+    public var maxEntries: Int {
+        get throws(BPFError) {
+            var info = bpf_map_info()
+            var length = UInt32(MemoryLayout<bpf_map_info>.size)
+            try libbpf(bpf_obj_get_info_by_fd(descriptor.rawValue, &info, &length), "inspect map \(path)")
+            return Int(info.max_entries)
+        }
+    }
+
     public func lookup(_ key: [UInt8]) throws(BPFError) -> [UInt8]? {
         precondition(key.count == keySize)
         var value = [UInt8](repeating: 0, count: valueSize)
@@ -135,6 +145,34 @@ public final class BPFMap {
             if let value = try lookup(key) { result.append((key, value)) }
         }
         return result
+    }
+
+    /// Every key and value, read in batches (BPF_MAP_LOOKUP_BATCH): a few system calls for a map
+    /// of any size, where `entries()` makes two per entry. For hash maps; a snapshot as `entries()`
+    /// is, each batch consistent in itself.
+    public func batchedEntries(batchSize: Int = 4096) throws(BPFError) -> [(key: [UInt8], value: [UInt8])] {
+        var result: [(key: [UInt8], value: [UInt8])] = []
+        var keys = [UInt8](repeating: 0, count: keySize * batchSize)
+        var values = [UInt8](repeating: 0, count: valueSize * batchSize)
+        // Where the next batch starts: opaque to the caller (a bucket index, for hash maps).
+        var position: UInt64 = 0, next: UInt64 = 0
+        var first = true
+        while true {
+            var count = UInt32(batchSize)
+            let status = withUnsafeMutablePointer(to: &position) { position in
+                bpf_map_lookup_batch(descriptor.rawValue, first ? nil : UnsafeMutableRawPointer(position), &next, &keys, &values,
+                                     &count, nil)
+            }
+            let finished = -status == ENOENT
+            if !finished { try libbpf(status, "read \(path) in batches") }
+            for index in 0..<Int(count) {
+                result.append((Array(keys[index * keySize..<(index + 1) * keySize]),
+                               Array(values[index * valueSize..<(index + 1) * valueSize])))
+            }
+            if finished { return result }
+            position = next
+            first = false
+        }
     }
 
     /// Every key, walked with BPF_MAP_GET_NEXT_KEY.

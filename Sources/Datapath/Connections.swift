@@ -23,10 +23,13 @@ public struct TranslatedConnection: Equatable, Sendable, CustomStringConvertible
     public let idleNanoseconds: UInt64
     /// A TCP connection that sent a FIN each way (a RST removes it at once).
     public let closing: Bool
+    /// Its client has not yet shown it gets the backend's replies (bpf/lib/nat.h): what a flood
+    /// from forged sources leaves, kept in a table of its own and expired soon.
+    public let unconfirmed: Bool
 
     public var description: String {
         "\(proto.rawValue) \(client) -> \(service) -> \(nodeSource.map { $0 + " -> " } ?? "")\(backend.endpoint)"
-            + (closing ? " (closing)" : "")
+            + (closing ? " (closing)" : "") + (unconfirmed ? " (unconfirmed)" : "")
     }
 }
 
@@ -37,8 +40,30 @@ public struct ConnectionTimeouts: Sendable, Equatable {
     /// A TCP connection after a FIN each way.
     public var tcpClosingSeconds: UInt64 = 10
     public var udpSeconds: UInt64 = 60
+    /// A connection whose client has not confirmed it (a SYN or a datagram, and no more): a
+    /// handshake takes a round trip; a forged source never confirms.
+    public var unconfirmedSeconds: UInt64 = 10
+    /// Half of a connection whose other half the LRU evicted is removed once idle this long (not
+    /// at once: a connection being opened has its reply entry a moment before its client's).
+    public var halfSeconds: UInt64 = 5
 
     public init() {}
+}
+
+/// What a sweep of the connection tables did.
+public struct ConnectionSweep: Sendable, Equatable {
+    /// Connections removed idle past their timeout.
+    public var expired = 0
+    /// Halves of connections whose other half the tables' LRU evicted under pressure, removed.
+    public var evicted = 0
+}
+
+/// How full the connection tables are.
+public struct ConnectionTableOccupancy: Sendable, Equatable {
+    public var confirmed = 0
+    public var unconfirmed = 0
+    public var confirmedCapacity = 0
+    public var unconfirmedCapacity = 0
 }
 
 extension Datapath {
@@ -54,26 +79,40 @@ extension Datapath {
         }.sorted { ($0.client, $0.service) < ($1.client, $1.service) }
     }
 
-    /// Removes the connections idle past their timeout (both entries). Returns how many went.
+    /// Removes the connections idle past their timeout (both entries), and halves of connections
+    /// whose other half was evicted. Reads each table in a few batches; takes no lock.
     @discardableResult
-    public func expireConnections(_ timeouts: ConnectionTimeouts) throws(BPFError) -> Int {
+    public func expireConnections(_ timeouts: ConnectionTimeouts) throws(BPFError) -> ConnectionSweep {
         let now = Self.monotonicNanoseconds()
         let table = try natTable()
-        var expired = 0
+        var sweep = ConnectionSweep()
         for (key, value) in table {
             let partnerKey = Self.reversed(value.to)
             let partner = table[partnerKey]
             let lastSeen = max(value.last_seen_ns, partner?.last_seen_ns ?? 0)
-            let closing = Self.closing(value, partner)
-            let seconds = value.to.proto == Service.TransportProtocol.udp.number ? timeouts.udpSeconds
-                : closing ? timeouts.tcpClosingSeconds : timeouts.tcpSeconds
-            guard now > lastSeen, now - lastSeen > seconds * 1_000_000_000 else { continue }
+            let idle = now > lastSeen ? now - lastSeen : 0
+            guard partner != nil else {
+                if idle > timeouts.halfSeconds * 1_000_000_000, try delete(key, value) { sweep.evicted += 1 }
+                continue
+            }
+            let seconds = value.flags & SP_NAT_UNCONFIRMED != 0 ? timeouts.unconfirmedSeconds
+                : value.to.proto == Service.TransportProtocol.udp.number ? timeouts.udpSeconds
+                : Self.closing(value, partner) ? timeouts.tcpClosingSeconds : timeouts.tcpSeconds
+            guard idle > seconds * 1_000_000_000 else { continue }
             // The pair goes together; its second entry in this walk then finds nothing left to delete.
-            let deleted = try natMap.delete(key)
-            let partnerDeleted = partner != nil ? try natMap.delete(partnerKey) : false
-            if deleted || partnerDeleted { expired += 1 }
+            let deleted = try delete(key, value)
+            let partnerDeleted = try partner.map { partner throws(BPFError) in try delete(partnerKey, partner) } ?? false
+            if deleted || partnerDeleted { sweep.expired += 1 }
         }
-        return expired
+        return sweep
+    }
+
+    /// How many entries each connection table holds, of how many.
+    public func connectionTableOccupancy() throws(BPFError) -> ConnectionTableOccupancy {
+        let table = try natTable()
+        let unconfirmed = table.values.filter { $0.flags & SP_NAT_UNCONFIRMED != 0 }.count
+        return ConnectionTableOccupancy(confirmed: table.count - unconfirmed, unconfirmed: unconfirmed,
+                                        confirmedCapacity: try natMap.maxEntries, unconfirmedCapacity: try unconfirmedNatMap.maxEntries)
     }
 
     /// Removes the connections a service translated to a backend that left it: the clients' next
@@ -86,25 +125,36 @@ extension Datapath {
         for (key, value) in try natTable() where value.flags & SP_NAT_REPLY_DIRECTION == 0 {
             guard let connection = Self.connection(key, value, partner: nil, now: 0),
                   departed.contains("\(connection.proto.rawValue) \(connection.service) \(connection.backend.endpoint)") else { continue }
-            try natMap.delete(key)
-            try natMap.delete(Self.reversed(value.to))
+            let map = try table(holding: value)
+            try map.delete(key)
+            try map.delete(Self.reversed(value.to))
             forgotten += 1
         }
         return forgotten
     }
 
-    /// Entries in the uplinks' connection table, two per connection (a pair's half the LRU
+    /// Entries in the uplinks' connection tables, two per connection (a pair's half the LRU
     /// evicted counts alone).
-    public func connectionTableEntries() throws(BPFError) -> Int { try natMap.rawKeys().count }
+    public func connectionTableEntries() throws(BPFError) -> Int { try natTable().count }
 
+    /// Both tables' entries; an entry moving from one to the other meanwhile may be seen twice,
+    /// which the dictionary folds into one.
     private func natTable() throws(BPFError) -> [sp_tuple: sp_nat] {
-        let map = try natMap
         var table: [sp_tuple: sp_nat] = [:]
-        for key in try map.keys(as: sp_tuple.self) {
-            if let value = try map.lookup(key, as: sp_nat.self) { table[key] = value }
+        for map in [try unconfirmedNatMap, try natMap] {
+            for (key, value) in try map.batchedEntries() {
+                table[key.withUnsafeBytes { $0.loadUnaligned(as: sp_tuple.self) }] = value.withUnsafeBytes { $0.loadUnaligned(as: sp_nat.self) }
+            }
         }
         return table
     }
+
+    /// The table an entry lives in: its flags say.
+    private func table(holding entry: sp_nat) throws(BPFError) -> BPFMap {
+        entry.flags & SP_NAT_UNCONFIRMED != 0 ? try unconfirmedNatMap : try natMap
+    }
+
+    private func delete(_ key: sp_tuple, _ entry: sp_nat) throws(BPFError) -> Bool { try table(holding: entry).delete(key) }
 
     private static func closing(_ entry: sp_nat, _ partner: sp_nat?) -> Bool {
         entry.flags & SP_NAT_FIN != 0 && (partner?.flags ?? 0) & SP_NAT_FIN != 0
@@ -117,7 +167,8 @@ extension Datapath {
         let lastSeen = max(value.last_seen_ns, partner?.last_seen_ns ?? 0)
         return TranslatedConnection(proto: proto, client: client.endpoint, service: service.endpoint,
                                     nodeSource: value.flags & SP_NAT_SNAT != 0 ? nodeSource.endpoint : nil, backend: backend,
-                                    idleNanoseconds: now > lastSeen ? now - lastSeen : 0, closing: closing(value, partner))
+                                    idleNanoseconds: now > lastSeen ? now - lastSeen : 0, closing: closing(value, partner),
+                                    unconfirmed: value.flags & SP_NAT_UNCONFIRMED != 0)
     }
 
     /// The tuple of the other direction's packets.

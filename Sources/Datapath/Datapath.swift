@@ -65,6 +65,7 @@ public final class Datapath {
     var servicesMap: BPFMap { get throws(BPFError) { try map(Layouts.services) } }
     var slotsMap: BPFMap { get throws(BPFError) { try map(Layouts.slots) } }
     var natMap: BPFMap { get throws(BPFError) { try map(Layouts.nat) } }
+    var unconfirmedNatMap: BPFMap { get throws(BPFError) { try map(Layouts.natNew) } }
     var nodes4: BPFMap { get throws(BPFError) { try map(Layouts.nodes4) } }
     var nodes6: BPFMap { get throws(BPFError) { try map(Layouts.nodes6) } }
 
@@ -292,6 +293,7 @@ enum Layouts {
     static let affinity = pin(DatapathMaps.affinity, sp_affinity_key.self, sp_affinity.self)
     static let meta = pin(DatapathMaps.meta, UInt32.self, sp_meta.self)
     static let nat = pin(DatapathMaps.nat, sp_tuple.self, sp_nat.self)
+    static let natNew = pin(DatapathMaps.natNew, sp_tuple.self, sp_nat.self)
     static let nodes4 = pin(DatapathMaps.nodes4, UInt32.self, UInt8.self)
     static let nodes6 = pin(DatapathMaps.nodes6, sp_addr6.self, UInt8.self)
 }

@@ -148,8 +148,9 @@ public actor Agent {
     private func expireConnections() async {
         do throws(BPFError) {
             let datapath = try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot))
-            let expired = try datapath.expireConnections(settings.connectionTimeouts)
-            metrics.connectionsExpired.increment(by: Int64(expired))
+            let sweep = try datapath.expireConnections(settings.connectionTimeouts)
+            metrics.connectionsExpired.increment(by: Int64(sweep.expired))
+            metrics.connectionsEvicted.increment(by: Int64(sweep.evicted))
         } catch {
             logger.warning("expiring idle connections failed", metadata: ["error": "\(error)"])
         }

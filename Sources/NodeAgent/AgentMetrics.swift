@@ -16,6 +16,7 @@ public final class AgentMetrics: Sendable {
     let serviceWrites: Counter
     let unbalancedPorts: Gauge
     let connectionsExpired: Counter
+    let connectionsEvicted: Counter
     let retiredVethsReaped: Counter
     let podsPromoted: Counter
 
@@ -32,6 +33,8 @@ public final class AgentMetrics: Sendable {
                                                                     "Service ports the socket load balancer leaves alone (SCTP)"))
         connectionsExpired = registry.makeCounter(descriptor: Self.agent("connections_expired", unit: "total",
                                                                          "Connections from outside removed from the uplinks' table when idle"))
+        connectionsEvicted = registry.makeCounter(descriptor: Self.agent("connections_evicted", unit: "total",
+                                                                         "Halves of connections from outside whose other half the uplinks' full table evicted"))
         retiredVethsReaped = registry.makeCounter(descriptor: Self.agent("retired_veths_reaped", unit: "total",
                                                                          "Veths retired by DEL whose devices and links are gone"))
         podsPromoted = registry.makeCounter(descriptor: Self.agent("pods_promoted", unit: "total",

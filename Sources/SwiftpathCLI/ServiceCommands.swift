@@ -170,7 +170,8 @@ extension ServiceCommand {
             if output == .json {
                 printJSON(connections.map {
                     ConnectionView(proto: $0.proto.rawValue, client: $0.client, service: $0.service, nodeSource: $0.nodeSource,
-                                   backend: $0.backend.endpoint, idleSeconds: $0.idleNanoseconds / 1_000_000_000, closing: $0.closing)
+                                   backend: $0.backend.endpoint, idleSeconds: $0.idleNanoseconds / 1_000_000_000, closing: $0.closing,
+                                   unconfirmed: $0.unconfirmed)
                 })
                 return
             }
@@ -187,6 +188,8 @@ struct ConnectionView: Codable {
     var backend: String
     var idleSeconds: UInt64
     var closing: Bool
+    /// Its client has not shown it gets the backend's replies (a SYN or a datagram, no more).
+    var unconfirmed: Bool
 }
 
 struct ServiceView: Codable {

@@ -352,8 +352,9 @@ final class DatapathProgramTests: XCTestCase {
         try datapath.setService(service(node4, 30110, .tcp), backends: [], external: .cluster)
         try datapath.setService(service(node4, 30120, .tcp), backends: [backend(a4, 8080)])   // not answered from outside
         func fromOutside(_ src: [UInt8], _ dst: [UInt8], _ proto: UInt8, _ sport: UInt16, _ dport: UInt16, flags: UInt8 = 0x02,
-                         udpChecksum: Bool = true) -> [UInt8] {
-            Packets.transport(from: neighbour, to: hostA, src, dst, proto: proto, sport: sport, dport: dport, flags: flags, udpChecksum: udpChecksum)
+                         udpChecksum: Bool = true, seq: UInt32 = 1, ack: UInt32 = 0) -> [UInt8] {
+            Packets.transport(from: neighbour, to: hostA, src, dst, proto: proto, sport: sport, dport: dport, flags: flags, udpChecksum: udpChecksum,
+                              seq: seq, ack: ack)
         }
 
         // To a local pod: destination rewritten, the client kept, into the pod.
@@ -364,17 +365,24 @@ final class DatapathProgramTests: XCTestCase {
                        .init(src: client4, dst: a4, sport: 40000, dport: 8080, checksumsRight: true,
                              rawChecksum: Packets.transport(of: result.packet).rawChecksum))
         XCTAssertEqual(result.packet[22], 63, "TTL decremented")
+        XCTAssertEqual(try datapath.translatedConnections().map(\.unconfirmed), [true], "the SYN opens an unconfirmed connection")
         // The pod's reply leaves as the node port's.
-        result = try run(pod, Packets.transport(from: podA, to: hostA, a4, client4, proto: tcp, sport: 8080, dport: 40000, flags: syn | ack))
+        result = try run(pod, Packets.transport(from: podA, to: hostA, a4, client4, proto: tcp, sport: 8080, dport: 40000, flags: syn | ack,
+                                                seq: 1000, ack: 2))
         XCTAssertEqual(result.verdict, TC_ACT_REDIRECT)
         XCTAssertEqual(Array(result.packet[0..<6]), neighbour, "out to the client")
         var seen = Packets.transport(of: result.packet)
         XCTAssertEqual([seen.src, seen.dst], [node4, client4])
         XCTAssertEqual([seen.sport, seen.dport], [30080, 40000])
         XCTAssertTrue(seen.checksumsRight)
-        // Later packets of the connection take the same backend.
-        result = try run(uplink, fromOutside(client4, node4, tcp, 40000, 30080, flags: ack))
+        // Later packets of the connection take the same backend; an ACK of another sequence than
+        // the SYN-ACK's confirms nothing, the client's ACK of it confirms the connection.
+        result = try run(uplink, fromOutside(client4, node4, tcp, 40000, 30080, flags: ack, seq: 2, ack: 500_000))
         XCTAssertEqual(Packets.transport(of: result.packet).dst, a4)
+        XCTAssertEqual(try datapath.translatedConnections().map(\.unconfirmed), [true])
+        result = try run(uplink, fromOutside(client4, node4, tcp, 40000, 30080, flags: ack, seq: 2, ack: 1001))
+        XCTAssertEqual(Packets.transport(of: result.packet).dst, a4)
+        XCTAssertEqual(try datapath.translatedConnections().map(\.unconfirmed), [false], "confirmed by the handshake's last ACK")
 
         // IPv6, and UDP with and without a checksum.
         result = try run(uplink, fromOutside(client6, node6, tcp, 40000, 30080))
@@ -438,7 +446,8 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(try datapath.translatedConnections().count, 5, "nothing opened")
 
         let counted = try fixture.counted()
-        XCTAssertEqual(counted[.natToBackend], 6)
+        XCTAssertEqual(counted[.natToBackend], 7)
+        XCTAssertEqual(counted[.natConfirmed], 1)
         XCTAssertEqual(counted[.natReply], 2)
         XCTAssertEqual(counted[.stackNoFlow], 2)
         XCTAssertEqual(counted[.dropMartianSource], 3)
@@ -450,17 +459,24 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 40003, 30090, flags: ack)).verdict, TC_ACT_OK,
                        "its client's next packet finds no connection: the node resets it")
         var timeouts = ConnectionTimeouts()
-        timeouts.udpSeconds = 0
+        timeouts.unconfirmedSeconds = 0
         usleep(1_100_000)
-        XCTAssertEqual(try datapath.expireConnections(timeouts), 2, "the UDP flows")
+        XCTAssertEqual(try datapath.expireConnections(timeouts).expired, 3, "the IPv6 SYN's and the UDP flows: unconfirmed")
         timeouts.tcpSeconds = 0
-        XCTAssertEqual(try datapath.expireConnections(timeouts), 2)
+        XCTAssertEqual(try datapath.expireConnections(timeouts).expired, 1, "the confirmed one")
         XCTAssertTrue(try datapath.translatedConnections().isEmpty)
         XCTAssertEqual(try datapath.connectionTableEntries(), 0, "no half of a connection left")
 
-        // A reset ends a connection at once, both ways.
+        // A reset near its sender's sequence ends a connection at once, both ways; one far from it
+        // (a blind forgery) is passed on and changes nothing.
         _ = try run(uplink, fromOutside(client4, node4, tcp, 42000, 30080))
         XCTAssertEqual(try datapath.connectionTableEntries(), 2)
+        for forged: UInt32 in [0x8000_0000, 1 &- 0x4_0001, 1 + 0x2_0000] {
+            result = try run(uplink, fromOutside(client4, node4, tcp, 42000, 30080, flags: 0x04, seq: forged))
+            XCTAssertEqual(Packets.transport(of: result.packet).dst, a4, "passed on all the same")
+            XCTAssertEqual(try datapath.connectionTableEntries(), 2, "a reset at \(forged) is no reset of this connection")
+        }
+        XCTAssertEqual(try fixture.counted()[.natResetIgnored], 3)
         result = try run(uplink, fromOutside(client4, node4, tcp, 42000, 30080, flags: 0x04))
         XCTAssertEqual(Packets.transport(of: result.packet).dst, a4, "the reset itself reaches the backend")
         XCTAssertEqual(try datapath.connectionTableEntries(), 0)

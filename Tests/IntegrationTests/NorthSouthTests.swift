@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+import CDatapathABI
 import Foundation
 import XCTest
 
@@ -125,6 +126,63 @@ extension AgentClusterTests {
             try (1...2).allSatisfy { try translatedConnections($0).isEmpty }
         }
         XCTAssertGreaterThan(try agentMetric(1, "swiftpath_agent_connections_expired_total"), 0)
+    }
+
+    /// A host on the nodes' link floods a node port with SYNs from forged sources, then sends
+    /// blind resets with each held connection's addresses and ports (but not its sequence): the
+    /// flood fills only the unconfirmed table, the resets are passed on without ending anything,
+    /// and every held connection still reaches its backend.
+    func testHeldConnectionsSurviveASynFloodAndForgedResets() throws {
+        for i in 1...2 { try startAgent(i) }
+        try waitFor("nodes 1 and 2 ready") { (1...2).allSatisfy(ready) }
+        let web = try webBackends()
+        try putNodePortService("held", tcp: 30082, udp: 30055, policy: "Cluster", externalIPs: [],
+                               members: [(web[0], "node-1"), (web[1], "node-2")])
+        let address = internalIPs(1)[0]
+        try waitFor("the node port programmed") { try listedServices(1)["\(address):30082/tcp"]?["external"] as? String == "cluster" }
+        let holder = try Holder(node: nodes[2], netns: outside, "\(address) 30082 30055 32")
+        let held = try holder.nextLine()["tcp"] as? [String] ?? []
+        XCTAssertEqual(held.count, 32)
+        let confirmed = try translatedConnections(1).filter { $0["service"] as? String == "\(address):30082" && $0["unconfirmed"] as? Bool == false }
+        XCTAssertEqual(confirmed.count, 32, "each handshake confirmed its connection")
+
+        let flood = try runProcess(["nsenter", "--net=\(outside)", "python3", testScript("flood.py"), "syn", address, "30082", "150000",
+                                    "198.18.0.0/15"])
+        XCTAssertEqual(flood.status, 0, flood.stderr)
+        let figures = try JSONSerialization.jsonObject(with: Data(flood.stdout.utf8)) as? [String: Any] ?? [:]
+        let listed = try translatedConnections(1)
+        let unconfirmed = listed.filter { $0["unconfirmed"] as? Bool == true }.count
+        print("SYN flood: \(figures); node 1's table after it: \(listed.count - unconfirmed) confirmed, \(unconfirmed) unconfirmed")
+        XCTAssertGreaterThan(unconfirmed, 1000, "the flood reached the table")
+
+        // Resets as far from each connection's sequence as can be, taken from the table itself.
+        let resets = try confirmedSequenceMarks(node: 1, servicePort: 30082, client: internalIPs(3)[0]).flatMap { client, mark in
+            (0..<16).map { "\(client):\(mark &+ 0x4000_0000 &+ UInt32($0) << 25)" }
+        }
+        XCTAssertEqual(resets.count, 32 * 16)
+        let sent = try runProcess(["nsenter", "--net=\(outside)", "python3", testScript("flood.py"), "rst", address, "30082"] + resets)
+        XCTAssertEqual(sent.status, 0, sent.stderr)
+        XCTAssertGreaterThanOrEqual(try uplinkPackets(1, "nat_reset_ignored"), Double(resets.count))
+
+        let after = try holder.release()
+        XCTAssertEqual(after["tcp"] as? [String], held, "every held connection still reaches its backend: \(after)")
+    }
+
+    /// The sequence marks of node `i`'s confirmed entries of `client`'s connections to `servicePort`,
+    /// by "client:port", read from the pinned table with bpftool (struct sp_nat: `to` is 40 bytes,
+    /// then last_seen_ns, flags, seq_mark, in host order).
+    func confirmedSequenceMarks(node i: Int, servicePort: UInt16, client: String) throws -> [(String, UInt32)] {
+        let dump = try shell(["bpftool", "-j", "map", "dump", "pinned", "\(nodes[i - 1].storeRoot)/datapath/sp_nat"])
+        let entries = try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [[String: Any]] ?? []
+        func bytes(_ field: Any?) -> [UInt8] { (field as? [String] ?? []).compactMap { UInt8($0.dropFirst(2), radix: 16) } }
+        return entries.compactMap { entry in
+            let key = bytes(entry["key"]), value = bytes(entry["value"])
+            guard key.count == 40, value.count == 56, key[37] == 4, UInt16(key[34]) << 8 | UInt16(key[35]) == servicePort,
+                  "\(key[0]).\(key[1]).\(key[2]).\(key[3])" == client,
+                  value.withUnsafeBytes({ $0.loadUnaligned(fromByteOffset: 48, as: UInt32.self) }) & (SP_NAT_REPLY_DIRECTION | SP_NAT_UNCONFIRMED) == 0
+            else { return nil }
+            return ("\(client):\(UInt16(key[32]) << 8 | UInt16(key[33]))", value.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 52, as: UInt32.self) })
+        }
     }
 
     /// externalTrafficPolicy Local: each node sends outside clients to its own backends only, which

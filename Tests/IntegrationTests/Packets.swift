@@ -67,15 +67,16 @@ enum Packets {
         return ~UInt16(sum)
     }
 
-    /// A TCP segment (20-byte header, `flags`, a little payload) or a UDP datagram, with right
+    /// A TCP segment (20-byte header, `flags`, `seq` and `ack`, a little payload) or a UDP datagram, with right
     /// checksums (a UDP checksum of 0 when `udpChecksum` is false), in IPv4 or IPv6 by the
     /// addresses' length.
     static func transport(from srcMAC: [UInt8], to dstMAC: [UInt8], _ src: [UInt8], _ dst: [UInt8], proto: UInt8,
-                          sport: UInt16, dport: UInt16, flags: UInt8 = 0x02, udpChecksum: Bool = true) -> [UInt8] {
+                          sport: UInt16, dport: UInt16, flags: UInt8 = 0x02, udpChecksum: Bool = true,
+                          seq: UInt32 = 1, ack: UInt32 = 0) -> [UInt8] {
         let payload = [UInt8](repeating: 0xab, count: 12)
         var l4: [UInt8] = [UInt8(sport >> 8), UInt8(sport & 0xff), UInt8(dport >> 8), UInt8(dport & 0xff)]
         if proto == 6 {
-            l4 += [0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]
+            l4 += bigEndian(seq) + bigEndian(ack) + [0x50, flags, 0xff, 0xff, 0, 0, 0, 0]
         } else {
             let length = 8 + payload.count
             l4 += [UInt8(length >> 8), UInt8(length & 0xff), 0, 0]
@@ -92,6 +93,8 @@ enum Packets {
         if src.count == 4 { frame = Array(frame.prefix(34)) + l4 }
         return frame
     }
+
+    static func bigEndian(_ value: UInt32) -> [UInt8] { [UInt8(value >> 24), UInt8(value >> 16 & 0xff), UInt8(value >> 8 & 0xff), UInt8(value & 0xff)] }
 
     static func pseudoHeader(_ src: [UInt8], _ dst: [UInt8], proto: UInt8, length: Int) -> [UInt8] {
         src.count == 4 ? src + dst + [0, proto, UInt8(length >> 8), UInt8(length & 0xff)]

@@ -5,9 +5,14 @@
  *
  * A backend on this node sees the client's own address: its replies leave through pod_egress,
  * which translates them back. A backend on another node sees the node's address and a port of the
- * node's choosing, so that its replies come back through this node's uplink. The table keeps no
- * timers: the agent removes entries idle past their protocol's timeout, and the LRU the oldest
- * under pressure. */
+ * node's choosing, so that its replies come back through this node's uplink.
+ *
+ * A connection starts in sp_nat_new and moves to sp_nat once its client has shown that it gets the
+ * backend's replies: for TCP, an ACK of the backend's SYN-ACK sequence number; for UDP, a datagram
+ * after a reply. A flood from forged sources never gets that far, so it churns only sp_nat_new's
+ * LRU and never evicts an established connection. A TCP reset ends a connection only near its
+ * sender's sequence (seq_mark): a forged one, blind to it, is passed on and changes nothing here.
+ * The tables keep no timers: the agent removes entries idle past their timeout. */
 #pragma once
 #include <linux/tcp.h>
 #include <linux/udp.h>
@@ -17,6 +22,7 @@
 
 /* Two entries per connection. LRU maps are allocated up front: 131,072 entries take about 19 MiB. */
 #define SP_MAX_NAT_ENTRIES 131072
+#define SP_MAX_NAT_NEW_ENTRIES 65536
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -24,6 +30,13 @@ struct {
 	__type(value, struct sp_nat);
 	__uint(max_entries, SP_MAX_NAT_ENTRIES);
 } sp_nat SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sp_tuple);
+	__type(value, struct sp_nat);
+	__uint(max_entries, SP_MAX_NAT_NEW_ENTRIES);
+} sp_nat_new SEC(".maps") __weak;
 
 /* The node's source ports towards backends on other nodes: below Linux's default ephemeral range
  * (32768-60999), which the node's own connections to the same backends (kubelet's probes, say)
@@ -42,10 +55,24 @@ struct {
 #define SP_TCP_RST 0x04
 #define SP_TCP_ACK 0x10
 
-/* What this file reads of a packet: its tuple and, for TCP, its flags. */
+/* seq_mark follows its direction in steps of at least SP_NAT_SEQ_STEP (a write per step, not per
+ * packet), and never jumps further than SP_NAT_SEQ_LEAP (a step plus the largest GSO segment): a
+ * forged packet cannot drag it to where a forged reset would then match. */
+#define SP_NAT_SEQ_STEP (1 << 14)
+#define SP_NAT_SEQ_LEAP (1 << 17)
+/* A reset is believed this far behind the mark (data the peer has not acknowledged yet) and a
+ * leap ahead of it: a blind guess hits one in about 11,000. */
+#define SP_NAT_RESET_BEHIND (1 << 18)
+/* A client's first ACK acknowledges the SYN-ACK, or, when that ACK was lost, what the backend sent
+ * since, at most a window. */
+#define SP_NAT_ACK_AHEAD (1 << 17)
+
+/* What this file reads of a packet: its tuple and, for TCP, its flags and sequence numbers. */
 struct flow_packet {
 	struct sp_tuple tuple;
 	__u8 tcp_flags;
+	__u32 seq;		/* host order */
+	__u32 ack_seq;
 };
 
 /* The addresses and ports of a parsed TCP or UDP packet (parse() leaves no IPv4 options and no
@@ -80,6 +107,8 @@ static __always_inline int read_flow(struct __sk_buff *skb, const struct packet 
 		tuple->sport = tcp->source;
 		tuple->dport = tcp->dest;
 		flow->tcp_flags = ((__u8 *)tcp)[13];
+		flow->seq = bpf_ntohl(tcp->seq);
+		flow->ack_seq = bpf_ntohl(tcp->ack_seq);
 		return 1;
 	}
 	if (tuple->proto == IPPROTO_UDP) {
@@ -166,23 +195,54 @@ static __always_inline int ttl_expires(const struct packet *pkt)
 	return pkt->ip6 && pkt->ip6->hop_limit <= 1;
 }
 
-/* A packet of a known connection: the entry learns it was seen, and whether its side closed. */
-static __always_inline void touch(struct sp_nat *nat, __u8 tcp_flags)
+/* The entry of `tuple`, confirmed or not (SP_NAT_UNCONFIRMED tells which table holds it). */
+static __always_inline struct sp_nat *find_connection(const struct sp_tuple *tuple)
+{
+	struct sp_nat *nat = bpf_map_lookup_elem(&sp_nat, tuple);
+
+	return nat ? nat : bpf_map_lookup_elem(&sp_nat_new, tuple);
+}
+
+/* A packet of a known connection: the entry learns it was seen, whether its side closed, and
+ * where its sequence is. A reset teaches it nothing: it may be forged. */
+static __always_inline void touch(struct sp_nat *nat, const struct flow_packet *flow)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 flags = nat->flags;
+	__u8 tcp_flags = flow->tcp_flags;
 
 	if (now - nat->last_seen_ns >= SP_NAT_REFRESH_NS)
 		nat->last_seen_ns = now;
-	if (tcp_flags & SP_TCP_SYN)
-		flags &= ~SP_NAT_FIN;	/* the client reuses the tuple for a new connection */
+	if (flags & SP_NAT_REPLY_DIRECTION)
+		flags |= SP_NAT_REPLIED;
+	if (flow->tuple.proto == IPPROTO_TCP && !(tcp_flags & SP_TCP_RST)) {
+		__u32 ahead = flow->seq - nat->seq_mark;
+		/* A SYN on a closing connection starts a new one on the same tuple. */
+		int restart = (tcp_flags & SP_TCP_SYN) && (flags & SP_NAT_FIN);
+
+		if (!(flags & SP_NAT_SEQ_SEEN) || restart || (ahead >= SP_NAT_SEQ_STEP && ahead < SP_NAT_SEQ_LEAP)) {
+			nat->seq_mark = flow->seq;
+			flags |= SP_NAT_SEQ_SEEN;
+		}
+		if (restart)
+			flags &= ~SP_NAT_FIN;
+	}
 	if (tcp_flags & SP_TCP_FIN)
 		flags |= SP_NAT_FIN;
 	if (flags != nat->flags)
 		nat->flags = flags;
 }
 
-/* Removes both entries of the connection whose packets `from` are rewritten to `to`. */
+/* Whether a reset of this direction is near enough its sequence to be the sender's own. */
+static __always_inline int reset_in_window(const struct sp_nat *nat, const struct flow_packet *flow)
+{
+	__s32 distance = (__s32)(flow->seq - nat->seq_mark);
+
+	return (nat->flags & SP_NAT_SEQ_SEEN) && distance >= -SP_NAT_RESET_BEHIND && distance < SP_NAT_SEQ_LEAP;
+}
+
+/* Removes both entries of the connection whose packets `from` are rewritten to `to`, from
+ * whichever table holds them. */
 static __always_inline void forget_connection(const struct sp_tuple *from, const struct sp_tuple *to)
 {
 	struct sp_tuple other;
@@ -190,6 +250,50 @@ static __always_inline void forget_connection(const struct sp_tuple *from, const
 	reverse_tuple(&other, to);
 	bpf_map_delete_elem(&sp_nat, from);
 	bpf_map_delete_elem(&sp_nat, &other);
+	bpf_map_delete_elem(&sp_nat_new, from);
+	bpf_map_delete_elem(&sp_nat_new, &other);
+}
+
+/* Whether the client's packet shows it got the backend's replies: any UDP datagram after a reply,
+ * a TCP ACK (no SYN) of the SYN-ACK's sequence or a little beyond it. */
+static __always_inline int client_got_replies(const struct flow_packet *flow, const struct sp_nat *reply)
+{
+	if (!(reply->flags & SP_NAT_REPLIED))
+		return 0;
+	if (flow->tuple.proto != IPPROTO_TCP)
+		return 1;
+	if ((flow->tcp_flags & (SP_TCP_SYN | SP_TCP_ACK | SP_TCP_RST)) != SP_TCP_ACK || !(reply->flags & SP_NAT_SEQ_SEEN))
+		return 0;
+	return flow->ack_seq - (reply->seq_mark + 1) < SP_NAT_ACK_AHEAD;
+}
+
+/* Moves an unconfirmed connection into sp_nat when its client's packet `flow` confirms it.
+ * Returns the client's entry where it lives now. */
+static __always_inline struct sp_nat *confirm_connection(const struct flow_packet *flow, struct sp_nat *nat,
+							 struct packet *pkt)
+{
+	struct sp_tuple reply_key;
+	struct sp_nat forward, reply, *confirmed, *unconfirmed_reply;
+
+	reverse_tuple(&reply_key, &nat->to);
+	unconfirmed_reply = bpf_map_lookup_elem(&sp_nat_new, &reply_key);
+	if (!unconfirmed_reply || !client_got_replies(flow, unconfirmed_reply))
+		return nat;
+	forward = *nat;
+	reply = *unconfirmed_reply;
+	forward.flags &= ~SP_NAT_UNCONFIRMED;
+	reply.flags &= ~SP_NAT_UNCONFIRMED;
+	if (bpf_map_update_elem(&sp_nat, &reply_key, &reply, BPF_ANY))
+		return nat;
+	if (bpf_map_update_elem(&sp_nat, &flow->tuple, &forward, BPF_ANY)) {
+		bpf_map_delete_elem(&sp_nat, &reply_key);
+		return nat;
+	}
+	bpf_map_delete_elem(&sp_nat_new, &reply_key);
+	bpf_map_delete_elem(&sp_nat_new, &flow->tuple);
+	count(pkt, SP_NAT_CONFIRMED);
+	confirmed = bpf_map_lookup_elem(&sp_nat, &flow->tuple);
+	return confirmed ? confirmed : nat;
 }
 
 /* A TCP SYN from outside straight to a local pod: an entry left by an earlier node port connection
@@ -203,7 +307,7 @@ static __always_inline void forget_stale_reply(struct __sk_buff *skb, struct pac
 	if (!read_flow(skb, pkt, &flow) || (flow.tcp_flags & (SP_TCP_SYN | SP_TCP_ACK)) != SP_TCP_SYN)
 		return;
 	reverse_tuple(&reply, &flow.tuple);
-	stale = bpf_map_lookup_elem(&sp_nat, &reply);
+	stale = find_connection(&reply);
 	if (stale && (stale->flags & SP_NAT_REPLY_DIRECTION)) {
 		struct sp_tuple to = stale->to;
 
@@ -221,13 +325,23 @@ static __always_inline int translate_flow(struct __sk_buff *skb, struct packet *
 
 	if (ttl_expires(pkt))
 		return to_stack(pkt, SP_STACK_TTL);
-	touch(nat, flow->tcp_flags);
+	if ((nat->flags & (SP_NAT_UNCONFIRMED | SP_NAT_REPLY_DIRECTION)) == SP_NAT_UNCONFIRMED)
+		nat = confirm_connection(flow, nat, pkt);
+	touch(nat, flow);
+	/* A reset near its sender's sequence ends the connection at once: its entries go with this
+	 * last packet, freeing the node's source port, and leave no reply entry that a later
+	 * connection of the same client port, straight to the pod, would be mistaken for. One far
+	 * from it is passed on (the endpoint judges it too) and leaves the connection be. */
+	int reset = 0;
+
+	if (flow->tcp_flags & SP_TCP_RST) {
+		reset = reset_in_window(nat, flow);
+		if (!reset)
+			count(pkt, SP_NAT_RESET_IGNORED);
+	}
 	if (rewrite_tuple(skb, &flow->tuple, &to))
 		return drop(pkt, SP_DROP_MALFORMED);
-	/* A reset ends the connection at once: its entries go with this last packet, freeing the
-	 * node's source port, and leave no reply entry that a later connection of the same client
-	 * port, straight to the pod, would be mistaken for. */
-	if (flow->tcp_flags & SP_TCP_RST)
+	if (reset)
 		forget_connection(&flow->tuple, &to);
 	/* The rewrite moved the packet's pointers. */
 	if (parse(skb, pkt) != SP_PARSED)
@@ -272,8 +386,8 @@ static __always_inline struct sp_nat *open_connection(struct __sk_buff *skb, con
 						      const struct sp_backend *backend, int *why)
 {
 	const struct sp_tuple *client = &flow->tuple;
-	struct sp_nat forward = { .last_seen_ns = bpf_ktime_get_ns() };
-	struct sp_nat reply = { .last_seen_ns = forward.last_seen_ns, .flags = SP_NAT_REPLY_DIRECTION };
+	struct sp_nat forward = { .last_seen_ns = bpf_ktime_get_ns(), .flags = SP_NAT_UNCONFIRMED };
+	struct sp_nat reply = { .last_seen_ns = forward.last_seen_ns, .flags = SP_NAT_REPLY_DIRECTION | SP_NAT_UNCONFIRMED };
 	struct sp_tuple reply_key;
 	struct sp_nat *opened;
 
@@ -284,11 +398,11 @@ static __always_inline struct sp_nat *open_connection(struct __sk_buff *skb, con
 
 	if (endpoint_at(backend->family, backend->addr)) {
 		reverse_tuple(&reply_key, &forward.to);
-		bpf_map_update_elem(&sp_nat, &reply_key, &reply, BPF_ANY);
+		bpf_map_update_elem(&sp_nat_new, &reply_key, &reply, BPF_ANY);
 	} else {
 		int attempt;
 
-		forward.flags = SP_NAT_SNAT;
+		forward.flags |= SP_NAT_SNAT;
 		__builtin_memset(forward.to.saddr, 0, 16);
 		if (node_address_towards(skb, &forward.to, forward.to.saddr)) {
 			*why = SP_STACK_FIB_OTHER;
@@ -297,7 +411,8 @@ static __always_inline struct sp_nat *open_connection(struct __sk_buff *skb, con
 		for (attempt = 0; attempt < SP_SNAT_PORT_ATTEMPTS; attempt++) {
 			forward.to.sport = bpf_htons(SP_SNAT_PORT_MIN + bpf_get_prandom_u32() % SP_SNAT_PORT_COUNT);
 			reverse_tuple(&reply_key, &forward.to);
-			if (!bpf_map_update_elem(&sp_nat, &reply_key, &reply, BPF_NOEXIST))
+			if (!bpf_map_lookup_elem(&sp_nat, &reply_key)
+			    && !bpf_map_update_elem(&sp_nat_new, &reply_key, &reply, BPF_NOEXIST))
 				break;
 		}
 		if (attempt == SP_SNAT_PORT_ATTEMPTS) {
@@ -306,9 +421,9 @@ static __always_inline struct sp_nat *open_connection(struct __sk_buff *skb, con
 		}
 	}
 	/* Another CPU may have opened the same connection from a retransmitted SYN: its entry wins. */
-	if (bpf_map_update_elem(&sp_nat, client, &forward, BPF_NOEXIST))
-		bpf_map_delete_elem(&sp_nat, &reply_key);
-	opened = bpf_map_lookup_elem(&sp_nat, client);
+	if (bpf_map_update_elem(&sp_nat_new, client, &forward, BPF_NOEXIST))
+		bpf_map_delete_elem(&sp_nat_new, &reply_key);
+	opened = bpf_map_lookup_elem(&sp_nat_new, client);
 	if (!opened)
 		*why = SP_DROP_NO_SNAT_PORT;
 	return opened;
@@ -325,7 +440,7 @@ static __always_inline int from_outside(struct __sk_buff *skb)
 
 	if (parse_routable(skb, &pkt) != SP_PARSED || !read_flow(skb, &pkt, &flow))
 		return TC_ACT_UNSPEC;
-	nat = bpf_map_lookup_elem(&sp_nat, &flow.tuple);
+	nat = find_connection(&flow.tuple);
 	if (nat)
 		return translate_flow(skb, &pkt, &flow, nat,
 				 (nat->flags & SP_NAT_REPLY_DIRECTION) ? SP_NAT_REPLY : SP_NAT_TO_BACKEND);
@@ -367,7 +482,7 @@ static __always_inline int reply_to_outside(struct __sk_buff *skb, struct packet
 
 	if (!read_flow(skb, pkt, &flow))
 		return 0;
-	nat = bpf_map_lookup_elem(&sp_nat, &flow.tuple);
+	nat = find_connection(&flow.tuple);
 	if (!nat || !(nat->flags & SP_NAT_REPLY_DIRECTION))
 		return 0;
 	*verdict = translate_flow(skb, pkt, &flow, nat, SP_NAT_REPLY);

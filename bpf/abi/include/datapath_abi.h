@@ -84,6 +84,8 @@ enum sp_path {
 	SP_DROP_NOT_IP,			/* from a pod: neither IP nor ARP (VLAN tags, LLDP, anything else) */
 	SP_DROP_ROUTER_MESSAGE,		/* from a pod: a router advertisement or an ICMP redirect */
 	SP_DROP_EXTENSION_CHAIN,	/* from a pod: more IPv6 extension headers than the datapath reads */
+	SP_NAT_CONFIRMED,		/* a connection from outside whose client showed it gets the replies */
+	SP_NAT_RESET_IGNORED,		/* a TCP reset far from its direction's sequence: the connection stays */
 	SP_PATH_MAX,
 };
 
@@ -193,12 +195,15 @@ struct sp_tuple {
 #define SP_NAT_REPLY_DIRECTION (1u << 0)	/* from the backend, back to the client */
 #define SP_NAT_SNAT (1u << 1)		/* the backend is on another node: the source is the node's */
 #define SP_NAT_FIN (1u << 2)		/* this direction sent a TCP FIN */
+#define SP_NAT_REPLIED (1u << 3)	/* reply direction: the backend answered */
+#define SP_NAT_SEQ_SEEN (1u << 4)	/* seq_mark holds a sequence number of this direction */
+#define SP_NAT_UNCONFIRMED (1u << 5)	/* in sp_nat_new: the client has not shown it gets the replies */
 
 struct sp_nat {
 	struct sp_tuple to;
 	__u64 last_seen_ns;	/* bpf_ktime_get_ns() (CLOCK_MONOTONIC), refreshed at most once a second */
 	__u32 flags;		/* SP_NAT_* */
-	__u32 reserved;
+	__u32 seq_mark;		/* TCP: a recent sequence number of this direction (host order), for resets */
 };
 
 struct sp_counter_key {
