@@ -36,6 +36,7 @@ public actor Agent {
     private var kubeProxyEvidence: [String] = []
     /// kube-proxy's rules as last listed (listing runs nft: not at every change).
     private var kubeProxyRules: [String] = []
+    private let connectionSweeper: ConnectionSweeper
     private var pluginInstalled = false
     private var conflistWritten = false
     /// The uplinks as the last datapath step found them: the conflist's MTU is the first one's.
@@ -53,6 +54,7 @@ public actor Agent {
 
     public init(settings: AgentSettings, client: KubeClient, logger: Logger) {
         self.settings = settings
+        connectionSweeper = ConnectionSweeper(storeRoot: settings.storeRoot)
         self.logger = logger
         metrics = AgentMetrics(storeRoot: settings.storeRoot)
         nodes = Reflector(client: client, path: "/api/v1/nodes", logger: logger)
@@ -144,17 +146,25 @@ public actor Agent {
         if settings.services { await programServices(verify: true) }
     }
 
-    /// Connections from outside idle past their timeout leave the uplinks' table.
+    /// Connections from outside idle past their timeout leave the uplinks' tables. The sweep
+    /// blocks on system calls for as long as the tables take to read: on a queue of its own.
     private func expireConnections() async {
-        do throws(BPFError) {
-            let datapath = try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot))
-            let sweep = try datapath.expireConnections(settings.connectionTimeouts)
+        let (sweeper, timeouts) = (connectionSweeper, settings.connectionTimeouts)
+        let result = await withCheckedContinuation { (done: CheckedContinuation<Result<ConnectionSweep?, BPFError>, Never>) in
+            Self.sweepQueue.async { done.resume(returning: Result { () throws(BPFError) in try sweeper.sweep(timeouts) }) }
+        }
+        switch result {
+        case .success(let sweep?):
             metrics.connectionsExpired.increment(by: Int64(sweep.expired))
             metrics.connectionsEvicted.increment(by: Int64(sweep.evicted))
-        } catch {
+        case .success(nil):
+            break
+        case .failure(let error):
             logger.warning("expiring idle connections failed", metadata: ["error": "\(error)"])
         }
     }
+
+    private static let sweepQueue = DispatchQueue(label: "swiftpath.agent.connection-sweep")
 
     private static let promotionQueue = DispatchQueue(label: "swiftpath.agent.promotions")
 
