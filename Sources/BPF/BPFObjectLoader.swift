@@ -35,8 +35,11 @@ public struct BPFObjectLoader {
         }
     }
 
+    /// `sizes` gives some maps another number of entries than the object declares: they take it
+    /// when made anew, and a pinned one of any size is theirs to reuse (a size is chosen once, by
+    /// whoever makes the map, and kept across builds).
     public static func load(name: String, bytes: [UInt8], mapFolder: String,
-                            pinning: MapPinning = .owner) throws(BPFError) -> Loaded {
+                            pinning: MapPinning = .owner, sizes: [String: UInt32] = [:]) throws(BPFError) -> Loaded {
         let object = try open(name: name, bytes: bytes)
         defer { bpf_object__close(object) }
 
@@ -46,6 +49,9 @@ public struct BPFObjectLoader {
             map = bpf_object__next_map(object, current)
             let mapName = String(cString: bpf_map__name(current))
             let path = "\(mapFolder)/\(mapName)"
+            if let size = sizes[mapName] {
+                try libbpf(bpf_map__set_max_entries(current, try pinnedMaxEntries(at: path) ?? size), "size map \(mapName)")
+            }
             switch (pinning, try pinnedMapMatches(current, at: path)) {
             case (.guest, nil):
                 unpinned.append(current)
@@ -95,7 +101,9 @@ public struct BPFObjectLoader {
 
     /// The state of each of the object's maps in `mapFolder`, found without loading anything
     /// (what `datapath status` reports and `datapath load` repairs).
-    public static func pinnedMaps(of name: String, bytes: [UInt8], in mapFolder: String) throws(BPFError) -> [String: PinState] {
+    /// Maps named in `resizable` match whatever their number of entries (see `load`).
+    public static func pinnedMaps(of name: String, bytes: [UInt8], in mapFolder: String,
+                                  resizable: Set<String> = []) throws(BPFError) -> [String: PinState] {
         let object = try open(name: name, bytes: bytes)
         defer { bpf_object__close(object) }
         var states: [String: PinState] = [:]
@@ -103,6 +111,9 @@ public struct BPFObjectLoader {
         while let current = map {
             map = bpf_object__next_map(object, current)
             let mapName = String(cString: bpf_map__name(current))
+            if resizable.contains(mapName), let size = try pinnedMaxEntries(at: "\(mapFolder)/\(mapName)") {
+                try libbpf(bpf_map__set_max_entries(current, size), "size map \(mapName)")
+            }
             states[mapName] = switch try pinnedMapMatches(current, at: "\(mapFolder)/\(mapName)") {
             case nil: .missing
             case true?: .matching
@@ -123,6 +134,17 @@ public struct BPFObjectLoader {
             throw BPFError("open BPF object \(name)", .current)
         }
         return object
+    }
+
+    /// The number of entries of the map pinned at `path`, or nil when nothing is pinned there.
+    private static func pinnedMaxEntries(at path: String) throws(BPFError) -> UInt32? {
+        let fd = bpf_obj_get(path)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var info = bpf_map_info()
+        var length = UInt32(MemoryLayout<bpf_map_info>.size)
+        try libbpf(bpf_obj_get_info_by_fd(fd, &info, &length), "inspect pinned map \(path)")
+        return info.max_entries
     }
 
     /// Whether the map pinned at `path` is one libbpf can reuse for `map`; nil when nothing is

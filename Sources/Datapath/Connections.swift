@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPF
+import BPFObjects
 import NodeStore
 import CDatapathABI
 import NetAddress
@@ -200,5 +201,36 @@ extension sp_tuple: @retroactive Hashable {
 
     public func hash(into hasher: inout Hasher) {
         withUnsafeBytes(of: self) { hasher.combine(bytes: $0) }
+    }
+}
+
+/// How many entries the uplinks' connection tables get when they are made: `confirmed` for
+/// sp_nat, half as many for sp_nat_new (two entries per connection in each).
+public struct ConnectionTableSize: Sendable, Equatable {
+    public let confirmed: UInt32
+
+    public var unconfirmed: UInt32 { max(confirmed / 2, Self.smallest / 2) }
+
+    /// Between these: LRU maps are allocated up front, and the kernel refuses absurd sizes.
+    public static let smallest: UInt32 = 1 << 15
+    public static let largest: UInt32 = 1 << 22
+
+    public init(confirmed: UInt32) { self.confirmed = min(max(confirmed, Self.smallest), Self.largest) }
+
+    /// A quarter of a percent of the node's memory, at about 160 bytes an entry (key, value and the
+    /// hash table's own), rounded down to a power of two: 262,144 entries (131,072 connections) on
+    /// a 24 GiB node, about 40 MiB; the smallest size below 8 GiB.
+    public static func fromMemory(bytes: UInt64 = physicalMemory()) -> ConnectionTableSize {
+        let entries = bytes / 400 / 160
+        return ConnectionTableSize(confirmed: entries == 0 ? smallest : UInt32(clamping: 1 << (63 - entries.leadingZeroBitCount)))
+    }
+
+    /// The maps the sizes are for, as BPFObjectLoader takes them.
+    var sizes: [String: UInt32] { [DatapathMaps.nat: confirmed, DatapathMaps.natNew: unconfirmed] }
+    static let maps: Set<String> = [DatapathMaps.nat, DatapathMaps.natNew]
+
+    public static func physicalMemory() -> UInt64 {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        return pages > 0 && pageSize > 0 ? UInt64(pages) * UInt64(pageSize) : 0
     }
 }

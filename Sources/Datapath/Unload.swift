@@ -37,7 +37,8 @@ extension Datapath {
         }
         let pinned = Set(folderEntries(folder))
         for name in object.programs where !pinned.contains(name) { problems.append("program \(name) is not pinned") }
-        for (name, state) in try BPFObjectLoader.pinnedMaps(of: object.name, bytes: object.bytes, in: folder).sorted(by: { $0.key < $1.key }) {
+        for (name, state) in try BPFObjectLoader.pinnedMaps(of: object.name, bytes: object.bytes, in: folder,
+                                                                      resizable: ConnectionTableSize.maps).sorted(by: { $0.key < $1.key }) {
             switch state {
             case .matching: break
             case .missing: problems.append("map \(name) is not pinned")

@@ -79,6 +79,9 @@ struct DatapathCommand: ParsableCommand {
         var devices: [String] = []
         @Flag(help: "Replace the datapath of a newer swiftpath release with this binary's older one.")
         var allowDowngrade = false
+        @Option(help: ArgumentHelp("Entries of the confirmed connection table, when it is made (the unconfirmed one gets half).",
+                                   discussion: "Default: a quarter of a percent of the node's memory. A table already pinned keeps its size."))
+        var connectionTableEntries: UInt32?
 
         func run() throws {
             let opened = try EndpointStore.open(root: store.root)
@@ -89,7 +92,8 @@ struct DatapathCommand: ParsableCommand {
             for key in unreadable { try opened.removeRecord(key: key) }
             if !unreadable.isEmpty { print("removed \(unreadable.count) unreadable endpoint record(s)") }
             let damaged = try Datapath.openExisting(store: opened).map { try !$0.status().problems.isEmpty } ?? false
-            let datapath = try Datapath.open(store: opened, downgrade: allowDowngrade ? .allow : .refuse, repair: damaged)
+            let datapath = try Datapath.open(store: opened, downgrade: allowDowngrade ? .allow : .refuse, repair: damaged,
+                                             connectionTable: connectionTableEntries.map(ConnectionTableSize.init) ?? .fromMemory())
             let netlink = try NetlinkSocket()
             let restored = try datapath.restore(try opened.records(), hostIndexExists: { index, name in
                 (try? netlink.link(index: index))??.name == name

@@ -104,6 +104,36 @@ final class StoreRepairTests: XCTestCase {
         for address in added { XCTAssertEqual(try datapath.endpoint(IPAddress(address)!)?.hostIndex, hostIndex, address) }
     }
 
+    /// The connection tables take the size the first load gives them (from the node's memory, or
+    /// `--connection-table-entries`), keep it across loads, and status takes either size as theirs.
+    func testConnectionTablesAreSizedOnceFromMemoryOrTheOperator() throws {
+        XCTAssertEqual(ConnectionTableSize.fromMemory(bytes: 24 << 30).confirmed, 262_144)
+        XCTAssertEqual(ConnectionTableSize.fromMemory(bytes: 1 << 30).confirmed, ConnectionTableSize.smallest)
+        XCTAssertEqual(ConnectionTableSize.fromMemory(bytes: 1 << 41).confirmed, ConnectionTableSize.largest)
+
+        let node = try TestNode(self)
+        func load(_ arguments: String...) throws {
+            let result = try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", pluginBinary, "datapath", "load", "--root", node.storeRoot]
+                                        + arguments)
+            XCTAssertEqual(result.status, 0, result.stderr)
+        }
+        func entries(_ map: String) throws -> Int {
+            let shown = try shell(["bpftool", "-j", "map", "show", "pinned", "\(folder(node))/\(map)"])
+            return (try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [String: Any])?["max_entries"] as? Int ?? -1
+        }
+        try load("--connection-table-entries", "70000")
+        XCTAssertEqual(try entries("sp_nat"), 70_000)
+        XCTAssertEqual(try entries("sp_nat_new"), 35_000)
+        try load()
+        XCTAssertEqual(try entries("sp_nat"), 70_000, "a pinned table keeps its size")
+        XCTAssertEqual(try problems(node), [])
+
+        for map in ["sp_nat", "sp_nat_new"] { unlink("\(folder(node))/\(map)") }
+        try load()
+        XCTAssertEqual(try entries("sp_nat"), Int(ConnectionTableSize.fromMemory().confirmed), "made anew: from the node's memory")
+        XCTAssertEqual(try problems(node), [])
+    }
+
     /// A record that names another device (here a veth of the node's own) makes DEL remove the
     /// pod's veth, never that device.
     func testDelRemovesOnlyItsOwnVeth() throws {
