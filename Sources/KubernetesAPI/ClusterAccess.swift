@@ -33,6 +33,29 @@ public struct ClusterAccess: Sendable, Equatable {
         public let description: String
     }
 
+    /// Refuses what would hand the credentials to whoever sits on the path: plain HTTP to anything
+    /// but this host's loopback, and a CA together with insecure-skip-tls-verify (client-go
+    /// refuses that pair too: the CA would be silently ignored).
+    public func checkTransport() throws {
+        guard let url = URL(string: server), let scheme = url.scheme?.lowercased(), let host = url.host else {
+            throw Invalid(description: "API server \(server) is no URL")
+        }
+        switch scheme {
+        case "https": break
+        case "http" where Self.isLoopback(host): break
+        case "http": throw Invalid(description: "API server \(server): plain HTTP would send the credentials in clear; use https")
+        default: throw Invalid(description: "API server \(server): \(scheme) is neither https nor http")
+        }
+        if caPEM != nil && insecureSkipTLSVerify {
+            throw Invalid(description: "API server \(server): a certificate authority and insecure-skip-tls-verify together; keep one")
+        }
+    }
+
+    private static func isLoopback(_ host: String) -> Bool {
+        let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
+    }
+
     /// The bearer token as of now.
     public func currentToken() throws -> String? {
         switch token {

@@ -28,6 +28,7 @@ public final class KubeClient: Sendable {
     private let http: HTTPClient
 
     public init(access: ClusterAccess) throws {
+        try access.checkTransport()
         self.access = access
         var tls = TLSConfiguration.makeClientConfiguration()
         if let ca = access.caPEM {

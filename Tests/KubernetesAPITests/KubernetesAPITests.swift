@@ -29,6 +29,25 @@ final class KubernetesAPITests: XCTestCase {
                        "https://10.9.9.9:6443", "--api-server overrides the kubeconfig's address")
     }
 
+    /// Credentials never leave over plain HTTP (but to loopback), and a CA is never silently
+    /// ignored for insecure-skip-tls-verify.
+    func testCredentialsAreNeverSentInClear() throws {
+        for server in ["http://10.9.9.9:6443", "http://api.example:80", "ftp://10.9.9.9"] {
+            XCTAssertThrowsError(try KubeClient(access: ClusterAccess(server: server, token: .literal("secret"))), server)
+        }
+        var both = try ClusterAccess.kubeconfig(at: standIn.kubeconfig())
+        both.insecureSkipTLSVerify = true
+        XCTAssertThrowsError(try KubeClient(access: both)) { error in
+            XCTAssertTrue("\(error)".contains("insecure-skip-tls-verify"), "\(error)")
+        }
+        for server in ["http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:8080", "https://10.9.9.9:6443"] {
+            let client = try KubeClient(access: ClusterAccess(server: server, token: .literal("secret")))
+            let done = expectation(description: "shut down")
+            Task { await client.shutdown(); done.fulfill() }
+            wait(for: [done], timeout: 10)
+        }
+    }
+
     func testInClusterReadsTheServiceAccountAndRereadsItsToken() throws {
         let folder = standIn.folder + "/sa"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
