@@ -41,6 +41,9 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
         other.family == family && other.value & ~hostMask == network.value
     }
 
+    /// Whether every address of `other` is one of this prefix's.
+    public func contains(_ other: IPPrefix) -> Bool { other.length >= length && contains(other.address) }
+
     public var description: String { "\(address)/\(length)" }
 }
 

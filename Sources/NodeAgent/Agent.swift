@@ -37,6 +37,7 @@ public actor Agent {
     /// kube-proxy's rules as last listed (listing runs nft: not at every change).
     private var kubeProxyRules: [String] = []
     private let connectionSweeper: ConnectionSweeper
+    private var reportedForeignRoutes: [IPPrefix] = []
     private var pluginInstalled = false
     private var conflistWritten = false
     /// The uplinks as the last datapath step found them: the conflist's MTU is the first one's.
@@ -240,7 +241,9 @@ public actor Agent {
                 try writeConflist(own: objects[settings.nodeName])
             }
         }
-        let nodeAddresses = Set(objects.values.flatMap { $0.ipAddresses.compactMap { IPAddress($0) } })
+        // The addresses a node translates from (its InternalIPs, which face the other nodes): an
+        // ExternalIP is a public address, which pods' traffic to must stay masqueraded.
+        let nodeAddresses = Set(objects.values.flatMap { $0.internalIPs.compactMap { IPAddress($0) } })
         if datapathReady && nodeAddresses != writtenNodeAddresses {
             await step("node addresses") { () throws(StepError) in
                 writtenNodeAddresses = nil
@@ -253,7 +256,7 @@ public actor Agent {
             }
         }
         await step("routes") { () throws(StepError) in
-            let desired = NodeRoutes.desired(nodes: Array(objects.values), ownName: settings.nodeName)
+            let desired = NodeRoutes.desired(nodes: Array(objects.values), ownName: settings.nodeName, clusterCIDRs: settings.clusterCIDRs)
             let outcome: NodeRoutes.Outcome
             do throws(SystemCallError) { outcome = try NodeRoutes.reconcile(desired, netlink: try netlink()) } catch {
                 throw .system(error)
@@ -263,6 +266,14 @@ public actor Agent {
                 logger.info("routes to other nodes' pods", metadata: [
                     "added": "\(outcome.added)", "replaced": "\(outcome.replaced)", "removed": "\(outcome.removed)", "owned": "\(outcome.owned)",
                 ])
+            }
+            if outcome.foreign != reportedForeignRoutes {
+                reportedForeignRoutes = outcome.foreign
+                if !outcome.foreign.isEmpty {
+                    logger.warning("pod CIDRs whose destination another route holds: left to it", metadata: [
+                        "destinations": "\(outcome.foreign.map(\.description))",
+                    ])
+                }
             }
         }
     }

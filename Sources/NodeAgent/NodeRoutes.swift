@@ -14,12 +14,14 @@ public enum NodeRoutes {
     public static let proto = RouteProtocol(rawValue: 157)
 
     /// The routes `nodes` call for on node `ownName`. A CIDR whose node has no InternalIP of its
-    /// family gets none.
-    public static func desired(nodes: [Node], ownName: String) -> [Route] {
+    /// family gets none; nor does one that is a default route, or, when the cluster's CIDRs are
+    /// known, one outside them: a Node object must not steer the node's other traffic.
+    public static func desired(nodes: [Node], ownName: String, clusterCIDRs: [IPPrefix] = []) -> [Route] {
         var routes: [Route] = []
         for node in nodes.sorted(by: { $0.metadata.name < $1.metadata.name }) where node.metadata.name != ownName {
             let addresses = node.internalIPs.compactMap { IPAddress($0) }
-            for cidr in node.podCIDRs.compactMap({ IPPrefix($0) }) {
+            for cidr in node.podCIDRs.compactMap({ IPPrefix($0) }) where cidr.length > 0 {
+                guard clusterCIDRs.isEmpty || clusterCIDRs.contains(where: { $0.contains(cidr) }) else { continue }
                 guard let via = addresses.first(where: { $0.family == cidr.family }) else { continue }
                 routes.append(Route(destination: IPPrefix(address: cidr.network, length: cidr.length)!, gateway: via,
                                     outputIndex: nil, proto: proto))
@@ -34,10 +36,13 @@ public enum NodeRoutes {
         public var replaced = 0
         public var removed = 0
         public var owned = 0
+        /// Destinations another route (the operator's, a routing daemon's) holds: left to it.
+        public var foreign: [IPPrefix] = []
     }
 
     /// Makes swiftpath's routes exactly `desired`: a route of another destination or gateway is
-    /// replaced, one no longer wanted removed, one already right left alone.
+    /// replaced, one no longer wanted removed, one already right left alone. A route swiftpath
+    /// did not make is never replaced: its destination is reported in `foreign`.
     public static func reconcile(_ desired: [Route], netlink: NetlinkSocket) throws(SystemCallError) -> Outcome {
         var outcome = Outcome()
         let current = try netlink.routes(family: .v4, madeBy: proto) + netlink.routes(family: .v6, madeBy: proto)
@@ -49,10 +54,19 @@ public enum NodeRoutes {
         for route in wanted.values.sorted(by: { $0.destination.description < $1.destination.description }) {
             let existing = current.first { $0.destination == route.destination }
             if existing?.gateway == route.gateway, existing != nil { continue }
-            try netlink.replaceRoute(route)
-            if existing == nil { outcome.added += 1 } else { outcome.replaced += 1 }
+            if existing != nil {
+                try netlink.replaceRoute(route)
+                outcome.replaced += 1
+                continue
+            }
+            do throws(SystemCallError) {
+                try netlink.addRoute(route)
+                outcome.added += 1
+            } catch where error.errno == .fileExists {
+                outcome.foreign.append(route.destination)
+            }
         }
-        outcome.owned = wanted.count
+        outcome.owned = wanted.count - outcome.foreign.count
         return outcome
     }
 

@@ -142,6 +142,27 @@ final class AgentClusterTests: XCTestCase {
         }
     }
 
+    /// A Node object steers nothing but its pods' traffic: a pod CIDR outside the cluster's or a
+    /// default route gets no route, and an ExternalIP never joins the addresses pods' traffic is
+    /// left unmasqueraded to.
+    func testNodeObjectsSteerNothingElse() throws {
+        try standIn.putNode("node-2", podCIDRs: podCIDRs(2) + ["0.0.0.0/0", "8.8.8.0/24"], internalIPs: internalIPs(2),
+                            externalIPs: ["198.51.100.7"])
+        try startAgent(1, ["--masquerade"])
+        try waitFor("node 1 ready") { ready(1) }
+        func neverMasqueraded() throws -> [String] {
+            let dump = try shell(["bpftool", "-j", "map", "dump", "pinned", "\(nodes[0].storeRoot)/datapath/sp_nodes4"])
+            let entries = try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [[String: Any]] ?? []
+            return entries.map { ($0["key"] as? [String] ?? []).compactMap { UInt8($0.dropFirst(2), radix: 16) }.map(String.init).joined(separator: ".") }
+        }
+        try waitFor("node 2's address written") { try neverMasqueraded().contains(internalIPs(2)[0]) }
+        XCTAssertFalse(try neverMasqueraded().contains("198.51.100.7"), "an ExternalIP stays masqueraded to")
+        let routes = try ownRoutes(1)
+        XCTAssertTrue(routes.contains("\(podCIDRs(2)[0]) via \(internalIPs(2)[0])"), routes)
+        XCTAssertFalse(routes.contains("8.8.8.0/24"), routes)
+        XCTAssertFalse(routes.contains("default"), routes)
+    }
+
     func testThreeNodesInstalledAndRoutedByTheirAgents() throws {
         for i in 1...3 { try startAgent(i) }
         try waitFor("every node ready (datapath, plugin, conflist, watch)") { (1...3).allSatisfy(ready) }

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import KubernetesAPI
 import NetAddress
 import Netlink
 import Netns
+import NodeAgent
 import SystemCallSupport
 import XCTest
 
@@ -111,5 +113,31 @@ final class NetlinkTests: XCTestCase {
         XCTAssertEqual(ports, [10256, 10257], "the node's listeners, and nothing else")
         XCTAssertNotNil(clientPort)
         XCTAssertFalse(ports.contains(clientPort ?? 0))
+    }
+}
+
+/// The agent's routes to other nodes' pods, on a real routing table: a destination another route
+/// holds (the operator's, a routing daemon's) is left to it, never replaced.
+final class NodeRoutesTests: XCTestCase {
+    func testARouteSwiftpathDidNotMakeIsNeverReplaced() throws {
+        let node = try TestNode(self)
+        try node.exec("ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1")
+        try node.exec("ip", "link", "set", "up0", "up")
+        try node.exec("ip", "addr", "add", "10.0.0.1/24", "dev", "up0")
+        try node.exec("ip", "route", "add", "10.1.2.0/24", "via", "10.0.0.254", "proto", "static")
+        let nodes = [
+            Node(metadata: ObjectMeta(name: "b"), spec: .init(podCIDRs: ["10.1.2.0/24"]),
+                 status: .init(addresses: [.init(type: "InternalIP", address: "10.0.0.2")])),
+            Node(metadata: ObjectMeta(name: "c"), spec: .init(podCIDRs: ["10.1.3.0/24"]),
+                 status: .init(addresses: [.init(type: "InternalIP", address: "10.0.0.3")])),
+        ]
+        let outcome = try node.inNodeNetns { () throws(SystemCallError) in
+            try NodeRoutes.reconcile(NodeRoutes.desired(nodes: nodes, ownName: "a"), netlink: try NetlinkSocket())
+        }
+        XCTAssertEqual(outcome.foreign.map(\.description), ["10.1.2.0/24"])
+        XCTAssertEqual(outcome.added, 1)
+        XCTAssertTrue(try node.exec("ip", "route", "show", "10.1.2.0/24").hasPrefix("10.1.2.0/24 via 10.0.0.254 dev up0 proto static"),
+                      "the operator's route stands")
+        XCTAssertTrue(try node.exec("ip", "route", "show", "10.1.3.0/24").contains("via 10.0.0.3"))
     }
 }

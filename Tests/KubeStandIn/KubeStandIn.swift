@@ -81,11 +81,12 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
     // MARK: The cluster's state
 
     /// Creates or replaces a Node as the API shows it.
-    public func putNode(_ name: String, podCIDRs: [String], internalIPs: [String]) throws {
+    public func putNode(_ name: String, podCIDRs: [String], internalIPs: [String], externalIPs: [String] = []) throws {
         let node: [String: Any] = [
             "metadata": ["name": name, "labels": ["kubernetes.io/hostname": name]],
             "spec": ["podCIDR": podCIDRs.first ?? "", "podCIDRs": podCIDRs],
-            "status": ["addresses": internalIPs.map { ["type": "InternalIP", "address": $0] } + [["type": "Hostname", "address": name]]],
+            "status": ["addresses": internalIPs.map { ["type": "InternalIP", "address": $0] } + externalIPs.map { ["type": "ExternalIP", "address": $0] }
+                + [["type": "Hostname", "address": name]]],
         ]
         try control("PUT", "/nodes/\(name)", body: try JSONSerialization.data(withJSONObject: node))
     }
