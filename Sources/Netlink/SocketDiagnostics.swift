@@ -10,7 +10,7 @@ extension NetlinkSocket {
     /// (a sock_diag socket). Asking for the LISTEN state alone has the kernel walk its listening
     /// hash only, where reading /proc/net/tcp walks every bucket of the established hash too: a
     /// millisecond and more a read on a machine with much memory.
-    public func listeningTCPPorts() throws(SystemCallError) -> Set<UInt16> {
+    public func listeningTCPPorts(ownedBy uid: UInt32? = nil) throws(SystemCallError) -> Set<UInt16> {
         var ports: Set<UInt16> = []
         for family in [AF_INET, AF_INET6] {
             let sockets = try request("dump listening TCP sockets", type: Int(SOCK_DIAG_BY_FAMILY), flags: NLM_F_DUMP) { message in
@@ -21,7 +21,8 @@ extension NetlinkSocket {
                 }
             }
             for socket in sockets {
-                ports.insert(socket.withContents(inet_diag_msg.self) { header, _ in UInt16(bigEndian: header.id.idiag_sport) })
+                let (port, owner) = socket.withContents(inet_diag_msg.self) { header, _ in (UInt16(bigEndian: header.id.idiag_sport), header.idiag_uid) }
+                if uid == nil || uid == owner { ports.insert(port) }
             }
         }
         return ports

@@ -312,9 +312,25 @@ extension AgentClusterTests {
         let status = { try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", pluginBinary, "datapath", "status", "--root", node.storeRoot]).stdout }
         let clean = try status()
         XCTAssertFalse(clean.contains("kube-proxy"), clean)
+        // Any local user may listen on 10256: only root's listener is taken for kube-proxy.
+        let squatter = Process()
+        squatter.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        squatter.arguments = ["--net=/run/netns/\(node.netns)", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                              "import socket, sys; s = socket.socket(); s.bind(('0.0.0.0', 10256)); s.listen(); print('ready', flush=True); sys.stdin.read()"]
+        let squatterOutput = Pipe(), squatterInput = Pipe()
+        squatter.standardOutput = squatterOutput
+        squatter.standardInput = squatterInput
+        try squatter.run()
+        XCTAssertTrue(String(decoding: squatterOutput.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("ready"), "nobody's listener is up")
+        sleep(3)   // a resync or more
+        XCTAssertTrue(ready(1), "an unprivileged listener on 10256 does not take the node out")
+        XCTAssertFalse(try status().contains("kube-proxy"))
+        try squatterInput.fileHandleForWriting.close()
+        squatter.waitUntilExit()
+
         let healthPort = try startServer(in: "/run/netns/\(node.netns)", "lbserver.py", ["10256", "kube-proxy"])
         defer { healthPort.terminate(); healthPort.waitUntilExit() }
         let detected = try status()
-        XCTAssertTrue(detected.contains("kube-proxy  DETECTED (a listener on kube-proxy's health port 10256)"), detected)
+        XCTAssertTrue(detected.contains("kube-proxy  DETECTED (a listener of root's on kube-proxy's health port 10256)"), detected)
     }
 }
