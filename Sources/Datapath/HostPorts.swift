@@ -6,7 +6,9 @@ import CDatapathABI
 /// A pod's host ports (CNI `portMappings`): each `hostIP:hostPort` is a service answered from
 /// outside the node at its uplinks and, through the socket hooks, from the node and its pods, with
 /// the pod's `containerPort` as its one backend. The attachment owns them (recorded in the store):
-/// its teardown removes them, and the node's Service programming leaves them alone.
+/// its teardown removes them. A Service programmed later on the same address and port takes the
+/// datapath entry over (the Service is the cluster's, the pod only a tenant of the node); the pod
+/// keeps its record, and its teardown then leaves the Service's entry alone.
 extension Datapath {
     /// Who already holds an address and port a pod asked for.
     public enum HostPortHolder: Equatable, Sendable, CustomStringConvertible {
@@ -24,35 +26,44 @@ extension Datapath {
     }
 
     /// Programs `ports` as host ports of `owner`, unless one of them is taken: then nothing changes
-    /// and the first taken one comes back with its holder. Ports `owner` already holds are rewritten.
+    /// and the first taken one comes back with its holder. Ports `owner` already holds are rewritten,
+    /// except those a Service took over. A loopback host port is the node's own (the socket hooks
+    /// answer it in the node's netns only): it is never offered at the uplinks.
     public func claimHostPorts(_ ports: [(service: Service, backend: Backend)], owner: String) throws(BPFError)
         -> (service: Service, holder: HostPortHolder)? {
         try store.withLockOrThrow { () throws(BPFError) -> (service: Service, holder: HostPortHolder)? in
-            for (service, _) in ports {
+            var claimed: [(service: Service, backend: Backend)] = []
+            for (service, backend) in ports {
                 if let holder = try store.hostPortOwner(service) {
                     if holder != owner { return (service, .attachment(holder)) }
-                    continue
+                    if try store.isServiceOverHostPort(service) { continue }
+                } else {
+                    if try store.serviceRecord(service) != nil { return (service, .service) }
+                    if try servicesMap.lookup(serviceKey(service), as: sp_service.self) != nil { return (service, .service) }
                 }
-                if try store.serviceRecord(service) != nil { return (service, .service) }
-                if try servicesMap.lookup(serviceKey(service), as: sp_service.self) != nil { return (service, .service) }
+                claimed.append((service, backend))
             }
-            for (service, backend) in ports {
+            for (service, backend) in claimed {
                 try store.recordHostPort(service, owner: owner)
-                try setService(service, backends: [backend], external: .cluster)
+                try write(service, backends: [backend], affinitySeconds: 0, external: service.address.isLoopback ? .none : .cluster,
+                          overHostPort: false)
             }
             return nil
         }
     }
 
     /// Removes `owner`'s host ports from the datapath and the store, and forgets the connections
-    /// from outside translated to them. Returns the services removed.
+    /// from outside translated to them. A Service that took one over stays. Returns the host ports
+    /// released.
     @discardableResult
     public func releaseHostPorts(owner: String) throws(BPFError) -> [Service] {
         try store.withLockOrThrow { () throws(BPFError) -> [Service] in
             let owned = try store.hostPorts(ownedBy: owner)
             var departures: [(service: Service, backend: Backend)] = []
             for service in owned {
-                departures += (try deleteService(service) ?? []).map { (service, $0) }
+                if !(try store.isServiceOverHostPort(service)) {
+                    departures += (try deleteService(service) ?? []).map { (service, $0) }
+                }
                 try store.forgetHostPort(service)
             }
             _ = try forgetConnections(departures)

@@ -14,14 +14,26 @@ extension Datapath {
     /// new set is written under a fresh id first and the service entry swapped to it in one map
     /// update: a connect sees the old set or the new one. An empty set keeps the service, refusing
     /// new connections. Returns the backends that left the set (their sockets are the caller's to
-    /// terminate).
+    /// terminate). A Service on a pod's host port takes it over: the pod keeps its host port's
+    /// record, and its teardown leaves the Service alone.
     @discardableResult
     public func setService(_ service: Service, backends: [Backend], affinitySeconds: UInt32 = 0,
                            external: ExternalTraffic = .none) throws(BPFError) -> [Backend] {
         try store.withLockOrThrow { () throws(BPFError) -> [Backend] in
+            try write(service, backends: backends, affinitySeconds: affinitySeconds, external: external,
+                      overHostPort: try store.hostPortOwner(service) != nil)
+        }
+    }
+
+    /// `setService` for a Service (`overHostPort` when a pod's host port is on its address and
+    /// port) or for the host port itself.
+    func write(_ service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic,
+               overHostPort: Bool) throws(BPFError) -> [Backend] {
+        try store.withLockOrThrow { () throws(BPFError) -> [Backend] in
             var before = try store.serviceRecord(service)?.backends
             if before == nil { before = try programmedBackends(service) }
-            try store.recordService(service, backends: backends, affinitySeconds: affinitySeconds, external: external)
+            try store.recordService(service, backends: backends, affinitySeconds: affinitySeconds, external: external,
+                                    overHostPort: overHostPort)
             try program(service, backends: backends, affinitySeconds: affinitySeconds, external: external)
             let staying = Set(backends.map(\.endpoint))
             return before!.filter { !staying.contains($0.endpoint) }
@@ -105,13 +117,12 @@ extension Datapath {
     }
 
     /// Makes the services exactly `desired`: sets every listed one, deletes every other. Pods'
-    /// host ports are not the caller's: they are neither set nor deleted. Returns the counts and
-    /// every backend that left a service.
+    /// host ports are not the caller's to delete; a listed service on one takes it over. Returns
+    /// the counts and every backend that left a service.
     public func applyServices(_ desired: [ServiceProgram]) throws(BPFError)
         -> (set: Int, deleted: Int, departures: [(service: Service, backend: Backend)]) {
         try store.withLockOrThrow { () throws(BPFError) in
-            let hostPorts = Set(try store.recordedHostPorts().keys)
-            let desired = desired.filter { !hostPorts.contains($0.service) }
+            let hostPorts = Set(try store.offeredHostPorts().keys)
             var departures: [(service: Service, backend: Backend)] = []
             for entry in desired {
                 departures += try setService(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds,

@@ -60,6 +60,9 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     /// 127.0.0.0/8 or ::1: an address that means the netns it is used in.
     public var isLoopback: Bool { family == .v4 ? value >> 24 == 127 : value == 1 }
 
+    /// 0.0.0.0 or ::: no address, "any address" where a socket binds.
+    public var isUnspecified: Bool { value == 0 }
+
     /// 169.254.0.0/16 or fe80::/10: meaningful on one link only.
     public var isLinkLocal: Bool { family == .v4 ? value >> 16 == 0xa9fe : value >> 118 == 0x3fa }
 

@@ -16,11 +16,11 @@ enum ServicePrograms {
     }
 
     /// What the datapath holds now, backends sorted as the table sorts them; pods' host ports,
-    /// which are the plugin's, left out.
+    /// which are the plugin's, left out (not those a Service took over: they are the Service's).
     static func programmed(storeRoot: String) throws(BPFError) -> ServiceTable {
         let store = try EndpointStore.open(root: storeRoot)
         let datapath = try Datapath.open(store: store)
-        let hostPorts = try store.recordedHostPorts()
+        let hostPorts = try store.offeredHostPorts()
         var entries: [NodeStore.Service: ServiceTable.Entry] = [:]
         for entry in try datapath.services() where hostPorts[entry.service] == nil {
             let external: ExternalTraffic = switch entry.external {
@@ -37,11 +37,11 @@ enum ServicePrograms {
         guard !changes.isEmpty else { return Outcome() }
         let store = try EndpointStore.open(root: storeRoot)
         let datapath = try Datapath.open(store: store)
-        // A pod's host port wins over a Service on the same address and port, as the pod came
-        // first; the Service is written at the next resync after the pod is gone.
-        let hostPorts = try store.recordedHostPorts()
+        // A Service wins over a pod's host port on the same address and port: the address is the
+        // cluster's. The pod keeps its record of the host port; its teardown leaves the Service.
+        let hostPorts = try store.offeredHostPorts()
         var departures: [(service: Service, backend: Backend)] = []
-        for (service, entry) in changes.set where hostPorts[service] == nil {
+        for (service, entry) in changes.set {
             departures += try datapath.setService(service, backends: entry.backends, affinitySeconds: entry.affinitySeconds,
                                                   external: entry.external).map { (service, $0) }
         }

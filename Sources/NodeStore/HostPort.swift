@@ -5,7 +5,8 @@ import CLibBPF
 /// Which services are a pod's host ports (CNI `portMappings`), and whose: the attachment's host
 /// device name owns them. Its own small map, so that a DEL finds its host ports without reading
 /// every service, and whoever programs the node's Services (the agent, `service apply`) can tell
-/// them apart and leave them alone.
+/// them apart: a Service written on a host port's address and port takes it over (its service
+/// record says so), and the pod's teardown then forgets only the host port, not the Service.
 public enum HostPortRecord {
     static let ownerSize = 16
     static let layout = BPFMap.Layout(name: "sp_host_ports", type: BPF_MAP_TYPE_HASH,
@@ -51,6 +52,14 @@ extension EndpointStore {
         return owners
     }
 
+    /// The host ports whose datapath entry is still the pod's own, with their owners: those no
+    /// Service has taken over.
+    public func offeredHostPorts() throws(BPFError) -> [Service: String] {
+        var offered: [Service: String] = [:]
+        for (service, owner) in try recordedHostPorts() where !(try isServiceOverHostPort(service)) { offered[service] = owner }
+        return offered
+    }
+
     /// The host ports of `owner`.
     public func hostPorts(ownedBy owner: String) throws(BPFError) -> [Service] {
         try recordedHostPorts().filter { $0.value == owner }.map(\.key).sorted { $0.description < $1.description }
@@ -58,14 +67,14 @@ extension EndpointStore {
 }
 
 extension EndpointStore {
-    /// Forgets `owner`'s host ports and their service records; returns them. What a teardown does
-    /// when the datapath is not there to delete them from.
+    /// Forgets `owner`'s host ports and their service records (not those of Services that took
+    /// one over); returns them. What a teardown does when the datapath is not there to delete them from.
     @discardableResult
     public func forgetHostPorts(ownedBy owner: String) throws(BPFError) -> [Service] {
         try withLockOrThrow { () throws(BPFError) -> [Service] in
             let owned = try hostPorts(ownedBy: owner)
             for service in owned {
-                try forgetService(service)
+                if !(try isServiceOverHostPort(service)) { try forgetService(service) }
                 try forgetHostPort(service)
             }
             return owned

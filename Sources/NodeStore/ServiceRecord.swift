@@ -116,9 +116,11 @@ func formatAddressAndPort(_ address: IPAddress, _ port: UInt16) -> String {
 /// it, as the endpoint maps are refilled from the endpoint records.
 ///
 /// A service's record is a chain of fixed-size chunks under (service, chunk number): chunk 0
-/// carries the backend count, the affinity timeout, the external traffic (ExternalTraffic.code)
-/// and the count of its local backends; chunks 1... sixteen backends each, the local ones after
-/// the others. A record written before external traffic existed reads as `.none`.
+/// carries the backend count, the affinity timeout, the external traffic (ExternalTraffic.code),
+/// the count of its local backends and whether it is a Service written over a pod's host port
+/// (1) rather than the host port's own (0); chunks 1... sixteen backends each, the local ones after
+/// the others. A record written before external traffic existed reads as `.none`, one written
+/// before Services took over host ports as the host port's own.
 public enum ServiceRecord {
     static let backendsPerChunk = 16
     static let keySize = 24
@@ -148,12 +150,13 @@ public enum ServiceRecord {
         return (Service(address: address, port: port, proto: proto), chunk)
     }
 
-    static func header(count: Int, affinitySeconds: UInt32, external: ExternalTraffic) -> [UInt8] {
+    static func header(count: Int, affinitySeconds: UInt32, external: ExternalTraffic, overHostPort: Bool) -> [UInt8] {
         var writer = FixedWriter()
         writer.integer(UInt32(count))
         writer.integer(affinitySeconds)
         writer.integer(external.code)
         writer.integer(UInt32(external.localBackends.count))
+        writer.integer(UInt32(overHostPort ? 1 : 0))
         return writer.padded(to: valueSize)
     }
 
@@ -162,6 +165,7 @@ public enum ServiceRecord {
         var affinitySeconds: UInt32
         var externalCode: UInt32
         var localCount: Int
+        var overHostPort: Bool
 
         init(_ value: [UInt8]) {
             var reader = FixedReader(value)
@@ -169,6 +173,7 @@ public enum ServiceRecord {
             affinitySeconds = reader.integer()
             externalCode = reader.integer()
             localCount = Int(reader.integer(UInt32.self))
+            overHostPort = reader.integer(UInt32.self) == 1
         }
 
         /// Every backend the record's chunks hold.
@@ -229,10 +234,17 @@ extension EndpointStore {
         return (Array(backends[..<count]), header.affinitySeconds, header.external(Array(backends[count...])))
     }
 
+    /// Whether `service`'s record is a Service's written over a pod's host port, which the pod's
+    /// teardown must leave alone.
+    public func isServiceOverHostPort(_ service: Service) throws(BPFError) -> Bool {
+        try services.lookup(ServiceRecord.key(service, chunk: 0)).map { ServiceRecord.Header($0).overHostPort } ?? false
+    }
+
     /// Records `service` as having exactly `backends`: the chunks first, then the header that
     /// counts them, then whatever chunks the previous record had beyond the new ones go.
+    /// `overHostPort`: it is a Service that took a pod's host port over.
     public func recordService(_ service: Service, backends: [Backend], affinitySeconds: UInt32,
-                              external: ExternalTraffic = .none) throws(BPFError) {
+                              external: ExternalTraffic = .none, overHostPort: Bool = false) throws(BPFError) {
         let previous = try services.lookup(ServiceRecord.key(service, chunk: 0)).map { ServiceRecord.Header($0).stored } ?? 0
         let stored = backends + external.localBackends
         let chunks = stride(from: 0, to: stored.count, by: ServiceRecord.backendsPerChunk).map {
@@ -242,7 +254,8 @@ extension EndpointStore {
             try services.upsert(ServiceRecord.key(service, chunk: UInt32(index + 1)), ServiceRecord.chunk(chunk))
         }
         try services.upsert(ServiceRecord.key(service, chunk: 0),
-                            ServiceRecord.header(count: backends.count, affinitySeconds: affinitySeconds, external: external))
+                            ServiceRecord.header(count: backends.count, affinitySeconds: affinitySeconds, external: external,
+                                                                 overHostPort: overHostPort))
         try deleteServiceChunks(service, from: chunks.count + 1, previousCount: previous)
     }
 

@@ -104,7 +104,8 @@ struct ServiceCommand: ParsableCommand {
         func run() throws {
             guard let datapath = try ServiceCommand.loaded(store.root, output: output) else { return }
             let services = try datapath.services()
-            let hostPorts = try datapath.store.recordedHostPorts()
+            // A host port a Service took over is listed as the Service's.
+            let hostPorts = try datapath.store.offeredHostPorts()
             if output == .json {
                 printJSON(services.map {
                     ServiceView(service: $0.service.description, backends: $0.backends.map(\.description),
@@ -142,7 +143,8 @@ struct ServiceCommand: ParsableCommand {
             } else {
                 data = try Data(contentsOf: URL(fileURLWithPath: file))
             }
-            let views = try JSONDecoder().decode([ServiceView].self, from: data)
+            // A listing fed back leaves pods' host ports to their pods: as Services they would take them over.
+            let views = try JSONDecoder().decode([ServiceView].self, from: data).filter { $0.hostPortOf == nil }
             let desired = try views.map { view throws -> ServiceProgram in
                 (try ServiceCommand.parseService(view.service), try ServiceCommand.parseBackends(view.backends), view.affinitySeconds ?? 0,
                  try view.externalTraffic())

@@ -36,6 +36,8 @@ extension Plugin {
         let mtu = settings.mtu ?? defaultLinks.first?.mtu ?? 1500
         let socketCgroup = try podCgroup()
         let mappings = try portMappings()
+        let nodeAddresses = mappings.isEmpty ? [] : try hostPortAddresses(host)
+        try checkHostIPs(mappings, nodeAddresses: nodeAddresses)
 
         let store = try openStore()
         let ipam = addressManager(node.plan, store: store)!
@@ -68,7 +70,8 @@ extension Plugin {
             let wiring = try attachToDatapath(datapath, store: store, veth: veth, addressing: addressing,
                                               policy: promoting ? .tc : settings.attachMode, socketCgroup: socketCgroup,
                                               rollback: &rollback)
-            let hostPorts = try hostPortServices(mappings, podAddresses: addressing.ips.map(\.address.address), host: host)
+            let hostPorts = try hostPortServices(mappings, podAddresses: addressing.ips.map(\.address.address),
+                                             nodeAddresses: nodeAddresses)
             try claimHostPorts(hostPorts, in: datapath, rollback: &rollback)
             try pending.record(in: store) { record in
                 (record.attachMode, record.attachID, record.socketCgroupID, record.state) =

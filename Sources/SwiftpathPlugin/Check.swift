@@ -107,23 +107,28 @@ extension Plugin {
     }
 
     /// Every mapping the runtime asks for offered on the node by this attachment, to the pod's
-    /// container port.
+    /// container port (and not taken over by a Service since).
     private func checkHostPorts(_ mappings: [PortMapping], store: EndpointStore, record: EndpointRecord) throws(CNIError) {
         guard !mappings.isEmpty else { return }
-        let owned = try bpfCall { () throws(BPFError) -> [(service: Service, backends: [Backend])] in
-            var owned: [(service: Service, backends: [Backend])] = []
+        let (owned, takenOver) = try bpfCall { () throws(BPFError) -> ([(service: Service, backends: [Backend])], [Service]) in
+            var owned: [(service: Service, backends: [Backend])] = [], takenOver: [Service] = []
             for service in try store.hostPorts(ownedBy: record.hostName) {
-                if let recorded = try store.serviceRecord(service) { owned.append((service, recorded.backends)) }
+                if try store.isServiceOverHostPort(service) {
+                    takenOver.append(service)
+                } else if let recorded = try store.serviceRecord(service) {
+                    owned.append((service, recorded.backends))
+                }
             }
-            return owned
+            return (owned, takenOver)
         }
         let podAddresses = Set(record.addresses.map(\.address))
         for mapping in mappings {
-            let offered = owned.filter {
-                $0.service.port == mapping.hostPort && $0.service.proto == mapping.proto
-                    && (mapping.hostIP == nil || $0.service.address == mapping.hostIP)
+            let asked = { (service: Service) in
+                service.port == mapping.hostPort && service.proto == mapping.proto && mapping.hostAddresses.contains(service.address)
             }
-            let what = "host port \(mapping.hostIP.map { "\($0) " } ?? "")\(mapping.hostPort)/\(mapping.proto.rawValue)"
+            let what = "host port \(mapping.hostAddresses.hostIP.map { "\($0) " } ?? "")\(mapping.hostPort)/\(mapping.proto.rawValue)"
+            if let service = takenOver.first(where: asked) { throw drift("\(what) is taken over by a service on \(service)") }
+            let offered = owned.filter { asked($0.service) }
             guard !offered.isEmpty else { throw drift("\(what) is not offered") }
             for entry in offered where entry.backends.map({ "\($0.port)" }) != ["\(mapping.containerPort)"]
                 || !entry.backends.allSatisfy({ podAddresses.contains($0.address) }) {

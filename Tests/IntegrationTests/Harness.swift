@@ -267,6 +267,18 @@ final class TestNode {
     }
 }
 
+extension XCTestCase {
+    /// What a refused ADD must leave on `node`: no veth, record, lease or host-local reservation.
+    func assertNothingChanged(_ node: TestNode, file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertEqual(try node.hostVeths(), [], "no veth left", file: file, line: line)
+        XCTAssertEqual(try node.endpoints().count, 0, "no record left", file: file, line: line)
+        if FileManager.default.fileExists(atPath: "\(node.storeRoot)/ip_leases_v1") {
+            XCTAssertEqual(try node.leaseCount(), 0, "no lease left", file: file, line: line)
+        }
+        XCTAssertEqual(node.hostLocalReservations(), [], "no host-local reservation left", file: file, line: line)
+    }
+}
+
 /// The netns of this node still present: the check that teardown really ran.
 extension TestNode {
     func runningPodNamespaces() -> [String] {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
+import NodeStore
 import XCTest
 
 /// hostPort: the runtime passes a pod's `portMappings` (the agent's conflist declares the
@@ -129,5 +130,156 @@ extension AgentClusterTests {
             let answer = try self.ask(node: 1, in: "/run/netns/\(nodes[0].netns)", "peer", ask.proto, ask.hostIP, "54323")
             XCTAssertEqual(answer["answer"] as? String, ask.name, "\(ask.proto) \(ask.hostIP):54323")
         }
+    }
+}
+
+/// Where a pod's host port may be (`runtimeConfig.portMappings[].hostIP`): on an address of the
+/// node only, loopback kept to the node, and never over a Service, which takes a host port over
+/// when it comes later. One node, no agent: the plugin and `swiftpath service` as the agent would.
+final class HostPortAddressTests: XCTestCase {
+    private var node: TestNode!
+
+    override func setUpWithError() throws { node = try TestNode(self) }
+
+    /// ADD of `name` with `mappings` spliced in as raw JSON, as the runtime wrote it.
+    private func add(_ name: String, mappings: String) throws -> (outcome: CNIOutcome, pod: String) {
+        let pod = try node.makePod(name)
+        var config = String(decoding: try JSONSerialization.data(withJSONObject: node.config()), as: UTF8.self)
+        config.removeLast()
+        config += #","runtimeConfig":{"portMappings":\#(mappings)}}"#
+        return (try node.cni("ADD", containerID: "ctr-\(name)", netns: pod, rawConfig: config), pod)
+    }
+
+    /// The node's services, "address:port/proto" to their listing.
+    private func services() throws -> [String: [String: Any]] {
+        let listed = try runProcess([pluginBinary, "service", "list", "--root", node.storeRoot, "-o", "json"])
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        let entries = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        return Dictionary(uniqueKeysWithValues: entries.map { ($0["service"] as? String ?? "", $0) })
+    }
+
+    /// What a process of the node (in the node's cgroup, where the socket hooks are) gets from `address:port`.
+    private func answerOnTheNode(_ address: String, _ port: UInt16) throws -> String? {
+        let command = "echo $$ > \(node.cgroup)/cgroup.procs && exec nsenter --net=/run/netns/\(node.netns) python3 "
+            + "\(testScript("lbclient.py")) peer tcp \(address) \(port)"
+        let result = try runProcess(["sh", "-c", command])
+        guard result.status == 0 else { return nil }
+        return (try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])?["answer"] as? String
+    }
+
+    private func serve(_ pod: String, as name: String) throws {
+        let server = try startServer(in: pod, "lbserver.py", ["8080", name])
+        addTeardownBlock { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+    }
+
+    /// containerd's own bytes (Go field names) with an address that is not the node's: a public
+    /// one, a cloud's metadata service, a Service's cluster IP such as the API server's. Each is
+    /// refused naming the mapping at fault, and the ADD leaves nothing behind.
+    func testHostIPNotOfTheNodeIsRefusedChangingNothing() throws {
+        for (index, hostIP) in ["8.8.8.8", "169.254.169.254", "10.96.0.1"].enumerated() {
+            let refused = try add("far\(index)", mappings: #"[{"HostPort":18080,"ContainerPort":80,"Protocol":"tcp","HostIP":"192.0.2.1"},"#
+                                  + #"{"HostPort":18081,"ContainerPort":80,"Protocol":"tcp","HostIP":"\#(hostIP)"}]"#).outcome
+            XCTAssertEqual(refused.errorCode, 7, refused.stdout)
+            XCTAssertTrue(refused.errorMessage.contains("\"runtimeConfig.portMappings[1].hostIP\""), refused.errorMessage)
+            let details = (try refused.json())["details"] as? String ?? ""
+            XCTAssertTrue(details.contains("\(hostIP)") && details.contains("not an address of this node"), details)
+        }
+        try assertNothingChanged(node)
+        if FileManager.default.fileExists(atPath: node.storeRoot) { XCTAssertEqual(try services().count, 0) }
+    }
+
+    /// A host port on 127.0.0.1 is the node's own: its processes reach the pod through it, and the
+    /// uplinks never answer it (not flagged external), where a node address's host port is.
+    func testLoopbackHostPortIsTheNodesOnly() throws {
+        let (added, pod) = try add("lo", mappings: #"[{"HostPort":18082,"ContainerPort":8080,"Protocol":"tcp","HostIP":"127.0.0.1"},"#
+                                   + #"{"hostPort":18082,"containerPort":8080,"hostIP":"192.0.2.1"}]"#)
+        XCTAssertEqual(added.status, 0, added.stdout)
+        try serve(pod, as: "lo")
+        let offered = try services()
+        let loopback = try XCTUnwrap(offered["127.0.0.1:18082/tcp"], "\(offered.keys)")
+        XCTAssertNotNil(loopback["hostPortOf"])
+        XCTAssertNil(loopback["external"], "a loopback host port is not answered at the uplinks")
+        XCTAssertEqual(offered["192.0.2.1:18082/tcp"]?["external"] as? String, "cluster")
+        XCTAssertEqual(try answerOnTheNode("127.0.0.1", 18082), "lo")
+    }
+
+    /// 0.0.0.0 is every IPv4 address of the node and `::` every IPv6 one, not the addresses themselves.
+    func testUnspecifiedHostIPIsEveryNodeAddressOfItsFamily() throws {
+        let (added, _) = try add("any", mappings: #"[{"hostPort":18083,"containerPort":8080,"hostIP":"0.0.0.0"},"#
+                                 + #"{"hostPort":18084,"containerPort":8080,"hostIP":"::"}]"#)
+        XCTAssertEqual(added.status, 0, added.stdout)
+        let nodeAddresses = try node.exec("ip", "-o", "addr", "show").split(separator: "\n").compactMap { line -> String? in
+            let fields = line.split(separator: " ")
+            guard let at = fields.firstIndex(where: { $0 == "inet" || $0 == "inet6" }), !line.contains("scope link") else { return nil }
+            return fields[at + 1].split(separator: "/").first.map(String.init)
+        }
+        let v4 = nodeAddresses.filter { !$0.contains(":") }, v6 = nodeAddresses.filter { $0.contains(":") }
+        XCTAssertTrue(v4.contains("192.0.2.1") && v6.contains("2001:db8::1"), "\(nodeAddresses)")
+        let keys = Set(try services().keys)
+        XCTAssertEqual(keys.filter { $0.hasSuffix(":18083/tcp") }, Set(v4.map { "\($0):18083/tcp" }))
+        XCTAssertEqual(keys.filter { $0.hasSuffix(":18084/tcp") }, Set(v6.map { "[\($0)]:18084/tcp" }))
+    }
+
+    /// An address and port a Service holds is refused to a host port (code 109), with or without a
+    /// host IP, and the Service stays as it was.
+    func testHostPortOnAServiceIsRefused() throws {
+        let service = try runProcess([pluginBinary, "service", "set", "--root", node.storeRoot, "192.0.2.1:18085/tcp", "10.9.9.9:80"])
+        XCTAssertEqual(service.status, 0, service.stderr)
+        for (index, hostIP) in ["", "192.0.2.1"].enumerated() {
+            let refused = try add("svc\(index)", mappings: #"[{"HostPort":18085,"ContainerPort":8080,"Protocol":"tcp","HostIP":"\#(hostIP)"}]"#).outcome
+            XCTAssertEqual(refused.errorCode, 109, refused.stdout)
+            XCTAssertTrue(refused.errorMessage.contains("192.0.2.1:18085/tcp is taken by a service"), refused.errorMessage)
+        }
+        try assertNothingChanged(node)
+        let services = try services()
+        XCTAssertEqual(Set(services.keys), ["192.0.2.1:18085/tcp"])
+        XCTAssertEqual(services["192.0.2.1:18085/tcp"]?["backends"] as? [String], ["10.9.9.9:80"])
+        XCTAssertNil(services["192.0.2.1:18085/tcp"]?["hostPortOf"])
+    }
+
+    /// A Service applied on a pod's host port takes it over: connections go to the Service's
+    /// backends, CHECK says so, and the pod's DEL forgets its host port but leaves the Service.
+    func testServiceAppliedLaterTakesTheHostPortOver() throws {
+        let mapping = #"[{"hostPort":18086,"containerPort":8080,"hostIP":"192.0.2.1"}]"#
+        let (added, pod) = try add("hp", mappings: mapping)
+        XCTAssertEqual(added.status, 0, added.stdout)
+        try serve(pod, as: "hp")
+        let backendPod = try node.makePod("be")
+        let backend = try node.add("ctr-be", pod: backendPod).podAddresses[0]
+        try serve(backendPod, as: "be")
+        XCTAssertEqual(try answerOnTheNode("192.0.2.1", 18086), "hp")
+
+        let key = "192.0.2.1:18086/tcp"
+        let desired = "/tmp/\(node.prefix)-services.json"
+        try Data(#"[{"service": "\#(key)", "backends": ["\#(backend):8080"], "external": "cluster"}]"#.utf8)
+            .write(to: URL(fileURLWithPath: desired))
+        defer { unlink(desired) }
+        let apply = { () throws -> String in
+            let applied = try runProcess([pluginBinary, "service", "apply", "--root", self.node.storeRoot, "-f", desired])
+            XCTAssertEqual(applied.status, 0, applied.stderr)
+            return applied.stdout
+        }
+        _ = try apply()
+        XCTAssertEqual(try services()[key]?["backends"] as? [String], ["\(backend):8080"])
+        XCTAssertNil(try services()[key]?["hostPortOf"], "the entry is the Service's now")
+        XCTAssertEqual(try answerOnTheNode("192.0.2.1", 18086), "be")
+        XCTAssertTrue(try apply().contains("1 service(s) set, 0 deleted"), "applied again, the Service stays")
+
+        var config = node.config()
+        config["runtimeConfig"] = ["portMappings": [["hostPort": 18086, "containerPort": 8080, "hostIP": "192.0.2.1"]]]
+        config["prevResult"] = try added.json()
+        let check = try node.cni("CHECK", containerID: "ctr-hp", netns: pod, config: config)
+        XCTAssertEqual(check.errorCode, 105, check.stdout)
+        XCTAssertTrue(check.errorMessage.contains("taken over by a service"), check.errorMessage)
+
+        let deleted = try node.cni("DEL", containerID: "ctr-hp", netns: pod, config: config)
+        XCTAssertEqual(deleted.status, 0, deleted.stdout)
+        XCTAssertEqual(try services()[key]?["backends"] as? [String], ["\(backend):8080"], "the pod's DEL left the Service")
+        XCTAssertEqual(try answerOnTheNode("192.0.2.1", 18086), "be")
+        XCTAssertEqual(try node.store().recordedHostPorts().count, 0, "the pod's host port is forgotten")
+        // The Service's own removal removes it.
+        try Data("[]".utf8).write(to: URL(fileURLWithPath: desired))
+        _ = try apply()
+        XCTAssertNil(try services()[key])
     }
 }
