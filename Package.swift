@@ -79,7 +79,7 @@ let package = Package(
 
         // BPF through libbpf, thin and typed: maps, programs, objects, links, tc filters. Knows nothing of pods.
         .target(name: "BPF", dependencies: [
-            "CLibBPF", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system"),
+            "CLibBPF", "CLinux", "SystemCallSupport", .product(name: "SystemPackage", package: "swift-system"),
         ], linkerSettings: staticBPF),
 
         // The node's own state in bpffs, built on BPF maps: endpoint records, claims, IP leases, service records.

@@ -18,6 +18,9 @@ public struct BPFError: Error, CustomStringConvertible, Sendable {
         case newerBuild
         /// The kernel refused to load a program (its verifier) or to attach one to a hook.
         case program
+        /// A store folder or entry that is not swiftpath's to trust: a root others can write, a
+        /// symlink, a folder off bpffs. Left alone.
+        case untrusted
     }
 
     public let operation: String

@@ -90,10 +90,11 @@ public final class BPFLink {
         return (info.id, info.prog_id, info.netns.netns_ino)
     }
 
-    /// Removes the pin at `path`; the attachment goes when nothing else holds the link.
-    public static func unpin(_ path: String) throws(BPFError) {
-        guard unlink(path) == 0 || Errno.current == .noSuchFileOrDirectory else {
-            throw BPFError("unpin link \(path)", .current)
+    /// Removes the pin `name` of `folder`; the attachment goes when nothing else holds the link.
+    /// Anything there that is not a pin (a symlink) is left alone and refused.
+    public static func unpin(_ name: String, in folder: PinFolder) throws(BPFError) {
+        guard try folder.removePin(name) else {
+            throw BPFError("\(folder.path)/\(name) is not a pin: left alone", kind: .untrusted)
         }
     }
 }

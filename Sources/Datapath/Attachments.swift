@@ -80,7 +80,7 @@ extension Datapath {
                     attachments.append(ProgramAttachment(mode: .tcx, id: link.info.id))
                     continue
                 }
-                try BPFLink.unpin(pin)   // defunct: its device is gone
+                if let pins = try storeFolder(folder) { try BPFLink.unpin(DatapathPrograms.uplinkIngress, in: pins) }   // defunct: its device is gone
             } else if try uplinksMap.lookup(UInt32(bitPattern: uplink.index), as: UInt32.self) == UInt32(AttachMode.tc.rawValue),
                       let id = tcFilter(uplink.index).programID(), id == (try uplinkIngress.id) {
                 attachments.append(ProgramAttachment(mode: .tc, id: id))
@@ -144,12 +144,23 @@ extension Datapath {
         try link.pin(at: folder + "/" + name)
     }
 
-    /// Unpins every link in `folder` (which detaches them) and removes the folder.
+    /// Unpins every link in `folder` (which detaches them) and removes the folder. What is not a
+    /// pin, or a folder reached through a symlink, stays where it is and goes into `leftAlone`.
     func removeLinkFolder(_ folder: String) throws(BPFError) {
-        for name in folderEntries(folder) { try BPFLink.unpin(folder + "/" + name) }
-        guard rmdir(folder) == 0 || Errno.current == .noSuchFileOrDirectory else {
-            throw BPFError("remove \(folder)", .current)
+        let slash = folder.lastIndex(of: "/")!
+        do {
+            guard let parent = try storeFolder(String(folder[..<slash])) else { return }
+            leftAlone += try parent.removePinFolder(String(folder[folder.index(after: slash)...]))
+        } catch where error.kind == .untrusted {
+            leftAlone.append(error.description)
         }
+    }
+
+    /// The folder `path` of the store, reached from the store's root one folder at a time without
+    /// following a symlink; nil when it is missing.
+    func storeFolder(_ path: String) throws(BPFError) -> PinFolder? {
+        precondition(path == storeRoot || path.hasPrefix(storeRoot + "/"), "\(path) is not in the store \(storeRoot)")
+        return try PinFolder.open(storeRoot, String(path.dropFirst(storeRoot.count)))
     }
 
     /// The name of the device `index` names in this thread's netns, or nil.

@@ -24,6 +24,9 @@ public final class Datapath {
     public let folder: String
     private var openedMaps: [String: BPFMap] = [:]
     private var openedPrograms: [String: BPFProgram] = [:]
+    /// What removals found in the store's folders and left there, not being pins (a symlink, say):
+    /// for the caller to report.
+    public internal(set) var leftAlone: [String] = []
 
     private init(store: EndpointStore) {
         self.store = store

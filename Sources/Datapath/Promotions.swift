@@ -38,7 +38,7 @@ extension Datapath {
 
     /// Withdraws a request (DEL, GC): the pod is going.
     public func withdrawPromotion(hostName: String) {
-        rmdir("\(promotionFolder)/\(hostName)")
+        _ = try? storeFolder(promotionFolder)?.removeFolder(hostName)
     }
 
     /// The host devices whose pods wait for their tcx link, in the store at `storeRoot` (one

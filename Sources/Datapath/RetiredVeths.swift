@@ -58,14 +58,22 @@ extension Datapath {
         guard everything || !marked.isEmpty else { return 0 }
         do { try netlink.deleteGroup(RetiredVeths.deviceGroup) } catch { throw .netlink(error) }
         return try bpf { () throws(BPFError) -> Int in
+            guard let retired = try storeFolder(retiredFolder) else { return 0 }
             var reaped = 0
             for name in marked {
-                let folder = "\(retiredFolder)/\(name)"
-                for pin in folderEntries(folder) {
-                    guard let link = try BPFLink.pinned(at: "\(folder)/\(pin)"), link.info.ifindex == 0 else { continue }
-                    try BPFLink.unpin("\(folder)/\(pin)")
+                let folder: PinFolder
+                do throws(BPFError) {
+                    guard let opened = try retired.subfolder(name) else { continue }
+                    folder = opened
+                } catch where error.kind == .untrusted {
+                    leftAlone.append(error.description)
+                    continue
                 }
-                if rmdir(folder) == 0 { reaped += 1 }
+                for pin in try folder.entries() where try folder.kind(of: pin) == .pin {
+                    guard let link = try BPFLink.pinned(at: "\(folder.path)/\(pin)"), link.info.ifindex == 0 else { continue }
+                    try BPFLink.unpin(pin, in: folder)
+                }
+                if try retired.removeFolder(name) { reaped += 1 }
             }
             return reaped
         }

@@ -84,19 +84,15 @@ extension Datapath {
         try bpf { () throws(BPFError) in try removePins() }
     }
 
+    /// Unpins every link and the datapath's programs and maps, through folders reached without
+    /// following a symlink; what is not a pin stays, in `leftAlone`.
     private func removePins() throws(BPFError) {
+        guard let root = try storeFolder(storeRoot) else { return }
         // A retired veth still alive here is in another netns than the node's: its link detaches.
         for group in Self.linkGroups + [Self.retiredLinkGroup, Self.promotionGroup] {
             for name in folderEntries("\(storeRoot)/\(group)") { try removeLinkFolder("\(storeRoot)/\(group)/\(name)") }
-            rmdir("\(storeRoot)/\(group)")
+            if try root.kind(of: group) == .other { leftAlone.append("\(storeRoot)/\(group)") } else { try root.removeFolder(group) }
         }
-        for name in folderEntries(folder) {
-            guard unlink("\(folder)/\(name)") == 0 || Errno.current == .noSuchFileOrDirectory else {
-                throw BPFError("unpin \(folder)/\(name)", .current)
-            }
-        }
-        guard rmdir(folder) == 0 || Errno.current == .noSuchFileOrDirectory else {
-            throw BPFError("remove \(folder)", .current)
-        }
+        leftAlone += try root.removePinFolder(String(folder.dropFirst(storeRoot.count + 1)))
     }
 }

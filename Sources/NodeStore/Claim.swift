@@ -57,8 +57,10 @@ extension EndpointStore {
 
     /// Removes the claim folder of `hostName` (held or not: the holder's lock dies with its descriptor).
     public func dropClaim(_ hostName: String) throws(BPFError) {
-        guard rmdir(claimPath(hostName)) == 0 || Errno.current == .noSuchFileOrDirectory else {
-            throw BPFError("remove claim \(claimPath(hostName))", .current)
+        // Reached without following a symlink: only the empty folder a claim is goes.
+        guard let claims = try PinFolder.open(root, "claims") else { return }
+        guard try claims.removeFolder(hostName) else {
+            throw BPFError("remove claim \(claimPath(hostName)): not an empty folder, left alone", kind: .untrusted)
         }
     }
 

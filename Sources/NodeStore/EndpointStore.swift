@@ -33,15 +33,19 @@ public final class EndpointStore {
     }
 
     /// Opens the store at `root`, creating its folder and maps (and mounting bpffs at
-    /// /sys/fs/bpf when nothing is mounted there) if they do not exist yet.
+    /// /sys/fs/bpf when nothing is mounted there) if they do not exist yet. A root that is not
+    /// this user's alone is refused before anything is made in it.
     public static func open(root: String = defaultRoot) throws(BPFError) -> EndpointStore {
         try prepareFolder(root)
         let directory: OwnedDescriptor
         do {
-            directory = OwnedDescriptor(try FileDescriptor.open(FilePath(root), .readOnly, options: [.directory, .closeOnExec]))
+            directory = OwnedDescriptor(try FileDescriptor.open(FilePath(root), .readOnly, options: [.directory, .noFollow, .closeOnExec]))
+        } catch let error as Errno where error == .tooManySymbolicLinkLevels || error == .notDirectory {
+            throw BPFError("store root \(root) is a symlink or not a folder: refused", error, kind: .untrusted)
         } catch {
             throw BPFError("open store \(root)", error as? Errno)
         }
+        try requireOwnFolder(directory, root: root)
         let maps = try withLock(directory, root: root) { () throws(BPFError) in
             (try BPFMap.openOrCreate(at: root + "/endpoints_v1", EndpointRecord.layout),
              try BPFMap.openOrCreate(at: root + "/ip_leases_v1", Lease.layout),
@@ -106,6 +110,23 @@ public final class EndpointStore {
         }
         defer { flock(directory.rawValue, LOCK_UN) }
         return try body()
+    }
+
+    /// Refuses a store root anyone but this user could have made or can write: bpffs is often
+    /// mounted world-writable, and a root made beforehand by another user would let them plant
+    /// what root later writes, reads and removes. Checked on the descriptor opened, not the path.
+    private static func requireOwnFolder(_ directory: OwnedDescriptor, root: String) throws(BPFError) {
+        guard clinux_fs_magic(directory.rawValue) == BPF_FS_MAGIC else {
+            throw BPFError("store root \(root) is not on a bpf filesystem: refused", kind: .untrusted)
+        }
+        var status = stat()
+        guard fstat(directory.rawValue, &status) == 0 else { throw BPFError("stat store root \(root)", .current) }
+        let mode = status.st_mode & 0o7777
+        guard status.st_uid == geteuid(), mode & 0o077 == 0 else {
+            throw BPFError("store root \(root) is owned by uid \(status.st_uid) with mode \(String(mode, radix: 8)): refused, it must "
+                           + "be owned by uid \(geteuid()) with no group or other permissions (remove it, or chmod go= it)",
+                           kind: .untrusted)
+        }
     }
 
     /// Makes sure `root` is a folder on a bpf filesystem.

@@ -128,6 +128,7 @@ struct DatapathCommand: ParsableCommand {
             try datapath.unload(podAttachments: records.map {
                 ($0.hostName, $0.hostIndex, AttachMode(rawValue: $0.attachMode) ?? .tcx)
             }, netlink: try NetlinkSocket())
+            for path in datapath.leftAlone { print("left alone (not a pin): \(path)") }
             print("datapath unloaded from \(store.root)")
         }
     }

@@ -22,7 +22,7 @@ extension CNIError {
     init(bpf error: BPFError) {
         switch error.kind {
         case .program, .newerBuild: self.init(.datapathFailure, "BPF datapath failed", details: error.description)
-        case .system, .missingPin, .layoutMismatch: self.init(.storeFailure, "swiftpath store failed", details: error.description)
+        case .system, .missingPin, .layoutMismatch, .untrusted: self.init(.storeFailure, "swiftpath store failed", details: error.description)
         }
     }
 

@@ -81,6 +81,7 @@ extension Plugin {
             }
             if hostPortOwners.contains(name) { _ = try releaseHostPorts(of: name, store: store, datapath: datapath) }
         }
+        if let datapath { logLeftAlone(datapath) }
     }
 }
 

@@ -192,6 +192,12 @@ public struct Plugin {
         }
     }
 
+    /// Says what the datapath's removals found in the store and left there, not being pins: a
+    /// symlink someone planted is never followed, nor removed.
+    func logLeftAlone(_ datapath: Datapath) {
+        if !datapath.leftAlone.isEmpty { log("left alone in the store (not pins): \(datapath.leftAlone.joined(separator: ", "))") }
+    }
+
     /// Everything an attachment has on the node, undone, whether its ADD finished or died at
     /// any point: the veth (both ends, and with them the routes and neighbour entries on them;
     /// retired for the agent to delete when `retiring`), its datapath link, map entries and
@@ -220,6 +226,7 @@ public struct Plugin {
         if let store {
             if let datapath { found = try detachFromDatapath(datapath, record: record, hostName: hostName) || found }
             found = try releaseHostPorts(of: hostName, store: store, datapath: datapath) || found
+            if let datapath { logLeftAlone(datapath) }
         }
         try ipam?.release(for: attachment, addresses: record?.addresses.map(\.address))
         if let store {
