@@ -32,10 +32,21 @@ extension EndpointStore {
     /// Takes the claim on `hostName`. Fails with EWOULDBLOCK when another run holds it.
     public func claim(_ hostName: String) throws(BPFError) -> Claim {
         let path = claimPath(hostName)
-        for folder in [root + "/claims", path] {
-            guard mkdir(folder, 0o700) == 0 || Errno.current == .fileExists else { throw BPFError("create \(folder)", .current) }
+        var attempts = 0
+        var descriptor: FileDescriptor
+        while true {
+            for folder in [root + "/claims", path] {
+                guard mkdir(folder, 0o700) == 0 || Errno.current == .fileExists else { throw BPFError("create \(folder)", .current) }
+            }
+            // The holder before (the agent moving the pod to tcx) may drop the folder between the
+            // mkdir and the open: it is made again.
+            do throws(BPFError) {
+                descriptor = try openClaim(path, inheritable: true)
+                break
+            } catch where error.errno == .noSuchFileOrDirectory && attempts < 10 {
+                attempts += 1
+            }
         }
-        let descriptor = try openClaim(path, inheritable: true)
         guard flock(descriptor.rawValue, LOCK_EX | LOCK_NB) == 0 else {
             let error = Errno.current
             try? descriptor.close()
