@@ -7,6 +7,8 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/vfs.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 int clinux_enter_netns(int fd) { return setns(fd, CLONE_NEWNET); }
 
@@ -25,6 +27,8 @@ long clinux_fs_magic_at(const char *path)
 int clinux_mount_bpffs(const char *path) { return mount("bpf", path, "bpf", 0, "mode=0700"); }
 
 int clinux_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int clinux_pipe_cloexec(int ends[2]) { return pipe2(ends, O_CLOEXEC); }
 
 int clinux_is_network_namespace(int fd)
 {

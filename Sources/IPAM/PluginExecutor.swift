@@ -9,8 +9,13 @@ import Glibc
 /// Runs another CNI plugin the way a runtime does: environment, config on stdin, result on stdout.
 public struct PluginExecutor: Sendable {
     public let searchPath: [String]
+    /// How long a plugin may take before it is killed and the verb fails (code 11).
+    public let timeout: Duration
 
-    public init(searchPath: [String]) { self.searchPath = searchPath }
+    public init(searchPath: [String], timeout: Duration = Subprocess.defaultTimeout) {
+        self.searchPath = searchPath
+        self.timeout = timeout
+    }
 
     /// The executable for plugin `type` in the search path, or nil.
     public func find(_ type: String) -> String? { Subprocess.find(type, in: searchPath) }
@@ -29,7 +34,10 @@ public struct PluginExecutor: Sendable {
 
         let (status, output): (Int32, [UInt8])
         do {
-            (status, output) = try Subprocess.run(path, environment: environment, stdin: stdin)
+            (status, output) = try Subprocess.run(path, environment: environment, stdin: stdin, timeout: timeout)
+        } catch where error.errno == .timedOut {
+            throw CNIError(.tryAgainLater, "IPAM plugin \(type) \(command.rawValue) did not finish within \(timeout): killed",
+                           details: error.description)
         } catch {
             throw CNIError(.ioFailure, "could not run IPAM plugin \(path)", details: error.description)
         }

@@ -30,7 +30,9 @@ public final class NetlinkSocket {
     static let dumpAttempts = 5
 
     public init(_ protocol: NetlinkProtocol = .route) throws(SystemCallError) {
-        guard let socket = mnl_socket_open(`protocol`.number) else {
+        // Close-on-exec: the IPAM plugin and nft this process runs must not inherit a root
+        // netlink socket (libmnl 1.0.4, Debian 12's, has mnl_socket_open2).
+        guard let socket = mnl_socket_open2(`protocol`.number, Int32(SOCK_CLOEXEC.rawValue)) else {
             throw SystemCallError("open \(`protocol`) netlink socket", .current)
         }
         var on: Int32 = 1

@@ -92,6 +92,11 @@ extension Plugin {
             throw CNIError(.invalidNetworkConfig, "missing key \"runtimeConfig.cgroupPath\" in network config",
                            details: "socketLB scope \"pod\" needs the runtime's cgroupPath capability")
         }
+        // ".." would lead the pod's hooks out of its cgroup, up to the node's root cgroup.
+        guard !path.split(separator: "/").contains("..") else {
+            throw CNIError(.invalidNetworkConfig, "invalid value for key \"runtimeConfig.cgroupPath\" in network config",
+                           details: "\(path) has a \"..\" component: the pod's cgroup is named from the cgroup v2 mount down")
+        }
         let mount = CgroupV2.mountPoint() ?? "/sys/fs/cgroup"
         let full = path.hasPrefix(mount + "/") ? path : mount + "/" + path.drop { $0 == "/" }
         guard CgroupV2.isCgroup(full) else {

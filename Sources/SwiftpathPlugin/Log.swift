@@ -13,14 +13,16 @@ public final class Log {
     public let failure: String?
 
     /// Appends to `file`, a regular file, created if missing. Nothing that could block is opened
-    /// (a FIFO without a reader, a device): such a file is refused and the log goes to stderr.
+    /// (a FIFO without a reader, a device), nor a symlink (root would write wherever it points):
+    /// such a file is refused and the log goes to stderr. Programs the plugin runs do not inherit it.
     public init(file: String?, prefix: String) {
         self.prefix = prefix
         var failure: String?
         var opened: FileDescriptor?
         if let file {
             do {
-                let candidate = try FileDescriptor.open(FilePath(file), .writeOnly, options: [.create, .append, .closeOnExec, .nonBlocking, FileDescriptor.OpenOptions(rawValue: O_NOCTTY)],
+                let candidate = try FileDescriptor.open(FilePath(file), .writeOnly, options: [.create, .append, .closeOnExec, .noFollow, .nonBlocking,
+                                                                                                     FileDescriptor.OpenOptions(rawValue: O_NOCTTY)],
                                                         permissions: [.ownerReadWrite, .groupRead])
                 var info = stat()
                 if fstat(candidate.rawValue, &info) == 0, info.st_mode & S_IFMT == S_IFREG {

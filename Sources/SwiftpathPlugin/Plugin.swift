@@ -160,7 +160,9 @@ public struct Plugin {
     func addressManager(_ plan: IPAMPlan, store: EndpointStore?) -> (any AddressManager)? {
         switch plan {
         case .builtin(let ipamConfig): store.map { BuiltinAllocator(config: ipamConfig, network: config.name, store: $0) }
-        case .delegated(let type): DelegatedIPAM(type: type, config: config, executor: PluginExecutor(searchPath: environment.path))
+        case .delegated(let type):
+            DelegatedIPAM(type: type, config: config,
+                          executor: PluginExecutor(searchPath: environment.path, timeout: .seconds(settings.ipamTimeout)))
         }
     }
 

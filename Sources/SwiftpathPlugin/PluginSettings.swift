@@ -25,6 +25,8 @@ public struct PluginSettings: Sendable {
     public var clusterCIDRs: [IPPrefix] = []
     /// Socket load balancing, on unless `enabled` is false.
     public var socketLB = SocketLB()
+    /// Seconds a delegated IPAM plugin may take before it is killed and the verb fails.
+    public var ipamTimeout = 60
 
     public struct SocketLB: Sendable {
         public var enabled = true
@@ -82,6 +84,11 @@ public struct PluginSettings: Sendable {
                 settings.clusterCIDRs = prefixes
             } else {
                 bad("clusterCIDRs", "expected a list of CIDRs")
+            }
+        }
+        if let value = present("ipamTimeout") {
+            if let seconds = value.integerValue, (1...600).contains(seconds) { settings.ipamTimeout = seconds } else {
+                bad("ipamTimeout", "expected a number of seconds in 1...600")
             }
         }
         if settings.ipMasq, settings.clusterCIDRs.isEmpty {

@@ -18,6 +18,9 @@ int clinux_mount_bpffs(const char *path);
 /// memfd_create(name, MFD_CLOEXEC).
 int clinux_memfd(const char *name);
 
+/// pipe2(ends, O_CLOEXEC): a pipe whose ends no program this process runs inherits.
+int clinux_pipe_cloexec(int ends[2]);
+
 /// Whether the nsfs file behind fd is a network namespace (NS_GET_NSTYPE): 1 yes, 0 another
 /// kind of namespace, -1 with errno set when fd is no namespace at all.
 int clinux_is_network_namespace(int fd);
