@@ -8,7 +8,6 @@
 #include "parse.h"
 #include "endpoints.h"
 #include "addresses.h"
-#include "fib.h"
 #include "nat.h"
 
 SEC("tc")
@@ -48,8 +47,6 @@ int uplink_ingress(struct __sk_buff *skb)
 
 	if (why != SP_PARSED)
 		return conclude(&pkt, why);
-	if (claims_own_node_address(skb, &pkt))
-		return drop(&pkt, SP_DROP_MARTIAN_SOURCE);
 	if (pkt.ip4) {
 		if (ip4_is_martian_source(pkt.ip4->saddr))
 			return drop(&pkt, SP_DROP_MARTIAN_SOURCE);

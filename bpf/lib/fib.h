@@ -15,32 +15,6 @@ static __always_inline void decrease_hop_limit(struct packet *pkt)
 		pkt->ip6->hop_limit--;
 }
 
-/* Whether `addr` (IPv4 in its first four bytes when `family` is 4) is one of this node's own
- * addresses: the FIB delivers it locally. From outside, no packet carries it as its source. */
-static __always_inline int is_own_address(struct __sk_buff *skb, __u8 family, const __u8 *addr)
-{
-	struct bpf_fib_lookup fib = { .ifindex = skb->ifindex };
-
-	if (family == 4) {
-		fib.family = AF_INET;
-		__builtin_memcpy(&fib.ipv4_dst, addr, 4);
-	} else {
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_dst, addr, 16);
-	}
-	return bpf_fib_lookup(skb, &fib, sizeof(fib), SP_FIB_LOOKUP_SKIP_NEIGH) == BPF_FIB_LKUP_RET_NOT_FWDED;
-}
-
-/* The same, asked of the FIB only for a source among the cluster's node addresses (sp_nodes4/6,
- * from the agent): traffic from anywhere else pays one hash lookup, not a FIB lookup. */
-static __always_inline int claims_own_node_address(struct __sk_buff *skb, const struct packet *pkt)
-{
-	if (pkt->ip4)
-		return bpf_map_lookup_elem(&sp_nodes4, &pkt->ip4->saddr) && is_own_address(skb, 4, (const __u8 *)&pkt->ip4->saddr);
-	return pkt->ip6 && bpf_map_lookup_elem(&sp_nodes6, &pkt->ip6->saddr)
-	       && is_own_address(skb, 6, (const __u8 *)&pkt->ip6->saddr);
-}
-
 static __always_inline int forward_via_fib(struct __sk_buff *skb, struct packet *pkt)
 {
 	/* tot_len stays 0: the kernel then checks the MTU against the skb itself, which knows a GSO

@@ -181,13 +181,11 @@ static __always_inline int rewrite_tuple(struct __sk_buff *skb, const struct sp_
 	return 0;
 }
 
-/* A source no sender outside has: special, a local pod's own, or this node's own (asked of the
- * FIB for every connection opened: once per connection, not per packet). */
-static __always_inline int is_martian_source(struct __sk_buff *skb, const struct packet *pkt)
+static __always_inline int is_martian_source(const struct packet *pkt)
 {
 	if (pkt->ip4)
-		return ip4_is_martian_source(pkt->ip4->saddr) || is_own_address(skb, 4, (const __u8 *)&pkt->ip4->saddr);
-	return pkt->ip6 && (ip6_is_martian_source(&pkt->ip6->saddr) || is_own_address(skb, 6, (const __u8 *)&pkt->ip6->saddr));
+		return ip4_is_martian_source(pkt->ip4->saddr);
+	return pkt->ip6 && ip6_is_martian_source(&pkt->ip6->saddr);
 }
 
 static __always_inline int ttl_expires(const struct packet *pkt)
@@ -456,7 +454,7 @@ static __always_inline int from_outside(struct __sk_buff *skb)
 	service = bpf_map_lookup_elem(&sp_services, &key);
 	if (!service || !(service->flags & SP_SERVICE_EXTERNAL))
 		return TC_ACT_UNSPEC;
-	if (is_martian_source(skb, &pkt))
+	if (is_martian_source(&pkt))
 		return drop(&pkt, SP_DROP_MARTIAN_SOURCE);
 	/* A TCP packet of no connection the table knows: the stack answers it with a reset. */
 	if (flow.tuple.proto == IPPROTO_TCP && (flow.tcp_flags & (SP_TCP_SYN | SP_TCP_ACK | SP_TCP_RST | SP_TCP_FIN)) != SP_TCP_SYN)
