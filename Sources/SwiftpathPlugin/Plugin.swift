@@ -230,7 +230,14 @@ public struct Plugin {
             found = try releaseHostPorts(of: hostName, store: store, datapath: datapath) || found
             if let datapath { logLeftAlone(datapath) }
         }
-        try ipam?.release(for: attachment, addresses: record?.addresses.map(\.address))
+        do {
+            try ipam?.release(for: attachment, addresses: record?.addresses.map(\.address))
+        } catch {
+            // The record stays, for the runtime's next DEL to release the addresses; the claim's
+            // folder does not: nothing of it is left to guard.
+            if let store { try? bpfCall { () throws(BPFError) in try store.dropClaim(hostName) } }
+            throw error
+        }
         if let store {
             try bpfCall { () throws(BPFError) in
                 try store.dropClaim(hostName)

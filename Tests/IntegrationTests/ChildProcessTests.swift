@@ -17,7 +17,7 @@ final class ChildProcessTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
         addTeardownBlock { [folder] in try? FileManager.default.removeItem(atPath: folder) }
         // ADD: records its open descriptors (and, asked to hang, its pid and its child's, then
-        // sleeps); answers one address. DEL and the rest: nothing to do.
+        // sleeps); answers one address. DEL: fails while asked to, else nothing to do.
         let script = """
             #!/usr/bin/python3
             import json, os, subprocess, sys, time
@@ -38,6 +38,9 @@ final class ChildProcessTests: XCTestCase {
                         out.write("%d %d" % (os.getpid(), sleeper.pid))
                     time.sleep(1000)
                 print(json.dumps({"cniVersion": config["cniVersion"], "ips": [{"address": "10.126.0.5/24", "gateway": "10.126.0.1"}]}))
+            elif os.environ.get("CNI_COMMAND") == "DEL" and os.path.exists(state + "/fail-del"):
+                print(json.dumps({"cniVersion": config["cniVersion"], "code": 11, "msg": "the IPAM store is away"}))
+                sys.exit(1)
 
             """
         try Data(script.utf8).write(to: URL(fileURLWithPath: "\(folder)/sptest-ipam"))
@@ -73,6 +76,22 @@ final class ChildProcessTests: XCTestCase {
         XCTAssertEqual(Array(inherited.values), ["\(node.storeRoot)/claims/\(try XCTUnwrap(node.endpoints().first?["hostInterface"] as? String))"],
                        "everything the IPAM plugin got: \(seen)")
         XCTAssertEqual(try node.cni("DEL", containerID: "ctr-a", netns: pod, config: config(), environment: cniPath).status, 0)
+    }
+
+    /// A DEL whose IPAM plugin fails reports it and keeps the record for the runtime's next DEL,
+    /// but leaves no claim folder behind; the next DEL, with IPAM back, leaves nothing.
+    func testFailedIPAMReleaseLeavesNoClaimBehind() throws {
+        let pod = try node.makePod("a")
+        XCTAssertEqual(try node.cni("ADD", containerID: "ctr-a", netns: pod, config: config(), environment: cniPath).status, 0)
+        FileManager.default.createFile(atPath: "\(folder)/fail-del", contents: nil)
+        let failed = try node.cni("DEL", containerID: "ctr-a", netns: pod, config: config(), environment: cniPath)
+        XCTAssertNotEqual(failed.status, 0, failed.stdout)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(node.storeRoot)/claims"), [], "no claim left")
+        XCTAssertEqual(try node.endpoints().count, 1, "the record stays for the next DEL")
+        try FileManager.default.removeItem(atPath: "\(folder)/fail-del")
+        XCTAssertEqual(try node.cni("DEL", containerID: "ctr-a", netns: pod, config: config(), environment: cniPath).status, 0)
+        XCTAssertEqual(try node.endpoints().count, 0)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(node.storeRoot)/claims"), [])
     }
 
     /// An IPAM plugin that hangs is killed at the deadline with the process it started; the ADD
