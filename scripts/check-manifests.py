@@ -44,6 +44,8 @@ expectations = [
     (roles == ["control-plane", "worker", "worker"], "one control plane and two workers"),
     (sorted(networking.get("podSubnet", "").split(",")) == sorted(config["data"]["cluster-cidrs"].split()),
      "podSubnet equal to the ConfigMap's cluster-cidrs"),
+    (sorted(networking.get("serviceSubnet", "").split(",")) == sorted(config["data"]["service-cidrs"].split()),
+     "serviceSubnet equal to the ConfigMap's service-cidrs"),
     (config["data"]["api-server"] == "https://kind-control-plane:6443", "the ConfigMap's api-server as the e2e script rewrites it"),
 ]
 for met, text in expectations:

@@ -150,7 +150,15 @@ public struct Service: KubeObject {
         public struct LoadBalancer: Codable, Sendable, Equatable {
             public struct Ingress: Codable, Sendable, Equatable {
                 public var ip: String?
-                public init(ip: String? = nil) { self.ip = ip }
+                /// "VIP" (the default when absent): traffic reaches the node with the ingress IP as
+                /// its destination. "Proxy" (Kubernetes 1.30): the load balancer proxies it and
+                /// sends it on to the nodes itself, so the node must not answer for the address.
+                public var ipMode: String?
+
+                public init(ip: String? = nil, ipMode: String? = nil) {
+                    self.ip = ip
+                    self.ipMode = ipMode
+                }
             }
             public var ingress: [Ingress]?
             public init(ingress: [Ingress]? = nil) { self.ingress = ingress }

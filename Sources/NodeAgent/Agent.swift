@@ -30,6 +30,8 @@ public actor Agent {
     private var servicesInSync = false
     private var pendingServices = Set<String>()
     private var reportedUnsupported: [String] = []
+    /// The refused external addresses last logged, by Service: logged again only when they change.
+    private var reportedRefusals: [String: [ServiceAddressPolicy.Refusal]] = [:]
     private let logger: Logger
     private var datapathReady = false
     /// What showed kube-proxy on the node when the conflist was last due; empty when nothing did.
@@ -46,6 +48,9 @@ public actor Agent {
     private var lastNodes: [String: Node] = [:]
     /// This node as the service table sees it (its name, the addresses node ports answer on).
     private var serviceNode: ServiceTable.NodeView
+    /// Whether `serviceNode` was made from the Nodes: until then no Service is programmed, as the
+    /// addresses its external IPs must not claim are not known.
+    private var serviceNodeKnown = false
     private let healthCheckNodePorts: HealthCheckNodePorts
     /// The cluster's node addresses as last written to the datapath (never masqueraded); nil:
     /// not known to be in the maps (at start, after a failure, at each resync).
@@ -227,9 +232,12 @@ public actor Agent {
         lastNodes = objects
         metrics.nodes.set(to: Double(objects.count))
         metrics.watchSynced.set(to: 1)
-        let view = ServiceTable.NodeView(objects[settings.nodeName], name: settings.nodeName)
-        if view != serviceNode {
+        let nodeAddresses = Set(objects.values.flatMap { $0.ipAddresses.compactMap { IPAddress($0) } })
+        var view = ServiceTable.NodeView(objects[settings.nodeName], name: settings.nodeName)
+        view.addressPolicy = addressPolicy(nodes: objects.values, nodeAddresses: nodeAddresses)
+        if view != serviceNode || !serviceNodeKnown {
             serviceNode = view
+            serviceNodeKnown = true
             if settings.services {
                 pendingServices.formUnion(lastServices.keys)
                 await programServices()
@@ -243,16 +251,16 @@ public actor Agent {
         }
         // The addresses a node translates from (its InternalIPs, which face the other nodes): an
         // ExternalIP is a public address, which pods' traffic to must stay masqueraded.
-        let nodeAddresses = Set(objects.values.flatMap { $0.internalIPs.compactMap { IPAddress($0) } })
-        if datapathReady && nodeAddresses != writtenNodeAddresses {
+        let neverMasqueraded = Set(objects.values.flatMap { $0.internalIPs.compactMap { IPAddress($0) } })
+        if datapathReady && neverMasqueraded != writtenNodeAddresses {
             await step("node addresses") { () throws(StepError) in
                 writtenNodeAddresses = nil
                 do throws(BPFError) {
-                    try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot)).setClusterNodeAddresses(nodeAddresses)
+                    try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot)).setClusterNodeAddresses(neverMasqueraded)
                 } catch {
                     throw .datapath(.bpf(error))
                 }
-                writtenNodeAddresses = nodeAddresses
+                writtenNodeAddresses = neverMasqueraded
             }
         }
         await step("routes") { () throws(StepError) in
@@ -278,6 +286,20 @@ public actor Agent {
         }
     }
 
+    /// What Services' external addresses may not claim, from the settings, the Nodes and this
+    /// node's own interfaces (read again at each resync: an address a node gives itself need not
+    /// be in the API).
+    private func addressPolicy(nodes: some Collection<Node>, nodeAddresses: Set<IPAddress>) -> ServiceAddressPolicy {
+        var own: [IPAddress] = []
+        do throws(SystemCallError) { own = try netlink().addresses().map(\.address) } catch {
+            logger.warning("this node's addresses unknown to the external address policy", metadata: ["error": "\(error)"])
+        }
+        let podCIDRs = nodes.flatMap { $0.podCIDRs.compactMap { IPPrefix($0) } }
+        return ServiceAddressPolicy(externalIPRanges: settings.externalIPCIDRs, nodeAddresses: nodeAddresses.union(own),
+                                    clusterRanges: Set(settings.clusterCIDRs + settings.serviceCIDRs + podCIDRs)
+                                        .sorted { ($0.address, $0.length) < ($1.address, $1.length) })
+    }
+
     private func reconcileServices(_ objects: [String: KubernetesAPI.Service], changed: Set<String>) async {
         lastServices = objects
         pendingServices.formUnion(changed)
@@ -295,7 +317,7 @@ public actor Agent {
     /// backend that left are terminated. Then the health check node ports follow the table.
     private func programServices(verify: Bool = false) async {
         let servicesSynced = await services.synced, slicesSynced = await slices.synced
-        guard datapathReady, servicesSynced, slicesSynced else { return }
+        guard datapathReady, servicesSynced, slicesSynced, serviceNodeKnown else { return }
         await step("services") { () throws(StepError) in
             let changes: ServiceTable.Changes
             if servicesInSync && !verify {
@@ -328,8 +350,24 @@ public actor Agent {
             }
             reportedUnsupported = unsupported
             metrics.unbalancedPorts.set(to: Double(unsupported.count))
+            reportRefusals()
         }
         await healthCheckNodePorts.update(serviceTable.healthChecks)
+    }
+
+    /// Logs the external addresses refused of each Service whose refusals changed (not at every
+    /// resync), and counts those refused now by reason.
+    private func reportRefusals() {
+        let refusals = serviceTable.refusals
+        for (key, refused) in refusals.sorted(by: { $0.key < $1.key }) where reportedRefusals[key] != refused {
+            logger.warning("service addresses not programmed", metadata: [
+                "service": "\(key)", "refused": "\(refused.map(\.description).joined(separator: ", "))",
+            ])
+        }
+        reportedRefusals = refusals
+        var byReason: [ServiceAddressPolicy.Reason: Int] = [:]
+        for refusal in refusals.values.joined() { byReason[refusal.reason, default: 0] += 1 }
+        for reason in ServiceAddressPolicy.Reason.allCases { metrics.refusedAddresses(reason).set(to: Double(byReason[reason] ?? 0)) }
     }
 
     /// The agent's one rtnetlink socket, opened when first needed.

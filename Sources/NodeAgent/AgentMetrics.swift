@@ -50,6 +50,12 @@ public final class AgentMetrics: Sendable {
                              labels: [("step", step)])
     }
 
+    func refusedAddresses(_ reason: ServiceAddressPolicy.Reason) -> Gauge {
+        registry.makeGauge(descriptor: Self.agent("service_addresses_refused", unit: "count",
+                                                  "External and LoadBalancer IPs of Services not programmed, by why"),
+                           labels: [("reason", reason.rawValue)])
+    }
+
     func reconcileDuration(_ step: String) -> DurationHistogram {
         registry.makeDurationHistogram(descriptor: Self.agent("reconcile_duration", unit: "seconds", "How long each reconcile step took"),
                                        labels: [("step", step)],

@@ -28,6 +28,12 @@ public struct AgentSettings: Sendable {
     /// The cluster's pod CIDRs: never masqueraded.
     public var clusterCIDRs: [IPPrefix] = []
     public var masquerade = false
+    /// The cluster's service (ClusterIP) ranges, when the operator gives them: no Service's
+    /// external address may lie in them.
+    public var serviceCIDRs: [IPPrefix] = []
+    /// Where Services' `spec.externalIPs` may lie; empty: nowhere, none is programmed (see
+    /// `ServiceAddressPolicy`).
+    public var externalIPCIDRs: [IPPrefix] = []
     /// The plugin's log file, written into the conflist; nil: none.
     public var pluginLogFile: String?
     /// Where /healthz, /readyz and /metrics are served.

@@ -39,10 +39,16 @@ struct ServiceTable {
     /// Ports each Service has that swiftpath does not balance (SCTP), as "namespace/name:port/SCTP".
     private var unsupportedOf: [String: [String]] = [:]
 
+    /// The external addresses each Service (namespace/name) claims that are not programmed.
+    private var refusedOf: [String: [ServiceAddressPolicy.Refusal]] = [:]
+
     /// The health check node port of each Service (namespace/name) that has one.
     private var healthCheckOf: [String: (port: UInt16, check: HealthCheck)] = [:]
 
     var unsupported: [String] { unsupportedOf.values.flatMap { $0 }.sorted() }
+
+    /// The Services (namespace/name) that claim addresses the policy refuses, and those addresses.
+    var refusals: [String: [ServiceAddressPolicy.Refusal]] { refusedOf }
 
     /// What each health check node port answers.
     var healthChecks: [UInt16: HealthCheck] {
@@ -54,11 +60,13 @@ struct ServiceTable {
     /// kube-proxy's default for `sessionAffinityConfig.clientIP.timeoutSeconds`.
     static let defaultAffinitySeconds: UInt32 = 10800
 
-    /// The node a table is computed for: its name (for `internalTrafficPolicy: Local`) and the
-    /// addresses its own processes and pods reach node ports on.
+    /// The node a table is computed for: its name (for `internalTrafficPolicy: Local`), the
+    /// addresses its own processes and pods reach node ports on, and which external addresses of
+    /// Services it may answer for.
     struct NodeView: Equatable, Sendable {
         var name: String
         var addresses: [IPAddress] = []
+        var addressPolicy = ServiceAddressPolicy()
 
         /// The Node's InternalIP and ExternalIP addresses, and localhost of both families (the
         /// datapath translates loopback addresses for the node's own sockets only).
@@ -97,9 +105,10 @@ struct ServiceTable {
         var set: [NodeStore.Service: Entry] = [:], deleted = Set<NodeStore.Service>()
         for key in keys {
             var fresh: [NodeStore.Service: Entry] = [:], unsupported: [String] = [], healthCheck: (port: UInt16, check: HealthCheck)?
+            var refused: [ServiceAddressPolicy.Refusal] = []
             if let service = services[key], Self.isProxied(service) {
                 let serviceSlices = slices.slices(of: key)
-                (fresh, unsupported) = Self.entries(of: service, key: key, slices: serviceSlices, node: node)
+                (fresh, unsupported, refused) = Self.entries(of: service, key: key, slices: serviceSlices, node: node)
                 healthCheck = Self.healthCheck(of: service, slices: serviceSlices, node: node)
             }
             for gone in entriesOf[key] ?? [] where fresh[gone] == nil {
@@ -113,6 +122,7 @@ struct ServiceTable {
             }
             entriesOf[key] = fresh.isEmpty ? nil : Array(fresh.keys)
             unsupportedOf[key] = unsupported.isEmpty ? nil : unsupported
+            refusedOf[key] = refused.isEmpty ? nil : refused
             healthCheckOf[key] = healthCheck
         }
         return Changes(set: set.sorted { $0.key.description < $1.key.description }.map { ($0.key, $0.value) },
@@ -127,14 +137,14 @@ struct ServiceTable {
         return service.metadata.labels?[serviceProxyNameLabel] == nil
     }
 
-    /// A Service's entries by kube-proxy's rules, and the ports it has that are not balanced.
+    /// A Service's entries by kube-proxy's rules, the ports it has that are not balanced, and the
+    /// external addresses it claims that the node's policy refuses.
     private static func entries(of service: KubernetesAPI.Service, key: String, slices: [EndpointSlice],
-                                node: NodeView) -> ([NodeStore.Service: Entry], [String]) {
-        guard let spec = service.spec else { return ([:], []) }
+                                node: NodeView) -> ([NodeStore.Service: Entry], [String], [ServiceAddressPolicy.Refusal]) {
+        guard let spec = service.spec else { return ([:], [], []) }
         var entries: [NodeStore.Service: Entry] = [:], unsupported: [String] = []
         let clusterIPs = (spec.clusterIPs ?? spec.clusterIP.map { [$0] } ?? []).compactMap { IPAddress($0) }
-        let externalIPs = (spec.externalIPs ?? []).compactMap { IPAddress($0) }
-            + (service.status?.loadBalancer?.ingress ?? []).compactMap { $0.ip.flatMap { IPAddress($0) } }
+        let (externalIPs, refused) = externalAddresses(of: service, policy: node.addressPolicy)
         let affinity = spec.sessionAffinity == "ClientIP"
             ? UInt32(clamping: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? Int(defaultAffinitySeconds)) : 0
         // internalTrafficPolicy governs the cluster IPs; traffic to an external address or to a
@@ -171,7 +181,28 @@ struct ServiceTable {
                 }
             }
         }
-        return (entries, unsupported)
+        return (entries, unsupported, refused)
+    }
+
+    /// The external IPs and LoadBalancer ingress IPs of a Service that the node answers for: those
+    /// the policy lets through, in the order the Service lists them; the others refused. An ingress
+    /// IP in ipMode Proxy is not the node's to answer: the load balancer proxies its traffic and
+    /// sends it on to a node port itself, so pods and nodes must reach that address through the
+    /// load balancer too (whose source checks and TLS termination, say, they would skip otherwise).
+    static func externalAddresses(of service: KubernetesAPI.Service,
+                                  policy: ServiceAddressPolicy) -> (answered: [IPAddress], refused: [ServiceAddressPolicy.Refusal]) {
+        let externalIPs = (service.spec?.externalIPs ?? []).compactMap { IPAddress($0) }.map { ($0, ServiceAddressPolicy.Kind.externalIP) }
+        let ingressIPs = (service.status?.loadBalancer?.ingress ?? []).filter { $0.ipMode != "Proxy" }
+            .compactMap { $0.ip.flatMap { IPAddress($0) } }.map { ($0, ServiceAddressPolicy.Kind.loadBalancerIP) }
+        var answered: [IPAddress] = [], refused: [ServiceAddressPolicy.Refusal] = []
+        for (address, kind) in externalIPs + ingressIPs {
+            if let reason = policy.refusal(of: address, as: kind) {
+                refused.append(.init(address: address, kind: kind, reason: reason))
+            } else if !answered.contains(address) {
+                answered.append(address)
+            }
+        }
+        return (answered, refused)
     }
 
     /// A Service's health check node port, when it has one (externalTrafficPolicy Local), with the

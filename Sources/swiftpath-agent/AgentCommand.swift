@@ -30,6 +30,12 @@ struct NodeOptions: ParsableArguments {
     @Option(parsing: .upToNextOption, help: "The cluster's pod CIDRs (default: $SWIFTPATH_CLUSTER_CIDRS, space-separated)")
     var clusterCIDR: [String] = []
     @Flag(help: "Masquerade pod traffic leaving the cluster CIDRs (default: $SWIFTPATH_MASQUERADE == true)") var masquerade = false
+    @Option(parsing: .upToNextOption, help: "The cluster's service CIDRs, where no external address may lie (default: $SWIFTPATH_SERVICE_CIDRS)")
+    var serviceCIDR: [String] = []
+    @Option(name: .customLong("external-ip-cidrs"),
+            help: ArgumentHelp("CIDRs where Services' externalIPs may lie, comma-separated (default: $SWIFTPATH_EXTERNAL_IP_CIDRS; empty: none)",
+                               discussion: "Node addresses, pod and service ranges and special addresses are refused whatever this allows."))
+    var externalIPCIDRs: String?
     @Flag(inversion: .prefixedNo,
           help: "Program the API's Services and EndpointSlices into the socket load balancer, which the agent then owns")
     var services = true
@@ -53,15 +59,28 @@ struct NodeOptions: ParsableArguments {
         // A DaemonSet passes ConfigMap values through the environment: a list cannot be one argument.
         let environment = ProcessInfo.processInfo.environment
         let cidrs = clusterCIDR.isEmpty ? (environment["SWIFTPATH_CLUSTER_CIDRS"] ?? "").split(separator: " ").map(String.init) : clusterCIDR
-        settings.clusterCIDRs = try cidrs.map { text in
-            guard let prefix = IPPrefix(text) else { throw ValidationError("--cluster-cidr \(text) is no CIDR") }
-            return prefix
-        }
+        settings.clusterCIDRs = try Self.prefixes(cidrs, option: "--cluster-cidr")
+        settings.serviceCIDRs = try Self.prefixes(serviceCIDR.isEmpty ? Self.list(environment["SWIFTPATH_SERVICE_CIDRS"]) : serviceCIDR,
+                                                  option: "--service-cidr")
+        settings.externalIPCIDRs = try Self.prefixes(Self.list(externalIPCIDRs ?? environment["SWIFTPATH_EXTERNAL_IP_CIDRS"]),
+                                                     option: "--external-ip-cidrs")
         settings.masquerade = masquerade || environment["SWIFTPATH_MASQUERADE"] == "true"
         settings.cniVersion = cniVersion
         settings.services = services
         settings.pluginLogFile = pluginLogFile
         return settings
+    }
+
+    /// A list as a ConfigMap value or an option gives it: separated by commas or spaces.
+    private static func list(_ text: String?) -> [String] {
+        (text ?? "").split { $0 == "," || $0.isWhitespace }.map(String.init)
+    }
+
+    private static func prefixes(_ texts: [String], option: String) throws -> [IPPrefix] {
+        try texts.map { text in
+            guard let prefix = IPPrefix(text) else { throw ValidationError("\(option) \(text) is no CIDR") }
+            return prefix
+        }
     }
 }
 

@@ -293,6 +293,34 @@ extension AgentClusterTests {
         XCTAssertEqual(try programmedServices(1)["10.96.0.20:80/tcp"], v4)
     }
 
+    /// CVE-2020-8554: a Service claiming 8.8.8.8, another node's address and an address of a
+    /// node's pod CIDR as external IPs gets none of them programmed, only the one inside the range
+    /// the operator allows; its LoadBalancer IP in ipMode Proxy is left to the load balancer. The
+    /// refusals are counted by reason and logged once, not at every resync.
+    func testExternalAddressesOnlyWhereTheOperatorAllows() throws {
+        try startAgent(1, ["--external-ip-cidrs", "203.0.113.0/24,2001:db8:1::/48"])
+        try waitFor("node 1 ready") { ready(1) }
+        try standIn.putService("default", "claimant", clusterIPs: ["10.96.0.70"], ports: [("http", "TCP", 80)],
+                               spec: ["type": "LoadBalancer", "externalIPs": ["8.8.8.8", internalIPs(2)[0], "10.31.2.9", "203.0.113.7"]],
+                               status: ["loadBalancer": ["ingress": [["ip": "198.51.100.41", "ipMode": "Proxy"], ["ip": "198.51.100.40", "ipMode": "VIP"]]]])
+        try standIn.putEndpointSlice("default", "claimant-ipv4", service: "claimant", addressType: "IPv4", ports: [("http", "TCP", 8080)],
+                                     endpoints: [.init("10.31.1.50", node: "node-1")])
+        let expected = ["10.96.0.70:80/tcp": ["10.31.1.50:8080"], "203.0.113.7:80/tcp": ["10.31.1.50:8080"], "198.51.100.40:80/tcp": ["10.31.1.50:8080"]]
+        try waitFor("the Service programmed without the addresses it may not claim") { try programmedServices(1) == expected }
+        let refused = { (reason: String) in try self.agentMetric(1, "swiftpath_agent_service_addresses_refused_count{reason=\"\(reason)\"}") }
+        XCTAssertEqual(try refused("not_allowed"), 1)
+        XCTAssertEqual(try refused("node_address"), 1)
+        XCTAssertEqual(try refused("cluster_range"), 1)
+        XCTAssertEqual(try refused("special"), 0)
+
+        sleep(5)   // two resyncs
+        XCTAssertEqual(try programmedServices(1), expected)
+        let log = try String(contentsOfFile: "\(folder)/agent1.log", encoding: .utf8)
+        let warnings = log.split(separator: "\n").filter { $0.contains("service addresses not programmed") }
+        XCTAssertEqual(warnings.count, 1, "logged once, not at each resync: \(warnings)")
+        XCTAssertTrue(warnings.first?.contains("externalIP 8.8.8.8: not_allowed") == true, "\(warnings)")
+    }
+
     /// kube-proxy's rules cannot see pod traffic routed in BPF: beside it, the agent does not make
     /// the node Ready and says why; `datapath status` says so too.
     func testNodeWithKubeProxyIsNotMadeReady() throws {

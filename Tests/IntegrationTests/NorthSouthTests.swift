@@ -60,7 +60,9 @@ extension AgentClusterTests {
     /// connections leave the table; a backend that leaves takes its connections with it.
     func testNodePortsFromOutsideTheCluster() throws {
         // Masquerading on: the replies of backends to the node that translated them must not be.
-        for i in 1...2 { try startAgent(i, ["--masquerade", "--tcp-closing-timeout", "1", "--udp-timeout", "2"]) }
+        for i in 1...2 {
+            try startAgent(i, ["--masquerade", "--tcp-closing-timeout", "1", "--udp-timeout", "2", "--external-ip-cidrs", "192.0.2.0/24,2001:db8::/32"])
+        }
         try waitFor("nodes 1 and 2 ready") { (1...2).allSatisfy(ready) }
         let web = try webBackends()
         let externalIPs = ["192.0.2.10", "2001:db8::10"]

@@ -94,9 +94,11 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
     public func deleteNode(_ name: String) throws { try control("DELETE", "/nodes/\(name)") }
 
     /// A ClusterIP Service as the API shows it (core/v1): `ports` as (name, protocol, port);
-    /// `clusterIPs` ["None"] for a headless one, [] for none at all (ExternalName).
+    /// `clusterIPs` ["None"] for a headless one, [] for none at all (ExternalName); `status` as a
+    /// cloud's controller would write it (no load balancer by default).
     public func putService(_ namespace: String, _ name: String, clusterIPs: [String], ports: [(String, String, Int)],
-                           spec extra: [String: Any] = [:], labels: [String: String] = [:]) throws {
+                           spec extra: [String: Any] = [:], labels: [String: String] = [:],
+                           status: [String: Any] = ["loadBalancer": [String: Any]()]) throws {
         var spec: [String: Any] = [
             "type": "ClusterIP",
             "ports": ports.map { ["name": $0.0, "protocol": $0.1, "port": $0.2, "targetPort": $0.0] },
@@ -108,7 +110,7 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
             spec["ipFamilies"] = clusterIPs.map { $0.contains(":") ? "IPv6" : "IPv4" }
         }
         spec.merge(extra) { $1 }
-        let service: [String: Any] = ["metadata": ["name": name, "namespace": namespace, "labels": labels], "spec": spec, "status": ["loadBalancer": [:]]]
+        let service: [String: Any] = ["metadata": ["name": name, "namespace": namespace, "labels": labels], "spec": spec, "status": status]
         try control("PUT", "/services/\(namespace)/\(name)", body: try JSONSerialization.data(withJSONObject: service))
     }
 

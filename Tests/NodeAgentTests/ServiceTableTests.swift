@@ -27,9 +27,16 @@ final class ServiceTableTests: XCTestCase {
         return .init(addresses: [address], conditions: conditions, nodeName: node)
     }
 
-    private func table(_ services: [(String, APIService)], _ slices: [(String, EndpointSlice)], node: String = "a") -> ServiceTable {
-        ServiceTable(services: Dictionary(uniqueKeysWithValues: services), slices: Dictionary(uniqueKeysWithValues: slices), node: .init(name: node))
+    private func table(_ services: [(String, APIService)], _ slices: [(String, EndpointSlice)], node: String = "a",
+                       policy: ServiceAddressPolicy = .init()) -> ServiceTable {
+        var view = ServiceTable.NodeView(name: node)
+        view.addressPolicy = policy
+        return ServiceTable(services: Dictionary(uniqueKeysWithValues: services), slices: Dictionary(uniqueKeysWithValues: slices), node: view)
     }
+
+    /// The documentation ranges (RFC 5737, 3849) allowed as external IPs.
+    private let documentationRanges = ServiceAddressPolicy(externalIPRanges: ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]
+        .map { IPPrefix($0)! })
 
     private func entry(_ table: ServiceTable, _ key: String) -> ServiceTable.Entry? { table.entries[NodeStore.Service(key)!] }
 
@@ -40,7 +47,7 @@ final class ServiceTableTests: XCTestCase {
     func testEveryClusterIPOfBothFamiliesGetsTheEndpointsOfItsFamily() {
         let table = table([service("web", clusterIPs: ["10.96.0.10", "fd00:96::10"]) { $0.externalIPs = ["198.51.100.7"] }],
                           [slice("web-v4", of: "web", "IPv4", [endpoint("10.1.1.5"), endpoint("10.1.2.5", node: "b")]),
-                           slice("web-v6", of: "web", "IPv6", [endpoint("fd00:1:1::5")])])
+                           slice("web-v6", of: "web", "IPv6", [endpoint("fd00:1:1::5")])], policy: documentationRanges)
         XCTAssertEqual(backends(table, "10.96.0.10:80/tcp"), ["10.1.1.5:8080", "10.1.2.5:8080"])
         XCTAssertEqual(backends(table, "[fd00:96::10]:80/tcp"), ["[fd00:1:1::5]:8080"])
         XCTAssertEqual(backends(table, "198.51.100.7:80/tcp"), ["10.1.1.5:8080", "10.1.2.5:8080"], "external IPs are balanced too")
@@ -90,9 +97,11 @@ final class ServiceTableTests: XCTestCase {
         }
         lb.1.status = .init(loadBalancer: .init(ingress: [.init(ip: "198.51.100.40")]))
         let node = Node(metadata: ObjectMeta(name: "a"), status: .init(addresses: [.init(type: "InternalIP", address: "192.0.2.1")]))
+        var view = ServiceTable.NodeView(node, name: "a")
+        view.addressPolicy = documentationRanges
         let table = ServiceTable(services: Dictionary(uniqueKeysWithValues: [lb]),
                                  slices: Dictionary(uniqueKeysWithValues: [slice("lb-v4", of: "lb", "IPv4", [endpoint("10.1.2.5", node: "b")])]),
-                                 node: ServiceTable.NodeView(node, name: "a"))
+                                 node: view)
         for address in ["192.0.2.1:30090/tcp", "203.0.113.9:80/tcp", "198.51.100.40:80/tcp"] {
             XCTAssertEqual(entry(table, address)?.external, .cluster, address)
             XCTAssertEqual(backends(table, address), ["10.1.2.5:8080"], address)
@@ -215,5 +224,86 @@ final class ServiceTableTests: XCTestCase {
         XCTAssertEqual(table.entries.keys.map(\.description), ["10.96.0.1:80/tcp"])
         XCTAssertTrue(ServiceTable(services: services, slices: slices, node: .init(name: "a")).changes(to: table).isEmpty,
                       "one change at a time ends where a table built from scratch is")
+    }
+
+    // MARK: External addresses a Service may claim (CVE-2020-8554)
+
+    /// A cluster whose nodes are 192.0.2.1 (this one, and 203.0.113.9 outside) and 192.0.2.2, with
+    /// pods in 10.244.0.0/16 (node a's 10.244.1.0/24), Services in 10.96.0.0/16, and external
+    /// IPs allowed in 203.0.113.0/24 and 2001:db8:1::/48.
+    private let cluster = ServiceAddressPolicy(
+        externalIPRanges: [IPPrefix("203.0.113.0/24")!, IPPrefix("2001:db8:1::/48")!],
+        nodeAddresses: Set(["192.0.2.1", "203.0.113.9", "192.0.2.2"].map { IPAddress($0)! }),
+        clusterRanges: ["10.244.0.0/16", "10.244.1.0/24", "10.96.0.0/16"].map { IPPrefix($0)! })
+
+    private func claiming(_ externalIPs: [String], ingress: [APIService.Status.LoadBalancer.Ingress] = []) -> (String, APIService) {
+        var claimant = service("claimant", clusterIPs: ["10.96.0.60"]) {
+            $0.type = "LoadBalancer"
+            $0.externalIPs = externalIPs
+        }
+        claimant.1.status = .init(loadBalancer: .init(ingress: ingress))
+        return claimant
+    }
+
+    private func refused(_ table: ServiceTable) -> [String: String] {
+        Dictionary(uniqueKeysWithValues: (table.refusals["default/claimant"] ?? []).map { ("\($0.kind.rawValue) \($0.address)", $0.reason.rawValue) })
+    }
+
+    /// External IPs only inside the allowed ranges; never a node's address, a pod's or a
+    /// Service's range, or an address that means something else (loopback, link-local, multicast,
+    /// unspecified, broadcast, reserved, IPv4-mapped); the rest of the Service programmed.
+    func testExternalIPsOnlyInsideTheAllowedRangesAndNeverTheClustersOwn() {
+        let table = table([claiming(["8.8.8.8", "192.0.2.1", "203.0.113.9", "10.244.1.7", "10.96.0.10", "203.0.113.7", "2001:db8:1::7",
+                                     "127.0.0.1", "169.254.169.254", "224.0.0.251", "255.255.255.255", "0.0.0.0", "240.0.0.1",
+                                     "::1", "::", "fe80::1", "ff02::1", "::ffff:203.0.113.8", "2001:db8:2::7"])],
+                          [slice("claimant-v4", of: "claimant", "IPv4", [endpoint("10.244.1.5")])], policy: cluster)
+        XCTAssertEqual(table.entries.keys.map(\.description).sorted(), ["10.96.0.60:80/tcp", "203.0.113.7:80/tcp", "[2001:db8:1::7]:80/tcp"])
+        XCTAssertEqual(backends(table, "203.0.113.7:80/tcp"), ["10.244.1.5:8080"], "an allowed external IP keeps today's behaviour")
+        XCTAssertEqual(entry(table, "203.0.113.7:80/tcp")?.external, .cluster)
+        XCTAssertEqual(refused(table), [
+            "externalIP 8.8.8.8": "not_allowed", "externalIP 2001:db8:2::7": "not_allowed",
+            "externalIP 192.0.2.1": "node_address", "externalIP 203.0.113.9": "node_address",
+            "externalIP 10.244.1.7": "cluster_range", "externalIP 10.96.0.10": "cluster_range",
+            "externalIP 127.0.0.1": "special", "externalIP 169.254.169.254": "special", "externalIP 224.0.0.251": "special",
+            "externalIP 255.255.255.255": "special", "externalIP 0.0.0.0": "special", "externalIP 240.0.0.1": "special",
+            "externalIP ::1": "special", "externalIP ::": "special", "externalIP fe80::1": "special", "externalIP ff02::1": "special",
+            "externalIP ::ffff:203.0.113.8": "special",
+        ])
+
+        let nothingAllowed = self.table([claiming(["203.0.113.7"])], [], policy: ServiceAddressPolicy())
+        XCTAssertEqual(nothingAllowed.entries.keys.map(\.description), ["10.96.0.60:80/tcp"], "no range given: no external IP at all")
+        XCTAssertEqual(refused(nothingAllowed), ["externalIP 203.0.113.7": "not_allowed"])
+    }
+
+    /// LoadBalancer ingress IPs are not held to the allow-list (the cloud's controller writes
+    /// them, not tenants) but to every other refusal; one in ipMode Proxy is the load balancer's
+    /// to answer, never the node's.
+    func testLoadBalancerIPsRefusedLikeExternalIPsButTheAllowListAndProxyModeLeftToTheBalancer() {
+        let table = table([claiming([], ingress: [.init(ip: "198.51.100.40"), .init(ip: "198.51.100.41", ipMode: "Proxy"),
+                                                  .init(ip: "198.51.100.42", ipMode: "VIP"), .init(ip: "192.0.2.2"), .init(ip: "10.96.0.50"),
+                                                  .init(ip: "127.0.0.2")])],
+                          [slice("claimant-v4", of: "claimant", "IPv4", [endpoint("10.244.1.5")])], policy: cluster)
+        XCTAssertEqual(table.entries.keys.map(\.description).sorted(), ["10.96.0.60:80/tcp", "198.51.100.40:80/tcp", "198.51.100.42:80/tcp"])
+        XCTAssertEqual(entry(table, "198.51.100.40:80/tcp")?.external, .cluster)
+        XCTAssertNil(entry(table, "198.51.100.41:80/tcp"), "ipMode Proxy: reached through the load balancer, by pods and nodes too")
+        XCTAssertEqual(refused(table), ["loadBalancerIP 192.0.2.2": "node_address", "loadBalancerIP 10.96.0.50": "cluster_range",
+                                        "loadBalancerIP 127.0.0.2": "special"], "a Proxy-mode address is not refused: it is not the node's")
+    }
+
+    /// What is refused follows the Service: a refresh that drops the claim drops the refusal, and
+    /// a deleted Service takes its refusals with it.
+    func testRefusalsFollowTheService() {
+        var table = table([claiming(["8.8.8.8", "203.0.113.7"])], [], policy: cluster)
+        XCTAssertEqual(refused(table), ["externalIP 8.8.8.8": "not_allowed"])
+        var view = ServiceTable.NodeView(name: "a")
+        view.addressPolicy = cluster
+        let fixed = Dictionary(uniqueKeysWithValues: [claiming(["203.0.113.7"])])
+        let changes = table.refresh(["default/claimant"], services: fixed, slices: SliceIndex(), node: view)
+        XCTAssertTrue(changes.isEmpty, "the programmed entries did not change")
+        XCTAssertNil(table.refusals["default/claimant"])
+        _ = table.refresh(["default/claimant"], services: Dictionary(uniqueKeysWithValues: [claiming(["1.1.1.1"])]), slices: SliceIndex(), node: view)
+        XCTAssertEqual(refused(table), ["externalIP 1.1.1.1": "not_allowed"])
+        _ = table.refresh(["default/claimant"], services: [:], slices: SliceIndex(), node: view)
+        XCTAssertTrue(table.refusals.isEmpty)
     }
 }
