@@ -54,13 +54,7 @@ final class HealthCheckNodePorts: Sendable {
 
     /// Every address of both families; IPv4 alone where the node has no IPv6.
     private func listen(on port: UInt16) async throws -> any Channel {
-        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { [state] channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(Handler(port: port, state: state))
-                }
-            }
+        let bootstrap = AgentListener.bootstrap(.healthCheckNodePort) { [state] in Handler(port: port, state: state) }
         do { return try await bootstrap.bind(host: "::", port: Int(port)).get() } catch {
             return try await bootstrap.bind(host: "0.0.0.0", port: Int(port)).get()
         }
@@ -102,9 +96,12 @@ final class HealthCheckNodePorts: Sendable {
             headers.add(name: "Content-Type", value: "application/json")
             headers.add(name: "X-Content-Type-Options", value: "nosniff")
             headers.add(name: "Content-Length", value: String(body.count))
+            // One probe, one connection, as kube-proxy answers: a load balancer holds none open.
+            headers.add(name: "Connection", value: "close")
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
         }
     }
 }

@@ -10,13 +10,7 @@ public final class HealthServer: Sendable {
     private let channel: any Channel
 
     public static func start(host: String, port: Int, agent: Agent) async throws -> HealthServer {
-        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(Handler(agent: agent))
-                }
-            }
+        let bootstrap = AgentListener.bootstrap(.health) { Handler(agent: agent) }
         return HealthServer(channel: try await bootstrap.bind(host: host, port: port).get())
     }
 

@@ -105,6 +105,12 @@ struct Run: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "swiftpath-agent")
+        do {
+            let limit = try OpenFileLimit.raiseToHard()
+            logger.info("open file limit", metadata: ["soft": "\(limit.soft)", "hard": "\(limit.hard)"])
+        } catch {
+            logger.warning("open file limit not raised", metadata: ["error": "\(error)"])
+        }
         var settings = try node.settings()
         settings.healthHost = healthAddress
         settings.healthPort = healthPort

@@ -57,11 +57,14 @@ final class AgentClusterTests: XCTestCase {
         for i in 1...3 { try standIn.putNode("node-\(i)", podCIDRs: podCIDRs(i), internalIPs: internalIPs(i)) }
     }
 
-    func startAgent(_ i: Int, _ extraArguments: [String] = []) throws {
+    /// Starts node `i`'s agent; with `softOpenFileLimit`, under that soft RLIMIT_NOFILE (the
+    /// hard one kept), as a container runtime might start it.
+    func startAgent(_ i: Int, _ extraArguments: [String] = [], softOpenFileLimit: Int? = nil) throws {
         let node = nodes[i - 1]
         let agent = Process()
         agent.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        agent.arguments = ["--net=/run/netns/\(node.netns)", agentBinary, "run", "--kubeconfig", try standIn.kubeconfig(),
+        agent.arguments = ["--net=/run/netns/\(node.netns)"] + (softOpenFileLimit.map { ["prlimit", "--nofile=\($0):"] } ?? []) + [
+                           agentBinary, "run", "--kubeconfig", try standIn.kubeconfig(),
                            "--node-name", "node-\(i)", "--cni-bin-dir", binDir(i), "--cni-conf-dir", confDir(i),
                            "--plugin-binary", pluginBinary, "--store-root", node.storeRoot, "--device", "wire\(i)",
                            "--cgroup-root", node.cgroup, "--cluster-cidr", "10.31.0.0/16", "fd00:31::/48",

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// What a client of one of the agent's HTTP listeners may hold: the agent runs on every node with
+/// a handful of descriptors to spare, and a health check node port answers whoever reaches the
+/// node, so neither many connections nor slow ones may pile up.
+struct ListenerLimits: Sendable {
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    var maxConnections: Int
+    /// How long a connection may take to send a whole request, counted from its opening or from
+    /// the end of the previous answer; it is closed when the time is up (slowloris).
+    var requestDeadline: TimeAmount
+
+    /// Load balancers probe every node's health check node port every few seconds, one
+    /// connection a probe.
+    static let healthCheckNodePort = ListenerLimits(maxConnections: 64, requestDeadline: .seconds(5))
+    /// /healthz, /readyz and /metrics: kubelet's probes and a scraper or two.
+    static let health = ListenerLimits(maxConnections: 16, requestDeadline: .seconds(5))
+}
+
+/// HTTP/1.1 listeners with `ListenerLimits` enforced.
+enum AgentListener {
+    /// A bootstrap whose connections get the HTTP server pipeline, the request deadline and a
+    /// fresh `handler()`.
+    static func bootstrap(_ limits: ListenerLimits, handler: @escaping @Sendable () -> any ChannelHandler) -> ServerBootstrap {
+        ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ConnectionCap(limit: limits.maxConnections))
+                }
+            }
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(RequestDeadline(limits.requestDeadline))
+                    try channel.pipeline.syncOperations.addHandler(handler())
+                }
+            }
+    }
+}
+
+/// Counts a listener's open connections and closes each one accepted beyond the cap. It sits in
+/// the listening channel's pipeline ahead of the bootstrap's own accept handler, so it sees the
+/// connections in the order the kernel hands them over, before any reaches an event loop.
+final class ConnectionCap: ChannelInboundHandler, Sendable {
+    typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+
+    private let limit: Int
+    private let open = NIOLockedValueBox(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let accepted = unwrapInboundIn(data)
+        let admitted = open.withLockedValue { count -> Bool in
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else {
+            accepted.close(promise: nil)
+            return
+        }
+        accepted.closeFuture.whenComplete { [open] _ in open.withLockedValue { $0 -= 1 } }
+        context.fireChannelRead(data)
+    }
+}
+
+/// Closes a connection that has not delivered a whole request (head and body) within the deadline
+/// of its opening or of the end of the previous answer. A timeout between reads would not do: a
+/// client sending a byte every few seconds would hold the connection for ever.
+final class RequestDeadline: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let deadline: TimeAmount
+    private var timer: Scheduled<Void>?
+
+    init(_ deadline: TimeAmount) { self.deadline = deadline }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { disarm() }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        disarm()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // The request is whole; answering it may take its time (readiness asks the agent).
+        if case .end = unwrapInboundIn(data) { disarm() }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        // Answered: a kept-alive connection has the same time again for its next request.
+        if case .end = unwrapOutboundIn(data) { arm(context) }
+        context.write(data, promise: promise)
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: deadline) { context.close(promise: nil) }
+    }
+
+    private func disarm() {
+        timer?.cancel()
+        timer = nil
+    }
+}
