@@ -127,6 +127,12 @@ public actor Agent {
                 }
             }
         }
+        let snapshots = Task.detached { [settings, metrics] in
+            while !Task.isCancelled {
+                await Self.takeDatapathSnapshot(metrics)
+                try? await Task.sleep(nanoseconds: settings.metricsSnapshotSeconds * 1_000_000_000)
+            }
+        }
         await withTaskCancellationHandler {
             await watch.value
             for task in serviceWatches { await task.value }
@@ -134,6 +140,7 @@ public actor Agent {
             await expiry.value
             await reaper.value
             await promoter.value
+            await snapshots.value
         } onCancel: {
             watch.cancel()
             for task in serviceWatches { task.cancel() }
@@ -141,6 +148,7 @@ public actor Agent {
             expiry.cancel()
             reaper.cancel()
             promoter.cancel()
+            snapshots.cancel()
         }
     }
 
@@ -173,6 +181,19 @@ public actor Agent {
     private static let sweepQueue = DispatchQueue(label: "swiftpath.agent.connection-sweep")
 
     private static let promotionQueue = DispatchQueue(label: "swiftpath.agent.promotions")
+
+    /// Where the datapath's figures for /metrics are read: the read waits for the store's lock,
+    /// which an ADD or DEL holds, and walks maps, neither of which may stall a task's thread.
+    private static let snapshotQueue = DispatchQueue(label: "swiftpath.agent.metrics")
+
+    private static func takeDatapathSnapshot(_ metrics: AgentMetrics) async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            snapshotQueue.async {
+                metrics.takeDatapathSnapshot()
+                done.resume()
+            }
+        }
+    }
 
     /// Moves the pods ADD started on tc to their tcx links (see `Datapath.requestPromotion`). Off
     /// the actor: every attach waits for a grace period.
@@ -212,10 +233,13 @@ public actor Agent {
     /// Steps 1 and 2: the datapath, then the plugin binary; and a look for kube-proxy's rules.
     private func ensureNodeSetup() async {
         kubeProxyRules = KubeProxy.rules()
+        let wasReady = datapathReady
         await step("datapath") { () throws(StepError) in
             try ensureDatapath()
             datapathReady = true
         }
+        // The datapath's figures as soon as there is a datapath, not at the next snapshot.
+        if datapathReady && !wasReady { Self.snapshotQueue.async { [metrics] in metrics.takeDatapathSnapshot() } }
         guard datapathReady else { return }
         await step("plugin") { () throws(StepError) in
             do throws(SystemCallError) {

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPF
 import Datapath
+import Foundation
+import NIOConcurrencyHelpers
 import NodeStore
 import Prometheus
 
-/// The agent's Prometheus metrics, and the datapath's own counters read from the pinned maps at
-/// each scrape (they are the programs' counters, monotonic, not the agent's).
+/// The agent's Prometheus metrics, and the datapath's own counters read from the pinned maps by a
+/// periodic snapshot (they are the programs' counters, monotonic, not the agent's).
 public final class AgentMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     let storeRoot: String
@@ -63,33 +65,55 @@ public final class AgentMetrics: Sendable {
                                                  .milliseconds(500), .seconds(2), .seconds(10)])
     }
 
-    /// The exposition text: the agent's metrics, then the datapath's counters by interface and
-    /// path and the endpoints on the node.
+    /// The datapath's part of the exposition text, as the last snapshot left it.
+    private let datapathText = NIOLockedValueBox("")
+
+    /// The exposition text: the agent's metrics, then the datapath's figures as the last snapshot
+    /// took them. Never touches the store: a scrape must neither wait for the store's lock (held
+    /// by ADDs and DELs, and by anyone who takes it) nor walk maps on the cooperative pool.
     public func exposition() -> [UInt8] {
-        var text = registry.emitToString()
-        guard let store = try? EndpointStore.openExisting(root: storeRoot), let datapath = Datapath.openExisting(store: store) else {
-            return Array(text.utf8)
+        Array((registry.emitToString() + datapathText.withLockedValue { $0 }).utf8)
+    }
+
+    /// Reads the datapath's figures into the text /metrics serves. Waits for the store's lock and
+    /// walks maps: call it off the cooperative pool (the agent's snapshot queue does).
+    func takeDatapathSnapshot(now: Double = Date().timeIntervalSince1970) {
+        guard let store = try? EndpointStore.openExisting(root: storeRoot), let datapath = Datapath.openExisting(store: store) else { return }
+        var text = Self.counterFigures(datapath) + Self.endpointFigures(datapath) + Self.connectionTableFigures(datapath)
+        text += "# HELP swiftpath_agent_datapath_snapshot_timestamp_seconds When the datapath's figures were read\n"
+        text += "# TYPE swiftpath_agent_datapath_snapshot_timestamp_seconds gauge\n"
+        text += "swiftpath_agent_datapath_snapshot_timestamp_seconds \(now)\n"
+        datapathText.withLockedValue { $0 = text }
+    }
+
+    /// The programs' packet and byte counters, by interface and path.
+    private static func counterFigures(_ datapath: Datapath) -> String {
+        guard let counters = try? datapath.counters() else { return "" }
+        var text = "# HELP swiftpath_datapath_packets_total Packets by the path the BPF programs gave them\n"
+        text += "# TYPE swiftpath_datapath_packets_total counter\n"
+        for counter in counters {
+            text += "swiftpath_datapath_packets_total{ifindex=\"\(counter.ifindex)\",path=\"\(counter.path.name)\"} \(counter.packets)\n"
         }
-        if let counters = try? datapath.counters() {
-            text += "# HELP swiftpath_datapath_packets_total Packets by the path the BPF programs gave them\n"
-            text += "# TYPE swiftpath_datapath_packets_total counter\n"
-            for counter in counters {
-                text += "swiftpath_datapath_packets_total{ifindex=\"\(counter.ifindex)\",path=\"\(counter.path.name)\"} \(counter.packets)\n"
-            }
-            text += "# HELP swiftpath_datapath_bytes_total Bytes by the path the BPF programs gave them\n"
-            text += "# TYPE swiftpath_datapath_bytes_total counter\n"
-            for counter in counters {
-                text += "swiftpath_datapath_bytes_total{ifindex=\"\(counter.ifindex)\",path=\"\(counter.path.name)\"} \(counter.bytes)\n"
-            }
+        text += "# HELP swiftpath_datapath_bytes_total Bytes by the path the BPF programs gave them\n"
+        text += "# TYPE swiftpath_datapath_bytes_total counter\n"
+        for counter in counters {
+            text += "swiftpath_datapath_bytes_total{ifindex=\"\(counter.ifindex)\",path=\"\(counter.path.name)\"} \(counter.bytes)\n"
         }
-        if let connections = try? datapath.translatedConnections() {
-            text += "# HELP swiftpath_translated_connections Connections from outside the uplinks translated to a backend\n"
-            text += "# TYPE swiftpath_translated_connections gauge\nswiftpath_translated_connections \(connections.count)\n"
-        }
-        if let endpoints = try? datapath.endpointCounts() {
-            text += "# HELP swiftpath_endpoints Pod addresses in the datapath's endpoint maps\n# TYPE swiftpath_endpoints gauge\n"
-            text += "swiftpath_endpoints{family=\"ipv4\"} \(endpoints.v4)\nswiftpath_endpoints{family=\"ipv6\"} \(endpoints.v6)\n"
-        }
-        return Array(text.utf8)
+        return text
+    }
+
+    /// The pod addresses in the endpoint maps, by family.
+    private static func endpointFigures(_ datapath: Datapath) -> String {
+        guard let endpoints = try? datapath.endpointCounts() else { return "" }
+        return "# HELP swiftpath_endpoints Pod addresses in the datapath's endpoint maps\n# TYPE swiftpath_endpoints gauge\n"
+            + "swiftpath_endpoints{family=\"ipv4\"} \(endpoints.v4)\nswiftpath_endpoints{family=\"ipv6\"} \(endpoints.v6)\n"
+    }
+
+    /// The uplinks' connection table (`sp_nat`): every figure about it belongs here, read in the
+    /// one walk of the table a snapshot makes.
+    private static func connectionTableFigures(_ datapath: Datapath) -> String {
+        guard let connections = try? datapath.translatedConnections() else { return "" }
+        return "# HELP swiftpath_translated_connections Connections from outside the uplinks translated to a backend\n"
+            + "# TYPE swiftpath_translated_connections gauge\nswiftpath_translated_connections \(connections.count)\n"
     }
 }

@@ -48,6 +48,9 @@ public struct AgentSettings: Sendable {
     /// How long connections from outside to node ports, external and LoadBalancer IPs are kept idle.
     public var connectionTimeouts = ConnectionTimeouts()
 
+    /// How often the datapath's figures that /metrics serves are read (a scrape reads the last).
+    public var metricsSnapshotSeconds: UInt64 = 5
+
     /// How often the agent looks for pods that ADD started on tc, to move them to their tcx links,
     /// besides the moment ADD asks (it watches the requests' folder).
     public var promotionMilliseconds: UInt64 = 100

@@ -50,6 +50,7 @@ public final class HealthServer: Sendable {
             case "/readyz":
                 let readiness = await agent.readiness()
                 return (readiness.ready ? .ok : .serviceUnavailable, Array((readiness.detail + "\n").utf8))
+            // The last snapshot: a scrape never waits for the store's lock nor walks a map.
             case "/metrics": return (.ok, agent.metrics.exposition())
             default: return (.notFound, Array("not found\n".utf8))
             }

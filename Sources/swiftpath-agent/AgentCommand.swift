@@ -93,6 +93,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Address of /healthz, /readyz and /metrics") var healthAddress = "127.0.0.1"
     @Option(help: "Port of /healthz, /readyz and /metrics") var healthPort = 9876
     @Option(help: "Seconds between full resyncs") var resyncSeconds = 300
+    @Option(help: "Seconds between reads of the datapath's figures that /metrics serves") var metricsInterval: UInt64 = 5
     @Option(help: "Seconds an idle TCP connection from outside (to a node port, external or LoadBalancer IP) is kept")
     var tcpTimeout: UInt64 = ConnectionTimeouts().tcpSeconds
     @Option(help: "Seconds such a TCP connection is kept after a RST or a FIN each way") var tcpClosingTimeout: UInt64 = ConnectionTimeouts().tcpClosingSeconds
@@ -115,6 +116,7 @@ struct Run: AsyncParsableCommand {
         settings.healthHost = healthAddress
         settings.healthPort = healthPort
         settings.resyncSeconds = resyncSeconds
+        settings.metricsSnapshotSeconds = max(1, metricsInterval)
         settings.connectionTimeouts.tcpSeconds = tcpTimeout
         settings.connectionTimeouts.tcpClosingSeconds = tcpClosingTimeout
         settings.connectionTimeouts.udpSeconds = udpTimeout

@@ -3,7 +3,8 @@ import Foundation
 import XCTest
 
 /// The agent's HTTP listeners (/healthz, /readyz and /metrics; the health check node ports) hold
-/// their limits against clients that open many connections or send slowly.
+/// their limits against clients that open many connections or send slowly, and /metrics answers
+/// from its snapshot whoever holds the store's lock.
 extension AgentClusterTests {
     /// listenerclient.py in node `i`'s netns: its JSON answer.
     func listenerClient(node i: Int, _ arguments: String...) throws -> [String: Any] {
@@ -48,5 +49,29 @@ extension AgentClusterTests {
         XCTAssertEqual(figures.count, 2, "\(openFiles)")
         XCTAssertEqual(figures.first, figures.last, "soft limit raised to the hard one: \(openFiles)")
         XCTAssertNotEqual(figures.first, "256", "\(openFiles)")
+    }
+
+    /// /metrics answers at once, with the datapath's figures, while the test holds the store's
+    /// lock (as a long ADD or a stuck tool would): the figures come from the last snapshot.
+    func testMetricsAnswerWhileTheStoreIsLocked() throws {
+        try startAgent(1, ["--metrics-interval", "1"])
+        try waitFor("node 1 ready") { ready(1) }
+        let metrics = { try runProcess(["nsenter", "--net=/run/netns/\(self.nodes[0].netns)", "curl", "-s", "-m", "3", "-w", "\n%{http_code}",
+                                         "http://127.0.0.1:9876/metrics"]).stdout }
+        try waitFor("the datapath's figures in /metrics") { try metrics().contains("swiftpath_endpoints{family=\"ipv4\"}") }
+
+        let store = open(nodes[0].storeRoot, O_RDONLY | O_DIRECTORY)
+        XCTAssertGreaterThanOrEqual(store, 0)
+        defer { close(store) }
+        XCTAssertEqual(flock(store, LOCK_EX), 0)
+        defer { flock(store, LOCK_UN) }
+        sleep(2)   // snapshots fall due, and wait for the lock
+        let start = Date()
+        let answer = try metrics()
+        let elapsed = Date().timeIntervalSince(start)
+        XCTAssertTrue(answer.hasSuffix("\n200"), "answered under the lock: \(answer.suffix(200))")
+        XCTAssertTrue(answer.contains("swiftpath_endpoints{family=\"ipv4\"}"), "with the datapath's figures: \(answer.suffix(400))")
+        XCTAssertTrue(answer.contains("swiftpath_agent_datapath_snapshot_timestamp_seconds"), answer)
+        XCTAssertLessThan(elapsed, 1, "promptly")
     }
 }
