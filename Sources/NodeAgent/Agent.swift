@@ -51,6 +51,9 @@ public actor Agent {
     /// Whether `serviceNode` was made from the Nodes: until then no Service is programmed, as the
     /// addresses its external IPs must not claim are not known.
     private var serviceNodeKnown = false
+    /// This node's interface addresses as last read: kept when a read fails, so that a failure
+    /// never lets a Service claim one.
+    private var ownAddresses: [IPAddress] = []
     private let healthCheckNodePorts: HealthCheckNodePorts
     /// The cluster's node addresses as last written to the datapath (never masqueraded); nil:
     /// not known to be in the maps (at start, after a failure, at each resync).
@@ -314,12 +317,11 @@ public actor Agent {
     /// node's own interfaces (read again at each resync: an address a node gives itself need not
     /// be in the API).
     private func addressPolicy(nodes: some Collection<Node>, nodeAddresses: Set<IPAddress>) -> ServiceAddressPolicy {
-        var own: [IPAddress] = []
-        do throws(SystemCallError) { own = try netlink().addresses().map(\.address) } catch {
-            logger.warning("this node's addresses unknown to the external address policy", metadata: ["error": "\(error)"])
+        do throws(SystemCallError) { ownAddresses = try netlink().addresses().map(\.address) } catch {
+            logger.warning("this node's addresses not read again for the external address policy", metadata: ["error": "\(error)"])
         }
         let podCIDRs = nodes.flatMap { $0.podCIDRs.compactMap { IPPrefix($0) } }
-        return ServiceAddressPolicy(externalIPRanges: settings.externalIPCIDRs, nodeAddresses: nodeAddresses.union(own),
+        return ServiceAddressPolicy(externalIPRanges: settings.externalIPCIDRs, nodeAddresses: nodeAddresses.union(ownAddresses),
                                     clusterRanges: Set(settings.clusterCIDRs + settings.serviceCIDRs + podCIDRs)
                                         .sorted { ($0.address, $0.length) < ($1.address, $1.length) })
     }

@@ -293,15 +293,17 @@ extension AgentClusterTests {
         XCTAssertEqual(try programmedServices(1)["10.96.0.20:80/tcp"], v4)
     }
 
-    /// CVE-2020-8554: a Service claiming 8.8.8.8, another node's address and an address of a
-    /// node's pod CIDR as external IPs gets none of them programmed, only the one inside the range
-    /// the operator allows; its LoadBalancer IP in ipMode Proxy is left to the load balancer. The
-    /// refusals are counted by reason and logged once, not at every resync.
+    /// CVE-2020-8554: a Service claiming 8.8.8.8, another node's address, an address node 1 has
+    /// that the API does not list, and an address of a node's pod CIDR as external IPs gets none
+    /// of them programmed, only the one inside the range the operator allows; its LoadBalancer IP
+    /// in ipMode Proxy is left to the load balancer. The refusals are counted by reason and logged
+    /// once, not at every resync.
     func testExternalAddressesOnlyWhereTheOperatorAllows() throws {
+        try nodes[0].exec("ip", "addr", "add", "203.0.113.50/32", "dev", "lo")
         try startAgent(1, ["--external-ip-cidrs", "203.0.113.0/24,2001:db8:1::/48"])
         try waitFor("node 1 ready") { ready(1) }
         try standIn.putService("default", "claimant", clusterIPs: ["10.96.0.70"], ports: [("http", "TCP", 80)],
-                               spec: ["type": "LoadBalancer", "externalIPs": ["8.8.8.8", internalIPs(2)[0], "10.31.2.9", "203.0.113.7"]],
+                               spec: ["type": "LoadBalancer", "externalIPs": ["8.8.8.8", internalIPs(2)[0], "203.0.113.50", "10.31.2.9", "203.0.113.7"]],
                                status: ["loadBalancer": ["ingress": [["ip": "198.51.100.41", "ipMode": "Proxy"], ["ip": "198.51.100.40", "ipMode": "VIP"]]]])
         try standIn.putEndpointSlice("default", "claimant-ipv4", service: "claimant", addressType: "IPv4", ports: [("http", "TCP", 8080)],
                                      endpoints: [.init("10.31.1.50", node: "node-1")])
@@ -309,7 +311,7 @@ extension AgentClusterTests {
         try waitFor("the Service programmed without the addresses it may not claim") { try programmedServices(1) == expected }
         let refused = { (reason: String) in try self.agentMetric(1, "swiftpath_agent_service_addresses_refused_count{reason=\"\(reason)\"}") }
         XCTAssertEqual(try refused("not_allowed"), 1)
-        XCTAssertEqual(try refused("node_address"), 1)
+        XCTAssertEqual(try refused("node_address"), 2, "another node's, and one of node 1's own")
         XCTAssertEqual(try refused("cluster_range"), 1)
         XCTAssertEqual(try refused("special"), 0)
 
