@@ -27,6 +27,8 @@ struct ServiceAddressPolicy: Equatable, Sendable {
         case notAllowed = "not_allowed"
         case nodeAddress = "node_address"
         case clusterRange = "cluster_range"
+        /// A Service's cluster IP (found in the Services, not in a range).
+        case clusterIP = "cluster_ip"
         /// Loopback, link-local, multicast, unspecified, broadcast, reserved, IPv4-mapped.
         case special
     }

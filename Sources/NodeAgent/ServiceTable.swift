@@ -42,6 +42,14 @@ struct ServiceTable {
     /// The external addresses each Service (namespace/name) claims that are not programmed.
     private var refusedOf: [String: [ServiceAddressPolicy.Refusal]] = [:]
 
+    /// The cluster IPs of each Service, and how many Services hold each address: no Service may
+    /// claim another's cluster IP as an external address (its entry would replace the other's),
+    /// whether or not the service CIDRs are configured.
+    private var clusterIPsOf: [String: [IPAddress]] = [:]
+    private var clusterIPHolders: [IPAddress: Int] = [:]
+    /// The Services that claim external addresses: recomputed whenever a cluster IP comes or goes.
+    private var claimants = Set<String>()
+
     /// The health check node port of each Service (namespace/name) that has one.
     private var healthCheckOf: [String: (port: UInt16, check: HealthCheck)] = [:]
 
@@ -102,31 +110,75 @@ struct ServiceTable {
     /// it); returns what changed.
     mutating func refresh(_ keys: some Sequence<String>, services: [String: KubernetesAPI.Service], slices: SliceIndex,
                           node: NodeView) -> Changes {
-        var set: [NodeStore.Service: Entry] = [:], deleted = Set<NodeStore.Service>()
+        var keys = Array(keys)
+        if fileClusterIPs(keys, services: services) { keys = Array(Set(keys).union(claimants)) }
+        let clusterIPHolders = self.clusterIPHolders
+        var freshOf: [String: [NodeStore.Service: Entry]] = [:]
         for key in keys {
             var fresh: [NodeStore.Service: Entry] = [:], unsupported: [String] = [], healthCheck: (port: UInt16, check: HealthCheck)?
             var refused: [ServiceAddressPolicy.Refusal] = []
             if let service = services[key], Self.isProxied(service) {
                 let serviceSlices = slices.slices(of: key)
-                (fresh, unsupported, refused) = Self.entries(of: service, key: key, slices: serviceSlices, node: node)
+                (fresh, unsupported, refused) = Self.entries(of: service, key: key, slices: serviceSlices, node: node) {
+                    clusterIPHolders[$0] != nil
+                }
                 healthCheck = Self.healthCheck(of: service, slices: serviceSlices, node: node)
             }
+            freshOf[key] = fresh
+            unsupportedOf[key] = unsupported.isEmpty ? nil : unsupported
+            refusedOf[key] = refused.isEmpty ? nil : refused
+            healthCheckOf[key] = healthCheck
+        }
+        // Every entry given up before any is taken: the address one Service gives up in this pass
+        // may be the one another takes (a claim refused once a Service holds it as its cluster IP).
+        var set: [NodeStore.Service: Entry] = [:], deleted = Set<NodeStore.Service>()
+        for (key, fresh) in freshOf {
             for gone in entriesOf[key] ?? [] where fresh[gone] == nil {
                 entries[gone] = nil
                 deleted.insert(gone)
             }
+        }
+        for (key, fresh) in freshOf {
             for (service, entry) in fresh where entries[service] != entry {
                 entries[service] = entry
                 set[service] = entry
                 deleted.remove(service)
             }
             entriesOf[key] = fresh.isEmpty ? nil : Array(fresh.keys)
-            unsupportedOf[key] = unsupported.isEmpty ? nil : unsupported
-            refusedOf[key] = refused.isEmpty ? nil : refused
-            healthCheckOf[key] = healthCheck
         }
         return Changes(set: set.sorted { $0.key.description < $1.key.description }.map { ($0.key, $0.value) },
                        delete: deleted.sorted { $0.description < $1.description })
+    }
+
+    /// Files the cluster IPs and the claims of the Services `keys` names; whether a cluster IP came
+    /// or went.
+    private mutating func fileClusterIPs(_ keys: [String], services: [String: KubernetesAPI.Service]) -> Bool {
+        var changed = false
+        for key in keys {
+            let service = services[key]
+            let fresh = service.map(Self.clusterIPs) ?? []
+            for address in clusterIPsOf[key] ?? [] {
+                clusterIPHolders[address, default: 0] -= 1
+                if clusterIPHolders[address] == 0 {
+                    clusterIPHolders[address] = nil
+                    changed = true
+                }
+            }
+            for address in fresh {
+                clusterIPHolders[address, default: 0] += 1
+                if clusterIPHolders[address] == 1 { changed = true }
+            }
+            clusterIPsOf[key] = fresh.isEmpty ? nil : fresh
+            let claims = !(service?.spec?.externalIPs ?? []).isEmpty || !(service?.status?.loadBalancer?.ingress ?? []).isEmpty
+            if claims { claimants.insert(key) } else { claimants.remove(key) }
+        }
+        return changed
+    }
+
+    /// A Service's cluster IPs (none when headless).
+    static func clusterIPs(of service: KubernetesAPI.Service) -> [IPAddress] {
+        guard let spec = service.spec else { return [] }
+        return Array(Set((spec.clusterIPs ?? spec.clusterIP.map { [$0] } ?? []).compactMap { IPAddress($0) })).sorted()
     }
 
     /// Headless and ExternalName Services have no address to balance; a Service labelled with a
@@ -139,12 +191,12 @@ struct ServiceTable {
 
     /// A Service's entries by kube-proxy's rules, the ports it has that are not balanced, and the
     /// external addresses it claims that the node's policy refuses.
-    private static func entries(of service: KubernetesAPI.Service, key: String, slices: [EndpointSlice],
-                                node: NodeView) -> ([NodeStore.Service: Entry], [String], [ServiceAddressPolicy.Refusal]) {
+    private static func entries(of service: KubernetesAPI.Service, key: String, slices: [EndpointSlice], node: NodeView,
+                                isClusterIP: (IPAddress) -> Bool) -> ([NodeStore.Service: Entry], [String], [ServiceAddressPolicy.Refusal]) {
         guard let spec = service.spec else { return ([:], [], []) }
         var entries: [NodeStore.Service: Entry] = [:], unsupported: [String] = []
-        let clusterIPs = (spec.clusterIPs ?? spec.clusterIP.map { [$0] } ?? []).compactMap { IPAddress($0) }
-        let (externalIPs, refused) = externalAddresses(of: service, policy: node.addressPolicy)
+        let clusterIPs = Self.clusterIPs(of: service)
+        let (externalIPs, refused) = externalAddresses(of: service, policy: node.addressPolicy, isClusterIP: isClusterIP)
         let affinity = spec.sessionAffinity == "ClientIP"
             ? UInt32(clamping: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? Int(defaultAffinitySeconds)) : 0
         // internalTrafficPolicy governs the cluster IPs; traffic to an external address or to a
@@ -185,18 +237,19 @@ struct ServiceTable {
     }
 
     /// The external IPs and LoadBalancer ingress IPs of a Service that the node answers for: those
-    /// the policy lets through, in the order the Service lists them; the others refused. An ingress
+    /// the policy lets through and that are no Service's cluster IP, in the order the Service lists
+    /// them; the others refused. An ingress
     /// IP in ipMode Proxy is not the node's to answer: the load balancer proxies its traffic and
     /// sends it on to a node port itself, so pods and nodes must reach that address through the
     /// load balancer too (whose source checks and TLS termination, say, they would skip otherwise).
-    static func externalAddresses(of service: KubernetesAPI.Service,
-                                  policy: ServiceAddressPolicy) -> (answered: [IPAddress], refused: [ServiceAddressPolicy.Refusal]) {
+    static func externalAddresses(of service: KubernetesAPI.Service, policy: ServiceAddressPolicy,
+                                  isClusterIP: (IPAddress) -> Bool) -> (answered: [IPAddress], refused: [ServiceAddressPolicy.Refusal]) {
         let externalIPs = (service.spec?.externalIPs ?? []).compactMap { IPAddress($0) }.map { ($0, ServiceAddressPolicy.Kind.externalIP) }
         let ingressIPs = (service.status?.loadBalancer?.ingress ?? []).filter { $0.ipMode != "Proxy" }
             .compactMap { $0.ip.flatMap { IPAddress($0) } }.map { ($0, ServiceAddressPolicy.Kind.loadBalancerIP) }
         var answered: [IPAddress] = [], refused: [ServiceAddressPolicy.Refusal] = []
         for (address, kind) in externalIPs + ingressIPs {
-            if let reason = policy.refusal(of: address, as: kind) {
+            if let reason = policy.refusal(of: address, as: kind) ?? (isClusterIP(address) ? .clusterIP : nil) {
                 refused.append(.init(address: address, kind: kind, reason: reason))
             } else if !answered.contains(address) {
                 answered.append(address)

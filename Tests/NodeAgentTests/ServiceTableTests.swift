@@ -306,4 +306,66 @@ final class ServiceTableTests: XCTestCase {
         _ = table.refresh(["default/claimant"], services: [:], slices: SliceIndex(), node: view)
         XCTAssertTrue(table.refusals.isEmpty)
     }
+
+    /// Without the service CIDRs configured (or with an allow-list that covers them), a claim on
+    /// another Service's cluster IP is still refused: its entry would replace that Service's. A
+    /// cluster IP that comes or goes later is found on the claims already there.
+    func testAnotherServicesClusterIPIsNeverAnExternalAddress() {
+        let careless = ServiceAddressPolicy(externalIPRanges: [IPPrefix("10.96.0.0/16")!])
+        var view = ServiceTable.NodeView(name: "a")
+        view.addressPolicy = careless
+        let dns = service("dns", clusterIPs: ["10.96.0.10"])
+        var services = Dictionary(uniqueKeysWithValues: [dns, claiming(["10.96.0.10", "10.96.7.7"])])
+        var slices = SliceIndex()
+        let sliceObjects = Dictionary(uniqueKeysWithValues: [slice("dns-v4", of: "dns", "IPv4", [endpoint("10.244.1.53")]),
+                                                             slice("claimant-v4", of: "claimant", "IPv4", [endpoint("10.244.1.5")]),
+                                                             slice("late-v4", of: "late", "IPv4", [endpoint("10.244.1.77")])])
+        _ = slices.update(sliceObjects.keys, from: sliceObjects)
+        var table = ServiceTable(services: services, slices: slices, node: view)
+        XCTAssertEqual(backends(table, "10.96.0.10:80/tcp"), ["10.244.1.53:8080"], "the Service keeps its cluster IP")
+        XCTAssertEqual(entry(table, "10.96.0.10:80/tcp")?.external, ExternalTraffic.none)
+        XCTAssertEqual(backends(table, "10.96.7.7:80/tcp"), ["10.244.1.5:8080"])
+        XCTAssertEqual(refused(table), ["externalIP 10.96.0.10": "cluster_ip"])
+
+        let late = service("late", clusterIPs: ["10.96.7.7"])
+        services[late.0] = late.1
+        let taken = table.refresh([late.0], services: services, slices: slices, node: view)
+        XCTAssertEqual(taken.set.map(\.service.description), ["10.96.7.7:80/tcp"])
+        XCTAssertEqual(taken.delete, [], "written over, not deleted")
+        XCTAssertEqual(backends(table, "10.96.7.7:80/tcp"), ["10.244.1.77:8080"], "the new cluster IP is its Service's")
+        XCTAssertEqual(refused(table), ["externalIP 10.96.0.10": "cluster_ip", "externalIP 10.96.7.7": "cluster_ip"])
+
+        services[late.0] = nil
+        let given = table.refresh([late.0], services: services, slices: slices, node: view)
+        XCTAssertEqual(given.set.map(\.service.description), ["10.96.7.7:80/tcp"])
+        XCTAssertEqual(backends(table, "10.96.7.7:80/tcp"), ["10.244.1.5:8080"], "the claim holds again once the cluster IP is gone")
+        XCTAssertEqual(entry(table, "10.96.7.7:80/tcp")?.external, .cluster)
+        XCTAssertEqual(refused(table), ["externalIP 10.96.0.10": "cluster_ip"])
+    }
+
+    /// Cluster IPs that go, in one pass, while claims on them hold again: each address ends with
+    /// its claim's entry, whatever order the Services are recomputed in (eight pairs, so that an
+    /// order-dependent table would lose some).
+    func testClusterIPsGivenUpAndClaimedInOnePass() {
+        var view = ServiceTable.NodeView(name: "a")
+        view.addressPolicy = ServiceAddressPolicy(externalIPRanges: [IPPrefix("10.96.0.0/16")!])
+        var services: [String: APIService] = [:]
+        for i in 1...8 {
+            let holder = service("holder\(i)", clusterIPs: ["10.96.8.\(i)"])
+            let claim = service("claim\(i)", clusterIPs: ["10.96.9.\(i)"]) { $0.externalIPs = ["10.96.8.\(i)"] }
+            services[holder.0] = holder.1
+            services[claim.0] = claim.1
+        }
+        var table = ServiceTable(services: services, slices: SliceIndex(), node: view)
+        XCTAssertEqual(table.refusals.count, 8, "every claim refused while its address is a cluster IP")
+        let holders = (1...8).map { "default/holder\($0)" }
+        for key in holders { services[key] = nil }
+        let changes = table.refresh(holders, services: services, slices: SliceIndex(), node: view)
+        XCTAssertEqual(changes.delete, [])
+        XCTAssertEqual(changes.set.count, 8)
+        for i in 1...8 {
+            XCTAssertEqual(entry(table, "10.96.8.\(i):80/tcp")?.external, .cluster, "claim \(i) holds its address")
+        }
+        XCTAssertTrue(table.refusals.isEmpty)
+    }
 }
