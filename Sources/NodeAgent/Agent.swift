@@ -40,6 +40,7 @@ public actor Agent {
     private var kubeProxyRules: [String] = []
     private let connectionSweeper: ConnectionSweeper
     private var reportedForeignRoutes: [IPPrefix] = []
+    private var reportedRefusedCIDRs: [String] = []
     private var pluginInstalled = false
     private var conflistWritten = false
     /// The uplinks as the last datapath step found them: the conflist's MTU is the first one's.
@@ -301,6 +302,13 @@ public actor Agent {
                 logger.info("routes to other nodes' pods", metadata: [
                     "added": "\(outcome.added)", "replaced": "\(outcome.replaced)", "removed": "\(outcome.removed)", "owned": "\(outcome.owned)",
                 ])
+            }
+            let refused = NodeRoutes.refused(nodes: Array(objects.values), ownName: settings.nodeName, clusterCIDRs: settings.clusterCIDRs)
+            if refused != reportedRefusedCIDRs {
+                reportedRefusedCIDRs = refused
+                if !refused.isEmpty {
+                    logger.warning("pod CIDRs outside --cluster-cidr, or default routes: no route to them", metadata: ["cidrs": "\(refused)"])
+                }
             }
             if outcome.foreign != reportedForeignRoutes {
                 reportedForeignRoutes = outcome.foreign

@@ -109,11 +109,25 @@ public final class AgentMetrics: Sendable {
             + "swiftpath_endpoints{family=\"ipv4\"} \(endpoints.v4)\nswiftpath_endpoints{family=\"ipv6\"} \(endpoints.v6)\n"
     }
 
-    /// The uplinks' connection table (`sp_nat`): every figure about it belongs here, read in the
-    /// one walk of the table a snapshot makes.
+    /// The uplinks' connection tables (`sp_nat`, `sp_nat_new`): every figure about them belongs
+    /// here. Evictions the agent's sweep counts (swiftpath_agent_connections_evicted_total), drops
+    /// the programs (the `drop_no_snat_port` path).
     private static func connectionTableFigures(_ datapath: Datapath) -> String {
-        guard let connections = try? datapath.translatedConnections() else { return "" }
-        return "# HELP swiftpath_translated_connections Connections from outside the uplinks translated to a backend\n"
-            + "# TYPE swiftpath_translated_connections gauge\nswiftpath_translated_connections \(connections.count)\n"
+        var text = ""
+        if let connections = try? datapath.translatedConnections() {
+            text += "# HELP swiftpath_translated_connections Connections from outside the uplinks translated to a backend\n"
+            text += "# TYPE swiftpath_translated_connections gauge\nswiftpath_translated_connections \(connections.count)\n"
+        }
+        if let occupancy = try? datapath.connectionTableOccupancy() {
+            text += "# HELP swiftpath_connection_table_entries Entries in the uplinks' connection tables, two per connection\n"
+            text += "# TYPE swiftpath_connection_table_entries gauge\n"
+            text += "swiftpath_connection_table_entries{table=\"confirmed\"} \(occupancy.confirmed)\n"
+            text += "swiftpath_connection_table_entries{table=\"unconfirmed\"} \(occupancy.unconfirmed)\n"
+            text += "# HELP swiftpath_connection_table_capacity Entries the uplinks' connection tables hold at most\n"
+            text += "# TYPE swiftpath_connection_table_capacity gauge\n"
+            text += "swiftpath_connection_table_capacity{table=\"confirmed\"} \(occupancy.confirmedCapacity)\n"
+            text += "swiftpath_connection_table_capacity{table=\"unconfirmed\"} \(occupancy.unconfirmedCapacity)\n"
+        }
+        return text
     }
 }

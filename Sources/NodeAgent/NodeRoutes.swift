@@ -30,6 +30,16 @@ public enum NodeRoutes {
         return routes
     }
 
+    /// The pod CIDRs of other nodes that `desired` refuses: what the operator should hear about
+    /// (a --cluster-cidr that misses the cluster's own ranges, or a Node object that lies).
+    public static func refused(nodes: [Node], ownName: String, clusterCIDRs: [IPPrefix]) -> [String] {
+        nodes.filter { $0.metadata.name != ownName }.flatMap { node in
+            node.podCIDRs.compactMap { IPPrefix($0) }
+                .filter { cidr in cidr.length == 0 || !(clusterCIDRs.isEmpty || clusterCIDRs.contains { $0.contains(cidr) }) }
+                .map { "\(node.metadata.name): \($0)" }
+        }.sorted()
+    }
+
     /// What changed on the node.
     public struct Outcome: Equatable, Sendable {
         public var added = 0

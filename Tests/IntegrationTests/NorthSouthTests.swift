@@ -136,7 +136,7 @@ extension AgentClusterTests {
     /// flood fills only the unconfirmed table, the resets are passed on without ending anything,
     /// and every held connection still reaches its backend.
     func testHeldConnectionsSurviveASynFloodAndForgedResets() throws {
-        for i in 1...2 { try startAgent(i) }
+        for i in 1...2 { try startAgent(i, ["--metrics-interval", "1"]) }
         try waitFor("nodes 1 and 2 ready") { (1...2).allSatisfy(ready) }
         let web = try webBackends()
         try putNodePortService("held", tcp: 30082, udp: 30055, policy: "Cluster", externalIPs: [],
@@ -157,6 +157,11 @@ extension AgentClusterTests {
         let unconfirmed = listed.filter { $0["unconfirmed"] as? Bool == true }.count
         print("SYN flood: \(figures); node 1's table after it: \(listed.count - unconfirmed) confirmed, \(unconfirmed) unconfirmed")
         XCTAssertGreaterThan(unconfirmed, 1000, "the flood reached the table")
+        try waitFor("the agent's figures show the flood") {
+            try agentMetric(1, "swiftpath_connection_table_entries{table=\"unconfirmed\"}") > 2000
+                && agentMetric(1, "swiftpath_connection_table_capacity{table=\"unconfirmed\"}") > 0
+        }
+        XCTAssertGreaterThanOrEqual(try agentMetric(1, "swiftpath_connection_table_entries{table=\"confirmed\"}"), 64)
 
         // Resets as far from each connection's sequence as can be, taken from the table itself.
         let resets = try confirmedSequenceMarks(node: 1, servicePort: 30082, client: internalIPs(3)[0]).flatMap { client, mark in
@@ -165,7 +170,9 @@ extension AgentClusterTests {
         XCTAssertEqual(resets.count, 32 * 16)
         let sent = try runProcess(["nsenter", "--net=\(outside)", "python3", testScript("flood.py"), "rst", address, "30082"] + resets)
         XCTAssertEqual(sent.status, 0, sent.stderr)
-        XCTAssertGreaterThanOrEqual(try uplinkPackets(1, "nat_reset_ignored"), Double(resets.count))
+        try waitFor("every reset passed over, as the agent's figures count them") {
+            try uplinkPackets(1, "nat_reset_ignored") >= Double(resets.count)
+        }
 
         let after = try holder.release()
         XCTAssertEqual(after["tcp"] as? [String], held, "every held connection still reaches its backend: \(after)")

@@ -101,6 +101,9 @@ elif mode == "hold":
     fresh_udp = socket.socket(family(address), socket.SOCK_DGRAM)
     fresh_udp.settimeout(2)
     fresh_udp.connect((address, udp_port))
-    with socket.create_connection((address, tcp_port), timeout=2) as conn:
-        after["again"] = {"tcp": conn.recv(100).decode(), "udp": use(fresh_udp)}
+    try:
+        with socket.create_connection((address, tcp_port), timeout=2) as conn:
+            after["again"] = {"tcp": conn.recv(100).decode(), "udp": use(fresh_udp)}
+    except OSError as error:
+        after["again"] = {"tcp": errno.errorcode.get(error.errno, str(error)), "udp": use(fresh_udp)}
     print(json.dumps(after), flush=True)

@@ -32,6 +32,8 @@ final class NodeAgentTests: XCTestCase {
                        ["8.8.8.0/24 via 10.0.0.9 proto 157", "10.1.9.0/24 via 10.0.0.9 proto 157"], "no default route, ever")
         XCTAssertEqual(NodeRoutes.desired(nodes: nodes, ownName: "a", clusterCIDRs: [IPPrefix("10.1.0.0/16")!]).map(\.description),
                        ["10.1.9.0/24 via 10.0.0.9 proto 157"], "only inside the cluster's CIDRs when they are known")
+        XCTAssertEqual(NodeRoutes.refused(nodes: nodes, ownName: "a", clusterCIDRs: [IPPrefix("10.1.0.0/16")!]),
+                       ["evil: 0.0.0.0/0", "evil: 8.8.8.0/24", "evil: ::/0"], "what the operator hears about")
     }
 
     func testTheOlderSinglePodCIDRIsRead() {
