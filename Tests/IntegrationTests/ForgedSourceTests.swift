@@ -94,12 +94,16 @@ final class ForgedSourceTests: XCTestCase {
             Packets.ipv6(from: mac, to: allNodesMAC, attack.victim6, allNodes, hopLimit: 255, nextHeader: 58, payload: Packets.icmp6(136)),
             Packets.ipv6(from: mac, to: allNodesMAC, linkLocal, allNodes, hopLimit: 255, nextHeader: 58, payload: Packets.icmp6(134)),
             Packets.ethernet(from: mac, to: gateway, type: 0x88cc, payload: attack.udp("l2")),
+            // Its own packet inside an 802.1Q tag: the receive path takes the tag off before the
+            // program runs, which must still not carry the pod's frame onto a VLAN.
+            Packets.ethernet(from: mac, to: gateway, type: 0x8100, payload: [0, 7, 0x08, 0x00]
+                             + Array(Packets.ipv4(from: mac, to: gateway, attack.own4, attack.victim4, payload: attack.udp("v4")).dropFirst(14))),
         ]).forEach { XCTFail("\($0) reached another pod") }
         let after = try attack.node.stats()
         func grew(_ path: String) -> Int { after.packets(role: "endpoint", path: path) - before.packets(role: "endpoint", path: path) }
         XCTAssertGreaterThanOrEqual(grew("drop_spoofed_source"), 2, "ARP and neighbour advertisement for another pod's address")
         XCTAssertGreaterThanOrEqual(grew("drop_router_message"), 1, "router advertisement")
-        XCTAssertGreaterThanOrEqual(grew("drop_not_ip"), 1, "LLDP")
+        XCTAssertGreaterThanOrEqual(grew("drop_not_ip"), 2, "LLDP, and the VLAN-tagged frame")
 
         let hostEnd = try XCTUnwrap(attack.node.hostVeths().first)
         for (key, value) in [("net.ipv4.conf.\(hostEnd).rp_filter", "1"), ("net.ipv4.conf.\(hostEnd).accept_redirects", "0"),

@@ -22,7 +22,8 @@ int uplink_ingress(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 
-	if ((void *)(eth + 1) > data_end)
+	/* A frame that came tagged is for a VLAN device above the uplink, not for the node's pods. */
+	if (skb->vlan_present || (void *)(eth + 1) > data_end)
 		return TC_ACT_UNSPEC;
 	if (eth->h_proto != bpf_htons(ETH_P_IP) && eth->h_proto != bpf_htons(ETH_P_IPV6))
 		return TC_ACT_UNSPEC;

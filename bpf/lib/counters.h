@@ -10,8 +10,9 @@ struct packet {
 	__u32 ifindex;
 	__u32 len;
 	__u32 pkt_type;		/* PACKET_HOST, PACKET_BROADCAST, ... */
+	__u32 vlan_present;	/* the receive path took an 802.1Q tag off the frame into the skb */
 	struct ethhdr *eth;
-	struct iphdr *ip4;	/* exactly one of ip4 / ip6 is set when parse() returns SP_PARSED (see parse()) */
+	struct iphdr *ip4;	/* the fixed IP header, once whole: see parse() */
 	struct ipv6hdr *ip6;
 };
 

@@ -37,6 +37,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 	pkt->ifindex = skb->ifindex;
 	pkt->len = skb->len;
 	pkt->pkt_type = skb->pkt_type;
+	pkt->vlan_present = skb->vlan_present;
 	if ((void *)(eth + 1) > data_end)
 		return SP_DROP_MALFORMED;
 	pkt->eth = eth;

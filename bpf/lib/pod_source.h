@@ -58,7 +58,15 @@ static __always_inline int ip6_is_unspecified(const struct in6_addr *addr)
 	return !(addr->in6_u.u6_addr32[0] | addr->in6_u.u6_addr32[1] | addr->in6_u.u6_addr32[2] | addr->in6_u.u6_addr32[3]);
 }
 
-/* ARP says who has an address: only the pod's own, from its own MAC, is believed. */
+/* ff01::/16 and ff02::/16 (interface- and link-local scope): where neighbour discovery, DAD and
+ * MLD send, and no router forwards. */
+static __always_inline int ip6_is_link_scope_multicast(const struct in6_addr *addr)
+{
+	return addr->in6_u.u6_addr8[0] == 0xff && (addr->in6_u.u6_addr8[1] & 0x0f) <= 2;
+}
+
+/* ARP says who has an address: only the pod's own, from its own MAC, is believed (an ARP probe,
+ * sender 0.0.0.0, is no pod's: its addresses come from IPAM, never from probing). */
 static __always_inline int arp_forged(struct __sk_buff *skb, const struct packet *pkt)
 {
 	struct sp_arp_ip4 *arp = (void *)(pkt->eth + 1);
@@ -73,7 +81,7 @@ static __always_inline int arp_forged(struct __sk_buff *skb, const struct packet
 
 	if (spoofed)
 		return spoofed;
-	return ep && mac_equal(arp->sender_mac, ep->pod_mac) ? 0 : SP_DROP_SPOOFED_MAC;
+	return mac_equal(arp->sender_mac, ep->pod_mac) ? 0 : SP_DROP_SPOOFED_MAC;
 }
 
 /* The ICMP type at `offset`, or -1 when the packet ends before it. */
@@ -159,7 +167,7 @@ static __always_inline int ip6_forged(struct __sk_buff *skb, const struct packet
 		/* Neighbour discovery, DAD and MLD speak from these: believed from the pod's own device
 		 * and MAC, and only on the link (no router forwards them off it). */
 		spoofed = source_is_endpoint(pkt, pod_device(pkt->ifindex));
-		if (!spoofed && !ip6_is_link_local(&ip6->daddr) && ip6->daddr.in6_u.u6_addr8[0] != 0xff)
+		if (!spoofed && !ip6_is_link_local(&ip6->daddr) && !ip6_is_link_scope_multicast(&ip6->daddr))
 			spoofed = SP_DROP_SPOOFED_SOURCE;
 	} else {
 		spoofed = SP_DROP_SPOOFED_SOURCE;
@@ -175,6 +183,10 @@ static __always_inline int ip6_forged(struct __sk_buff *skb, const struct packet
  * which set the IP header of any IP packet whose fixed header is whole. */
 static __always_inline int forged_by_pod(struct __sk_buff *skb, const struct packet *pkt)
 {
+	/* A pod's veth carries no VLANs: a tagged frame (the tag already off the data, in the skb)
+	 * would leave the node, or reach another pod, on a VLAN of the pod's choosing. */
+	if (pkt->vlan_present)
+		return SP_DROP_NOT_IP;
 	if (pkt->ip4)
 		return ip4_forged(skb, pkt);
 	if (pkt->ip6)
