@@ -487,5 +487,25 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(try datapath.connectionTableEntries(), 0)
         result = try run(pod, Packets.transport(from: podA, to: hostA, a4, client4, proto: tcp, sport: 8080, dport: 42001, flags: syn | ack))
         XCTAssertEqual(Packets.transport(of: result.packet).src, a4, "not taken for the node port's")
+
+        // An attacker who knows a confirmed connection's tuple but not its sequence: a FIN far from
+        // the mark is not believed, so a SYN then restarts nothing and a reset at the SYN's
+        // sequence is far from the mark; a SYN straight to the pod leaves the live connection be.
+        _ = try run(uplink, fromOutside(client4, node4, tcp, 42002, 30080))
+        _ = try run(pod, Packets.transport(from: podA, to: hostA, a4, client4, proto: tcp, sport: 8080, dport: 42002, flags: syn | ack,
+                                           seq: 5000, ack: 2))
+        _ = try run(uplink, fromOutside(client4, node4, tcp, 42002, 30080, flags: ack, seq: 2, ack: 5001))
+        XCTAssertEqual(try datapath.translatedConnections().map(\.unconfirmed), [false])
+        let blind: UInt32 = 0x9000_0000
+        for flags: UInt8 in [0x01 | ack, syn, 0x04] {
+            result = try run(uplink, fromOutside(client4, node4, tcp, 42002, 30080, flags: flags, seq: blind, ack: 5001))
+            XCTAssertEqual(Packets.transport(of: result.packet).dst, a4, "passed on to the backend, which judges it itself")
+        }
+        XCTAssertEqual(try run(uplink, fromOutside(client4, a4, tcp, 42002, 8080, seq: blind)).verdict, TC_ACT_REDIRECT)
+        XCTAssertEqual(try datapath.connectionTableEntries(), 2, "the connection stands")
+        XCTAssertEqual(try datapath.translatedConnections().map(\.closing), [false])
+        result = try run(pod, Packets.transport(from: podA, to: hostA, a4, client4, proto: tcp, sport: 8080, dport: 42002, flags: ack,
+                                                seq: 5001, ack: 2))
+        XCTAssertEqual(Packets.transport(of: result.packet).src, node4, "its replies still leave as the node port's")
     }
 }

@@ -203,8 +203,18 @@ static __always_inline struct sp_nat *find_connection(const struct sp_tuple *tup
 	return nat ? nat : bpf_map_lookup_elem(&sp_nat_new, tuple);
 }
 
+/* Whether the packet's sequence number is near enough its direction's mark to be the sender's
+ * own: what a reset or a FIN must show before the table believes it. */
+static __always_inline int in_window(const struct sp_nat *nat, const struct flow_packet *flow)
+{
+	__s32 distance = (__s32)(flow->seq - nat->seq_mark);
+
+	return (nat->flags & SP_NAT_SEQ_SEEN) && distance >= -SP_NAT_RESET_BEHIND && distance < SP_NAT_SEQ_LEAP;
+}
+
 /* A packet of a known connection: the entry learns it was seen, whether its side closed, and
- * where its sequence is. A reset teaches it nothing: it may be forged. */
+ * where its sequence is. A reset teaches it nothing, and a FIN only near the mark: either may be
+ * forged, and a believed FIN lets a SYN start the tuple's next connection (a new mark). */
 static __always_inline void touch(struct sp_nat *nat, const struct flow_packet *flow)
 {
 	__u64 now = bpf_ktime_get_ns();
@@ -227,18 +237,10 @@ static __always_inline void touch(struct sp_nat *nat, const struct flow_packet *
 		if (restart)
 			flags &= ~SP_NAT_FIN;
 	}
-	if (tcp_flags & SP_TCP_FIN)
+	if ((tcp_flags & SP_TCP_FIN) && in_window(nat, flow))
 		flags |= SP_NAT_FIN;
 	if (flags != nat->flags)
 		nat->flags = flags;
-}
-
-/* Whether a reset of this direction is near enough its sequence to be the sender's own. */
-static __always_inline int reset_in_window(const struct sp_nat *nat, const struct flow_packet *flow)
-{
-	__s32 distance = (__s32)(flow->seq - nat->seq_mark);
-
-	return (nat->flags & SP_NAT_SEQ_SEEN) && distance >= -SP_NAT_RESET_BEHIND && distance < SP_NAT_SEQ_LEAP;
 }
 
 /* Removes both entries of the connection whose packets `from` are rewritten to `to`, from
@@ -297,7 +299,8 @@ static __always_inline struct sp_nat *confirm_connection(const struct flow_packe
 }
 
 /* A TCP SYN from outside straight to a local pod: an entry left by an earlier node port connection
- * of the same client port (closing, not yet expired) would take the pod's replies for its own. */
+ * of the same client port (closing, or never confirmed, and not yet expired) would take the pod's
+ * replies for its own. A live connection's entry stays: a forged SYN must not end it. */
 static __always_inline void forget_stale_reply(struct __sk_buff *skb, struct packet *pkt)
 {
 	struct flow_packet flow;
@@ -308,7 +311,7 @@ static __always_inline void forget_stale_reply(struct __sk_buff *skb, struct pac
 		return;
 	reverse_tuple(&reply, &flow.tuple);
 	stale = find_connection(&reply);
-	if (stale && (stale->flags & SP_NAT_REPLY_DIRECTION)) {
+	if (stale && (stale->flags & SP_NAT_REPLY_DIRECTION) && (stale->flags & (SP_NAT_FIN | SP_NAT_UNCONFIRMED))) {
 		struct sp_tuple to = stale->to;
 
 		forget_connection(&reply, &to);
@@ -335,7 +338,7 @@ static __always_inline int translate_flow(struct __sk_buff *skb, struct packet *
 	int reset = 0;
 
 	if (flow->tcp_flags & SP_TCP_RST) {
-		reset = reset_in_window(nat, flow);
+		reset = in_window(nat, flow);
 		if (!reset)
 			count(pkt, SP_NAT_RESET_IGNORED);
 	}
