@@ -217,9 +217,10 @@ public struct ConnectionTableSize: Sendable, Equatable {
 
     public init(confirmed: UInt32) { self.confirmed = min(max(confirmed, Self.smallest), Self.largest) }
 
-    /// A quarter of a percent of the node's memory, at about 160 bytes an entry (key, value and the
-    /// hash table's own), rounded down to a power of two: 262,144 entries (131,072 connections) on
-    /// a 24 GiB node, about 40 MiB; the smallest size below 8 GiB.
+    /// A quarter of a percent of the node's memory for sp_nat, at about 160 bytes an entry (key,
+    /// value and the hash table's own), rounded down to a power of two; sp_nat_new takes half as
+    /// much again. 262,144 entries (about 40 MiB, and 20 for sp_nat_new) on a 24 GiB node; the
+    /// smallest size below 4 GiB.
     public static func fromMemory(bytes: UInt64 = physicalMemory()) -> ConnectionTableSize {
         let entries = bytes / 400 / 160
         return ConnectionTableSize(confirmed: entries == 0 ? smallest : UInt32(clamping: 1 << (63 - entries.leadingZeroBitCount)))

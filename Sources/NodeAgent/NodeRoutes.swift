@@ -14,13 +14,14 @@ public enum NodeRoutes {
     public static let proto = RouteProtocol(rawValue: 157)
 
     /// The routes `nodes` call for on node `ownName`. A CIDR whose node has no InternalIP of its
-    /// family gets none; nor does one that is a default route, or, when the cluster's CIDRs are
-    /// known, one outside them: a Node object must not steer the node's other traffic.
+    /// family gets none; nor does one broader than /8 or /16 (a default route, or a pair of /1s),
+    /// or, when the cluster's CIDRs are known, one outside them: a Node object must not steer the
+    /// node's other traffic.
     public static func desired(nodes: [Node], ownName: String, clusterCIDRs: [IPPrefix] = []) -> [Route] {
         var routes: [Route] = []
         for node in nodes.sorted(by: { $0.metadata.name < $1.metadata.name }) where node.metadata.name != ownName {
             let addresses = node.internalIPs.compactMap { IPAddress($0) }
-            for cidr in node.podCIDRs.compactMap({ IPPrefix($0) }) where cidr.length > 0 {
+            for cidr in node.podCIDRs.compactMap({ IPPrefix($0) }) where cidr.length >= minimumLength(cidr.family) {
                 guard clusterCIDRs.isEmpty || clusterCIDRs.contains(where: { $0.contains(cidr) }) else { continue }
                 guard let via = addresses.first(where: { $0.family == cidr.family }) else { continue }
                 routes.append(Route(destination: IPPrefix(address: cidr.network, length: cidr.length)!, gateway: via,
@@ -30,12 +31,18 @@ public enum NodeRoutes {
         return routes
     }
 
+    /// The broadest pod CIDR a node may have a route to: kube-controller-manager hands out /24 and
+    /// /64 by default; anything near a default route (a /1 pair covers everything) is refused.
+    static func minimumLength(_ family: IPAddress.Family) -> Int { family == .v4 ? 8 : 16 }
+
     /// The pod CIDRs of other nodes that `desired` refuses: what the operator should hear about
     /// (a --cluster-cidr that misses the cluster's own ranges, or a Node object that lies).
     public static func refused(nodes: [Node], ownName: String, clusterCIDRs: [IPPrefix]) -> [String] {
         nodes.filter { $0.metadata.name != ownName }.flatMap { node in
             node.podCIDRs.compactMap { IPPrefix($0) }
-                .filter { cidr in cidr.length == 0 || !(clusterCIDRs.isEmpty || clusterCIDRs.contains { $0.contains(cidr) }) }
+                .filter { cidr in
+                    cidr.length < minimumLength(cidr.family) || !(clusterCIDRs.isEmpty || clusterCIDRs.contains { $0.contains(cidr) })
+                }
                 .map { "\(node.metadata.name): \($0)" }
         }.sorted()
     }

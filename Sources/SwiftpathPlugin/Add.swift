@@ -52,7 +52,13 @@ extension Plugin {
         do throws(CNIError) {
             let addressing = try ipam.allocate(for: attachment)
             rollback.onFailure("IPAM lease") { try ipam.release(for: attachment, addresses: addressing.ips.map(\.address.address)) }
-            try pending.record(in: store) { $0.addresses = addressing.ips.prefix(EndpointRecord.maxAddresses).map { .host($0.address.address) } }
+            // The record holds what the datapath is told, and GC removes what no record holds: an
+            // address past the record's room would be wired, then collected from a live pod.
+            guard addressing.ips.count <= EndpointRecord.maxAddresses else {
+                throw CNIError(.ipamFailure, "IPAM gave \(addressing.ips.count) addresses; a pod has at most \(EndpointRecord.maxAddresses)",
+                               details: addressing.ips.map(\.address.description).joined(separator: " "))
+            }
+            try pending.record(in: store) { $0.addresses = addressing.ips.map { .host($0.address.address) } }
 
             let veth = try createVeth(host: host, pod: podNetlink, podNamespace: podNamespace, mtu: mtu, rollback: &rollback)
             try pending.record(in: store) { record in

@@ -186,6 +186,20 @@ final class BadInputTests: XCTestCase {
         try assertNothingChanged(node)
     }
 
+    /// More addresses than a record holds (and so than the datapath is told, and GC keeps) is
+    /// refused, with every lease released.
+    func testMoreAddressesThanARecordHoldsAreRefused() throws {
+        let node = try TestNode(self)
+        let pod = try node.makePod("many")
+        let ranges = (1...5).map { [["subnet": "10.127.\($0).0/24"]] }
+        let config = node.config(extra: ["ipam": ["type": "host-local", "dataDir": node.ipamDataDir, "ranges": ranges]])
+        let outcome = try node.cni("ADD", containerID: "ctr-many", netns: pod, config: config)
+        XCTAssertEqual(outcome.errorCode, 102, outcome.stdout)
+        XCTAssertTrue(outcome.errorMessage.contains("at most 4"), outcome.errorMessage)
+        XCTAssertEqual(node.hostLocalReservations(), [], "every lease released")
+        try assertNothingChanged(node)
+    }
+
     func testExhaustedRangeRollsBackTheOtherFamily() throws {
         let node = try TestNode(self)
         let ranges: [[String: Any]] = [["subnet": "10.125.0.0/30"], ["subnet": "fd00:125::/64"]]

@@ -32,7 +32,7 @@ final class KubernetesAPITests: XCTestCase {
     /// Credentials never leave over plain HTTP (but to loopback), and a CA is never silently
     /// ignored for insecure-skip-tls-verify.
     func testCredentialsAreNeverSentInClear() throws {
-        for server in ["http://10.9.9.9:6443", "http://api.example:80", "ftp://10.9.9.9"] {
+        for server in ["http://10.9.9.9:6443", "http://api.example:80", "ftp://10.9.9.9", "http://127.evil.example:80"] {
             XCTAssertThrowsError(try KubeClient(access: ClusterAccess(server: server, token: .literal("secret"))), server)
         }
         var both = try ClusterAccess.kubeconfig(at: standIn.kubeconfig())

@@ -27,13 +27,14 @@ final class NodeAgentTests: XCTestCase {
 
     /// A Node object steers no other traffic: no default route, nothing outside the cluster's CIDRs.
     func testPodCIDRsThatWouldStealOtherRoutesGetNone() {
-        let nodes = [node("a", [], ["10.0.0.1"]), node("evil", ["0.0.0.0/0", "::/0", "8.8.8.0/24", "10.1.9.0/24"], ["10.0.0.9", "fd00::9"])]
+        let nodes = [node("a", [], ["10.0.0.1"]), node("evil", ["0.0.0.0/0", "::/0", "0.0.0.0/1", "128.0.0.0/1", "8.8.8.0/24", "10.1.9.0/24"], ["10.0.0.9", "fd00::9"])]
         XCTAssertEqual(NodeRoutes.desired(nodes: nodes, ownName: "a").map(\.description),
                        ["8.8.8.0/24 via 10.0.0.9 proto 157", "10.1.9.0/24 via 10.0.0.9 proto 157"], "no default route, ever")
         XCTAssertEqual(NodeRoutes.desired(nodes: nodes, ownName: "a", clusterCIDRs: [IPPrefix("10.1.0.0/16")!]).map(\.description),
                        ["10.1.9.0/24 via 10.0.0.9 proto 157"], "only inside the cluster's CIDRs when they are known")
         XCTAssertEqual(NodeRoutes.refused(nodes: nodes, ownName: "a", clusterCIDRs: [IPPrefix("10.1.0.0/16")!]),
-                       ["evil: 0.0.0.0/0", "evil: 8.8.8.0/24", "evil: ::/0"], "what the operator hears about")
+                       ["evil: 0.0.0.0/0", "evil: 0.0.0.0/1", "evil: 128.0.0.0/1", "evil: 8.8.8.0/24", "evil: ::/0"],
+                       "what the operator hears about")
     }
 
     func testTheOlderSinglePodCIDRIsRead() {

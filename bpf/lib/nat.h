@@ -399,9 +399,12 @@ static __always_inline struct sp_nat *open_connection(struct __sk_buff *skb, con
 	forward.to.dport = backend->port;
 	reverse_tuple(&reply.to, client);
 
+	/* Whether this run made the reply entry: only then is it this run's to take back. */
+	int made_reply = 1;
+
 	if (endpoint_at(backend->family, backend->addr)) {
 		reverse_tuple(&reply_key, &forward.to);
-		bpf_map_update_elem(&sp_nat_new, &reply_key, &reply, BPF_ANY);
+		made_reply = !bpf_map_update_elem(&sp_nat_new, &reply_key, &reply, BPF_NOEXIST);
 	} else {
 		int attempt;
 
@@ -423,8 +426,8 @@ static __always_inline struct sp_nat *open_connection(struct __sk_buff *skb, con
 			return 0;
 		}
 	}
-	/* Another CPU may have opened the same connection from a retransmitted SYN: its entry wins. */
-	if (bpf_map_update_elem(&sp_nat_new, client, &forward, BPF_NOEXIST))
+	/* Another CPU may have opened the same connection from a retransmitted SYN: its entries win. */
+	if (bpf_map_update_elem(&sp_nat_new, client, &forward, BPF_NOEXIST) && made_reply)
 		bpf_map_delete_elem(&sp_nat_new, &reply_key);
 	opened = bpf_map_lookup_elem(&sp_nat_new, client);
 	if (!opened)
