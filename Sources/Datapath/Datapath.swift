@@ -71,6 +71,8 @@ public final class Datapath {
     var unconfirmedNatMap: BPFMap { get throws(BPFError) { try map(Layouts.natNew) } }
     var nodes4: BPFMap { get throws(BPFError) { try map(Layouts.nodes4) } }
     var nodes6: BPFMap { get throws(BPFError) { try map(Layouts.nodes6) } }
+    var local4: BPFMap { get throws(BPFError) { try map(Layouts.local4) } }
+    var local6: BPFMap { get throws(BPFError) { try map(Layouts.local6) } }
 
     /// What to do when the store holds the datapath of a newer swiftpath release than this binary's.
     public enum Downgrade: Sendable {
@@ -301,4 +303,6 @@ enum Layouts {
     static let natNew = pin(DatapathMaps.natNew, sp_tuple.self, sp_nat.self)
     static let nodes4 = pin(DatapathMaps.nodes4, UInt32.self, UInt8.self)
     static let nodes6 = pin(DatapathMaps.nodes6, sp_addr6.self, UInt8.self)
+    static let local4 = pin(DatapathMaps.local4, UInt32.self, UInt8.self)
+    static let local6 = pin(DatapathMaps.local6, sp_addr6.self, UInt8.self)
 }

@@ -37,25 +37,34 @@ extension Datapath {
     /// anything changed.
     @discardableResult
     public func setClusterNodeAddresses(_ addresses: Set<IPAddress>) throws(BPFError) -> Bool {
-        let current = try clusterNodeAddresses()
+        try replaceAddressSet(try nodes4, try nodes6, with: addresses)
+    }
+
+    public func clusterNodeAddresses() throws(BPFError) -> Set<IPAddress> { try addressSet(try nodes4, try nodes6) }
+
+    /// Makes this node's own addresses (refused as a source from outside) exactly `addresses`.
+    /// Returns whether anything changed.
+    @discardableResult
+    public func setOwnAddresses(_ addresses: Set<IPAddress>) throws(BPFError) -> Bool {
+        try replaceAddressSet(try local4, try local6, with: addresses)
+    }
+
+    public func ownAddresses() throws(BPFError) -> Set<IPAddress> { try addressSet(try local4, try local6) }
+
+    /// A set of addresses kept in a pair of hash maps (IPv4 by its four bytes, IPv6 as sp_addr6).
+    private func replaceAddressSet(_ map4: BPFMap, _ map6: BPFMap, with addresses: Set<IPAddress>) throws(BPFError) -> Bool {
+        let current = try addressSet(map4, map6)
         for address in current.subtracting(addresses) {
-            if address.isIPv4 { try nodes4.delete(address.ipv4Key) } else { try nodes6.delete(address.ipv6Key) }
+            if address.isIPv4 { try map4.delete(address.ipv4Key) } else { try map6.delete(address.ipv6Key) }
         }
         for address in addresses.subtracting(current) {
-            if address.isIPv4 { try nodes4.upsert(address.ipv4Key, UInt8(1)) } else { try nodes6.upsert(address.ipv6Key, UInt8(1)) }
+            if address.isIPv4 { try map4.upsert(address.ipv4Key, UInt8(1)) } else { try map6.upsert(address.ipv6Key, UInt8(1)) }
         }
         return current != addresses
     }
 
-    public func clusterNodeAddresses() throws(BPFError) -> Set<IPAddress> {
-        var addresses = Set<IPAddress>()
-        for key in try nodes4.keys(as: UInt32.self) {
-            addresses.insert(IPAddress(bytes: withUnsafeBytes(of: key) { Array($0) })!)
-        }
-        for var key in try nodes6.keys(as: sp_addr6.self) {
-            addresses.insert(IPAddress(bytes: withUnsafeBytes(of: &key.addr) { Array($0) })!)
-        }
-        return addresses
+    private func addressSet(_ map4: BPFMap, _ map6: BPFMap) throws(BPFError) -> Set<IPAddress> {
+        Set(try map4.keys(as: UInt32.self).map(IPAddress.init(ipv4Key:)) + map6.keys(as: sp_addr6.self).map(IPAddress.init(ipv6Key:)))
     }
 
     public var masqueradeEnabled: Bool {

@@ -59,6 +59,8 @@ public actor Agent {
     /// The cluster's node addresses as last written to the datapath (never masqueraded); nil:
     /// not known to be in the maps (at start, after a failure, at each resync).
     private var writtenNodeAddresses: Set<IPAddress>?
+    /// This node's own addresses as last written into the datapath (refused as sources from outside).
+    private var writtenOwnAddresses: Set<IPAddress>?
     /// Held while the agent runs, once the store exists: DELs then retire their veths for the agent to reap.
     private var presence: AgentPresence?
 
@@ -160,6 +162,7 @@ public actor Agent {
     public func resync() async {
         await ensureNodeSetup()
         writtenNodeAddresses = nil
+        writtenOwnAddresses = nil
         if await nodes.synced { await reconcile(lastNodes) }
         if settings.services { await programServices(verify: true) }
     }
@@ -289,6 +292,18 @@ public actor Agent {
                     throw .datapath(.bpf(error))
                 }
                 writtenNodeAddresses = neverMasqueraded
+            }
+        }
+        let own = Set(ownAddresses)
+        if datapathReady && !own.isEmpty && own != writtenOwnAddresses {
+            await step("own addresses") { () throws(StepError) in
+                writtenOwnAddresses = nil
+                do throws(BPFError) {
+                    try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot)).setOwnAddresses(own)
+                } catch {
+                    throw .datapath(.bpf(error))
+                }
+                writtenOwnAddresses = own
             }
         }
         await step("routes") { () throws(StepError) in

@@ -95,6 +95,8 @@ struct DatapathCommand: ParsableCommand {
             let datapath = try Datapath.open(store: opened, downgrade: allowDowngrade ? .allow : .refuse, repair: damaged,
                                              connectionTable: connectionTableEntries.map(ConnectionTableSize.init) ?? .fromMemory())
             let netlink = try NetlinkSocket()
+            // The node's own addresses, refused as sources from outside (the agent keeps them current).
+            try datapath.setOwnAddresses(Set(try netlink.addresses().map(\.address)))
             let restored = try datapath.restore(try opened.records(), hostIndexExists: { index, name in
                 (try? netlink.link(index: index))??.name == name
             }, policy: .auto)

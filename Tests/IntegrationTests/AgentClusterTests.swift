@@ -160,6 +160,8 @@ final class AgentClusterTests: XCTestCase {
         }
         try waitFor("node 2's address written") { try neverMasqueraded().contains(internalIPs(2)[0]) }
         XCTAssertFalse(try neverMasqueraded().contains("198.51.100.7"), "an ExternalIP stays masqueraded to")
+        let own = try shell(["bpftool", "-j", "map", "dump", "pinned", "\(nodes[0].storeRoot)/datapath/sp_local4"])
+        XCTAssertTrue(own.contains(#"["0x0a","0x00","0x00","0x01"]"#), "node 1's own address, refused as a source from outside: \(own)")
         let routes = try ownRoutes(1)
         XCTAssertTrue(routes.contains("\(podCIDRs(2)[0]) via \(internalIPs(2)[0])"), routes)
         XCTAssertFalse(routes.contains("8.8.8.0/24"), routes)

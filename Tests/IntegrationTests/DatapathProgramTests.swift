@@ -168,6 +168,11 @@ final class DatapathProgramTests: XCTestCase {
             XCTAssertEqual(try verdict(uplink, Packets.ipv6(from: neighbour, to: hostA, IPAddress(source)!.bytes, b6)), TC_ACT_SHOT,
                            "source \(source)")
         }
+        // The node's own addresses, forged from outside: refused (another node's is a sender like any other).
+        try fixture.datapath.setOwnAddresses([IPAddress("10.200.0.1")!, IPAddress("fd00:200::1")!])
+        XCTAssertEqual(try verdict(uplink, Packets.ipv4(from: neighbour, to: hostA, [10, 200, 0, 1], b4)), TC_ACT_SHOT, "the node's own")
+        XCTAssertEqual(try verdict(uplink, Packets.ipv6(from: neighbour, to: hostA, IPAddress("fd00:200::1")!.bytes, b6)), TC_ACT_SHOT)
+        XCTAssertEqual(try verdict(uplink, Packets.ipv4(from: neighbour, to: hostA, [10, 200, 0, 2], b4)), TC_ACT_REDIRECT, "another's")
         // A bad IPv4 header checksum, on either program.
         var corrupt = Packets.ipv4(from: neighbour, to: hostA, outside, b4)
         corrupt[24] ^= 0xff
@@ -199,12 +204,12 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(try verdict(pod, Array(longHeader.prefix(14 + 33))), TC_ACT_SHOT)
 
         let counted = try fixture.counted()
-        XCTAssertEqual(counted[.dropMartianSource], 12)
+        XCTAssertEqual(counted[.dropMartianSource], 14)
         XCTAssertEqual(counted[.dropMalformed], 3)
         XCTAssertEqual(counted[.stackNotUnicast], 15)
         XCTAssertEqual(counted[.dropOtherHost], 2)
         XCTAssertNil(counted[.stackIPOptions])
-        XCTAssertNil(counted[.redirectPeer], "nothing was delivered")
+        XCTAssertEqual(counted[.redirectPeer], 1, "nothing was delivered but from another node")
         XCTAssertNil(counted[.redirectFIB])
         XCTAssertNil(counted[.redirectNeigh])
     }
@@ -424,7 +429,8 @@ final class DatapathProgramTests: XCTestCase {
         // outside, one without local endpoints (dropped) or without any (the node refuses it).
         XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41000, 30080, flags: ack)).verdict, TC_ACT_OK)
         XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41001, 30080, flags: syn | 0x01)).verdict, TC_ACT_OK)
-        for source in [[127, 0, 0, 1], [224, 0, 0, 1], a4] as [[UInt8]] {
+        try datapath.setOwnAddresses([IPAddress(bytes: node4)!])
+        for source in [[127, 0, 0, 1], [224, 0, 0, 1], a4, node4] as [[UInt8]] {
             XCTAssertEqual(try run(uplink, fromOutside(source, node4, tcp, 41002, 30080)).verdict, TC_ACT_SHOT, "source \(source)")
         }
         var corrupt = fromOutside(client4, node4, tcp, 41003, 30080)
@@ -450,7 +456,7 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(counted[.natConfirmed], 1)
         XCTAssertEqual(counted[.natReply], 2)
         XCTAssertEqual(counted[.stackNoFlow], 2)
-        XCTAssertEqual(counted[.dropMartianSource], 3)
+        XCTAssertEqual(counted[.dropMartianSource], 4)
         XCTAssertEqual(counted[.dropNoLocalBackend], 1)
         XCTAssertEqual(counted[.stackNoBackend], 1)
 

@@ -38,13 +38,14 @@ static __always_inline int ip6_is_special(const struct in6_addr *addr)
 	return 0;
 }
 
-/* A source from outside that cannot be a sender's, or is a local pod's own address. */
+/* A source from outside that cannot be a sender's, or is a local pod's own address, or this
+ * node's own. */
 static __always_inline int ip4_is_martian_source(__u32 saddr)
 {
-	return ip4_is_special(saddr) || endpoint4(saddr);
+	return ip4_is_special(saddr) || endpoint4(saddr) || bpf_map_lookup_elem(&sp_local4, &saddr);
 }
 
 static __always_inline int ip6_is_martian_source(const struct in6_addr *saddr)
 {
-	return ip6_is_special(saddr) || endpoint6(saddr);
+	return ip6_is_special(saddr) || endpoint6(saddr) || bpf_map_lookup_elem(&sp_local6, saddr);
 }

@@ -77,6 +77,26 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } sp_nodes6 SEC(".maps") __weak;
 
+/* This node's own addresses, written by the agent (and `datapath load`): no packet from outside
+ * carries one as its source. */
+#define SP_MAX_LOCAL_ADDRESSES 1024
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);			/* IPv4 address, network order */
+	__type(value, __u8);
+	__uint(max_entries, SP_MAX_LOCAL_ADDRESSES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_local4 SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sp_addr6);
+	__type(value, __u8);
+	__uint(max_entries, SP_MAX_LOCAL_ADDRESSES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sp_local6 SEC(".maps") __weak;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__type(key, struct sp_counter_key);
