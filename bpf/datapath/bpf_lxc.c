@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Host routing at the pod's veth: pod_egress, at tcx ingress of the host end of every pod's veth,
- * decides on what the pod sends, once pod_source.h has found the pod may send it. Linked with bpf_host.c and bpf_sock.c into the datapath object. */
+ * decides on what the pod sends, once pod_source.h has found the pod may send it. Linked with
+ * bpf_host.c and bpf_sock.c into the datapath object. */
 #include "common.h"
 #include "maps.h"
 #include "counters.h"
