@@ -32,7 +32,7 @@ fi
 
 if [ ! -f "$debian11/etc/debian_version" ]; then
   rm -rf "$debian11.partial"
-  debootstrap --variant=minbase bullseye "$debian11.partial" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >/dev/null
+  debootstrap --variant=minbase bullseye "$debian11.partial" "$(bash scripts/debian-mirror.sh)" >/dev/null
   mv "$debian11.partial" "$debian11"
 fi
 # The root without a libc: the plugin and the empty folders it and the runtime's paths need.

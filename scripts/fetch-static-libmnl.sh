@@ -17,7 +17,7 @@ target=.build-deps/libmnl
 [ -n "${sha256[$architecture]:-}" ] || { echo "no static libmnl known for $architecture" >&2; exit 1; }
 package=$(mktemp)
 trap 'rm -f "$package"' EXIT
-curl -fsSL -o "$package" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}/pool/main/libm/libmnl/libmnl-dev_${version}_$architecture.deb"
+curl -fsSL -o "$package" "$(bash scripts/debian-mirror.sh)/pool/main/libm/libmnl/libmnl-dev_${version}_$architecture.deb"
 echo "${sha256[$architecture]}  $package" | sha256sum -c --quiet
 rm -rf "$target" && mkdir -p "$target"
 dpkg-deb -x "$package" "$target"
