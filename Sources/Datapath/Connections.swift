@@ -61,6 +61,8 @@ public struct ConnectionSweep: Sendable, Equatable {
 
 /// How full the connection tables are.
 public struct ConnectionTableOccupancy: Sendable, Equatable {
+    /// Connections, counted by their client-side entries.
+    public var connections = 0
     public var confirmed = 0
     public var unconfirmed = 0
     public var confirmedCapacity = 0
@@ -112,7 +114,8 @@ extension Datapath {
     public func connectionTableOccupancy() throws(BPFError) -> ConnectionTableOccupancy {
         let table = try natTable()
         let unconfirmed = table.values.filter { $0.flags & SP_NAT_UNCONFIRMED != 0 }.count
-        return ConnectionTableOccupancy(confirmed: table.count - unconfirmed, unconfirmed: unconfirmed,
+        let connections = table.values.filter { $0.flags & SP_NAT_REPLY_DIRECTION == 0 }.count
+        return ConnectionTableOccupancy(connections: connections, confirmed: table.count - unconfirmed, unconfirmed: unconfirmed,
                                         confirmedCapacity: try natMap.maxEntries, unconfirmedCapacity: try unconfirmedNatMap.maxEntries)
     }
 

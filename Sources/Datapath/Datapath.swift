@@ -91,10 +91,10 @@ public final class Datapath {
     /// from the store's records. A newer release's datapath is never replaced unless `downgrade`
     /// allows it. `repair` loads again even a datapath that looks whole (one of whose maps is of
     /// another layout, say: only a full check, `status`, finds that).
-    /// `connectionTable` sizes the uplinks' connection tables where they are made anew (by
-    /// default from the node's memory); tables already pinned keep their size.
+    /// `connectionTable` sizes the uplinks' connection tables where they are made anew (nil: from
+    /// the node's memory, asked only then); tables already pinned keep their size.
     public static func open(store: EndpointStore, object: BPFObject = .datapath, downgrade: Downgrade = .keepNewer,
-                            repair: Bool = false, connectionTable: ConnectionTableSize = .fromMemory()) throws(BPFError) -> Datapath {
+                            repair: Bool = false, connectionTable: ConnectionTableSize? = nil) throws(BPFError) -> Datapath {
         let folder = store.root + "/datapath"
         if !repair, try isCurrent(loadedMeta(storeRoot: store.root), object, folder) { return Datapath(store: store) }
         return try store.withLockOrThrow { () throws(BPFError) -> Datapath in
@@ -147,7 +147,7 @@ public final class Datapath {
         Set(folderEntries(folder)).isSuperset(of: object.maps + object.programs)
     }
 
-    private static func install(_ object: BPFObject, store: EndpointStore, connectionTable: ConnectionTableSize) throws(BPFError) {
+    private static func install(_ object: BPFObject, store: EndpointStore, connectionTable: ConnectionTableSize?) throws(BPFError) {
         let folder = store.root + "/datapath"
         try makeFolder(folder)
         // Maps written under another SP_LAYOUT_VERSION may match in size and still mean other
@@ -159,7 +159,8 @@ public final class Datapath {
                 }
             }
         }
-        let loaded = try BPFObjectLoader.load(name: object.name, bytes: object.bytes, mapFolder: folder, sizes: connectionTable.sizes)
+        let loaded = try BPFObjectLoader.load(name: object.name, bytes: object.bytes, mapFolder: folder,
+                                              sizes: (connectionTable ?? .fromMemory()).sizes)
         guard loaded.programs[DatapathPrograms.podEgress] != nil, loaded.programs[DatapathPrograms.uplinkIngress] != nil else {
             throw BPFError("BPF object \(object.name) lacks \(DatapathPrograms.podEgress) or \(DatapathPrograms.uplinkIngress)")
         }

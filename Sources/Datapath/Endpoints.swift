@@ -67,22 +67,31 @@ extension Datapath {
     /// and device before it writes their entries: an entry written meanwhile is always recorded.
     /// An entry that changed since it was read is left alone.
     public func forgetUnrecordedEndpoints(records: () throws(BPFError) -> [EndpointRecord]) throws(BPFError) -> Int {
-        var seen: [(address: IPAddress, device: UInt32)] = []
+        struct Entry: Hashable {
+            let address: IPAddress
+            let hostIndex: Int32
+        }
+        var seen: [Entry] = []
         for key in try endpoints4.keys(as: UInt32.self) {
-            if let entry = try endpoints4.lookup(key, as: sp_endpoint.self) { seen.append((IPAddress(ipv4Key: key), entry.ifindex)) }
+            if let entry = try endpoints4.lookup(key, as: sp_endpoint.self) {
+                seen.append(Entry(address: IPAddress(ipv4Key: key), hostIndex: Int32(bitPattern: entry.ifindex)))
+            }
         }
         for key in try endpoints6.keys(as: sp_addr6.self) {
-            if let entry = try endpoints6.lookup(key, as: sp_endpoint.self) { seen.append((IPAddress(ipv6Key: key), entry.ifindex)) }
+            if let entry = try endpoints6.lookup(key, as: sp_endpoint.self) {
+                seen.append(Entry(address: IPAddress(ipv6Key: key), hostIndex: Int32(bitPattern: entry.ifindex)))
+            }
         }
         let seenDevices = try podDevices.keys(as: UInt32.self)
 
         let recorded = try records().filter { $0.hostIndex != 0 }
-        let recordedEntries = Set(recorded.flatMap { record in record.addresses.map { "\($0.address)@\(record.hostIndex)" } })
+        let recordedEntries = Set(recorded.flatMap { record in record.addresses.map { Entry(address: $0.address, hostIndex: record.hostIndex) } })
         let recordedDevices = Set(recorded.map { UInt32(bitPattern: $0.hostIndex) })
 
         var forgotten = 0
-        for (address, device) in seen where !recordedEntries.contains("\(address)@\(Int32(bitPattern: device))") {
-            guard try endpoint(address)?.hostIndex == Int32(bitPattern: device) else { continue }
+        for entry in seen where !recordedEntries.contains(entry) {
+            let address = entry.address
+            guard try endpoint(address)?.hostIndex == entry.hostIndex else { continue }
             let removed = address.family == .v4 ? try endpoints4.delete(address.ipv4Key) : try endpoints6.delete(address.ipv6Key)
             if removed { forgotten += 1 }
         }

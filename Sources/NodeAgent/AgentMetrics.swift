@@ -109,16 +109,14 @@ public final class AgentMetrics: Sendable {
             + "swiftpath_endpoints{family=\"ipv4\"} \(endpoints.v4)\nswiftpath_endpoints{family=\"ipv6\"} \(endpoints.v6)\n"
     }
 
-    /// The uplinks' connection tables (`sp_nat`, `sp_nat_new`): every figure about them belongs
-    /// here. Evictions the agent's sweep counts (swiftpath_agent_connections_evicted_total), drops
-    /// the programs (the `drop_no_snat_port` path).
+    /// The uplinks' connection tables (`sp_nat`, `sp_nat_new`), from one read of them: every figure
+    /// about them belongs here. Evictions the agent's sweep counts
+    /// (swiftpath_agent_connections_evicted_total), drops the programs (the `drop_no_snat_port` path).
     private static func connectionTableFigures(_ datapath: Datapath) -> String {
         var text = ""
-        if let connections = try? datapath.translatedConnections() {
-            text += "# HELP swiftpath_translated_connections Connections from outside the uplinks translated to a backend\n"
-            text += "# TYPE swiftpath_translated_connections gauge\nswiftpath_translated_connections \(connections.count)\n"
-        }
         if let occupancy = try? datapath.connectionTableOccupancy() {
+            text += "# HELP swiftpath_translated_connections Connections from outside the uplinks translated to a backend\n"
+            text += "# TYPE swiftpath_translated_connections gauge\nswiftpath_translated_connections \(occupancy.connections)\n"
             text += "# HELP swiftpath_connection_table_entries Entries in the uplinks' connection tables, two per connection\n"
             text += "# TYPE swiftpath_connection_table_entries gauge\n"
             text += "swiftpath_connection_table_entries{table=\"confirmed\"} \(occupancy.confirmed)\n"

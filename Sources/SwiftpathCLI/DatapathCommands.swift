@@ -93,7 +93,7 @@ struct DatapathCommand: ParsableCommand {
             if !unreadable.isEmpty { print("removed \(unreadable.count) unreadable endpoint record(s)") }
             let damaged = try Datapath.openExisting(store: opened).map { try !$0.status().problems.isEmpty } ?? false
             let datapath = try Datapath.open(store: opened, downgrade: allowDowngrade ? .allow : .refuse, repair: damaged,
-                                             connectionTable: connectionTableEntries.map(ConnectionTableSize.init) ?? .fromMemory())
+                                             connectionTable: connectionTableEntries.map(ConnectionTableSize.init))
             let netlink = try NetlinkSocket()
             // The node's own addresses, refused as sources from outside (the agent keeps them current).
             try datapath.setOwnAddresses(Set(try netlink.addresses().map(\.address)))
