@@ -73,6 +73,7 @@ public final class Datapath {
     var nodes6: BPFMap { get throws(BPFError) { try map(Layouts.nodes6) } }
     var local4: BPFMap { get throws(BPFError) { try map(Layouts.local4) } }
     var local6: BPFMap { get throws(BPFError) { try map(Layouts.local6) } }
+    var sourceRangesMap: BPFMap { get throws(BPFError) { try map(Layouts.sourceRanges) } }
 
     /// What to do when the store holds the datapath of a newer swiftpath release than this binary's.
     public enum Downgrade: Sendable {
@@ -306,4 +307,5 @@ enum Layouts {
     static let nodes6 = pin(DatapathMaps.nodes6, sp_addr6.self, UInt8.self)
     static let local4 = pin(DatapathMaps.local4, UInt32.self, UInt8.self)
     static let local6 = pin(DatapathMaps.local6, sp_addr6.self, UInt8.self)
+    static let sourceRanges = pin(DatapathMaps.sourceRanges, sp_source_range_key.self, UInt8.self)
 }

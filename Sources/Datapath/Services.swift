@@ -5,9 +5,10 @@ import CDatapathABI
 import CLibBPF
 import NetAddress
 
-/// A service as the datapath has it: its backends, how long a client keeps its backend, and
-/// whether clients outside the node reach it.
-public typealias ServiceProgram = (service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic)
+/// A service as the datapath has it: its backends, how long a client keeps its backend, whether
+/// clients outside the node reach it, and which of them may.
+public typealias ServiceProgram = (service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic,
+                                   sourceRanges: SourceRanges)
 
 extension Datapath {
     /// Creates or replaces `service`'s backends, in the store's record and in the datapath. The
@@ -15,28 +16,33 @@ extension Datapath {
     /// update: a connect sees the old set or the new one. An empty set keeps the service, refusing
     /// new connections. Returns the backends that left the set (their sockets are the caller's to
     /// terminate). A Service on a pod's host port takes it over: the pod keeps its host port's
-    /// record, and its teardown leaves the Service alone.
+    /// record, and its teardown leaves the Service alone. `sourceRanges` limit which clients
+    /// outside the node may open connections to it (none: every one).
     @discardableResult
     public func setService(_ service: Service, backends: [Backend], affinitySeconds: UInt32 = 0,
-                           external: ExternalTraffic = .none) throws(BPFError) -> [Backend] {
+                           external: ExternalTraffic = .none, sourceRanges: SourceRanges = nil) throws(BPFError) -> [Backend] {
         try store.withLockOrThrow { () throws(BPFError) -> [Backend] in
             try write(service, backends: backends, affinitySeconds: affinitySeconds, external: external,
-                      overHostPort: try store.hostPortOwner(service) != nil)
+                      sourceRanges: sourceRanges, overHostPort: try store.hostPortOwner(service) != nil)
         }
     }
 
     /// `setService` for a Service (`overHostPort` when a pod's host port is on its address and
     /// port) or for the host port itself.
     func write(_ service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic,
-               overHostPort: Bool) throws(BPFError) -> [Backend] {
+               sourceRanges: SourceRanges = nil, overHostPort: Bool) throws(BPFError) -> [Backend] {
         try store.withLockOrThrow { () throws(BPFError) -> [Backend] in
-            var before = try store.serviceRecord(service)?.backends
-            if before == nil { before = try programmedBackends(service) }
+            let record = try store.serviceRecord(service)
+            var before = record?.backends ?? []
+            if record == nil { before = try programmedBackends(service) }
             try store.recordService(service, backends: backends, affinitySeconds: affinitySeconds, external: external,
-                                    overHostPort: overHostPort)
+                                    overHostPort: overHostPort, sourceRanges: sourceRanges)
             try program(service, backends: backends, affinitySeconds: affinitySeconds, external: external)
+            let admitted: SourceRanges
+            if let record { admitted = record.sourceRanges } else { admitted = try programmedSourceRanges(service) }
+            try admit(sourceRanges, to: service, replacing: admitted)
             let staying = Set(backends.map(\.endpoint))
-            return before!.filter { !staying.contains($0.endpoint) }
+            return before.filter { !staying.contains($0.endpoint) }
         }
     }
 
@@ -75,6 +81,9 @@ extension Datapath {
             let key = serviceKey(service)
             let previous = try servicesMap.lookup(key, as: sp_service.self)
             guard recorded != nil || previous != nil else { return nil }
+            let admitted: SourceRanges
+            if let recorded { admitted = recorded.sourceRanges } else { admitted = try programmedSourceRanges(service) }
+            try admit(nil, to: service, replacing: admitted)
             try store.forgetService(service)
             if let previous {
                 try servicesMap.delete(key)
@@ -99,6 +108,7 @@ extension Datapath {
         for raw in try slots.rawKeys() { try slots.delete(raw) }
         for entry in try store.recordedServices() {
             try program(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds, external: entry.external)
+            try admit(entry.sourceRanges, to: entry.service, replacing: nil)
         }
     }
 
@@ -106,12 +116,13 @@ extension Datapath {
     /// its external traffic.
     public func services() throws(BPFError) -> [ServiceProgram] {
         var result: [ServiceProgram] = []
+        let admitted = try sourceRangesByFrontend()
         for key in try servicesMap.keys(as: sp_service_key.self) {
             guard let value = try servicesMap.lookup(key, as: sp_service.self), let service = Self.service(key) else { continue }
             let external: ExternalTraffic = value.flags & SP_SERVICE_EXTERNAL == 0 ? .none
                 : value.flags & SP_SERVICE_EXTERNAL_LOCAL == 0 ? .cluster
                 : .local(try slotBackends(of: value.id, slots: value.slots..<(value.slots + value.external_slots)))
-            result.append((service, try slotBackends(of: value), value.affinity_seconds, external))
+            result.append((service, try slotBackends(of: value), value.affinity_seconds, external, admitted[service]))
         }
         return result.sorted { $0.service.description < $1.service.description }
     }
@@ -126,7 +137,7 @@ extension Datapath {
             var departures: [(service: Service, backend: Backend)] = []
             for entry in desired {
                 departures += try setService(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds,
-                                             external: entry.external)
+                                             external: entry.external, sourceRanges: entry.sourceRanges)
                     .map { (entry.service, $0) }
             }
             let wanted = Set(desired.map(\.service))

@@ -129,10 +129,13 @@ public struct Service: KubeObject {
         /// With externalTrafficPolicy Local on a LoadBalancer: where each node tells load balancers
         /// whether it has a local endpoint.
         public var healthCheckNodePort: Int?
+        /// On a LoadBalancer: the CIDRs whose clients may reach it from outside (empty: all).
+        public var loadBalancerSourceRanges: [String]?
 
         public init(type: String? = nil, clusterIP: String? = nil, clusterIPs: [String]? = nil, externalIPs: [String]? = nil,
                     ports: [Port]? = nil, sessionAffinity: String? = nil, sessionAffinityConfig: SessionAffinityConfig? = nil,
-                    internalTrafficPolicy: String? = nil, externalTrafficPolicy: String? = nil, healthCheckNodePort: Int? = nil) {
+                    internalTrafficPolicy: String? = nil, externalTrafficPolicy: String? = nil, healthCheckNodePort: Int? = nil,
+                    loadBalancerSourceRanges: [String]? = nil) {
             self.type = type
             self.clusterIP = clusterIP
             self.clusterIPs = clusterIPs
@@ -143,6 +146,7 @@ public struct Service: KubeObject {
             self.internalTrafficPolicy = internalTrafficPolicy
             self.externalTrafficPolicy = externalTrafficPolicy
             self.healthCheckNodePort = healthCheckNodePort
+            self.loadBalancerSourceRanges = loadBalancerSourceRanges
         }
     }
 

@@ -28,7 +28,7 @@ enum ServicePrograms {
             case let other: other
             }
             entries[entry.service] = .init(backends: entry.backends.sorted { ($0.address, $0.port) < ($1.address, $1.port) },
-                                           affinitySeconds: entry.affinitySeconds, external: external)
+                                           affinitySeconds: entry.affinitySeconds, external: external, sourceRanges: entry.sourceRanges)
         }
         return ServiceTable(programmed: entries)
     }
@@ -43,7 +43,7 @@ enum ServicePrograms {
         var departures: [(service: Service, backend: Backend)] = []
         for (service, entry) in changes.set {
             departures += try datapath.setService(service, backends: entry.backends, affinitySeconds: entry.affinitySeconds,
-                                                  external: entry.external).map { (service, $0) }
+                                                  external: entry.external, sourceRanges: entry.sourceRanges).map { (service, $0) }
         }
         for service in changes.delete where hostPorts[service] == nil {
             departures += (try datapath.deleteService(service) ?? []).map { (service, $0) }

@@ -14,6 +14,9 @@ struct ServiceTable {
         /// Whether clients outside the node reach it (node ports, external and LoadBalancer IPs),
         /// and with externalTrafficPolicy Local the node's own endpoints they get.
         var external: ExternalTraffic = .none
+        /// Which clients outside the node may connect (a LoadBalancer's source ranges, on its
+        /// external and ingress IPs); nil: every one.
+        var sourceRanges: SourceRanges = nil
     }
 
     /// What a Service's health check node port answers (externalTrafficPolicy Local): whether
@@ -221,7 +224,8 @@ struct ServiceTable {
             for address in externalIPs {
                 let backends = backends(for: port, family: address.family, slices: slices, nodeName: nil)
                 entries[NodeStore.Service(address: address, port: number, proto: proto)]
-                    = Entry(backends: backends, affinitySeconds: affinity, external: external(port, address.family))
+                    = Entry(backends: backends, affinitySeconds: affinity, external: external(port, address.family),
+                            sourceRanges: sourceRanges(of: service, family: address.family))
             }
             // A node port, on this node's addresses of the Service's families; localhost is the
             // node's own, never reached from outside.
@@ -234,6 +238,20 @@ struct ServiceTable {
             }
         }
         return (entries, unsupported, refused)
+    }
+
+    /// The clients outside the node a LoadBalancer Service admits at its external and ingress IPs
+    /// of `family`: its `loadBalancerSourceRanges` of that family; nil when it lists none (every
+    /// client), empty when it lists only the other family's or nothing readable (no client: a
+    /// restriction is never read as none). Node ports stay open, as kube-proxy keeps them. A bare
+    /// address is read as its single-address range.
+    static func sourceRanges(of service: KubernetesAPI.Service, family: IPAddress.Family) -> SourceRanges {
+        guard let spec = service.spec, spec.type == "LoadBalancer" else { return nil }
+        let listed = (spec.loadBalancerSourceRanges ?? []).map { String($0.filter { !$0.isWhitespace }) }.filter { !$0.isEmpty }
+        guard !listed.isEmpty else { return nil }
+        let ranges = listed.compactMap { IPPrefix($0) ?? IPAddress($0).map(IPPrefix.host) }
+        return Array(Set(ranges.filter { $0.family == family }.map { IPPrefix(address: $0.network, length: $0.length)! }))
+            .sorted { ($0.address, $0.length) < ($1.address, $1.length) }
     }
 
     /// The external IPs and LoadBalancer ingress IPs of a Service that the node answers for: those

@@ -62,6 +62,11 @@ public enum ExternalTraffic: Hashable, Sendable {
     }
 }
 
+/// Which clients outside the node may open connections to a service at its uplinks
+/// (loadBalancerSourceRanges): nil, every one; otherwise those inside one of the prefixes, so an
+/// empty list admits none (a Service whose ranges are all of the other family).
+public typealias SourceRanges = [IPPrefix]?
+
 /// A backend of a service, with its share of new connections.
 public struct Backend: Hashable, Sendable, CustomStringConvertible {
     public static let weights = 1...100
@@ -118,13 +123,18 @@ func formatAddressAndPort(_ address: IPAddress, _ port: UInt16) -> String {
 /// A service's record is a chain of fixed-size chunks under (service, chunk number): chunk 0
 /// carries the backend count, the affinity timeout, the external traffic (ExternalTraffic.code),
 /// the count of its local backends and whether it is a Service written over a pod's host port
-/// (1) rather than the host port's own (0); chunks 1... sixteen backends each, the local ones after
-/// the others. A record written before external traffic existed reads as `.none`, one written
-/// before Services took over host ports as the host port's own.
+/// (1) rather than the host port's own (0), and its source ranges' count plus one (0: none, every
+/// source admitted); chunks 1... sixteen backends each, the local ones after the others; chunks
+/// from `sourceRangeChunks` on sixteen source ranges each. A record written before external
+/// traffic existed reads as `.none`, one written before Services took over host ports as the host
+/// port's own, one written before source ranges as admitting every source.
 public enum ServiceRecord {
     static let backendsPerChunk = 16
     static let keySize = 24
     static let valueSize = 8 + backendsPerChunk * 20
+    static let sourceRangesPerChunk = 16
+    /// The first chunk number of the source ranges: past any backend chunk a record can have.
+    static let sourceRangeChunks: UInt32 = 1 << 24
     static let layout = BPFMap.Layout(name: "sp_service_recs", type: BPF_MAP_TYPE_HASH,
                                       keySize: keySize, valueSize: valueSize, maxEntries: 262_144)
 
@@ -150,13 +160,15 @@ public enum ServiceRecord {
         return (Service(address: address, port: port, proto: proto), chunk)
     }
 
-    static func header(count: Int, affinitySeconds: UInt32, external: ExternalTraffic, overHostPort: Bool) -> [UInt8] {
+    static func header(count: Int, affinitySeconds: UInt32, external: ExternalTraffic, overHostPort: Bool,
+                       sourceRanges: SourceRanges) -> [UInt8] {
         var writer = FixedWriter()
         writer.integer(UInt32(count))
         writer.integer(affinitySeconds)
         writer.integer(external.code)
         writer.integer(UInt32(external.localBackends.count))
         writer.integer(UInt32(overHostPort ? 1 : 0))
+        writer.integer(UInt32(sourceRanges.map { $0.count + 1 } ?? 0))
         return writer.padded(to: valueSize)
     }
 
@@ -166,6 +178,8 @@ public enum ServiceRecord {
         var externalCode: UInt32
         var localCount: Int
         var overHostPort: Bool
+        /// The source ranges' count, nil when every source is admitted.
+        var sourceRangeCount: Int?
 
         init(_ value: [UInt8]) {
             var reader = FixedReader(value)
@@ -174,10 +188,14 @@ public enum ServiceRecord {
             externalCode = reader.integer()
             localCount = Int(reader.integer(UInt32.self))
             overHostPort = reader.integer(UInt32.self) == 1
+            let ranges = Int(reader.integer(UInt32.self))
+            sourceRangeCount = ranges == 0 ? nil : ranges - 1
         }
 
         /// Every backend the record's chunks hold.
         var stored: Int { count + (externalCode == 2 ? localCount : 0) }
+        /// How many chunks its source ranges take.
+        var sourceRangeChunkCount: Int { ((sourceRangeCount ?? 0) + sourceRangesPerChunk - 1) / sourceRangesPerChunk }
 
         func external(_ local: [Backend]) -> ExternalTraffic {
             switch externalCode {
@@ -201,6 +219,33 @@ public enum ServiceRecord {
         return writer.padded(to: valueSize)
     }
 
+    static func chunk(_ ranges: ArraySlice<IPPrefix>) -> [UInt8] {
+        var writer = FixedWriter()
+        writer.integer(UInt32(ranges.count))
+        writer.integer(UInt32(0))
+        for range in ranges {
+            writer.integer(range.family.rawValue)
+            writer.integer(UInt8(range.length))
+            writer.integer(UInt16(0))
+            writer.raw(range.network.bytes, size: 16)
+        }
+        return writer.padded(to: valueSize)
+    }
+
+    static func sourceRanges(in value: [UInt8]) -> [IPPrefix] {
+        var reader = FixedReader(value)
+        let count = min(Int(reader.integer(UInt32.self)), sourceRangesPerChunk)
+        _ = reader.integer(UInt32.self)
+        return (0..<count).compactMap { _ in
+            let family: UInt8 = reader.integer()
+            let length: UInt8 = reader.integer()
+            _ = reader.integer(UInt16.self)
+            let bytes = reader.raw(size: 16)
+            guard let family = IPAddress.Family(rawValue: family), let address = IPAddress(bytes: bytes.prefix(family.byteCount)) else { return nil }
+            return IPPrefix(address: address, length: Int(length))
+        }
+    }
+
     static func backends(in value: [UInt8]) -> [Backend] {
         var reader = FixedReader(value)
         let count = min(Int(reader.integer(UInt32.self)), backendsPerChunk)
@@ -218,10 +263,10 @@ public enum ServiceRecord {
 }
 
 extension EndpointStore {
-    /// The recorded backends, affinity timeout and external traffic of `service`, or nil when none
-    /// is recorded.
+    /// The recorded backends, affinity timeout, external traffic and source ranges of `service`, or
+    /// nil when none is recorded.
     public func serviceRecord(_ service: Service) throws(BPFError)
-        -> (backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic)? {
+        -> (backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic, sourceRanges: SourceRanges)? {
         guard let value = try services.lookup(ServiceRecord.key(service, chunk: 0)) else { return nil }
         let header = ServiceRecord.Header(value)
         var backends: [Backend] = []
@@ -231,7 +276,16 @@ extension EndpointStore {
             chunk += 1
         }
         let count = min(header.count, backends.count)
-        return (Array(backends[..<count]), header.affinitySeconds, header.external(Array(backends[count...])))
+        var sourceRanges: SourceRanges = nil
+        if let rangeCount = header.sourceRangeCount {
+            var ranges: [IPPrefix] = []
+            for index in 0..<header.sourceRangeChunkCount {
+                guard let value = try services.lookup(ServiceRecord.key(service, chunk: ServiceRecord.sourceRangeChunks + UInt32(index))) else { break }
+                ranges += ServiceRecord.sourceRanges(in: value)
+            }
+            sourceRanges = Array(ranges.prefix(rangeCount))
+        }
+        return (Array(backends[..<count]), header.affinitySeconds, header.external(Array(backends[count...])), sourceRanges)
     }
 
     /// Whether `service`'s record is a Service's written over a pod's host port, which the pod's
@@ -244,8 +298,10 @@ extension EndpointStore {
     /// counts them, then whatever chunks the previous record had beyond the new ones go.
     /// `overHostPort`: it is a Service that took a pod's host port over.
     public func recordService(_ service: Service, backends: [Backend], affinitySeconds: UInt32,
-                              external: ExternalTraffic = .none, overHostPort: Bool = false) throws(BPFError) {
-        let previous = try services.lookup(ServiceRecord.key(service, chunk: 0)).map { ServiceRecord.Header($0).stored } ?? 0
+                              external: ExternalTraffic = .none, overHostPort: Bool = false,
+                              sourceRanges: SourceRanges = nil) throws(BPFError) {
+        let header = try services.lookup(ServiceRecord.key(service, chunk: 0)).map(ServiceRecord.Header.init)
+        let previous = header?.stored ?? 0
         let stored = backends + external.localBackends
         let chunks = stride(from: 0, to: stored.count, by: ServiceRecord.backendsPerChunk).map {
             stored[$0..<min($0 + ServiceRecord.backendsPerChunk, stored.count)]
@@ -253,10 +309,18 @@ extension EndpointStore {
         for (index, chunk) in chunks.enumerated() {
             try services.upsert(ServiceRecord.key(service, chunk: UInt32(index + 1)), ServiceRecord.chunk(chunk))
         }
+        let ranges = sourceRanges ?? []
+        let rangeChunks = stride(from: 0, to: ranges.count, by: ServiceRecord.sourceRangesPerChunk).map {
+            ranges[$0..<min($0 + ServiceRecord.sourceRangesPerChunk, ranges.count)]
+        }
+        for (index, chunk) in rangeChunks.enumerated() {
+            try services.upsert(ServiceRecord.key(service, chunk: ServiceRecord.sourceRangeChunks + UInt32(index)), ServiceRecord.chunk(chunk))
+        }
         try services.upsert(ServiceRecord.key(service, chunk: 0),
                             ServiceRecord.header(count: backends.count, affinitySeconds: affinitySeconds, external: external,
-                                                                 overHostPort: overHostPort))
+                                                 overHostPort: overHostPort, sourceRanges: sourceRanges))
         try deleteServiceChunks(service, from: chunks.count + 1, previousCount: previous)
+        try deleteSourceRangeChunks(service, from: rangeChunks.count, previousCount: header?.sourceRangeChunkCount ?? 0)
     }
 
     /// Forgets `service`'s record.
@@ -264,6 +328,14 @@ extension EndpointStore {
         guard let header = try services.lookup(ServiceRecord.key(service, chunk: 0)) else { return }
         try services.delete(ServiceRecord.key(service, chunk: 0))
         try deleteServiceChunks(service, from: 1, previousCount: ServiceRecord.Header(header).stored)
+        try deleteSourceRangeChunks(service, from: 0, previousCount: ServiceRecord.Header(header).sourceRangeChunkCount)
+    }
+
+    private func deleteSourceRangeChunks(_ service: Service, from first: Int, previousCount: Int) throws(BPFError) {
+        guard first < previousCount else { return }
+        for index in first..<previousCount {
+            try services.delete(ServiceRecord.key(service, chunk: ServiceRecord.sourceRangeChunks + UInt32(index)))
+        }
     }
 
     private func deleteServiceChunks(_ service: Service, from first: Int, previousCount: Int) throws(BPFError) {
@@ -274,12 +346,13 @@ extension EndpointStore {
 
     /// Every recorded service.
     public func recordedServices() throws(BPFError)
-        -> [(service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic)] {
-        var result: [(service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic)] = []
+        -> [(service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic, sourceRanges: SourceRanges)] {
+        var result: [(service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic,
+                      sourceRanges: SourceRanges)] = []
         for key in try services.rawKeys() {
             guard let (service, chunk) = ServiceRecord.service(key: key), chunk == 0,
                   let record = try serviceRecord(service) else { continue }
-            result.append((service, record.backends, record.affinitySeconds, record.external))
+            result.append((service, record.backends, record.affinitySeconds, record.external, record.sourceRanges))
         }
         return result.sorted { $0.service.description < $1.service.description }
     }

@@ -3,6 +3,7 @@ import ArgumentParser
 import BPF
 import NodeStore
 import Datapath
+import NetAddress
 import FoundationEssentials
 
 struct ServiceCommand: ParsableCommand {
@@ -51,6 +52,17 @@ struct ServiceCommand: ParsableCommand {
         }
     }
 
+    /// CIDRs of `service`'s family, as `--source-range` and a listing's `sourceRanges` give them.
+    static func parseSourceRanges(_ texts: [String], for service: Service) throws -> [IPPrefix] {
+        try texts.map { text in
+            guard let range = IPPrefix(text) else { throw ValidationError("'\(text)' is not a source range: ADDRESS/LENGTH") }
+            guard range.family == service.address.family else {
+                throw ValidationError("source range \(text) is not of \(service)'s address family")
+            }
+            return range
+        }
+    }
+
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a service or replace its backends, atomically.")
         @OptionGroup var store: StoreOptions
@@ -61,6 +73,9 @@ struct ServiceCommand: ParsableCommand {
         var affinity: UInt32 = 0
         @Flag(help: "Answer clients outside the node too, at its uplinks (as a node port or an external IP is).")
         var external = false
+        @Option(name: .customLong("source-range"),
+                help: "With --external: a CIDR whose clients outside the node may connect (repeatable; none: every client).")
+        var sourceRanges: [String] = []
 
         func run() throws {
             let service = try ServiceCommand.parseService(self.service)
@@ -68,9 +83,11 @@ struct ServiceCommand: ParsableCommand {
             guard backends.allSatisfy({ $0.address.family == service.address.family || service.address.family == .v6 }) else {
                 throw ValidationError("an IPv4 service cannot have IPv6 backends")
             }
+            guard sourceRanges.isEmpty || external else { throw ValidationError("--source-range limits outside clients: it needs --external") }
+            let ranges = sourceRanges.isEmpty ? nil : try ServiceCommand.parseSourceRanges(sourceRanges, for: service)
             let (opened, datapath) = try ServiceCommand.open(store.root)
             let departed = try datapath.setService(service, backends: backends, affinitySeconds: affinity,
-                                                   external: external ? .cluster : .none)
+                                                   external: external ? .cluster : .none, sourceRanges: ranges)
             print("\(service) -> \(backends.isEmpty ? "no backend (connections refused)" : backends.map(\.description).joined(separator: " "))")
             try datapath.forgetConnections(departed.map { (service, $0) })
             try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, store: opened)
@@ -111,7 +128,7 @@ struct ServiceCommand: ParsableCommand {
                     ServiceView(service: $0.service.description, backends: $0.backends.map(\.description),
                                 affinitySeconds: $0.affinitySeconds == 0 ? nil : $0.affinitySeconds,
                                 external: ServiceView.external($0.external), localBackends: ServiceView.localBackends($0.external),
-                                hostPortOf: hostPorts[$0.service])
+                                sourceRanges: $0.sourceRanges?.map(\.description), hostPortOf: hostPorts[$0.service])
                 })
                 return
             }
@@ -123,7 +140,8 @@ struct ServiceCommand: ParsableCommand {
                 case .local(let local): "  (external, local: \(local.isEmpty ? "none" : local.map(\.description).joined(separator: " ")))"
                 }
                 let owner = hostPorts[entry.service].map { "  (host port of \($0))" } ?? ""
-                print("\(entry.service.description.padding(32)) \(entry.backends.map(\.description).joined(separator: " "))\(affinity)\(external)\(owner)")
+                let sources = entry.sourceRanges.map { "  (sources: \($0.isEmpty ? "none" : $0.map(\.description).joined(separator: " ")))" } ?? ""
+                print("\(entry.service.description.padding(32)) \(entry.backends.map(\.description).joined(separator: " "))\(affinity)\(external)\(sources)\(owner)")
             }
         }
     }
@@ -146,8 +164,9 @@ struct ServiceCommand: ParsableCommand {
             // A listing fed back leaves pods' host ports to their pods: as Services they would take them over.
             let views = try JSONDecoder().decode([ServiceView].self, from: data).filter { $0.hostPortOf == nil }
             let desired = try views.map { view throws -> ServiceProgram in
-                (try ServiceCommand.parseService(view.service), try ServiceCommand.parseBackends(view.backends), view.affinitySeconds ?? 0,
-                 try view.externalTraffic())
+                let service = try ServiceCommand.parseService(view.service)
+                return (service, try ServiceCommand.parseBackends(view.backends), view.affinitySeconds ?? 0, try view.externalTraffic(),
+                        try view.sourceRanges.map { ranges throws in try ServiceCommand.parseSourceRanges(ranges, for: service) })
             }
             let (opened, datapath) = try ServiceCommand.open(store.root)
             let result = try datapath.applyServices(desired)
@@ -202,6 +221,8 @@ struct ServiceView: Codable {
     var external: String?
     /// With "local": the backends outside clients get.
     var localBackends: [String]?
+    /// The CIDRs whose clients outside the node may connect; absent: every client.
+    var sourceRanges: [String]?
     /// A pod's host port: the host device of the attachment that owns it (listed, never applied).
     var hostPortOf: String?
 

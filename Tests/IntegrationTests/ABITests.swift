@@ -22,7 +22,8 @@ final class ABITests: XCTestCase {
         let maps = Set(BPFObject.datapath.maps + BPFObject.terminate.maps)
         for layout in [Layouts.endpoints4, Layouts.endpoints6, Layouts.counters, Layouts.node, Layouts.cluster4, Layouts.cluster6,
                        Layouts.uplinks, Layouts.services, Layouts.slots, Layouts.lbConfig, Layouts.departures, Layouts.terminated,
-                       Layouts.sticky, Layouts.affinity, Layouts.meta] {
+                       Layouts.sticky, Layouts.affinity, Layouts.meta, Layouts.podDevices, Layouts.nat, Layouts.natNew, Layouts.nodes4,
+                       Layouts.nodes6, Layouts.local4, Layouts.local6, Layouts.sourceRanges] {
             XCTAssertTrue(maps.contains(layout.name), "\(layout.name) is a map of the objects")
         }
         let programs = Set(BPFObject.datapath.programs)

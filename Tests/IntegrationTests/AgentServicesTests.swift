@@ -26,6 +26,15 @@ extension AgentClusterTests {
         return Dictionary(uniqueKeysWithValues: views.map { ($0["service"] as? String ?? "", $0["backends"] as? [String] ?? []) })
     }
 
+    /// The source ranges of each ranged service node `i` has programmed.
+    func programmedSourceRanges(_ i: Int) throws -> [String: [String]] {
+        let listed = try runProcess([pluginBinary, "service", "list", "--root", nodes[i - 1].storeRoot, "-o", "json"])
+        let views = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        return Dictionary(uniqueKeysWithValues: views.compactMap { view in
+            (view["sourceRanges"] as? [String]).map { (view["service"] as? String ?? "", $0) }
+        })
+    }
+
     /// A metric of node `i`'s agent, by its full name (0 when absent).
     func agentMetric(_ i: Int, _ name: String) throws -> Double {
         let metrics = try runProcess(["nsenter", "--net=/run/netns/\(nodes[i - 1].netns)", "curl", "-s", "http://127.0.0.1:9876/metrics"]).stdout
@@ -296,19 +305,22 @@ extension AgentClusterTests {
     /// CVE-2020-8554: a Service claiming 8.8.8.8, another node's address, an address node 1 has
     /// that the API does not list, and an address of a node's pod CIDR as external IPs gets none
     /// of them programmed, only the one inside the range the operator allows; its LoadBalancer IP
-    /// in ipMode Proxy is left to the load balancer. The refusals are counted by reason and logged
+    /// in ipMode Proxy is left to the load balancer; its loadBalancerSourceRanges hold at the
+    /// addresses it keeps, not at its cluster IP. The refusals are counted by reason and logged
     /// once, not at every resync.
     func testExternalAddressesOnlyWhereTheOperatorAllows() throws {
         try nodes[0].exec("ip", "addr", "add", "203.0.113.50/32", "dev", "lo")
         try startAgent(1, ["--external-ip-cidrs", "203.0.113.0/24,2001:db8:1::/48"])
         try waitFor("node 1 ready") { ready(1) }
         try standIn.putService("default", "claimant", clusterIPs: ["10.96.0.70"], ports: [("http", "TCP", 80)],
-                               spec: ["type": "LoadBalancer", "externalIPs": ["8.8.8.8", internalIPs(2)[0], "203.0.113.50", "10.31.2.9", "203.0.113.7"]],
+                               spec: ["type": "LoadBalancer", "externalIPs": ["8.8.8.8", internalIPs(2)[0], "203.0.113.50", "10.31.2.9", "203.0.113.7"],
+                                      "loadBalancerSourceRanges": ["192.0.2.0/24", "2001:db8:9::/48"]],
                                status: ["loadBalancer": ["ingress": [["ip": "198.51.100.41", "ipMode": "Proxy"], ["ip": "198.51.100.40", "ipMode": "VIP"]]]])
         try standIn.putEndpointSlice("default", "claimant-ipv4", service: "claimant", addressType: "IPv4", ports: [("http", "TCP", 8080)],
                                      endpoints: [.init("10.31.1.50", node: "node-1")])
         let expected = ["10.96.0.70:80/tcp": ["10.31.1.50:8080"], "203.0.113.7:80/tcp": ["10.31.1.50:8080"], "198.51.100.40:80/tcp": ["10.31.1.50:8080"]]
         try waitFor("the Service programmed without the addresses it may not claim") { try programmedServices(1) == expected }
+        XCTAssertEqual(try programmedSourceRanges(1), ["203.0.113.7:80/tcp": ["192.0.2.0/24"], "198.51.100.40:80/tcp": ["192.0.2.0/24"]])
         let refused = { (reason: String) in try self.agentMetric(1, "swiftpath_agent_service_addresses_refused_count{reason=\"\(reason)\"}") }
         XCTAssertEqual(try refused("not_allowed"), 1)
         XCTAssertEqual(try refused("node_address"), 2, "another node's, and one of node 1's own")

@@ -338,6 +338,85 @@ final class DatapathProgramTests: XCTestCase {
     /// packet opens a connection to a backend (a local pod, or a host off the node through the
     /// node's address and a port of its own), its replies are translated back, checksums stay
     /// right; malformed, spoofed and stray packets open nothing.
+    /// loadBalancerSourceRanges: a ranged frontend opens connections for its ranges' clients only,
+    /// per family; a change takes effect for the next connection and never refuses a client of
+    /// both the old and the new ranges; the ranges survive in the store's record and go with the
+    /// service.
+    func testSourceRangesAdmitOnlyTheirClients() throws {
+        let fixture = try fixture()
+        let (datapath, uplink, run) = (fixture.datapath, fixture.uplinkProgram, fixture.run)
+        let lb4 = IPAddress("10.200.0.40")!, lb6 = IPAddress("fd00:200::40")!
+        let inside: [UInt8] = [10, 200, 0, 2], outside: [UInt8] = [10, 200, 0, 9]
+        let client6 = IPAddress("fd00:200::2")!.bytes
+        let web = Service(address: lb4, port: 80, proto: .tcp), web6 = Service(address: lb6, port: 80, proto: .tcp)
+        let open = Service(address: lb4, port: 8080, proto: .tcp)
+        var port: UInt16 = 42000
+        func connect(_ source: [UInt8], _ service: Service) throws -> Int32 {
+            port += 1
+            return try run(uplink, Packets.transport(from: neighbour, to: hostA, source, service.address.bytes, proto: 6, sport: port,
+                                                     dport: service.port, flags: 0x02)).verdict
+        }
+        let ranges = [IPPrefix("10.200.0.0/30")!, IPPrefix("192.0.2.0/24")!]
+        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
+        try datapath.setService(web6, backends: [Backend(address: IPAddress(bytes: a6)!, port: 8080)], external: .cluster, sourceRanges: [])
+        try datapath.setService(open, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster)
+
+        XCTAssertEqual(try connect(inside, web), TC_ACT_REDIRECT, "inside 10.200.0.0/30")
+        XCTAssertEqual(try connect(outside, web), TC_ACT_SHOT, "outside every range")
+        XCTAssertEqual(try connect(outside, open), TC_ACT_REDIRECT, "another port of the address, with no ranges")
+        XCTAssertEqual(try connect(client6, web6), TC_ACT_SHOT, "no range of its family: nobody")
+        XCTAssertEqual(try fixture.counted()[.dropSourceRange], 2)
+        XCTAssertEqual(try datapath.store.serviceRecord(web)?.sourceRanges, ranges)
+        XCTAssertEqual(try datapath.services().first { $0.service == web }?.sourceRanges, ranges)
+        XCTAssertEqual(try datapath.services().first { $0.service == web6 }?.sourceRanges, [])
+        XCTAssertNil(try datapath.services().first { $0.service == open }?.sourceRanges)
+
+        // A connection opened before a change keeps going; the next one follows the new ranges.
+        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster,
+                                sourceRanges: [IPPrefix("10.200.0.8/29")!])
+        XCTAssertEqual(try run(uplink, Packets.transport(from: neighbour, to: hostA, inside, lb4.bytes, proto: 6, sport: 42001, dport: 80,
+                                                         flags: 0x10, seq: 2, ack: 1)).verdict, TC_ACT_REDIRECT, "its connection stays")
+        XCTAssertEqual(try connect(inside, web), TC_ACT_SHOT)
+        XCTAssertEqual(try connect(outside, web), TC_ACT_REDIRECT)
+        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster)
+        XCTAssertEqual(try connect(inside, web), TC_ACT_REDIRECT, "no ranges: every client")
+        XCTAssertNil(try datapath.store.serviceRecord(web)?.sourceRanges)
+
+        // More ranges than a record chunk holds, then fewer: the record reads back each set.
+        let many = (0..<40).map { IPPrefix(address: IPAddress(bytes: [10, 201, UInt8($0), 0])!, length: 24)! } + [IPPrefix("10.200.0.0/30")!]
+        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: many)
+        XCTAssertEqual(try datapath.store.serviceRecord(web)?.sourceRanges, many)
+        XCTAssertEqual(try connect(inside, web), TC_ACT_REDIRECT)
+        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster,
+                                sourceRanges: Array(many.prefix(3)))
+        XCTAssertEqual(try datapath.store.serviceRecord(web)?.sourceRanges, Array(many.prefix(3)))
+        XCTAssertEqual(try datapath.services().first { $0.service == web }?.sourceRanges?.count, 3)
+        XCTAssertEqual(try connect(inside, web), TC_ACT_SHOT)
+
+        // Deleted with the service: set again without ranges, it admits everyone.
+        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
+        try datapath.deleteService(web)
+        try datapath.deleteService(web6)
+        XCTAssertNil(try datapath.store.serviceRecord(web))
+        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster)
+        try datapath.setService(web6, backends: [Backend(address: IPAddress(bytes: a6)!, port: 8080)], external: .cluster)
+        XCTAssertEqual(try connect(outside, web), TC_ACT_REDIRECT)
+        XCTAssertEqual(try connect(client6, web6), TC_ACT_REDIRECT)
+
+        // By hand: ranges of the service's family, for outside clients only, listed as set.
+        let cli = { (arguments: [String]) in try runProcess([pluginBinary, "service"] + arguments + ["--root", fixture.node.storeRoot]) }
+        XCTAssertEqual(try cli(["set", "10.200.0.40:443/tcp", "10.50.0.2:8443", "--external", "--source-range", "198.51.100.0/24"]).status, 0)
+        XCTAssertTrue(try cli(["list"]).stdout.contains("(sources: 198.51.100.0/24)"))
+        let listed = try JSONSerialization.jsonObject(with: Data(cli(["list", "-o", "json"]).stdout.utf8)) as? [[String: Any]] ?? []
+        XCTAssertEqual(listed.first { $0["service"] as? String == "10.200.0.40:443/tcp" }?["sourceRanges"] as? [String], ["198.51.100.0/24"])
+        let wrongFamily = try cli(["set", "10.200.0.40:443/tcp", "--external", "--source-range", "2001:db8::/32"])
+        XCTAssertNotEqual(wrongFamily.status, 0)
+        XCTAssertTrue(wrongFamily.stderr.contains("not of 10.200.0.40:443/tcp's address family"), wrongFamily.stderr)
+        XCTAssertNotEqual(try cli(["set", "10.200.0.40:443/tcp", "--source-range", "198.51.100.0/24"]).status, 0, "not external")
+        XCTAssertEqual(try datapath.services().first { $0.service.port == 443 }?.sourceRanges, [IPPrefix("198.51.100.0/24")!],
+                       "a refused change changes nothing")
+    }
+
     func testNodePortsOnCraftedPackets() throws {
         let fixture = try fixture()
         let (datapath, pod, uplink) = (fixture.datapath, fixture.podProgram, fixture.uplinkProgram)

@@ -191,9 +191,10 @@ final class StoreRepairTests: XCTestCase {
         _ = try node.add("ctr-a", pod: a)
         let addressB = try XCTUnwrap(node.add("ctr-b", pod: b).podAddresses.first)
         try node.cliText("service", "set", "10.96.0.10:80/tcp", "\(addressB):8080")
+        try node.cliText("service", "set", "198.51.100.40:80/tcp", "\(addressB):8080", "--external", "--source-range", "192.0.2.0/24")
         func mapIDs() throws -> [String: Int] {
             var ids: [String: Int] = [:]
-            for name in ["sp_endpoints4", "sp_endpoints6", "sp_counters", "sp_services", "sp_lb"] {
+            for name in ["sp_endpoints4", "sp_endpoints6", "sp_counters", "sp_services", "sp_lb", "sp_source_ranges"] {
                 let shown = try shell(["bpftool", "-j", "map", "show", "pinned", folder(node) + "/" + name])
                 ids[name] = (try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [String: Any])?["id"] as? Int
             }
@@ -212,6 +213,8 @@ final class StoreRepairTests: XCTestCase {
         XCTAssertEqual(try Datapath.loadedMeta(storeRoot: node.storeRoot)?.layout_version, UInt32(SP_LAYOUT_VERSION))
         XCTAssertEqual(try node.mapEntries("datapath/sp_endpoints4"), 2)
         XCTAssertEqual(try node.cliText("service", "list").contains(addressB), true)
+        XCTAssertEqual(try node.cliText("service", "list").contains("(sources: 192.0.2.0/24)"), true, "the source ranges came back too")
+        XCTAssertEqual(try node.mapEntries("datapath/sp_source_ranges"), 2, "the range and the frontend's refusal of the rest")
         XCTAssertEqual(try node.inPod(a, "ping", "-c1", "-W2", addressB).status, 0)
     }
 

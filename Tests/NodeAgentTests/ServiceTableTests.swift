@@ -290,6 +290,39 @@ final class ServiceTableTests: XCTestCase {
                                         "loadBalancerIP 127.0.0.2": "special"], "a Proxy-mode address is not refused: it is not the node's")
     }
 
+    /// loadBalancerSourceRanges hold at a LoadBalancer's external and ingress IPs, by family: an
+    /// address of a family the ranges do not name admits nobody; its cluster IP and node ports stay
+    /// open, and a Service of another type is not restricted by ranges it cannot have.
+    func testSourceRangesLimitTheExternalAddressesOfALoadBalancerOnly() {
+        var claimant = service("claimant", clusterIPs: ["10.96.0.60", "fd00:96::60"], ports: [.init(name: "http", port: 80, nodePort: 30080)]) {
+            $0.type = "LoadBalancer"
+            $0.externalIPs = ["203.0.113.7"]
+            $0.loadBalancerSourceRanges = ["198.51.100.0/24", " 192.0.2.77 ", "192.0.2.130/25"]
+        }
+        claimant.1.status = .init(loadBalancer: .init(ingress: [.init(ip: "203.0.113.8"), .init(ip: "2001:db8:1::8")]))
+        var view = ServiceTable.NodeView(name: "a", addresses: [IPAddress("192.0.2.1")!])
+        view.addressPolicy = cluster
+        let table = ServiceTable(services: Dictionary(uniqueKeysWithValues: [claimant]), slices: [String: EndpointSlice](), node: view)
+        let expected = ["192.0.2.77/32", "192.0.2.128/25", "198.51.100.0/24"]
+        XCTAssertEqual(entry(table, "203.0.113.7:80/tcp")?.sourceRanges?.map(\.description), expected)
+        XCTAssertEqual(entry(table, "203.0.113.8:80/tcp")?.sourceRanges?.map(\.description), expected)
+        XCTAssertEqual(entry(table, "[2001:db8:1::8]:80/tcp")?.sourceRanges, [], "IPv4 ranges only: no IPv6 client")
+        XCTAssertNotNil(entry(table, "192.0.2.1:30080/tcp"))
+        XCTAssertNil(entry(table, "192.0.2.1:30080/tcp")?.sourceRanges, "a node port stays open")
+        XCTAssertNil(entry(table, "10.96.0.60:80/tcp")?.sourceRanges, "the cluster IP is for the cluster")
+
+        var nodePort = claimant
+        nodePort.1.spec?.type = "NodePort"
+        let open = ServiceTable(services: Dictionary(uniqueKeysWithValues: [nodePort]), slices: [String: EndpointSlice](), node: view)
+        XCTAssertNotNil(entry(open, "203.0.113.7:80/tcp"))
+        XCTAssertNil(entry(open, "203.0.113.7:80/tcp")?.sourceRanges)
+
+        var unreadable = claimant
+        unreadable.1.spec?.loadBalancerSourceRanges = ["everyone"]
+        XCTAssertEqual(entry(ServiceTable(services: Dictionary(uniqueKeysWithValues: [unreadable]), slices: [String: EndpointSlice](), node: view),
+                             "203.0.113.8:80/tcp")?.sourceRanges, [], "a restriction never read as none")
+    }
+
     /// What is refused follows the Service: a refresh that drops the claim drops the refusal, and
     /// a deleted Service takes its refusals with it.
     func testRefusalsFollowTheService() {

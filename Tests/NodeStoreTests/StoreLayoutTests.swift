@@ -47,6 +47,19 @@ final class StoreLayoutTests: XCTestCase {
         XCTAssertEqual(ServiceRecord.backends(in: chunk), backends)
     }
 
+    /// A header tells every source (nil) from none ([]) from some; ranges chunk by sixteen.
+    func testSourceRangesRecordNoneApartFromEvery() {
+        for ranges in [nil, [], [IPPrefix("192.0.2.0/24")!]] as [SourceRanges] {
+            let header = ServiceRecord.Header(ServiceRecord.header(count: 1, affinitySeconds: 0, external: .cluster, overHostPort: false,
+                                                                   sourceRanges: ranges))
+            XCTAssertEqual(header.sourceRangeCount, ranges?.count)
+        }
+        let ranges = (0..<16).map { IPPrefix("2001:db8:\($0)::/48")! }
+        let chunk = ServiceRecord.chunk(ranges[...])
+        XCTAssertEqual(chunk.count, ServiceRecord.valueSize)
+        XCTAssertEqual(ServiceRecord.sourceRanges(in: chunk), ranges)
+    }
+
     func testServiceAndBackendSpecs() {
         XCTAssertEqual(Service("10.96.0.10:53/udp")?.description, "10.96.0.10:53/udp")
         XCTAssertEqual(Service("[fd00::10]:80/TCP")?.description, "[fd00::10]:80/tcp")

@@ -19,6 +19,7 @@
 #include "lb.h"
 #include "fib.h"
 #include "addresses.h"
+#include "source_ranges.h"
 
 /* Two entries per connection. LRU maps are allocated up front: 131,072 entries take about 19 MiB. */
 #define SP_MAX_NAT_ENTRIES 131072
@@ -462,6 +463,8 @@ static __always_inline int from_outside(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	if (is_martian_source(&pkt))
 		return drop(&pkt, SP_DROP_MARTIAN_SOURCE);
+	if (!source_allowed(&key, flow.tuple.saddr))
+		return drop(&pkt, SP_DROP_SOURCE_RANGE);
 	/* A TCP packet of no connection the table knows: the stack answers it with a reset. */
 	if (flow.tuple.proto == IPPROTO_TCP && (flow.tcp_flags & (SP_TCP_SYN | SP_TCP_ACK | SP_TCP_RST | SP_TCP_FIN)) != SP_TCP_SYN)
 		return to_stack(&pkt, SP_STACK_NO_FLOW);

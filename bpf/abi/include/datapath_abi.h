@@ -86,6 +86,7 @@ enum sp_path {
 	SP_DROP_EXTENSION_CHAIN,	/* from a pod: more IPv6 extension headers than the datapath reads */
 	SP_NAT_CONFIRMED,		/* a connection from outside whose client showed it gets the replies */
 	SP_NAT_RESET_IGNORED,		/* a TCP reset far from its direction's sequence: the connection stays */
+	SP_DROP_SOURCE_RANGE,		/* uplink: a new connection to a frontend whose source ranges do not hold its source */
 	SP_PATH_MAX,
 };
 
@@ -172,6 +173,20 @@ struct sp_affinity {
 	__u8 pad[4];
 	__u64 last_used_ns;
 };
+
+/* loadBalancerSourceRanges: which sources outside the node may open connections to a service
+ * frontend. A frontend with ranges has one entry covering every source (SP_SOURCE_DENIED) and one
+ * per range (SP_SOURCE_ALLOWED), so the longest match decides in one lookup; a frontend with no
+ * entry is open to every source. */
+struct sp_source_range_key {
+	__u32 prefixlen;		/* SP_SOURCE_RANGE_FRONTEND_BITS + the range's prefix length */
+	struct sp_service_key frontend;
+	__u8 addr[16];			/* the range's first address; IPv4 in the first four bytes */
+};
+
+#define SP_SOURCE_RANGE_FRONTEND_BITS (8 * sizeof(struct sp_service_key))
+#define SP_SOURCE_DENIED 0
+#define SP_SOURCE_ALLOWED 1
 
 /* A backend that left a service: its translated sockets are to be terminated. */
 struct sp_departure {
