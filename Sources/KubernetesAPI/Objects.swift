@@ -9,13 +9,17 @@ public struct ObjectMeta: Codable, Sendable, Equatable {
     public var uid: String?
     public var resourceVersion: String?
     public var labels: [String: String]?
+    /// RFC 3339 in UTC to the second, as the API server writes it ("2026-12-07T20:00:00Z").
+    public var creationTimestamp: String?
 
-    public init(name: String, namespace: String? = nil, uid: String? = nil, resourceVersion: String? = nil, labels: [String: String]? = nil) {
+    public init(name: String, namespace: String? = nil, uid: String? = nil, resourceVersion: String? = nil, labels: [String: String]? = nil,
+                creationTimestamp: String? = nil) {
         self.name = name
         self.namespace = namespace
         self.uid = uid
         self.resourceVersion = resourceVersion
         self.labels = labels
+        self.creationTimestamp = creationTimestamp
     }
 
     /// What names the object in its collection: `namespace/name`, or `name` when cluster-scoped.

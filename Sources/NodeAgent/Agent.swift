@@ -63,9 +63,12 @@ public actor Agent {
     private var writtenOwnAddresses: Set<IPAddress>?
     /// Held while the agent runs, once the store exists: DELs then retire their veths for the agent to reap.
     private var presence: AgentPresence?
+    /// The API server's address, when the agent was given one rather than a host name.
+    private let apiServerAddress: IPAddress?
 
     public init(settings: AgentSettings, client: KubeClient, logger: Logger) {
         self.settings = settings
+        apiServerAddress = URL(string: client.access.server)?.host.flatMap { IPAddress($0.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))) }
         connectionSweeper = ConnectionSweeper(storeRoot: settings.storeRoot)
         self.logger = logger
         metrics = AgentMetrics(storeRoot: settings.storeRoot)
@@ -346,7 +349,8 @@ public actor Agent {
         let podCIDRs = nodes.flatMap { $0.podCIDRs.compactMap { IPPrefix($0) } }
         return ServiceAddressPolicy(externalIPRanges: settings.externalIPCIDRs, nodeAddresses: nodeAddresses.union(ownAddresses),
                                     clusterRanges: Set(settings.clusterCIDRs + settings.serviceCIDRs + podCIDRs)
-                                        .sorted { ($0.address, $0.length) < ($1.address, $1.length) })
+                                        .sorted { ($0.address, $0.length) < ($1.address, $1.length) },
+                                    controlPlaneAddresses: Set(apiServerAddress.map { [$0] } ?? []))
     }
 
     private func reconcileServices(_ objects: [String: KubernetesAPI.Service], changed: Set<String>) async {

@@ -15,6 +15,8 @@ struct ServiceAddressPolicy: Equatable, Sendable {
     /// The cluster's pod and service ranges: the cluster CIDRs, every Node's pod CIDRs, the
     /// service CIDRs when configured.
     var clusterRanges: [IPPrefix] = []
+    /// The API server's address the agent was given, when it is one (not a host name).
+    var controlPlaneAddresses: Set<IPAddress> = []
 
     enum Kind: String, Sendable {
         case externalIP
@@ -31,6 +33,10 @@ struct ServiceAddressPolicy: Equatable, Sendable {
         case clusterIP = "cluster_ip"
         /// Loopback, link-local, multicast, unspecified, broadcast, reserved, IPv4-mapped.
         case special
+        /// An API server's (the endpoints of `default/kubernetes`, the one the agent talks to).
+        case controlPlane = "control_plane"
+        /// Another Service, created earlier, holds this address on the same port.
+        case taken
     }
 
     struct Refusal: Hashable, Sendable, CustomStringConvertible {

@@ -37,8 +37,17 @@ struct ServiceTable {
     /// Every service address, port and protocol, with its backends (sorted; empty: connections
     /// are refused, as kube-proxy refuses them for a Service without endpoints).
     private(set) var entries: [NodeStore.Service: Entry] = [:]
-    /// The entries each Service (namespace/name) contributes.
-    private var entriesOf: [String: [NodeStore.Service]] = [:]
+    /// The entries each Service (namespace/name) asks for, whether or not it holds them.
+    private var claimsOf: [String: [NodeStore.Service: Entry]] = [:]
+    /// The Services asking for each address, port and protocol. The one created first holds it:
+    /// a Service written later cannot take another's traffic by claiming its address (an
+    /// external IP inside the allowed ranges, say), and the next in line takes over when the
+    /// holder lets go.
+    private var claimersOf: [NodeStore.Service: Set<String>] = [:]
+    /// When each Service was created (RFC 3339, as the API server writes it: ordered as text).
+    private var createdOf: [String: String] = [:]
+    /// The external addresses each Service claims, with their kind, for its refusals.
+    private var externalKindsOf: [String: [IPAddress: ServiceAddressPolicy.Kind]] = [:]
     /// Ports each Service has that swiftpath does not balance (SCTP), as "namespace/name:port/SCTP".
     private var unsupportedOf: [String: [String]] = [:]
 
@@ -50,16 +59,42 @@ struct ServiceTable {
     /// whether or not the service CIDRs are configured.
     private var clusterIPsOf: [String: [IPAddress]] = [:]
     private var clusterIPHolders: [IPAddress: Int] = [:]
-    /// The Services that claim external addresses: recomputed whenever a cluster IP comes or goes.
+    /// The Services that claim external addresses: recomputed whenever a cluster IP comes or goes,
+    /// or the API servers' addresses change.
     private var claimants = Set<String>()
+    /// The API servers' addresses: the endpoints of `default/kubernetes` and the one the agent
+    /// was given. No Service may claim them: the node's own processes, kubelet's among them, would
+    /// send their credentials to its backends.
+    private var controlPlane = Set<IPAddress>()
 
     /// The health check node port of each Service (namespace/name) that has one.
     private var healthCheckOf: [String: (port: UInt16, check: HealthCheck)] = [:]
 
     var unsupported: [String] { unsupportedOf.values.flatMap { $0 }.sorted() }
 
-    /// The Services (namespace/name) that claim addresses the policy refuses, and those addresses.
-    var refusals: [String: [ServiceAddressPolicy.Refusal]] { refusedOf }
+    /// The Services (namespace/name) that claim addresses the policy refuses or another Service
+    /// holds, and those addresses.
+    var refusals: [String: [ServiceAddressPolicy.Refusal]] {
+        var result = refusedOf
+        for (service, claimers) in claimersOf where claimers.count > 1 {
+            let holder = holder(of: service)
+            for key in claimers where key != holder {
+                guard let kind = externalKindsOf[key]?[service.address] else { continue }
+                let refusal = ServiceAddressPolicy.Refusal(address: service.address, kind: kind, reason: .taken)
+                if !(result[key] ?? []).contains(refusal) { result[key, default: []].append(refusal) }
+            }
+        }
+        return result
+    }
+
+    /// The Service that holds `service`'s address, port and protocol: the first created of those
+    /// asking for it (by name when the API gave no time).
+    private func holder(of service: NodeStore.Service) -> String? {
+        claimersOf[service]?.min { (createdOf[$0] ?? "", $0) < (createdOf[$1] ?? "", $1) }
+    }
+
+    /// The Service whose endpoints are the API servers.
+    static let apiServerService = "default/kubernetes"
 
     /// What each health check node port answers.
     var healthChecks: [UInt16: HealthCheck] {
@@ -113,44 +148,70 @@ struct ServiceTable {
     /// it); returns what changed.
     mutating func refresh(_ keys: some Sequence<String>, services: [String: KubernetesAPI.Service], slices: SliceIndex,
                           node: NodeView) -> Changes {
-        var keys = Array(keys)
-        if fileClusterIPs(keys, services: services) { keys = Array(Set(keys).union(claimants)) }
+        var keys = Set(keys)
+        if fileClusterIPs(Array(keys), services: services) { keys.formUnion(claimants) }
+        let controlPlane = Self.apiServers(slices: slices).union(node.addressPolicy.controlPlaneAddresses)
+        if controlPlane != self.controlPlane {
+            self.controlPlane = controlPlane
+            keys.formUnion(claimants)
+        }
         let clusterIPHolders = self.clusterIPHolders
-        var freshOf: [String: [NodeStore.Service: Entry]] = [:]
+        let taken = { (address: IPAddress) -> ServiceAddressPolicy.Reason? in
+            if clusterIPHolders[address] != nil { return .clusterIP }
+            return controlPlane.contains(address) ? .controlPlane : nil
+        }
+        // Every claim filed before any holder is chosen: the address one Service gives up in this
+        // pass may be the one another takes.
+        var touched = Set<NodeStore.Service>()
         for key in keys {
             var fresh: [NodeStore.Service: Entry] = [:], unsupported: [String] = [], healthCheck: (port: UInt16, check: HealthCheck)?
             var refused: [ServiceAddressPolicy.Refusal] = []
-            if let service = services[key], Self.isProxied(service) {
+            let service = services[key]
+            if let service, Self.isProxied(service) {
                 let serviceSlices = slices.slices(of: key)
-                (fresh, unsupported, refused) = Self.entries(of: service, key: key, slices: serviceSlices, node: node) {
-                    clusterIPHolders[$0] != nil
-                }
+                (fresh, unsupported, refused) = Self.entries(of: service, key: key, slices: serviceSlices, node: node, taken: taken)
                 healthCheck = Self.healthCheck(of: service, slices: serviceSlices, node: node)
             }
-            freshOf[key] = fresh
+            for claimed in (claimsOf[key] ?? [:]).keys where fresh[claimed] == nil {
+                claimersOf[claimed]?.remove(key)
+                if claimersOf[claimed]?.isEmpty == true { claimersOf[claimed] = nil }
+                touched.insert(claimed)
+            }
+            for claimed in fresh.keys {
+                claimersOf[claimed, default: []].insert(key)
+                touched.insert(claimed)
+            }
+            claimsOf[key] = fresh.isEmpty ? nil : fresh
+            createdOf[key] = fresh.isEmpty ? nil : service?.metadata.creationTimestamp ?? ""
+            externalKindsOf[key] = service.map(Self.externalKinds).flatMap { $0.isEmpty ? nil : $0 }
             unsupportedOf[key] = unsupported.isEmpty ? nil : unsupported
             refusedOf[key] = refused.isEmpty ? nil : refused
             healthCheckOf[key] = healthCheck
         }
-        // Every entry given up before any is taken: the address one Service gives up in this pass
-        // may be the one another takes (a claim refused once a Service holds it as its cluster IP).
-        var set: [NodeStore.Service: Entry] = [:], deleted = Set<NodeStore.Service>()
-        for (key, fresh) in freshOf {
-            for gone in entriesOf[key] ?? [] where fresh[gone] == nil {
-                entries[gone] = nil
-                deleted.insert(gone)
-            }
-        }
-        for (key, fresh) in freshOf {
-            for (service, entry) in fresh where entries[service] != entry {
-                entries[service] = entry
-                set[service] = entry
-                deleted.remove(service)
-            }
-            entriesOf[key] = fresh.isEmpty ? nil : Array(fresh.keys)
+        var set: [NodeStore.Service: Entry] = [:], deleted: [NodeStore.Service] = []
+        for service in touched {
+            let entry = holder(of: service).flatMap { claimsOf[$0]?[service] }
+            guard entries[service] != entry else { continue }
+            entries[service] = entry
+            if let entry { set[service] = entry } else { deleted.append(service) }
         }
         return Changes(set: set.sorted { $0.key.description < $1.key.description }.map { ($0.key, $0.value) },
                        delete: deleted.sorted { $0.description < $1.description })
+    }
+
+    /// The API servers' addresses the cluster publishes: the endpoints of `default/kubernetes`.
+    static func apiServers(slices: SliceIndex) -> Set<IPAddress> {
+        Set(slices.slices(of: apiServerService).flatMap { ($0.endpoints ?? []).flatMap(\.addresses) }.compactMap { IPAddress($0) })
+    }
+
+    /// The kind of each external address a Service claims.
+    static func externalKinds(of service: KubernetesAPI.Service) -> [IPAddress: ServiceAddressPolicy.Kind] {
+        var kinds: [IPAddress: ServiceAddressPolicy.Kind] = [:]
+        for ingress in service.status?.loadBalancer?.ingress ?? [] {
+            if let address = ingress.ip.flatMap({ IPAddress($0) }) { kinds[address] = .loadBalancerIP }
+        }
+        for address in (service.spec?.externalIPs ?? []).compactMap({ IPAddress($0) }) { kinds[address] = .externalIP }
+        return kinds
     }
 
     /// Files the cluster IPs and the claims of the Services `keys` names; whether a cluster IP came
@@ -195,11 +256,12 @@ struct ServiceTable {
     /// A Service's entries by kube-proxy's rules, the ports it has that are not balanced, and the
     /// external addresses it claims that the node's policy refuses.
     private static func entries(of service: KubernetesAPI.Service, key: String, slices: [EndpointSlice], node: NodeView,
-                                isClusterIP: (IPAddress) -> Bool) -> ([NodeStore.Service: Entry], [String], [ServiceAddressPolicy.Refusal]) {
+                                taken: (IPAddress) -> ServiceAddressPolicy.Reason?)
+        -> ([NodeStore.Service: Entry], [String], [ServiceAddressPolicy.Refusal]) {
         guard let spec = service.spec else { return ([:], [], []) }
         var entries: [NodeStore.Service: Entry] = [:], unsupported: [String] = []
         let clusterIPs = Self.clusterIPs(of: service)
-        let (externalIPs, refused) = externalAddresses(of: service, policy: node.addressPolicy, isClusterIP: isClusterIP)
+        let (externalIPs, refused) = externalAddresses(of: service, policy: node.addressPolicy, taken: taken)
         let affinity = spec.sessionAffinity == "ClientIP"
             ? UInt32(clamping: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? Int(defaultAffinitySeconds)) : 0
         // internalTrafficPolicy governs the cluster IPs; traffic to an external address or to a
@@ -255,19 +317,20 @@ struct ServiceTable {
     }
 
     /// The external IPs and LoadBalancer ingress IPs of a Service that the node answers for: those
-    /// the policy lets through and that are no Service's cluster IP, in the order the Service lists
+    /// the policy lets through and that are not `taken` (a Service's cluster IP, an API server's
+    /// address), in the order the Service lists
     /// them; the others refused. An ingress
     /// IP in ipMode Proxy is not the node's to answer: the load balancer proxies its traffic and
     /// sends it on to a node port itself, so pods and nodes must reach that address through the
     /// load balancer too (whose source checks and TLS termination, say, they would skip otherwise).
     static func externalAddresses(of service: KubernetesAPI.Service, policy: ServiceAddressPolicy,
-                                  isClusterIP: (IPAddress) -> Bool) -> (answered: [IPAddress], refused: [ServiceAddressPolicy.Refusal]) {
+                                  taken: (IPAddress) -> ServiceAddressPolicy.Reason?) -> (answered: [IPAddress], refused: [ServiceAddressPolicy.Refusal]) {
         let externalIPs = (service.spec?.externalIPs ?? []).compactMap { IPAddress($0) }.map { ($0, ServiceAddressPolicy.Kind.externalIP) }
         let ingressIPs = (service.status?.loadBalancer?.ingress ?? []).filter { $0.ipMode != "Proxy" }
             .compactMap { $0.ip.flatMap { IPAddress($0) } }.map { ($0, ServiceAddressPolicy.Kind.loadBalancerIP) }
         var answered: [IPAddress] = [], refused: [ServiceAddressPolicy.Refusal] = []
         for (address, kind) in externalIPs + ingressIPs {
-            if let reason = policy.refusal(of: address, as: kind) ?? (isClusterIP(address) ? .clusterIP : nil) {
+            if let reason = policy.refusal(of: address, as: kind) ?? taken(address) {
                 refused.append(.init(address: address, kind: kind, reason: reason))
             } else if !answered.contains(address) {
                 answered.append(address)

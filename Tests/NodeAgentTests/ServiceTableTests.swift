@@ -323,6 +323,67 @@ final class ServiceTableTests: XCTestCase {
                              "203.0.113.8:80/tcp")?.sourceRanges, [], "a restriction never read as none")
     }
 
+    /// Two Services asking for one external address and port: the one created first holds it,
+    /// however the other is named or whenever it is written; the other is told (taken) and gets
+    /// the address once the holder lets it go.
+    func testTheServiceCreatedFirstHoldsAnAddressAndPort() {
+        var owner = claiming(["203.0.113.7"])
+        owner.1.metadata.creationTimestamp = "2026-01-05T10:00:00Z"
+        var squatter = service("aaa-squatter", clusterIPs: ["10.96.0.61"]) { $0.externalIPs = ["203.0.113.7"] }
+        squatter.1.metadata.creationTimestamp = "2026-06-01T10:00:00Z"
+        let slices = [slice("claimant-v4", of: "claimant", "IPv4", [endpoint("10.244.1.5")]),
+                      slice("squatter-v4", of: "aaa-squatter", "IPv4", [endpoint("10.244.9.9")])]
+        var index = SliceIndex()
+        _ = index.update(slices.map(\.0), from: Dictionary(uniqueKeysWithValues: slices))
+        var view = ServiceTable.NodeView(name: "a")
+        view.addressPolicy = cluster
+
+        var table = ServiceTable(services: Dictionary(uniqueKeysWithValues: [owner, squatter]), slices: index, node: view)
+        XCTAssertEqual(backends(table, "203.0.113.7:80/tcp"), ["10.244.1.5:8080"])
+        XCTAssertEqual(table.refusals["default/aaa-squatter"]?.map(\.description), ["externalIP 203.0.113.7: taken"])
+        XCTAssertNil(table.refusals["default/claimant"])
+
+        // Written after the owner, one at a time: nothing of the owner's changes.
+        var incremental = ServiceTable(services: Dictionary(uniqueKeysWithValues: [owner]), slices: index, node: view)
+        let changes = incremental.refresh(["default/aaa-squatter"], services: Dictionary(uniqueKeysWithValues: [owner, squatter]),
+                                          slices: index, node: view)
+        XCTAssertEqual(changes.set.map(\.service.description), ["10.96.0.61:80/tcp"], "its own cluster IP only")
+        XCTAssertTrue(changes.delete.isEmpty)
+
+        // The owner goes: the next in line takes the address over; the owner's own entries go.
+        let handover = table.refresh(["default/claimant"], services: Dictionary(uniqueKeysWithValues: [squatter]), slices: index, node: view)
+        XCTAssertEqual(handover.set.map(\.service.description), ["203.0.113.7:80/tcp"])
+        XCTAssertEqual(handover.delete.map(\.description), ["10.96.0.60:80/tcp"])
+        XCTAssertEqual(backends(table, "203.0.113.7:80/tcp"), ["10.244.9.9:8080"])
+        XCTAssertTrue(table.refusals.isEmpty)
+    }
+
+    /// The API servers' addresses (the endpoints of default/kubernetes, the address the agent was
+    /// given) are never an external address, even inside the allowed ranges; when the API server
+    /// moves, the claims are judged again.
+    func testTheAPIServersAddressesAreNeverExternal() {
+        var view = ServiceTable.NodeView(name: "a")
+        view.addressPolicy = cluster
+        view.addressPolicy.controlPlaneAddresses = [IPAddress("203.0.113.20")!]
+        let services = Dictionary(uniqueKeysWithValues: [claiming(["203.0.113.10", "203.0.113.20", "203.0.113.30"])])
+        var slices = Dictionary(uniqueKeysWithValues: [slice("kubernetes", of: "kubernetes", "IPv4", port: 6443, portName: "https",
+                                                             [endpoint("203.0.113.10")])])
+        var index = SliceIndex()
+        _ = index.update(slices.keys, from: slices)
+        var table = ServiceTable(services: services, slices: index, node: view)
+        XCTAssertEqual(refused(table), ["externalIP 203.0.113.10": "control_plane", "externalIP 203.0.113.20": "control_plane"])
+        XCTAssertNotNil(entry(table, "203.0.113.30:80/tcp"))
+        XCTAssertNil(entry(table, "203.0.113.10:80/tcp"))
+
+        slices = Dictionary(uniqueKeysWithValues: [slice("kubernetes", of: "kubernetes", "IPv4", port: 6443, portName: "https",
+                                                         [endpoint("203.0.113.30")])])
+        let touched = index.update(slices.keys, from: slices)
+        let changes = table.refresh(touched, services: services, slices: index, node: view)
+        XCTAssertEqual(changes.set.map(\.service.description), ["203.0.113.10:80/tcp"])
+        XCTAssertEqual(changes.delete.map(\.description), ["203.0.113.30:80/tcp"])
+        XCTAssertEqual(refused(table), ["externalIP 203.0.113.30": "control_plane", "externalIP 203.0.113.20": "control_plane"])
+    }
+
     /// What is refused follows the Service: a refresh that drops the claim drops the refusal, and
     /// a deleted Service takes its refusals with it.
     func testRefusalsFollowTheService() {
