@@ -10,15 +10,18 @@ import NIOPosix
 struct ListenerLimits: Sendable {
     /// Connections open at once; one more is closed as soon as it is accepted.
     var maxConnections: Int
+    /// Connections open at once from one address: a single client cannot take the whole cap and
+    /// keep everyone else's probes out.
+    var maxConnectionsPerSource: Int
     /// How long a connection may take to send a whole request, counted from its opening or from
     /// the end of the previous answer; it is closed when the time is up (slowloris).
     var requestDeadline: TimeAmount
 
     /// Load balancers probe every node's health check node port every few seconds, one
     /// connection a probe.
-    static let healthCheckNodePort = ListenerLimits(maxConnections: 64, requestDeadline: .seconds(5))
+    static let healthCheckNodePort = ListenerLimits(maxConnections: 64, maxConnectionsPerSource: 8, requestDeadline: .seconds(5))
     /// /healthz, /readyz and /metrics: kubelet's probes and a scraper or two.
-    static let health = ListenerLimits(maxConnections: 16, requestDeadline: .seconds(5))
+    static let health = ListenerLimits(maxConnections: 16, maxConnectionsPerSource: 8, requestDeadline: .seconds(5))
 }
 
 /// HTTP/1.1 listeners with `ListenerLimits` enforced.
@@ -30,7 +33,8 @@ enum AgentListener {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ConnectionCap(limit: limits.maxConnections))
+                    try channel.pipeline.syncOperations.addHandler(ConnectionCap(limit: limits.maxConnections,
+                                                                                 perSource: limits.maxConnectionsPerSource))
                 }
             }
             .childChannelInitializer { channel in
@@ -43,30 +47,48 @@ enum AgentListener {
     }
 }
 
-/// Counts a listener's open connections and closes each one accepted beyond the cap. It sits in
-/// the listening channel's pipeline ahead of the bootstrap's own accept handler, so it sees the
-/// connections in the order the kernel hands them over, before any reaches an event loop.
+/// Counts a listener's open connections, in all and by source address, and closes each one
+/// accepted beyond either cap. It sits in the listening channel's pipeline ahead of the
+/// bootstrap's own accept handler, so it sees the connections in the order the kernel hands them
+/// over, before any reaches an event loop.
 final class ConnectionCap: ChannelInboundHandler, Sendable {
     typealias InboundIn = any Channel
     typealias InboundOut = any Channel
 
-    private let limit: Int
-    private let open = NIOLockedValueBox(0)
+    private struct Open {
+        var total = 0
+        var bySource: [String: Int] = [:]
+    }
 
-    init(limit: Int) { self.limit = limit }
+    private let limit: Int
+    private let perSource: Int
+    private let open = NIOLockedValueBox(Open())
+
+    init(limit: Int, perSource: Int) {
+        self.limit = limit
+        self.perSource = perSource
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let accepted = unwrapInboundIn(data)
-        let admitted = open.withLockedValue { count -> Bool in
-            guard count < limit else { return false }
-            count += 1
+        let source = accepted.remoteAddress?.ipAddress ?? ""
+        let admitted = open.withLockedValue { open -> Bool in
+            guard open.total < limit, open.bySource[source, default: 0] < perSource else { return false }
+            open.total += 1
+            open.bySource[source, default: 0] += 1
             return true
         }
         guard admitted else {
             accepted.close(promise: nil)
             return
         }
-        accepted.closeFuture.whenComplete { [open] _ in open.withLockedValue { $0 -= 1 } }
+        accepted.closeFuture.whenComplete { [open] _ in
+            open.withLockedValue { open in
+                open.total -= 1
+                open.bySource[source, default: 1] -= 1
+                if open.bySource[source] == 0 { open.bySource[source] = nil }
+            }
+        }
         context.fireChannelRead(data)
     }
 }

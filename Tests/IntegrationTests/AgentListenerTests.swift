@@ -14,7 +14,8 @@ extension AgentClusterTests {
     }
 
     /// On both listeners: connections up to the cap are held and answered, one more is closed at
-    /// once; a client that sends half a request line and waits, or a byte a second, is cut off at
+    /// once; one address holds no more than its share of the cap (eight), and another still gets
+    /// in; a client that sends half a request line and waits, or a byte a second, is cut off at
     /// the 5 s deadline. A health check node port answers `Connection: close` and closes. The
     /// agent raised its soft open file limit to the hard one.
     func testListenersCapConnectionsAndCutSlowClients() throws {
@@ -32,10 +33,13 @@ extension AgentClusterTests {
         XCTAssertEqual(probe["closedAfter"] as? Bool, true, "the agent closes it after the answer: \(probe)")
 
         for (port, cap, path) in [("9876", 16, "/healthz"), ("32000", 64, "/")] {
-            let capped = try listenerClient(node: 1, "cap", "127.0.0.1", port, "\(cap)", path)
+            let capped = try listenerClient(node: 1, "cap", "127.0.0.1", port, "\(cap)", path, "8")
             XCTAssertEqual(capped["extraClosed"] as? Bool, true, "port \(port): connection \(cap + 1) closed at once: \(capped)")
             XCTAssertEqual(capped["heldStatus"] as? Int, 200, "port \(port): the held connections are answered: \(capped)")
             XCTAssertEqual(capped["againStatus"] as? Int, 200, "port \(port): room again once they are gone: \(capped)")
+            let hog = try listenerClient(node: 1, "source", "127.0.0.1", port, "8", path)
+            XCTAssertEqual(hog["extraClosed"] as? Bool, true, "port \(port): a ninth from one address closed: \(hog)")
+            XCTAssertEqual(hog["otherStatus"] as? Int, 200, "port \(port): another address answered: \(hog)")
             for mode in ["half", "trickle"] {
                 let slow = try listenerClient(node: 1, "slow", "127.0.0.1", port, mode)
                 XCTAssertEqual(slow["closed"] as? Bool, true, "port \(port) \(mode): \(slow)")

@@ -2,8 +2,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """Clients of the agent's HTTP listeners, each printing one JSON line.
 
-  cap HOST PORT N PATH  holds N connections, opens one more: whether that one was closed at once,
-                        whether a held one is still answered, and a new one once they are gone
+  cap HOST PORT N PATH PER_SOURCE
+                        holds N connections, PER_SOURCE from each of 127.0.0.2, .3, ..., opens one
+                        more from a source of its own: whether that one was closed at once, whether
+                        a held one is still answered, and a new one once they are gone
+  source HOST PORT N PATH
+                        holds N connections from 127.0.0.2, opens one more from it and one from
+                        127.0.0.3: whether the first was closed at once and the second answered
   slow HOST PORT MODE   "half": half a request line, then silence; "trickle": a byte a second.
                         Whether the server closed the connection, and after how many seconds
   probe HOST PORT PATH  one request: its status, its Connection header, whether the server closed
@@ -15,8 +20,8 @@ import sys
 import time
 
 
-def connect(host, port):
-    return socket.create_connection((host, int(port)), timeout=10)
+def connect(host, port, source=None):
+    return socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0) if source else None)
 
 
 def closed_within(sock, seconds):
@@ -50,10 +55,10 @@ def request(sock, host, path):
     return int(lines[0].split()[1]), headers
 
 
-def cap(host, port, count, path):
-    held = [connect(host, port) for _ in range(int(count))]
+def cap(host, port, count, path, per_source):
+    held = [connect(host, port, f"127.0.0.{2 + index // int(per_source)}") for index in range(int(count))]
     time.sleep(0.5)  # every one accepted by the listener
-    extra = connect(host, port)
+    extra = connect(host, port, "127.0.0.200")
     extra_closed = closed_within(extra, 2)
     held_status, _ = request(held[-1], host, path)
     for sock in held:
@@ -61,6 +66,17 @@ def cap(host, port, count, path):
     time.sleep(0.5)
     again_status, _ = request(connect(host, port), host, path)
     return {"extraClosed": extra_closed, "heldStatus": held_status, "againStatus": again_status}
+
+
+def source(host, port, count, path):
+    held = [connect(host, port, "127.0.0.2") for _ in range(int(count))]
+    time.sleep(0.5)
+    extra = connect(host, port, "127.0.0.2")
+    extra_closed = closed_within(extra, 2)
+    other_status, _ = request(connect(host, port, "127.0.0.3"), host, path)
+    for sock in held:
+        sock.close()
+    return {"extraClosed": extra_closed, "otherStatus": other_status}
 
 
 def slow(host, port, mode):
@@ -92,4 +108,4 @@ def probe(host, port, path):
 
 if __name__ == "__main__":
     mode, arguments = sys.argv[1], sys.argv[2:]
-    print(json.dumps({"cap": cap, "slow": slow, "probe": probe}[mode](*arguments)), flush=True)
+    print(json.dumps({"cap": cap, "source": source, "slow": slow, "probe": probe}[mode](*arguments)), flush=True)
