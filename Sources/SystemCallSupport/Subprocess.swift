@@ -75,7 +75,8 @@ public enum Subprocess {
             output = try readAll(pipe.readEnd, of: path, until: deadline)
             status = try exitStatus(of: pid, path: path, until: deadline)
         } catch {
-            if error.errno == .timedOut { killAndReap(group: pid) }
+            // Past its deadline, or unreadable: either way nothing it started runs on unwatched.
+            killAndReap(group: pid)
             throw error
         }
         return (Self.exitCode(waitStatus: status), output)

@@ -27,10 +27,10 @@ struct NodeOptions: ParsableArguments {
     @Option(parsing: .upToNextOption, help: "Uplinks (default: the devices of the default routes)") var device: [String] = []
     @Option(help: "The socket LB's cgroup v2 directory (default: the cgroup2 mount)") var cgroupRoot: String?
     @Option(help: "The pods' MTU (default: the first uplink's)") var mtu: Int?
-    @Option(parsing: .upToNextOption, help: "The cluster's pod CIDRs (default: $SWIFTPATH_CLUSTER_CIDRS, space-separated)")
+    @Option(parsing: .upToNextOption, help: "The cluster's pod CIDRs (default: $SWIFTPATH_CLUSTER_CIDRS, separated by commas or spaces)")
     var clusterCIDR: [String] = []
     @Flag(help: "Masquerade pod traffic leaving the cluster CIDRs (default: $SWIFTPATH_MASQUERADE == true)") var masquerade = false
-    @Option(parsing: .upToNextOption, help: "The cluster's service CIDRs, where no external address may lie (default: $SWIFTPATH_SERVICE_CIDRS)")
+    @Option(parsing: .upToNextOption, help: "The cluster's service CIDRs, where no external address may lie (default: $SWIFTPATH_SERVICE_CIDRS, separated by commas or spaces)")
     var serviceCIDR: [String] = []
     @Option(name: .customLong("external-ip-cidrs"),
             help: ArgumentHelp("CIDRs where Services' externalIPs may lie, comma-separated (default: $SWIFTPATH_EXTERNAL_IP_CIDRS; empty: none)",
@@ -58,7 +58,7 @@ struct NodeOptions: ParsableArguments {
         settings.mtu = mtu
         // A DaemonSet passes ConfigMap values through the environment: a list cannot be one argument.
         let environment = ProcessInfo.processInfo.environment
-        let cidrs = clusterCIDR.isEmpty ? (environment["SWIFTPATH_CLUSTER_CIDRS"] ?? "").split(separator: " ").map(String.init) : clusterCIDR
+        let cidrs = clusterCIDR.isEmpty ? Self.list(environment["SWIFTPATH_CLUSTER_CIDRS"]) : clusterCIDR
         settings.clusterCIDRs = try Self.prefixes(cidrs, option: "--cluster-cidr")
         settings.serviceCIDRs = try Self.prefixes(serviceCIDR.isEmpty ? Self.list(environment["SWIFTPATH_SERVICE_CIDRS"]) : serviceCIDR,
                                                   option: "--service-cidr")
