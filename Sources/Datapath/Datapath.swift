@@ -172,6 +172,8 @@ public final class Datapath {
         }
         if loaded.freshMaps.contains(Layouts.services.name) || loaded.freshMaps.contains(Layouts.slots.name) {
             try datapath.reprogramServices()
+        } else if loaded.freshMaps.contains(Layouts.sourceRanges.name) {
+            try datapath.refillSourceRanges()
         }
         for (name, program) in loaded.programs.sorted(by: { $0.key < $1.key }) {
             try program.pin(at: "\(folder)/\(name)")

@@ -17,7 +17,8 @@ extension Datapath {
     /// new connections. Returns the backends that left the set (their sockets are the caller's to
     /// terminate). A Service on a pod's host port takes it over: the pod keeps its host port's
     /// record, and its teardown leaves the Service alone. `sourceRanges` limit which clients
-    /// outside the node may open connections to it (none: every one).
+    /// outside the node may open connections to it (nil: every one; a range of the whole family
+    /// is no limit, one of the other family admits nobody).
     @discardableResult
     public func setService(_ service: Service, backends: [Backend], affinitySeconds: UInt32 = 0,
                            external: ExternalTraffic = .none, sourceRanges: SourceRanges = nil) throws(BPFError) -> [Backend] {
@@ -27,20 +28,53 @@ extension Datapath {
         }
     }
 
+    /// `setService` for each of `programs`, the uplinks' source ranges read once for all. One that
+    /// fails keeps none of the others from being written (a full trie, say, fails only the
+    /// services that need room in it). Returns every backend that left a service, and the
+    /// services that could not be written, with why.
+    public func setServices(_ programs: [ServiceProgram]) throws(BPFError)
+        -> (departures: [(service: Service, backend: Backend)], failures: [(service: Service, error: BPFError)]) {
+        try store.withLockOrThrow { () throws(BPFError) in
+            let admitted = try admittedSources()
+            var departures: [(service: Service, backend: Backend)] = [], failures: [(service: Service, error: BPFError)] = []
+            for entry in programs {
+                do throws(BPFError) {
+                    departures += try write(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds,
+                                            external: entry.external, sourceRanges: entry.sourceRanges,
+                                            overHostPort: try store.hostPortOwner(entry.service) != nil,
+                                            admitted: admitted[entry.service] ?? AdmittedSources())
+                        .map { (entry.service, $0) }
+                } catch {
+                    failures.append((entry.service, error))
+                }
+            }
+            return (departures, failures)
+        }
+    }
+
     /// `setService` for a Service (`overHostPort` when a pod's host port is on its address and
-    /// port) or for the host port itself.
+    /// port) or for the host port itself; `admitted`, what the uplinks' trie holds for it, when the
+    /// caller read it. The source ranges go in before the record and the service entry, so that no
+    /// moment sees the service answered from outside without them.
     func write(_ service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic,
-               sourceRanges: SourceRanges = nil, overHostPort: Bool) throws(BPFError) -> [Backend] {
+               sourceRanges: SourceRanges = nil, overHostPort: Bool, admitted: AdmittedSources? = nil) throws(BPFError) -> [Backend] {
         try store.withLockOrThrow { () throws(BPFError) -> [Backend] in
             let record = try store.serviceRecord(service)
             var before = record?.backends ?? []
             if record == nil { before = try programmedBackends(service) }
+            let ranges = effectiveSourceRanges(sourceRanges, family: service.address.family)
+            if let ranges {
+                let held: AdmittedSources
+                if let admitted { held = admitted } else { held = try admittedSources()[service] ?? AdmittedSources() }
+                try restrict(service, to: ranges, admitted: held)
+            } else if let admitted {
+                try unrestrict(service, admitting: admitted.ranges)
+            } else {
+                try unrestrict(service, admitting: record?.sourceRanges ?? [])
+            }
             try store.recordService(service, backends: backends, affinitySeconds: affinitySeconds, external: external,
-                                    overHostPort: overHostPort, sourceRanges: sourceRanges)
+                                    overHostPort: overHostPort, sourceRanges: ranges)
             try program(service, backends: backends, affinitySeconds: affinitySeconds, external: external)
-            let admitted: SourceRanges
-            if let record { admitted = record.sourceRanges } else { admitted = try programmedSourceRanges(service) }
-            try admit(sourceRanges, to: service, replacing: admitted)
             let staying = Set(backends.map(\.endpoint))
             return before.filter { !staying.contains($0.endpoint) }
         }
@@ -81,14 +115,13 @@ extension Datapath {
             let key = serviceKey(service)
             let previous = try servicesMap.lookup(key, as: sp_service.self)
             guard recorded != nil || previous != nil else { return nil }
-            let admitted: SourceRanges
-            if let recorded { admitted = recorded.sourceRanges } else { admitted = try programmedSourceRanges(service) }
-            try admit(nil, to: service, replacing: admitted)
             try store.forgetService(service)
             if let previous {
                 try servicesMap.delete(key)
                 try deleteSlots(previous)
             }
+            // Answered from outside no more: its source ranges are of no use, and go last.
+            try unrestrict(service, admitting: recorded?.sourceRanges ?? [])
             if let recorded { return recorded.backends }
             return try previous.map { value throws(BPFError) in try slotBackends(of: value) } ?? []
         }
@@ -100,15 +133,15 @@ extension Datapath {
         return try slotBackends(of: value)
     }
 
-    /// Rewrites the datapath's service maps from the store's records: after a datapath whose
-    /// service maps changed layout was loaded, they start empty.
+    /// Rewrites the datapath's service maps and source ranges from the store's records: after a
+    /// datapath whose service maps changed layout was loaded, they start empty.
     func reprogramServices() throws(BPFError) {
         let services = try servicesMap, slots = try slotsMap
         for raw in try services.rawKeys() { try services.delete(raw) }
         for raw in try slots.rawKeys() { try slots.delete(raw) }
+        try refillSourceRanges()
         for entry in try store.recordedServices() {
             try program(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds, external: entry.external)
-            try admit(entry.sourceRanges, to: entry.service, replacing: nil)
         }
     }
 
@@ -116,30 +149,27 @@ extension Datapath {
     /// its external traffic.
     public func services() throws(BPFError) -> [ServiceProgram] {
         var result: [ServiceProgram] = []
-        let admitted = try sourceRangesByFrontend()
+        let admitted = try admittedSources()
         for key in try servicesMap.keys(as: sp_service_key.self) {
             guard let value = try servicesMap.lookup(key, as: sp_service.self), let service = Self.service(key) else { continue }
             let external: ExternalTraffic = value.flags & SP_SERVICE_EXTERNAL == 0 ? .none
                 : value.flags & SP_SERVICE_EXTERNAL_LOCAL == 0 ? .cluster
                 : .local(try slotBackends(of: value.id, slots: value.slots..<(value.slots + value.external_slots)))
-            result.append((service, try slotBackends(of: value), value.affinity_seconds, external, admitted[service]))
+            result.append((service, try slotBackends(of: value), value.affinity_seconds, external, admitted[service]?.sourceRanges))
         }
         return result.sorted { $0.service.description < $1.service.description }
     }
 
     /// Makes the services exactly `desired`: sets every listed one, deletes every other. Pods'
     /// host ports are not the caller's to delete; a listed service on one takes it over. Returns
-    /// the counts and every backend that left a service.
+    /// the counts, every backend that left a service, and the services that could not be set.
     public func applyServices(_ desired: [ServiceProgram]) throws(BPFError)
-        -> (set: Int, deleted: Int, departures: [(service: Service, backend: Backend)]) {
+        -> (set: Int, deleted: Int, departures: [(service: Service, backend: Backend)], failures: [(service: Service, error: BPFError)]) {
         try store.withLockOrThrow { () throws(BPFError) in
             let hostPorts = Set(try store.offeredHostPorts().keys)
-            var departures: [(service: Service, backend: Backend)] = []
-            for entry in desired {
-                departures += try setService(entry.service, backends: entry.backends, affinitySeconds: entry.affinitySeconds,
-                                             external: entry.external, sourceRanges: entry.sourceRanges)
-                    .map { (entry.service, $0) }
-            }
+            let written = try setServices(desired)
+            var departures = written.departures
+            let failures = written.failures
             let wanted = Set(desired.map(\.service))
             let existing = Set(try store.recordedServices().map(\.service))
                 .union(try servicesMap.keys(as: sp_service_key.self).compactMap(Self.service))
@@ -148,7 +178,7 @@ extension Datapath {
                 departures += (try deleteService(service) ?? []).map { (service, $0) }
                 deleted += 1
             }
-            return (desired.count, deleted, departures)
+            return (desired.count - failures.count, deleted, departures, failures)
         }
     }
 

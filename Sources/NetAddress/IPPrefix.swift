@@ -32,6 +32,8 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
 
     /// The first address of the subnet.
     public var network: IPAddress { IPAddress(family: family, value: address.value & ~hostMask) }
+    /// The subnet itself: "10.1.0.5/24" is "10.1.0.0/24".
+    public var networkPrefix: IPPrefix { IPPrefix(address: network, length: length)! }
     /// The last address of the subnet.
     public var last: IPAddress { IPAddress(family: family, value: address.value | hostMask) }
     /// How many addresses the subnet holds, minus one (so that a /0 in IPv6 still fits).

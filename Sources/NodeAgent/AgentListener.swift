@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NetAddress
 
 /// What a client of one of the agent's HTTP listeners may hold: the agent runs on every node with
 /// a handful of descriptors to spare, and a health check node port answers whoever reaches the
@@ -10,8 +11,8 @@ import NIOPosix
 struct ListenerLimits: Sendable {
     /// Connections open at once; one more is closed as soon as it is accepted.
     var maxConnections: Int
-    /// Connections open at once from one address: a single client cannot take the whole cap and
-    /// keep everyone else's probes out.
+    /// Connections open at once from one address (one IPv6 /64, which a single host may hold
+    /// whole): a single client cannot take the whole cap and keep everyone else's probes out.
     var maxConnectionsPerSource: Int
     /// How long a connection may take to send a whole request, counted from its opening or from
     /// the end of the previous answer; it is closed when the time is up (slowloris).
@@ -71,7 +72,7 @@ final class ConnectionCap: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let accepted = unwrapInboundIn(data)
-        let source = accepted.remoteAddress?.ipAddress ?? ""
+        let source = Self.source(of: accepted.remoteAddress)
         let admitted = open.withLockedValue { open -> Bool in
             guard open.total < limit, open.bySource[source, default: 0] < perSource else { return false }
             open.total += 1
@@ -90,6 +91,18 @@ final class ConnectionCap: ChannelInboundHandler, Sendable {
             }
         }
         context.fireChannelRead(data)
+    }
+
+    /// Whom a connection counts against: its IPv4 address, or its IPv6 address's /64.
+    private static func source(of address: SocketAddress?) -> String {
+        guard let text = address?.ipAddress, let ip = IPAddress(text) else { return "" }
+        let bytes = ip.bytes
+        if ip.isIPv4 { return ip.description }
+        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d, all in one /64.
+        if bytes.prefix(10).allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
+            return IPAddress(bytes: bytes.suffix(4))?.description ?? ""
+        }
+        return IPPrefix(address: ip, length: 64)!.network.description
     }
 }
 

@@ -35,8 +35,14 @@ struct ServiceAddressPolicy: Equatable, Sendable {
         case special
         /// An API server's (the endpoints of `default/kubernetes`, the one the agent talks to).
         case controlPlane = "control_plane"
-        /// Another Service, created earlier, holds this address on the same port.
+        /// A LoadBalancer's ingress IP on this port holds it (a controller assigned it).
         case taken
+        /// Other Services claim it on the same port as an external IP too: none gets it, since no
+        /// claim written by a tenant outranks another's.
+        case contested
+        /// Its Service lists more source ranges than the uplinks hold for one address: no client
+        /// outside the node gets in.
+        case tooManySourceRanges = "too_many_source_ranges"
     }
 
     struct Refusal: Hashable, Sendable, CustomStringConvertible {

@@ -40,19 +40,24 @@ enum ServicePrograms {
         // A Service wins over a pod's host port on the same address and port: the address is the
         // cluster's. The pod keeps its record of the host port; its teardown leaves the Service.
         let hostPorts = try store.offeredHostPorts()
-        var departures: [(service: Service, backend: Backend)] = []
-        for (service, entry) in changes.set {
-            departures += try datapath.setService(service, backends: entry.backends, affinitySeconds: entry.affinitySeconds,
-                                                  external: entry.external, sourceRanges: entry.sourceRanges).map { (service, $0) }
-        }
+        let written = try datapath.setServices(changes.set.map { service, entry in
+            (service, entry.backends, entry.affinitySeconds, entry.external, entry.sourceRanges)
+        })
+        var departures = written.departures
+        let failures = written.failures
         for service in changes.delete where hostPorts[service] == nil {
             departures += (try datapath.deleteService(service) ?? []).map { (service, $0) }
         }
-        var outcome = Outcome(written: changes.set.count, deleted: changes.delete.count, departed: departures.count)
+        var outcome = Outcome(written: changes.set.count - failures.count, deleted: changes.delete.count, departed: departures.count)
         if !departures.isEmpty {
             try datapath.forgetConnections(departures)
             let namespaces = try store.records().map(\.netns).filter { !$0.isEmpty }
             outcome.terminated = try datapath.terminate(departures: departures, namespaces: namespaces)
+        }
+        // The others are written and their departed backends' sockets ended: the failed ones are
+        // tried again from a full comparison.
+        if let failure = failures.first {
+            throw BPFError("write \(failures.count) service(s), \(failure.service) first: \(failure.error)", failure.error.errno)
         }
         return outcome
     }

@@ -39,13 +39,13 @@ struct ServiceTable {
     private(set) var entries: [NodeStore.Service: Entry] = [:]
     /// The entries each Service (namespace/name) asks for, whether or not it holds them.
     private var claimsOf: [String: [NodeStore.Service: Entry]] = [:]
-    /// The Services asking for each address, port and protocol. The one created first holds it:
-    /// a Service written later cannot take another's traffic by claiming its address (an
-    /// external IP inside the allowed ranges, say), and the next in line takes over when the
-    /// holder lets go.
+    /// The Services asking for each address, port and protocol (see `holder(of:)`).
     private var claimersOf: [NodeStore.Service: Set<String>] = [:]
-    /// When each Service was created (RFC 3339, as the API server writes it: ordered as text).
+    /// When each Service was created (RFC 3339, as the API server writes it: ordered as text;
+    /// `unknownCreation` when it gave none).
     private var createdOf: [String: String] = [:]
+    /// Sorts after every time the API server writes: a Service of unknown age ranks last.
+    private static let unknownCreation = "~"
     /// The external addresses each Service claims, with their kind, for its refusals.
     private var externalKindsOf: [String: [IPAddress: ServiceAddressPolicy.Kind]] = [:]
     /// Ports each Service has that swiftpath does not balance (SCTP), as "namespace/name:port/SCTP".
@@ -80,17 +80,24 @@ struct ServiceTable {
             let holder = holder(of: service)
             for key in claimers where key != holder {
                 guard let kind = externalKindsOf[key]?[service.address] else { continue }
-                let refusal = ServiceAddressPolicy.Refusal(address: service.address, kind: kind, reason: .taken)
+                let refusal = ServiceAddressPolicy.Refusal(address: service.address, kind: kind, reason: holder == nil ? .contested : .taken)
                 if !(result[key] ?? []).contains(refusal) { result[key, default: []].append(refusal) }
             }
         }
-        return result
+        return result.mapValues { $0.sorted { $0.description < $1.description } }
     }
 
-    /// The Service that holds `service`'s address, port and protocol: the first created of those
-    /// asking for it (by name when the API gave no time).
+    /// The Service that holds `service`'s address, port and protocol when several ask for it. An
+    /// external IP is whatever its Service's writer chose: it outranks no other claim, or a tenant
+    /// could take another's address by naming it (in an old Service, or when the holder is
+    /// recreated). Claims the cluster assigns (cluster IPs, node ports, ingress IPs a controller
+    /// wrote into a status) can hold it, the first created first; when only external IPs ask,
+    /// nobody gets it.
     private func holder(of service: NodeStore.Service) -> String? {
-        claimersOf[service]?.min { (createdOf[$0] ?? "", $0) < (createdOf[$1] ?? "", $1) }
+        guard let claimers = claimersOf[service] else { return nil }
+        if claimers.count == 1 { return claimers.first }
+        return claimers.filter { externalKindsOf[$0]?[service.address] != .externalIP }
+            .min { (createdOf[$0] ?? Self.unknownCreation, $0) < (createdOf[$1] ?? Self.unknownCreation, $1) }
     }
 
     /// The Service whose endpoints are the API servers.
@@ -182,7 +189,7 @@ struct ServiceTable {
                 touched.insert(claimed)
             }
             claimsOf[key] = fresh.isEmpty ? nil : fresh
-            createdOf[key] = fresh.isEmpty ? nil : service?.metadata.creationTimestamp ?? ""
+            createdOf[key] = fresh.isEmpty ? nil : service?.metadata.creationTimestamp ?? Self.unknownCreation
             externalKindsOf[key] = service.map(Self.externalKinds).flatMap { $0.isEmpty ? nil : $0 }
             unsupportedOf[key] = unsupported.isEmpty ? nil : unsupported
             refusedOf[key] = refused.isEmpty ? nil : refused
@@ -204,13 +211,14 @@ struct ServiceTable {
         Set(slices.slices(of: apiServerService).flatMap { ($0.endpoints ?? []).flatMap(\.addresses) }.compactMap { IPAddress($0) })
     }
 
-    /// The kind of each external address a Service claims.
+    /// The kind of each external address a Service claims; an address that is both its external
+    /// IP and its ingress IP counts as the ingress IP, which a controller assigned.
     static func externalKinds(of service: KubernetesAPI.Service) -> [IPAddress: ServiceAddressPolicy.Kind] {
         var kinds: [IPAddress: ServiceAddressPolicy.Kind] = [:]
-        for ingress in service.status?.loadBalancer?.ingress ?? [] {
+        for address in (service.spec?.externalIPs ?? []).compactMap({ IPAddress($0) }) { kinds[address] = .externalIP }
+        for ingress in service.status?.loadBalancer?.ingress ?? [] where ingress.ipMode != "Proxy" {
             if let address = ingress.ip.flatMap({ IPAddress($0) }) { kinds[address] = .loadBalancerIP }
         }
-        for address in (service.spec?.externalIPs ?? []).compactMap({ IPAddress($0) }) { kinds[address] = .externalIP }
         return kinds
     }
 
@@ -261,7 +269,14 @@ struct ServiceTable {
         guard let spec = service.spec else { return ([:], [], []) }
         var entries: [NodeStore.Service: Entry] = [:], unsupported: [String] = []
         let clusterIPs = Self.clusterIPs(of: service)
-        let (externalIPs, refused) = externalAddresses(of: service, policy: node.addressPolicy, taken: taken)
+        var (answered, refused) = externalAddresses(of: service, policy: node.addressPolicy, taken: taken)
+        // More ranges than the uplinks hold for one address: none of them fits, so nobody is let in.
+        let externalIPs = answered.map { address -> (IPAddress, SourceRanges) in
+            let ranges = sourceRanges(of: service, family: address.family)
+            guard let ranges, ranges.count > maxSourceRanges else { return (address, ranges) }
+            refused.append(.init(address: address, kind: externalKinds(of: service)[address] ?? .externalIP, reason: .tooManySourceRanges))
+            return (address, [])
+        }
         let affinity = spec.sessionAffinity == "ClientIP"
             ? UInt32(clamping: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? Int(defaultAffinitySeconds)) : 0
         // internalTrafficPolicy governs the cluster IPs; traffic to an external address or to a
@@ -283,11 +298,10 @@ struct ServiceTable {
                 let backends = backends(for: port, family: address.family, slices: slices, nodeName: localOnly ? node.name : nil)
                 entries[NodeStore.Service(address: address, port: number, proto: proto)] = Entry(backends: backends, affinitySeconds: affinity)
             }
-            for address in externalIPs {
+            for (address, ranges) in externalIPs {
                 let backends = backends(for: port, family: address.family, slices: slices, nodeName: nil)
                 entries[NodeStore.Service(address: address, port: number, proto: proto)]
-                    = Entry(backends: backends, affinitySeconds: affinity, external: external(port, address.family),
-                            sourceRanges: sourceRanges(of: service, family: address.family))
+                    = Entry(backends: backends, affinitySeconds: affinity, external: external(port, address.family), sourceRanges: ranges)
             }
             // A node port, on this node's addresses of the Service's families; localhost is the
             // node's own, never reached from outside.
@@ -304,16 +318,14 @@ struct ServiceTable {
 
     /// The clients outside the node a LoadBalancer Service admits at its external and ingress IPs
     /// of `family`: its `loadBalancerSourceRanges` of that family; nil when it lists none (every
-    /// client), empty when it lists only the other family's or nothing readable (no client: a
-    /// restriction is never read as none). Node ports stay open, as kube-proxy keeps them. A bare
-    /// address is read as its single-address range.
+    /// client, as when one of them is the whole family's), empty when it lists only the other
+    /// family's or nothing readable (no client: a restriction is never read as none). Node ports
+    /// stay open, as kube-proxy keeps them. A bare address is read as its single-address range.
     static func sourceRanges(of service: KubernetesAPI.Service, family: IPAddress.Family) -> SourceRanges {
         guard let spec = service.spec, spec.type == "LoadBalancer" else { return nil }
         let listed = (spec.loadBalancerSourceRanges ?? []).map { String($0.filter { !$0.isWhitespace }) }.filter { !$0.isEmpty }
         guard !listed.isEmpty else { return nil }
-        let ranges = listed.compactMap { IPPrefix($0) ?? IPAddress($0).map(IPPrefix.host) }
-        return Array(Set(ranges.filter { $0.family == family }.map { IPPrefix(address: $0.network, length: $0.length)! }))
-            .sorted { ($0.address, $0.length) < ($1.address, $1.length) }
+        return effectiveSourceRanges(listed.compactMap { IPPrefix($0) ?? IPAddress($0).map(IPPrefix.host) }, family: family)
     }
 
     /// The external IPs and LoadBalancer ingress IPs of a Service that the node answers for: those

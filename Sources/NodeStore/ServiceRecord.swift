@@ -67,6 +67,18 @@ public enum ExternalTraffic: Hashable, Sendable {
 /// empty list admits none (a Service whose ranges are all of the other family).
 public typealias SourceRanges = [IPPrefix]?
 
+/// The most source ranges one service address holds: each takes an entry of the uplinks' trie.
+public let maxSourceRanges = 256
+
+/// `ranges` as a service address of `family` applies them: that family's only, as subnets, each
+/// once, sorted; nil (every source) when one of them is the whole family's, as 0.0.0.0/0 is.
+public func effectiveSourceRanges(_ ranges: SourceRanges, family: IPAddress.Family) -> SourceRanges {
+    guard let ranges else { return nil }
+    let own = Set(ranges.filter { $0.family == family }.map(\.networkPrefix))
+    if own.contains(where: { $0.length == 0 }) { return nil }
+    return own.sorted { ($0.address, $0.length) < ($1.address, $1.length) }
+}
+
 /// A backend of a service, with its share of new connections.
 public struct Backend: Hashable, Sendable, CustomStringConvertible {
     public static let weights = 1...100
@@ -223,12 +235,7 @@ public enum ServiceRecord {
         var writer = FixedWriter()
         writer.integer(UInt32(ranges.count))
         writer.integer(UInt32(0))
-        for range in ranges {
-            writer.integer(range.family.rawValue)
-            writer.integer(UInt8(range.length))
-            writer.integer(UInt16(0))
-            writer.raw(range.network.bytes, size: 16)
-        }
+        for range in ranges { writer.prefix(range.networkPrefix) }
         return writer.padded(to: valueSize)
     }
 
@@ -236,14 +243,7 @@ public enum ServiceRecord {
         var reader = FixedReader(value)
         let count = min(Int(reader.integer(UInt32.self)), sourceRangesPerChunk)
         _ = reader.integer(UInt32.self)
-        return (0..<count).compactMap { _ in
-            let family: UInt8 = reader.integer()
-            let length: UInt8 = reader.integer()
-            _ = reader.integer(UInt16.self)
-            let bytes = reader.raw(size: 16)
-            guard let family = IPAddress.Family(rawValue: family), let address = IPAddress(bytes: bytes.prefix(family.byteCount)) else { return nil }
-            return IPPrefix(address: address, length: Int(length))
-        }
+        return (0..<count).compactMap { _ in reader.prefix() }
     }
 
     static func backends(in value: [UInt8]) -> [Backend] {

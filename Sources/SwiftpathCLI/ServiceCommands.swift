@@ -74,7 +74,7 @@ struct ServiceCommand: ParsableCommand {
         @Flag(help: "Answer clients outside the node too, at its uplinks (as a node port or an external IP is).")
         var external = false
         @Option(name: .customLong("source-range"),
-                help: "With --external: a CIDR whose clients outside the node may connect (repeatable; none: every client).")
+                help: "With --external: a CIDR whose clients outside the node may connect (repeatable; none: every client, so setting a service again without it opens it).")
         var sourceRanges: [String] = []
 
         func run() throws {
@@ -165,7 +165,11 @@ struct ServiceCommand: ParsableCommand {
             let views = try JSONDecoder().decode([ServiceView].self, from: data).filter { $0.hostPortOf == nil }
             let desired = try views.map { view throws -> ServiceProgram in
                 let service = try ServiceCommand.parseService(view.service)
-                return (service, try ServiceCommand.parseBackends(view.backends), view.affinitySeconds ?? 0, try view.externalTraffic(),
+                let external = try view.externalTraffic()
+                guard view.sourceRanges == nil || external != .none else {
+                    throw ValidationError("\(view.service): sourceRanges limit outside clients: it needs external")
+                }
+                return (service, try ServiceCommand.parseBackends(view.backends), view.affinitySeconds ?? 0, external,
                         try view.sourceRanges.map { ranges throws in try ServiceCommand.parseSourceRanges(ranges, for: service) })
             }
             let (opened, datapath) = try ServiceCommand.open(store.root)
@@ -173,6 +177,9 @@ struct ServiceCommand: ParsableCommand {
             print("\(result.set) service(s) set, \(result.deleted) deleted")
             try datapath.forgetConnections(result.departures)
             try ServiceCommand.terminate(result.departures, datapath: datapath, store: opened)
+            if let failure = result.failures.first {
+                throw ValidationError("\(result.failures.count) service(s) not set, \(failure.service) first: \(failure.error)")
+            }
         }
     }
 }

@@ -334,14 +334,11 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertNil(counted[.redirectPeer], "nothing was delivered")
     }
 
-    /// Connections from outside to services answered at the uplink, on crafted packets: the first
-    /// packet opens a connection to a backend (a local pod, or a host off the node through the
-    /// node's address and a port of its own), its replies are translated back, checksums stay
-    /// right; malformed, spoofed and stray packets open nothing.
     /// loadBalancerSourceRanges: a ranged frontend opens connections for its ranges' clients only,
-    /// per family; a change takes effect for the next connection and never refuses a client of
-    /// both the old and the new ranges; the ranges survive in the store's record and go with the
-    /// service.
+    /// per family; a change takes effect for the next connection, one already open keeps going; a
+    /// range of the whole family is no restriction; a write cut off before the refusal of the rest
+    /// reads back as open, and the next write finishes it; the ranges survive in the store's
+    /// record and go with the service.
     func testSourceRangesAdmitOnlyTheirClients() throws {
         let fixture = try fixture()
         let (datapath, uplink, run) = (fixture.datapath, fixture.uplinkProgram, fixture.run)
@@ -383,15 +380,37 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertNil(try datapath.store.serviceRecord(web)?.sourceRanges)
 
         // More ranges than a record chunk holds, then fewer: the record reads back each set.
-        let many = (0..<40).map { IPPrefix(address: IPAddress(bytes: [10, 201, UInt8($0), 0])!, length: 24)! } + [IPPrefix("10.200.0.0/30")!]
+        let many = [IPPrefix("10.200.0.0/30")!] + (0..<40).map { IPPrefix(address: IPAddress(bytes: [10, 201, UInt8($0), 0])!, length: 24)! }
         try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: many)
         XCTAssertEqual(try datapath.store.serviceRecord(web)?.sourceRanges, many)
         XCTAssertEqual(try connect(inside, web), TC_ACT_REDIRECT)
         try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster,
-                                sourceRanges: Array(many.prefix(3)))
-        XCTAssertEqual(try datapath.store.serviceRecord(web)?.sourceRanges, Array(many.prefix(3)))
+                                sourceRanges: Array(many.suffix(3)))
+        XCTAssertEqual(try datapath.store.serviceRecord(web)?.sourceRanges, Array(many.suffix(3)))
         XCTAssertEqual(try datapath.services().first { $0.service == web }?.sourceRanges?.count, 3)
         XCTAssertEqual(try connect(inside, web), TC_ACT_SHOT)
+
+        // The whole family is every client: no entry at all, read back as no ranges.
+        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster,
+                                sourceRanges: [IPPrefix("192.0.2.0/24")!, IPPrefix("0.0.0.0/0")!])
+        XCTAssertEqual(try connect(outside, web), TC_ACT_REDIRECT)
+        XCTAssertNil(try datapath.services().first { $0.service == web }?.sourceRanges)
+        XCTAssertEqual(try fixture.node.mapEntries("datapath/sp_source_ranges"), 1, "only web6's refusal of every client")
+
+        // A write cut off before the refusal of the rest: open, and read back as open, so that
+        // the agent writes it again; the next write restricts it.
+        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
+        var refusal = [UInt8](repeating: 0, count: 40)
+        refusal[0] = 160
+        refusal.replaceSubrange(4..<8, with: lb4.bytes)
+        refusal.replaceSubrange(20..<24, with: [0, 80, 6, 4])
+        _ = try shell(["bpftool", "map", "delete", "pinned", fixture.node.storeRoot + "/datapath/sp_source_ranges", "key", "hex"]
+                      + refusal.map { String(format: "%02x", $0) })
+        XCTAssertEqual(try connect(outside, web), TC_ACT_REDIRECT)
+        XCTAssertNil(try datapath.services().first { $0.service == web }?.sourceRanges)
+        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
+        XCTAssertEqual(try connect(outside, web), TC_ACT_SHOT)
+        XCTAssertEqual(try datapath.services().first { $0.service == web }?.sourceRanges, ranges)
 
         // Deleted with the service: set again without ranges, it admits everyone.
         try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
@@ -417,6 +436,10 @@ final class DatapathProgramTests: XCTestCase {
                        "a refused change changes nothing")
     }
 
+    /// Connections from outside to services answered at the uplink, on crafted packets: the first
+    /// packet opens a connection to a backend (a local pod, or a host off the node through the
+    /// node's address and a port of its own), its replies are translated back, checksums stay
+    /// right; malformed, spoofed and stray packets open nothing.
     func testNodePortsOnCraftedPackets() throws {
         let fixture = try fixture()
         let (datapath, pod, uplink) = (fixture.datapath, fixture.podProgram, fixture.uplinkProgram)

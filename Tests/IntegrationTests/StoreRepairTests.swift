@@ -216,6 +216,13 @@ final class StoreRepairTests: XCTestCase {
         XCTAssertEqual(try node.cliText("service", "list").contains("(sources: 192.0.2.0/24)"), true, "the source ranges came back too")
         XCTAssertEqual(try node.mapEntries("datapath/sp_source_ranges"), 2, "the range and the frontend's refusal of the rest")
         XCTAssertEqual(try node.inPod(a, "ping", "-c1", "-W2", addressB).status, 0)
+
+        // The trie alone made anew (its pin gone): refilled too, not left refusing everyone.
+        XCTAssertEqual(unlink(folder(node) + "/sp_source_ranges"), 0)
+        let reload = try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", pluginBinary, "datapath", "load", "--root", node.storeRoot])
+        XCTAssertEqual(reload.status, 0, reload.stderr)
+        XCTAssertEqual(try node.mapEntries("datapath/sp_source_ranges"), 2)
+        XCTAssertEqual(try node.cliText("service", "list").contains("(sources: 192.0.2.0/24)"), true)
     }
 
     /// A store loaded by a newer release is not taken back by this (older) binary: load refuses

@@ -321,41 +321,74 @@ final class ServiceTableTests: XCTestCase {
         unreadable.1.spec?.loadBalancerSourceRanges = ["everyone"]
         XCTAssertEqual(entry(ServiceTable(services: Dictionary(uniqueKeysWithValues: [unreadable]), slices: [String: EndpointSlice](), node: view),
                              "203.0.113.8:80/tcp")?.sourceRanges, [], "a restriction never read as none")
+
+        var everyone = claimant
+        everyone.1.spec?.loadBalancerSourceRanges = ["198.51.100.0/24", "0.0.0.0/0"]
+        let whole = ServiceTable(services: Dictionary(uniqueKeysWithValues: [everyone]), slices: [String: EndpointSlice](), node: view)
+        XCTAssertNil(entry(whole, "203.0.113.8:80/tcp")?.sourceRanges, "0.0.0.0/0: every client")
+        XCTAssertEqual(entry(whole, "[2001:db8:1::8]:80/tcp")?.sourceRanges, [], "still none of the other family")
+
+        var many = claimant
+        many.1.spec?.loadBalancerSourceRanges = (0..<300).map { "10.\($0 / 256).\($0 % 256).0/24" }
+        let crowded = ServiceTable(services: Dictionary(uniqueKeysWithValues: [many]), slices: [String: EndpointSlice](), node: view)
+        XCTAssertEqual(entry(crowded, "203.0.113.8:80/tcp")?.sourceRanges, [], "more than the uplinks hold: nobody")
+        XCTAssertTrue(crowded.refusals["default/claimant"]?.contains { $0.reason == .tooManySourceRanges } == true)
     }
 
-    /// Two Services asking for one external address and port: the one created first holds it,
-    /// however the other is named or whenever it is written; the other is told (taken) and gets
-    /// the address once the holder lets it go.
-    func testTheServiceCreatedFirstHoldsAnAddressAndPort() {
-        var owner = claiming(["203.0.113.7"])
-        owner.1.metadata.creationTimestamp = "2026-01-05T10:00:00Z"
-        var squatter = service("aaa-squatter", clusterIPs: ["10.96.0.61"]) { $0.externalIPs = ["203.0.113.7"] }
-        squatter.1.metadata.creationTimestamp = "2026-06-01T10:00:00Z"
-        let slices = [slice("claimant-v4", of: "claimant", "IPv4", [endpoint("10.244.1.5")]),
+    /// Two Services asking for one address and port. An external IP outranks no other claim, so
+    /// an old Service that names a newer one's external IP later, or names it when that one is
+    /// recreated, takes nothing: two external IPs leave the address to nobody (contested) until
+    /// one lets go; an ingress IP a controller assigned holds it against any external IP,
+    /// whatever the ages; among assigned claims the first created holds it, one of unknown age
+    /// last.
+    func testNoServiceTakesAnotherOnesAddressByNamingIt() {
+        var view = ServiceTable.NodeView(name: "a")
+        view.addressPolicy = cluster
+        func claimant(_ name: String, _ clusterIP: String, created: String?, externalIPs: [String] = [],
+                      ingress: [String] = []) -> (String, APIService) {
+            var claimant = service(name, clusterIPs: [clusterIP]) {
+                $0.type = "LoadBalancer"
+                $0.externalIPs = externalIPs
+            }
+            claimant.1.metadata.creationTimestamp = created
+            claimant.1.status = .init(loadBalancer: .init(ingress: ingress.map { .init(ip: $0) }))
+            return claimant
+        }
+        let slices = [slice("victim-v4", of: "victim", "IPv4", [endpoint("10.244.1.5")]),
                       slice("squatter-v4", of: "aaa-squatter", "IPv4", [endpoint("10.244.9.9")])]
         var index = SliceIndex()
         _ = index.update(slices.map(\.0), from: Dictionary(uniqueKeysWithValues: slices))
-        var view = ServiceTable.NodeView(name: "a")
-        view.addressPolicy = cluster
+        let victim = claimant("victim", "10.96.0.60", created: "2026-06-01T10:00:00Z", externalIPs: ["203.0.113.7"])
+        let squatter = claimant("aaa-squatter", "10.96.0.61", created: "2026-01-05T10:00:00Z", externalIPs: ["203.0.113.7"])
 
-        var table = ServiceTable(services: Dictionary(uniqueKeysWithValues: [owner, squatter]), slices: index, node: view)
+        // The older squatter names the victim's external IP later: the victim's entry goes, to nobody.
+        var table = ServiceTable(services: Dictionary(uniqueKeysWithValues: [victim]), slices: index, node: view)
+        XCTAssertEqual(backends(table, "203.0.113.7:80/tcp"), ["10.244.1.5:8080"])
+        let both = Dictionary(uniqueKeysWithValues: [victim, squatter])
+        let changes = table.refresh(["default/aaa-squatter"], services: both, slices: index, node: view)
+        XCTAssertEqual(changes.set.map(\.service.description), ["10.96.0.61:80/tcp"], "its own cluster IP only")
+        XCTAssertEqual(changes.delete.map(\.description), ["203.0.113.7:80/tcp"])
+        XCTAssertEqual(table.refusals["default/aaa-squatter"]?.map(\.description), ["externalIP 203.0.113.7: contested"])
+        XCTAssertEqual(table.refusals["default/victim"]?.map(\.description), ["externalIP 203.0.113.7: contested"])
+        XCTAssertNil(ServiceTable(services: both, slices: index, node: view).entries[NodeStore.Service("203.0.113.7:80/tcp")!],
+                     "the same from scratch")
+        // The squatter lets go: the victim has it back.
+        let handover = table.refresh(["default/aaa-squatter"], services: Dictionary(uniqueKeysWithValues: [victim]), slices: index, node: view)
+        XCTAssertEqual(handover.set.map(\.service.description), ["203.0.113.7:80/tcp"])
+        XCTAssertEqual(backends(table, "203.0.113.7:80/tcp"), ["10.244.1.5:8080"])
+        XCTAssertTrue(table.refusals.isEmpty)
+
+        // An ingress IP a controller assigned holds against an older Service's external IP.
+        let balanced = claimant("victim", "10.96.0.60", created: "2026-06-01T10:00:00Z", ingress: ["203.0.113.7"])
+        table = ServiceTable(services: Dictionary(uniqueKeysWithValues: [balanced, squatter]), slices: index, node: view)
         XCTAssertEqual(backends(table, "203.0.113.7:80/tcp"), ["10.244.1.5:8080"])
         XCTAssertEqual(table.refusals["default/aaa-squatter"]?.map(\.description), ["externalIP 203.0.113.7: taken"])
-        XCTAssertNil(table.refusals["default/claimant"])
 
-        // Written after the owner, one at a time: nothing of the owner's changes.
-        var incremental = ServiceTable(services: Dictionary(uniqueKeysWithValues: [owner]), slices: index, node: view)
-        let changes = incremental.refresh(["default/aaa-squatter"], services: Dictionary(uniqueKeysWithValues: [owner, squatter]),
-                                          slices: index, node: view)
-        XCTAssertEqual(changes.set.map(\.service.description), ["10.96.0.61:80/tcp"], "its own cluster IP only")
-        XCTAssertTrue(changes.delete.isEmpty)
-
-        // The owner goes: the next in line takes the address over; the owner's own entries go.
-        let handover = table.refresh(["default/claimant"], services: Dictionary(uniqueKeysWithValues: [squatter]), slices: index, node: view)
-        XCTAssertEqual(handover.set.map(\.service.description), ["203.0.113.7:80/tcp"])
-        XCTAssertEqual(handover.delete.map(\.description), ["10.96.0.60:80/tcp"])
-        XCTAssertEqual(backends(table, "203.0.113.7:80/tcp"), ["10.244.9.9:8080"])
-        XCTAssertTrue(table.refusals.isEmpty)
+        // Two ingress IPs (a controller's mistake): the first created; one of unknown age last.
+        let ageless = claimant("aaa-squatter", "10.96.0.61", created: nil, ingress: ["203.0.113.7"])
+        table = ServiceTable(services: Dictionary(uniqueKeysWithValues: [balanced, ageless]), slices: index, node: view)
+        XCTAssertEqual(backends(table, "203.0.113.7:80/tcp"), ["10.244.1.5:8080"])
+        XCTAssertEqual(table.refusals["default/aaa-squatter"]?.map(\.description), ["loadBalancerIP 203.0.113.7: taken"])
     }
 
     /// The API servers' addresses (the endpoints of default/kubernetes, the address the agent was
