@@ -44,7 +44,7 @@ extension Datapath {
                 claimed.append((service, backend))
             }
             for (service, backend) in claimed {
-                try store.recordHostPort(service, owner: owner)
+                try store.recordHostPort(service, owner: owner, backend: backend)
                 try write(service, backends: [backend], affinitySeconds: 0, external: service.address.isLoopback ? .none : .cluster,
                           overHostPort: false)
             }

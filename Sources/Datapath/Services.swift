@@ -107,7 +107,8 @@ extension Datapath {
         if let previous { try deleteSlots(previous) }
     }
 
-    /// Removes `service`. Returns its backends (all departed), or nil when there was no such service.
+    /// Removes `service`; one that had taken a pod's host port over gives it back to the pod.
+    /// Returns its backends (all departed), or nil when there was no such service.
     @discardableResult
     public func deleteService(_ service: Service) throws(BPFError) -> [Backend]? {
         try store.withLockOrThrow { () throws(BPFError) -> [Backend]? in
@@ -115,6 +116,7 @@ extension Datapath {
             let key = serviceKey(service)
             let previous = try servicesMap.lookup(key, as: sp_service.self)
             guard recorded != nil || previous != nil else { return nil }
+            let tookHostPortOver = try store.isServiceOverHostPort(service)
             try store.forgetService(service)
             if let previous {
                 try servicesMap.delete(key)
@@ -122,6 +124,10 @@ extension Datapath {
             }
             // Answered from outside no more: its source ranges are of no use, and go last.
             try unrestrict(service, admitting: recorded?.sourceRanges ?? [])
+            if tookHostPortOver, try store.hostPortOwner(service) != nil, let backend = try store.hostPortBackend(service) {
+                _ = try write(service, backends: [backend], affinitySeconds: 0, external: service.address.isLoopback ? .none : .cluster,
+                              overHostPort: false)
+            }
             if let recorded { return recorded.backends }
             return try previous.map { value throws(BPFError) in try slotBackends(of: value) } ?? []
         }

@@ -19,10 +19,11 @@ public final class EndpointStore {
     let cursors: BPFMap
     let services: BPFMap
     let hostPorts: BPFMap
+    let hostPortBackends: BPFMap
     private var lockDepth = 0
 
     private init(root: String, directory: OwnedDescriptor, endpoints: BPFMap, leases: BPFMap, cursors: BPFMap, services: BPFMap,
-                 hostPorts: BPFMap) {
+                 hostPorts: BPFMap, hostPortBackends: BPFMap) {
         self.root = root
         self.directory = directory
         self.endpoints = endpoints
@@ -30,6 +31,7 @@ public final class EndpointStore {
         self.cursors = cursors
         self.services = services
         self.hostPorts = hostPorts
+        self.hostPortBackends = hostPortBackends
     }
 
     /// Opens the store at `root`, creating its folder and maps (and mounting bpffs at
@@ -51,10 +53,11 @@ public final class EndpointStore {
              try BPFMap.openOrCreate(at: root + "/ip_leases_v1", Lease.layout),
              try BPFMap.openOrCreate(at: root + "/ip_cursors_v1", Lease.cursorLayout),
              try BPFMap.openOrCreate(at: root + "/services_v1", ServiceRecord.layout),
-             try BPFMap.openOrCreate(at: root + "/host_ports_v1", HostPortRecord.layout))
+             try BPFMap.openOrCreate(at: root + "/host_ports_v1", HostPortRecord.layout),
+             try BPFMap.openOrCreate(at: root + "/host_port_backends_v1", HostPortRecord.backendLayout))
         }
         return EndpointStore(root: root, directory: directory, endpoints: maps.0, leases: maps.1, cursors: maps.2, services: maps.3,
-                             hostPorts: maps.4)
+                             hostPorts: maps.4, hostPortBackends: maps.5)
     }
 
     /// The store at `root` if there is one, or nil: what the verbs that only look or clean up

@@ -238,7 +238,8 @@ final class HostPortAddressTests: XCTestCase {
     }
 
     /// A Service applied on a pod's host port takes it over: connections go to the Service's
-    /// backends, CHECK says so, and the pod's DEL forgets its host port but leaves the Service.
+    /// backends, CHECK says so; the Service deleted, the pod has its host port back; taken over
+    /// again, the pod's DEL forgets its host port but leaves the Service.
     func testServiceAppliedLaterTakesTheHostPortOver() throws {
         let mapping = #"[{"hostPort":18086,"containerPort":8080,"hostIP":"192.0.2.1"}]"#
         let (added, pod) = try add("hp", mappings: mapping)
@@ -264,6 +265,15 @@ final class HostPortAddressTests: XCTestCase {
         XCTAssertNil(try services()[key]?["hostPortOf"], "the entry is the Service's now")
         XCTAssertEqual(try answerOnTheNode("192.0.2.1", 18086), "be")
         XCTAssertTrue(try apply().contains("1 service(s) set, 0 deleted"), "applied again, the Service stays")
+
+        // The Service goes: the pod answers on its host port again, as its own.
+        let removed = try runProcess([pluginBinary, "service", "delete", key, "--root", node.storeRoot])
+        XCTAssertEqual(removed.status, 0, removed.stderr)
+        XCTAssertEqual(try services()[key]?["backends"] as? [String], ["\(try added.json().podAddresses[0]):8080"])
+        XCTAssertNotNil(try services()[key]?["hostPortOf"])
+        XCTAssertEqual(try answerOnTheNode("192.0.2.1", 18086), "hp")
+        _ = try apply()
+        XCTAssertEqual(try answerOnTheNode("192.0.2.1", 18086), "be")
 
         var config = node.config()
         config["runtimeConfig"] = ["portMappings": [["hostPort": 18086, "containerPort": 8080, "hostIP": "192.0.2.1"]]]
