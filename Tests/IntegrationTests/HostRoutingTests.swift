@@ -33,6 +33,21 @@ final class HostRoutingTests: XCTestCase {
         }
     }
 
+    /// The first pod's ADD turns IPv6 forwarding on without costing the node its router
+    /// advertisements: a device that took them (accept_ra 1), which forwarding would make ignore
+    /// them until its default route expired, is told to keep taking them (2); one that took none
+    /// stays so.
+    func testForwardingKeepsTheNodesRouterAdvertisements() throws {
+        let node = try TestNode(self)
+        try node.exec("ip", "link", "add", "ra0", "type", "veth", "peer", "name", "quiet0")
+        try node.exec("sysctl", "-qw", "net.ipv6.conf.all.forwarding=0", "net.ipv6.conf.ra0.accept_ra=1", "net.ipv6.conf.quiet0.accept_ra=0")
+        _ = try node.add("ctr-ra", pod: node.makePod("ra"))
+        let setting = { (key: String) in try node.exec("sysctl", "-n", key).filter { !$0.isWhitespace } }
+        XCTAssertEqual(try setting("net.ipv6.conf.all.forwarding"), "1")
+        XCTAssertEqual(try setting("net.ipv6.conf.ra0.accept_ra"), "2")
+        XCTAssertEqual(try setting("net.ipv6.conf.quiet0.accept_ra"), "0")
+    }
+
     func testPodsTalkOnOneNodeAndAcrossNodes() throws {
         let cluster = try TwoNodes(self)
         let pods = try wire(cluster)
