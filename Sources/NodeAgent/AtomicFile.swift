@@ -76,11 +76,35 @@ enum AtomicFile {
         }
     }
 
+    /// Where `path` is written before it is renamed into place: beside it, under a name no runtime
+    /// takes for a network config (libcni reads every `.conf`, `.conflist` and `.json`, hidden or
+    /// not) and `removeLeftovers` finds again.
+    static func temporaryPath(for path: String) -> String {
+        let folder = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        return folder + "/" + temporaryPrefix + String(path.split(separator: "/").last ?? "file") + "-\(getpid())" + temporarySuffix
+    }
+
+    private static let temporaryPrefix = ".swiftpath-", temporarySuffix = ".tmp"
+
+    /// Removes what an agent killed between a write and its rename left in `folder`; returns
+    /// how many. Run at start, before anything is written there.
+    @discardableResult
+    static func removeLeftovers(in folder: String) -> Int {
+        guard let directory = opendir(folder) else { return 0 }
+        defer { closedir(directory) }
+        var removed = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasPrefix(temporaryPrefix), name.hasSuffix(temporarySuffix), Int32(entry.pointee.d_type) == DT_REG else { continue }
+            if unlink(folder + "/" + name) == 0 { removed += 1 }
+        }
+        return removed
+    }
+
     /// Writes a new file at `path` through `body` (temporary file, mode, fsync, rename).
     private static func replace(_ path: String, permissions: FilePermissions,
                                 _ body: (FileDescriptor) throws -> Void) throws(SystemCallError) -> Bool {
-        let temporary = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-            + "/.swiftpath-\(getpid())-" + String(path.split(separator: "/").last ?? "file")
+        let temporary = temporaryPath(for: path)
         do {
             let descriptor = try FileDescriptor.open(FilePath(temporary), .writeOnly, options: [.create, .truncate, .closeOnExec],
                                                      permissions: permissions)

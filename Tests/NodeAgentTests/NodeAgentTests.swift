@@ -66,6 +66,24 @@ final class NodeAgentTests: XCTestCase {
                        "the same conflist is the same bytes, so an unchanged one is never rewritten")
     }
 
+    /// A write in progress is under a name no runtime reads as a network config, and what an agent
+    /// killed mid-write left is removed at the next start, nothing else.
+    func testUnfinishedWritesAreNoConfigAndAreSweptAway() throws {
+        let folder = NSTemporaryDirectory() + "swiftpath-leftovers-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let temporary = AtomicFile.temporaryPath(for: folder + "/10-swiftpath.conflist")
+        for extensionLibCNIReads in [".conf", ".conflist", ".json"] {
+            XCTAssertFalse(temporary.hasSuffix(extensionLibCNIReads), temporary)
+        }
+        XCTAssertTrue(temporary.hasPrefix(folder + "/"))
+        for name in [(temporary as NSString).lastPathComponent, ".swiftpath-swiftpath-77.tmp", "10-other.conflist", ".swiftpath-keep"] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: folder + "/" + name, contents: Data("x".utf8)))
+        }
+        XCTAssertEqual(AtomicFile.removeLeftovers(in: folder), 2)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).sorted(), [".swiftpath-keep", "10-other.conflist"])
+    }
+
     func testAtomicWritesOnlyWhatChanged() throws {
         let folder = NSTemporaryDirectory() + "swiftpath-atomic-\(getpid())"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
