@@ -11,18 +11,30 @@ import SystemPackage
 import Glibc
 #endif
 
+/// What a termination sweep did: the sockets it terminated, and the pods' netns it could not
+/// enter (a netns gone with its pod is none of them), whose sockets it could not see.
+public struct TerminationSweep: Equatable, Sendable {
+    public var terminated = 0
+    public var unreachable: [(path: String, error: SystemCallError)] = []
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.terminated == rhs.terminated && lhs.unreachable.map(\.path) == rhs.unreachable.map(\.path)
+    }
+}
+
 /// Terminating the sockets that still talk to backends which left their service.
 extension Datapath {
     /// Aborts every TCP and UDP socket the load balancer translated to one of `departures`, in the
     /// caller's netns and in every netns of `namespaces` (the pods'), with bpf_sock_destroy() run
     /// from socket iterators. Sockets to other backends, and sockets the LB did not translate, are
-    /// left alone. Returns how many sockets were terminated.
-    public func terminate(departures: [(service: Service, backend: Backend)], namespaces: [String]) throws(BPFError) -> Int {
-        guard !departures.isEmpty else { return 0 }
+    /// left alone. A netns that cannot be entered is skipped and named in the result; one that no
+    /// longer exists (its pod gone) is not.
+    public func terminate(departures: [(service: Service, backend: Backend)], namespaces: [String]) throws(BPFError) -> TerminationSweep {
+        guard !departures.isEmpty else { return TerminationSweep() }
         try forgetChoices(of: departures)
         // Loading the sweep costs far more than walking the LB's record of the sockets it
         // translated: when none went to a departed backend, there is nothing to terminate.
-        guard try anySocketTranslated(to: departures.map(\.backend)) else { return 0 }
+        guard try anySocketTranslated(to: departures.map(\.backend)) else { return TerminationSweep() }
         // Loaded for this sweep only (see bpf/terminate.c): it shares the LB's pinned maps, and
         // its departures and count maps are its own, gone with it.
         let object = BPFObject.terminate
@@ -40,15 +52,20 @@ extension Datapath {
         }
         // An iterator walks the netns of the thread that creates it: enter each, then create.
         try sweep(links)
+        var result = TerminationSweep()
         for path in Set(namespaces).sorted() {
-            guard let namespace = try? NetworkNamespace.open(path) else { continue }   // gone with its pod
             let swept: Result<Void, BPFError>
-            do { swept = try namespace.run { () throws(BPFError) in try sweep(links) } } catch {
-                throw BPFError("enter \(path)", error.errno)
+            do {
+                let namespace = try NetworkNamespace.open(path)
+                swept = try namespace.run { () throws(BPFError) in try sweep(links) }
+            } catch {
+                if error.errno != .noSuchFileOrDirectory { result.unreachable.append((path, error)) }
+                continue
             }
             try swept.get()
         }
-        return Int(try terminated.lookup(UInt32(0), as: UInt64.self) ?? 0)
+        result.terminated = Int(try terminated.lookup(UInt32(0), as: UInt64.self) ?? 0)
+        return result
     }
 
     /// Whether any live socket was translated to one of `backends` (the translation map's keys

@@ -94,6 +94,10 @@ public actor Agent {
 
     /// Runs until cancelled (SIGTERM). Leaves everything it made in place: pods keep working.
     public func run() async {
+        for folder in [settings.cniConfDir, settings.cniBinDir] {
+            let removed = AtomicFile.removeLeftovers(in: folder)
+            if removed > 0 { logger.info("unfinished writes of an earlier run removed", metadata: ["folder": "\(folder)", "files": "\(removed)"]) }
+        }
         await ensureNodeSetup()
         let watch = Task { await nodes.run { objects, _ in await self.reconcile(objects) } }
         let serviceWatches = settings.services ? [
@@ -395,6 +399,12 @@ public actor Agent {
                 logger.info("services programmed", metadata: [
                     "written": "\(outcome.written)", "deleted": "\(outcome.deleted)", "departed": "\(outcome.departed)",
                     "terminated": "\(outcome.terminated)", "services": "\(serviceTable.entries.count)",
+                ])
+            }
+            if !outcome.unreachable.isEmpty {
+                metrics.netnsUnreachable.increment(by: Int64(outcome.unreachable.count))
+                logger.warning("pods' netns not entered: sockets there to departed backends not terminated", metadata: [
+                    "netns": "\(outcome.unreachable.joined(separator: ", "))",
                 ])
             }
             let unsupported = serviceTable.unsupported

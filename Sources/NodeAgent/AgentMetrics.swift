@@ -21,6 +21,7 @@ public final class AgentMetrics: Sendable {
     let connectionsEvicted: Counter
     let retiredVethsReaped: Counter
     let podsPromoted: Counter
+    let netnsUnreachable: Counter
 
     init(storeRoot: String) {
         self.storeRoot = storeRoot
@@ -41,6 +42,8 @@ public final class AgentMetrics: Sendable {
                                                                          "Veths retired by DEL whose devices and links are gone"))
         podsPromoted = registry.makeCounter(descriptor: Self.agent("pods_promoted", unit: "total",
                                                                    "Pods that ADD started on tc moved to their tcx links"))
+        netnsUnreachable = registry.makeCounter(descriptor: Self.agent("netns_unreachable", unit: "total",
+                                                                       "Pods' netns a socket termination sweep could not enter"))
     }
 
     private static func agent(_ name: String, unit: String, _ help: String) -> MetricNameDescriptor {

@@ -13,6 +13,8 @@ enum ServicePrograms {
         var deleted = 0
         var departed = 0
         var terminated = 0
+        /// Pods' netns the sweep could not enter, with why.
+        var unreachable: [String] = []
     }
 
     /// What the datapath holds now, backends sorted as the table sorts them; pods' host ports,
@@ -52,7 +54,9 @@ enum ServicePrograms {
         if !departures.isEmpty {
             try datapath.forgetConnections(departures)
             let namespaces = try store.records().map(\.netns).filter { !$0.isEmpty }
-            outcome.terminated = try datapath.terminate(departures: departures, namespaces: namespaces)
+            let sweep = try datapath.terminate(departures: departures, namespaces: namespaces)
+            outcome.terminated = sweep.terminated
+            outcome.unreachable = sweep.unreachable.map { "\($0.path): \($0.error)" }
         }
         // The others are written and their departed backends' sockets ended: the failed ones are
         // tried again from a full comparison.

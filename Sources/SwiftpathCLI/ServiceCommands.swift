@@ -32,8 +32,9 @@ struct ServiceCommand: ParsableCommand {
     static func terminate(_ departures: [(service: Service, backend: Backend)], datapath: Datapath, store: EndpointStore) throws {
         guard !departures.isEmpty else { return }
         let namespaces = try store.records().map(\.netns).filter { !$0.isEmpty }
-        let count = try datapath.terminate(departures: departures, namespaces: namespaces)
-        print("terminated \(count) socket(s) of \(departures.count) departed backend(s)")
+        let sweep = try datapath.terminate(departures: departures, namespaces: namespaces)
+        print("terminated \(sweep.terminated) socket(s) of \(departures.count) departed backend(s)")
+        for (path, error) in sweep.unreachable { print("netns \(path) not swept: \(error)") }
     }
 
     static func parseService(_ text: String) throws -> Service {

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
+import Datapath
 import Foundation
+import NodeStore
 import XCTest
 
 /// The socket load balancer on a node whose socket hooks sit on the node's own test cgroup: three
@@ -188,8 +190,18 @@ final class SocketLBTests: XCTestCase {
         let pinsBefore = try FileManager.default.contentsOfDirectory(atPath: node.storeRoot + "/datapath").sorted()
         let tcpOut = try cli("service", "set", "10.96.0.20:80/tcp", backends[1].v4 + ":8080")
         XCTAssertTrue(tcpOut.contains("terminated \(onBe1) socket(s)"), tcpOut)
-        let udpOut = try cli("service", "set", "10.96.0.20:53/udp", backends[1].v4 + ":8080")
-        XCTAssertTrue(udpOut.contains("terminated 1 socket(s)"), udpOut)
+        // Through the API, with a netns path that is no netns among the pods' and one whose pod
+        // is gone: the first is named as not swept, the second passes unsaid, the rest are swept.
+        let bogus = "/tmp/\(node.prefix)-not-a-netns"
+        XCTAssertTrue(FileManager.default.createFile(atPath: bogus, contents: Data()))
+        defer { unlink(bogus) }
+        let datapath = try Datapath.open(store: EndpointStore.open(root: node.storeRoot))
+        let udp = try XCTUnwrap(Service("10.96.0.20:53/udp"))
+        let departed = try datapath.setService(udp, backends: [try XCTUnwrap(Backend(backends[1].v4 + ":8080"))])
+        let sweep = try datapath.terminate(departures: departed.map { (udp, $0) },
+                                           namespaces: [client, bogus, "/run/netns/\(node.prefix)-gone"])
+        XCTAssertEqual(sweep.terminated, 1)
+        XCTAssertEqual(sweep.unreachable.map(\.path), [bogus])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: node.storeRoot + "/datapath").sorted(), pinsBefore)
         XCTAssertFalse(pinsBefore.contains { $0.hasPrefix("sock_terminate") || $0 == "sp_departures" })
 
