@@ -51,6 +51,12 @@ def add_folder(layer, target):
     layer.addfile(info)
 
 
+def add_symlink(layer, target, points_to):
+    info = tarfile.TarInfo(target.lstrip("/"))
+    info.type, info.linkname, info.mode, info.mtime = tarfile.SYMTYPE, points_to, 0o777, 0
+    layer.addfile(info)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin-dir", default=".build/release")
@@ -64,13 +70,15 @@ def main():
     for source in programs.values():
         for library in shared_libraries(source):
             files[library] = library
-    folders = sorted({os.path.dirname(path) for path in files} | {"/tmp", "/var/log", "/etc"})
+    # /run with /var/run pointing at it, as on the hosts: runtimes name pods' netns under either.
+    folders = sorted({os.path.dirname(path) for path in files} | {"/tmp", "/var/log", "/etc", "/run"})
     every_folder = sorted({"/".join(f.split("/")[:i]) for f in folders for i in range(2, f.count("/") + 2)})
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as layer:
         for folder in every_folder:
             add_folder(layer, folder)
+        add_symlink(layer, "/var/run", "../run")
         for target in sorted(files):
             add_file(layer, files[target], target, 0o755)
     layer_bytes = buffer.getvalue()

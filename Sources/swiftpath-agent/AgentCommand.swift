@@ -58,9 +58,12 @@ struct NodeOptions: ParsableArguments {
         settings.mtu = mtu
         // A DaemonSet passes ConfigMap values through the environment: a list cannot be one argument.
         let environment = ProcessInfo.processInfo.environment
-        let cidrs = clusterCIDR.isEmpty ? Self.list(environment["SWIFTPATH_CLUSTER_CIDRS"]) : clusterCIDR
+        // Each value may itself be a list: kube-controller-manager's dual-stack form is one
+        // comma-separated argument (10.244.0.0/16,fd00:10:244::/56).
+        let cidrs = clusterCIDR.isEmpty ? Self.list(environment["SWIFTPATH_CLUSTER_CIDRS"]) : clusterCIDR.flatMap { Self.list($0) }
         settings.clusterCIDRs = try Self.prefixes(cidrs, option: "--cluster-cidr")
-        settings.serviceCIDRs = try Self.prefixes(serviceCIDR.isEmpty ? Self.list(environment["SWIFTPATH_SERVICE_CIDRS"]) : serviceCIDR,
+        settings.serviceCIDRs = try Self.prefixes(serviceCIDR.isEmpty ? Self.list(environment["SWIFTPATH_SERVICE_CIDRS"])
+                                                      : serviceCIDR.flatMap { Self.list($0) },
                                                   option: "--service-cidr")
         settings.externalIPCIDRs = try Self.prefixes(Self.list(externalIPCIDRs ?? environment["SWIFTPATH_EXTERNAL_IP_CIDRS"]),
                                                      option: "--external-ip-cidrs")
@@ -89,7 +92,8 @@ struct Run: AsyncParsableCommand {
 
     @OptionGroup var node: NodeOptions
     @Option(help: "A kubeconfig file (out of cluster); default: the pod's service account") var kubeconfig: String?
-    @Option(help: "The API server's address, https://HOST:PORT (needed in-cluster without kube-proxy)") var apiServer: String?
+    @Option(help: "The API server's address, https://HOST:PORT (needed in-cluster without kube-proxy; default: $SWIFTPATH_API_SERVER)")
+    var apiServer: String?
     @Option(help: "Address of /healthz, /readyz and /metrics") var healthAddress = "127.0.0.1"
     @Option(help: "Port of /healthz, /readyz and /metrics") var healthPort = 9876
     @Option(help: "Seconds between full resyncs") var resyncSeconds = 300
@@ -120,8 +124,10 @@ struct Run: AsyncParsableCommand {
         settings.connectionTimeouts.tcpSeconds = tcpTimeout
         settings.connectionTimeouts.tcpClosingSeconds = tcpClosingTimeout
         settings.connectionTimeouts.udpSeconds = udpTimeout
-        let access = try kubeconfig.map { try ClusterAccess.kubeconfig(at: $0, server: apiServer) }
-            ?? ClusterAccess.inCluster(server: apiServer, environment: ProcessInfo.processInfo.environment)
+        // A ConfigMap key left empty means none, not a URL.
+        let server = (apiServer ?? ProcessInfo.processInfo.environment["SWIFTPATH_API_SERVER"]).flatMap { $0.isEmpty ? nil : $0 }
+        let access = try kubeconfig.map { try ClusterAccess.kubeconfig(at: $0, server: server) }
+            ?? ClusterAccess.inCluster(server: server, environment: ProcessInfo.processInfo.environment)
         let client = try KubeClient(access: access)
         let agent = Agent(settings: settings, client: client, logger: logger)
         let health = try await HealthServer.start(host: settings.healthHost, port: settings.healthPort, agent: agent)

@@ -67,8 +67,11 @@ final class AgentClusterTests: XCTestCase {
                            agentBinary, "run", "--kubeconfig", try standIn.kubeconfig(),
                            "--node-name", "node-\(i)", "--cni-bin-dir", binDir(i), "--cni-conf-dir", confDir(i),
                            "--plugin-binary", pluginBinary, "--store-root", node.storeRoot, "--device", "wire\(i)",
-                           "--cgroup-root", node.cgroup, "--cluster-cidr", "10.31.0.0/16", "fd00:31::/32",
+                           // kube-controller-manager's dual-stack spelling.
+                           "--cgroup-root", node.cgroup, "--cluster-cidr", "10.31.0.0/16,fd00:31::/32",
                            "--plugin-log-file", "\(folder)/plugin\(i).log", "--resync-seconds", "2"] + extraArguments
+        // The manifest's api-server key left empty: the kubeconfig's server stands.
+        agent.environment = ProcessInfo.processInfo.environment.merging(["SWIFTPATH_API_SERVER": ""]) { $1 }
         let log = FileManager.default.createFile(atPath: "\(folder)/agent\(i).log", contents: nil)
         XCTAssertTrue(log)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(folder)/agent\(i).log"))
