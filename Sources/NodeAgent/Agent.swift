@@ -40,6 +40,7 @@ public actor Agent {
     private var kubeProxyRules: [String] = []
     private let connectionSweeper: ConnectionSweeper
     private var reportedForeignRoutes: [IPPrefix] = []
+    private var reportedFailedRoutes: [String] = []
     private var reportedRefusedCIDRs: [String] = []
     private var pluginInstalled = false
     private var conflistWritten = false
@@ -330,6 +331,16 @@ public actor Agent {
                 reportedRefusedCIDRs = refused
                 if !refused.isEmpty {
                     logger.warning("pod CIDRs outside --cluster-cidr, or default routes: no route to them", metadata: ["cidrs": "\(refused)"])
+                }
+            }
+            metrics.routesFailed.set(to: Double(outcome.failed.count))
+            let failed = outcome.failed.map { "\($0.route.destination) via \($0.route.gateway.map(\.description) ?? "-"): \($0.error)" }
+            if failed != reportedFailedRoutes {
+                reportedFailedRoutes = failed
+                if !failed.isEmpty {
+                    // Native routing reaches other nodes' pods through their addresses: only
+                    // nodes on one of this node's links can be a route's gateway.
+                    logger.warning("routes to other nodes' pods refused, the others installed", metadata: ["routes": "\(failed)"])
                 }
             }
             if outcome.foreign != reportedForeignRoutes {

@@ -13,6 +13,7 @@ public final class AgentMetrics: Sendable {
     let storeRoot: String
     let nodes: Gauge
     let routesOwned: Gauge
+    let routesFailed: Gauge
     let watchSynced: Gauge
     let services: Gauge
     let serviceWrites: Counter
@@ -27,6 +28,8 @@ public final class AgentMetrics: Sendable {
         self.storeRoot = storeRoot
         nodes = registry.makeGauge(descriptor: Self.agent("nodes", unit: "count", "Nodes in the agent's copy of the API"))
         routesOwned = registry.makeGauge(descriptor: Self.agent("routes_owned", unit: "count", "Routes to other nodes' pods the agent keeps"))
+        routesFailed = registry.makeGauge(descriptor: Self.agent("routes_failed", unit: "count",
+                                                                 "Routes to other nodes' pods the kernel refused (a gateway not on the node's links)"))
         watchSynced = registry.makeGauge(descriptor: Self.agent("watch_synced", unit: "bool", "1 once the nodes watch has listed"))
         services = registry.makeGauge(descriptor: Self.agent("services", unit: "count",
                                                              "Service addresses, ports and protocols programmed into the socket load balancer"))

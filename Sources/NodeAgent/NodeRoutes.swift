@@ -55,6 +55,14 @@ public enum NodeRoutes {
         public var owned = 0
         /// Destinations another route (the operator's, a routing daemon's) holds: left to it.
         public var foreign: [IPPrefix] = []
+        /// Routes the kernel refused (a gateway not on one of the node's links, say), with why:
+        /// each node's route stands or falls on its own.
+        public var failed: [(route: Route, error: SystemCallError)] = []
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            (lhs.added, lhs.replaced, lhs.removed, lhs.owned, lhs.foreign) == (rhs.added, rhs.replaced, rhs.removed, rhs.owned, rhs.foreign)
+                && lhs.failed.map(\.route.destination) == rhs.failed.map(\.route.destination)
+        }
     }
 
     /// Makes swiftpath's routes exactly `desired`: a route of another destination or gateway is
@@ -65,25 +73,31 @@ public enum NodeRoutes {
         let current = try netlink.routes(family: .v4, madeBy: proto) + netlink.routes(family: .v6, madeBy: proto)
         let wanted = Dictionary(desired.map { ($0.destination, $0) }, uniquingKeysWith: { first, _ in first })
         for route in current where wanted[route.destination] == nil {
-            try netlink.deleteRoute(route)
-            outcome.removed += 1
+            do throws(SystemCallError) {
+                try netlink.deleteRoute(route)
+                outcome.removed += 1
+            } catch {
+                outcome.failed.append((route, error))
+            }
         }
         for route in wanted.values.sorted(by: { $0.destination.description < $1.destination.description }) {
             let existing = current.first { $0.destination == route.destination }
             if existing?.gateway == route.gateway, existing != nil { continue }
-            if existing != nil {
-                try netlink.replaceRoute(route)
-                outcome.replaced += 1
-                continue
-            }
             do throws(SystemCallError) {
-                try netlink.addRoute(route)
-                outcome.added += 1
-            } catch where error.errno == .fileExists {
+                if existing != nil {
+                    try netlink.replaceRoute(route)
+                    outcome.replaced += 1
+                } else {
+                    try netlink.addRoute(route)
+                    outcome.added += 1
+                }
+            } catch where error.errno == .fileExists && existing == nil {
                 outcome.foreign.append(route.destination)
+            } catch {
+                outcome.failed.append((route, error))
             }
         }
-        outcome.owned = wanted.count - outcome.foreign.count
+        outcome.owned = wanted.count - outcome.foreign.count - outcome.failed.filter { wanted[$0.route.destination] != nil }.count
         return outcome
     }
 

@@ -140,4 +140,24 @@ final class NodeRoutesTests: XCTestCase {
                       "the operator's route stands")
         XCTAssertTrue(try node.exec("ip", "route", "show", "10.1.3.0/24").contains("via 10.0.0.3"))
     }
+
+    /// A node whose address is on none of this node's links (another L2 segment) gets no route,
+    /// and says so; the nodes sorted after it still get theirs.
+    func testANodeOffTheLinkCostsTheOthersNothing() throws {
+        let node = try TestNode(self)
+        try node.exec("ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1")
+        try node.exec("ip", "link", "set", "up0", "up")
+        try node.exec("ip", "addr", "add", "10.0.0.1/24", "dev", "up0")
+        let nodes = [("b", "10.1.2.0/24", "192.0.2.7"), ("c", "10.1.3.0/24", "10.0.0.3"), ("d", "10.1.4.0/24", "10.0.0.4")].map {
+            Node(metadata: ObjectMeta(name: $0.0), spec: .init(podCIDRs: [$0.1]), status: .init(addresses: [.init(type: "InternalIP", address: $0.2)]))
+        }
+        let outcome = try node.inNodeNetns { () throws(SystemCallError) in
+            try NodeRoutes.reconcile(NodeRoutes.desired(nodes: nodes, ownName: "a"), netlink: try NetlinkSocket())
+        }
+        XCTAssertEqual(outcome.failed.map(\.route.destination.description), ["10.1.2.0/24"])
+        XCTAssertEqual(outcome.added, 2)
+        XCTAssertEqual(outcome.owned, 2)
+        XCTAssertTrue(try node.exec("ip", "route", "show", "10.1.4.0/24").contains("via 10.0.0.4"))
+        XCTAssertEqual(try node.exec("ip", "route", "show", "10.1.2.0/24"), "")
+    }
 }
