@@ -33,6 +33,17 @@ extension Datapath {
         if !enabled && wasEnabled { try nftables { () throws(NFTablesError) in try NFTables.deleteTable(Self.nftTable) } }
     }
 
+    /// Writes the masquerade table again when it is not what the datapath's masquerading needs:
+    /// removed or changed by someone else (Debian's nftables.service flushes the whole ruleset).
+    /// Returns whether it had to. Spawns nft: for the agent's resyncs, not for every ADD.
+    public func restoreMasqueradeTable() throws(DatapathError) -> Bool {
+        guard masqueradeEnabled else { return false }
+        let wanted = try bpf { () throws(BPFError) in try clusterPrefixes() }.sorted { $0.description < $1.description }
+        guard !NFTables.masqueradeMatches(table: Self.nftTable, clusterCIDRs: wanted) else { return false }
+        try nftables { () throws(NFTablesError) in try NFTables.replaceMasquerade(table: Self.nftTable, clusterCIDRs: wanted) }
+        return true
+    }
+
     /// Makes the cluster's node addresses (never masqueraded) exactly `addresses`. Returns whether
     /// anything changed.
     @discardableResult

@@ -33,6 +33,23 @@ public enum NFTables {
         try nft(["-f", "-"], stdin: Array(script.utf8), what: "install the masquerade table inet \(table)")
     }
 
+    /// Whether the table holds the masquerade rules `replaceMasquerade` writes for `clusterCIDRs`,
+    /// as nft prints them back (a one-element set without braces, elements in its own order).
+    /// False when the table is gone (an `nft flush ruleset`) or differs.
+    public static func masqueradeMatches(table: String, clusterCIDRs: [IPPrefix]) -> Bool {
+        let listed = list(["table", "inet", table])
+        guard listed.contains("hook postrouting priority srcnat") else { return false }
+        var found: [String: Set<IPPrefix>] = [:]
+        for line in listed.split(separator: "\n") where line.contains("masquerade") {
+            let words = line.split { $0 == " " || $0 == "\t" || $0 == "{" || $0 == "}" || $0 == "," }.map(String.init)
+            guard let keyword = words.first, ["ip", "ip6"].contains(keyword), found[keyword] == nil, words.contains("!=") else { return false }
+            found[keyword] = Set(words.compactMap { IPPrefix($0) })
+        }
+        var wanted: [String: Set<IPPrefix>] = [:]
+        for prefix in clusterCIDRs { wanted[prefix.family == .v4 ? "ip" : "ip6", default: []].insert(prefix.networkPrefix) }
+        return found == wanted
+    }
+
     public static func deleteTable(_ table: String) throws(NFTablesError) {
         try nft(["delete", "table", "inet", table], stdin: [], what: "delete table inet \(table)", allowMissing: true)
     }

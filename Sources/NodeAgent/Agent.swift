@@ -471,7 +471,14 @@ public actor Agent {
                               socketLB: true, balanceNodeProcesses: true)
         let store: EndpointStore
         do { store = try EndpointStore.open(root: settings.storeRoot) } catch { throw .datapath(.bpf(error)) }
-        do { _ = try setup.ensure(store: store) } catch { throw .datapath(error) }
+        do {
+            let (datapath, _) = try setup.ensure(store: store)
+            if try datapath.restoreMasqueradeTable() {
+                logger.warning("masquerade table inet \(Datapath.nftTable) was gone or changed: written again")
+            }
+        } catch {
+            throw .datapath(error)
+        }
     }
 
     /// kube-proxy's rules never see pod traffic routed in BPF: the node is not made Ready beside it.

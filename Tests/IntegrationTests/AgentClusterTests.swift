@@ -171,6 +171,22 @@ final class AgentClusterTests: XCTestCase {
         XCTAssertFalse(routes.contains("default"), routes)
     }
 
+    /// The masquerade table is checked at every resync: flushed away (as Debian's
+    /// nftables.service flushes the ruleset) or changed by hand, it is written back.
+    func testMasqueradeTableComesBackAfterAFlush() throws {
+        try startAgent(1, ["--masquerade"])
+        try waitFor("node 1 ready") { ready(1) }
+        let table = { try runProcess(["nsenter", "--net=/run/netns/\(self.nodes[0].netns)", "nft", "list", "table", "inet", "swiftpath"]) }
+        try waitFor("the masquerade table written") { try table().stdout.contains("10.31.0.0/16") }
+        XCTAssertEqual(try runProcess(["nsenter", "--net=/run/netns/\(nodes[0].netns)", "nft", "flush", "ruleset"]).status, 0)
+        XCTAssertNotEqual(try table().status, 0, "gone")
+        try waitFor("written back at a resync") { try table().stdout.contains("10.31.0.0/16") }
+        XCTAssertEqual(try runProcess(["nsenter", "--net=/run/netns/\(nodes[0].netns)", "nft", "flush", "chain", "inet", "swiftpath",
+                                       "postrouting"]).status, 0)
+        try waitFor("its rules written back") { try table().stdout.contains("masquerade") }
+        XCTAssertTrue(try String(contentsOfFile: "\(folder)/agent1.log", encoding: .utf8).contains("was gone or changed: written again"))
+    }
+
     func testThreeNodesInstalledAndRoutedByTheirAgents() throws {
         for i in 1...3 { try startAgent(i) }
         try waitFor("every node ready (datapath, plugin, conflist, watch)") { (1...3).allSatisfy(ready) }
