@@ -28,6 +28,10 @@ public actor Agent {
     /// except for the Services named in `pendingServices`, whose objects changed since.
     private var serviceTable = ServiceTable()
     private var servicesInSync = false
+    /// Whether the Services were ever programmed whole: the conflist waits for it.
+    private var servicesProgrammed = false
+    /// Whether the Nodes were listed (`lastNodes` is the API's).
+    private var nodesListed = false
     private var pendingServices = Set<String>()
     private var reportedUnsupported: [String] = []
     /// The refused external addresses last logged, by Service: logged again only when they change.
@@ -269,6 +273,7 @@ public actor Agent {
     /// Steps 3 and 4, from the API's nodes; and this node's addresses for the node ports.
     private func reconcile(_ objects: [String: Node]) async {
         lastNodes = objects
+        nodesListed = true
         metrics.nodes.set(to: Double(objects.count))
         metrics.watchSynced.set(to: 1)
         let nodeAddresses = Set(objects.values.flatMap { $0.ipAddresses.compactMap { IPAddress($0) } })
@@ -282,12 +287,7 @@ public actor Agent {
                 await programServices()
             }
         }
-        if datapathReady && pluginInstalled {
-            await step("conflist") { () throws(StepError) in
-                try refuseBesideKubeProxy()
-                try writeConflist(own: objects[settings.nodeName])
-            }
-        }
+        await writeConflistStep()
         // The addresses a node translates from (its InternalIPs, which face the other nodes): an
         // ExternalIP is a public address, which pods' traffic to must stay masqueraded.
         let neverMasqueraded = Set(objects.values.flatMap { $0.internalIPs.compactMap { IPAddress($0) } })
@@ -404,6 +404,7 @@ public actor Agent {
                 throw .datapath(.bpf(error))
             }
             servicesInSync = true
+            servicesProgrammed = true
             metrics.services.set(to: Double(serviceTable.entries.count))
             if outcome.written + outcome.deleted > 0 { metrics.serviceWrites.increment(by: Int64(outcome.written + outcome.deleted)) }
             if outcome.written + outcome.deleted + outcome.terminated > 0 {
@@ -427,6 +428,7 @@ public actor Agent {
             reportRefusals()
         }
         await healthCheckNodePorts.update(serviceTable.healthChecks)
+        if !conflistWritten { await writeConflistStep() }
     }
 
     /// Logs the external addresses refused of each Service whose refusals changed (not at every
@@ -488,6 +490,17 @@ public actor Agent {
         if !kubeProxyEvidence.isEmpty { kubeProxyRules = KubeProxy.rules() }
         kubeProxyEvidence = KubeProxy.listener() + kubeProxyRules
         guard kubeProxyEvidence.isEmpty else { throw .kubeProxy(kubeProxyEvidence) }
+    }
+
+    /// Step 3: the conflist, last, once pods started from it will work: the datapath and plugin in
+    /// place and, when the agent is the service proxy, the Services programmed once (a pod
+    /// started earlier, CoreDNS say, would find the `kubernetes` Service's address dead).
+    private func writeConflistStep() async {
+        guard datapathReady && pluginInstalled, !settings.services || servicesProgrammed, nodesListed else { return }
+        await step("conflist") { () throws(StepError) in
+            try refuseBesideKubeProxy()
+            try writeConflist(own: lastNodes[settings.nodeName])
+        }
     }
 
     private func writeConflist(own node: Node?) throws(StepError) {

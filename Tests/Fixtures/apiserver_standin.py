@@ -64,6 +64,7 @@ class Cluster:
         self.oldest = self.version
         self.watchers = set()
         self.delay = 0.0
+        self.forbidden = set()    # resources (their control names) answered 403, as RBAC would
         self.stats = {"list": 0, "watch": 0, "unauthorized": 0, "gone": 0}
 
     def put(self, resource, key, obj):
@@ -156,6 +157,8 @@ class APIHandler(BaseHTTPRequestHandler):
         resource = next((r for r in RESOURCES if r.path == url.path), None)
         if resource is None:
             return self.status(404, "NotFound", f"the server could not find the requested resource ({url.path})")
+        if resource.control in cluster.forbidden:
+            return self.status(403, "Forbidden", f"{resource.control} is forbidden")
         if query.get("watch") in ("1", "true"):
             return self.watch(resource, query)
         with cluster.lock:
@@ -267,6 +270,12 @@ class ControlHandler(BaseHTTPRequestHandler):
                     pass
         elif url.path == "/slow":
             self.cluster.delay = float(parse_qs(url.query)["seconds"][0])
+        elif url.path in ("/forbid", "/allow"):
+            resource = parse_qs(url.query)["resource"][0]
+            if url.path == "/forbid":
+                self.cluster.forbidden.add(resource)
+            else:
+                self.cluster.forbidden.discard(resource)
         else:
             return self.reply(404)
         self.reply()

@@ -187,6 +187,20 @@ final class AgentClusterTests: XCTestCase {
         XCTAssertTrue(try String(contentsOfFile: "\(folder)/agent1.log", encoding: .utf8).contains("was gone or changed: written again"))
     }
 
+    /// The conflist waits for the Services: while the agent cannot read the EndpointSlices (its
+    /// ClusterRole lacking them, say), no pod may start on this node, since none could reach a
+    /// Service; once it can and has programmed them, the conflist is written.
+    func testConflistWaitsForTheServices() throws {
+        try standIn.forbid("endpointslices")
+        try startAgent(1)
+        try waitFor("the plugin installed") { FileManager.default.isExecutableFile(atPath: self.binDir(1) + "/swiftpath") }
+        sleep(5)   // two resyncs
+        XCTAssertFalse(FileManager.default.fileExists(atPath: conflist(1)), "no conflist before the Services are programmed")
+        XCTAssertFalse(ready(1))
+        try standIn.allow("endpointslices")
+        try waitFor("node 1 ready, its conflist written") { ready(1) && FileManager.default.fileExists(atPath: self.conflist(1)) }
+    }
+
     func testThreeNodesInstalledAndRoutedByTheirAgents() throws {
         for i in 1...3 { try startAgent(i) }
         try waitFor("every node ready (datapath, plugin, conflist, watch)") { (1...3).allSatisfy(ready) }

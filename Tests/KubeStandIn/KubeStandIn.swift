@@ -154,6 +154,10 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
     /// Cuts every open watch connection.
     public func dropWatches() throws { try control("POST", "/drop") }
     public func slow(seconds: Double) throws { try control("POST", "/slow?seconds=\(seconds)") }
+    /// Answers the collection (its control name: "endpointslices", ...) 403 until `allow`, as a
+    /// ClusterRole lacking it would.
+    public func forbid(_ resource: String) throws { try control("POST", "/forbid?resource=\(resource)") }
+    public func allow(_ resource: String) throws { try control("POST", "/allow?resource=\(resource)") }
 
     /// Requests served: list, watch, unauthorized, gone.
     public func stats() throws -> [String: Int] {
