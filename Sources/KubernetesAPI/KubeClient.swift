@@ -27,7 +27,11 @@ public final class KubeClient: Sendable {
     public let access: ClusterAccess
     private let http: HTTPClient
 
-    public init(access: ClusterAccess) throws {
+    /// `readIdleTimeout`: how long a response, a watch's included, may stay silent before it
+    /// fails. The API server sends a watch a bookmark about once a minute; a server that vanished
+    /// without a FIN or a reset (a reboot, a VIP moved, a partition) sends nothing, and without
+    /// this deadline its watches would wait for ever.
+    public init(access: ClusterAccess, readIdleTimeout: TimeAmount = .seconds(120)) throws {
         try access.checkTransport()
         self.access = access
         var tls = TLSConfiguration.makeClientConfiguration()
@@ -40,7 +44,7 @@ public final class KubeClient: Sendable {
         }
         if access.insecureSkipTLSVerify { tls.certificateVerification = .none }
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
-        configuration.timeout = .init(connect: .seconds(5))
+        configuration.timeout = .init(connect: .seconds(5), read: readIdleTimeout)
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 

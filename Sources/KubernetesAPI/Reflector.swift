@@ -24,6 +24,8 @@ public actor Reflector<Object: KubeObject> {
     public private(set) var lists = 0
     /// Whether a list has completed: the copy is the API's as of some moment.
     public var synced: Bool { lists > 0 }
+    /// When the API server last said anything of the collection: a list, an event, a bookmark.
+    public private(set) var lastHeard: ContinuousClock.Instant?
 
     public init(client: KubeClient, path: String, logger: Logger) {
         self.client = client
@@ -34,6 +36,11 @@ public actor Reflector<Object: KubeObject> {
     /// Runs until cancelled, calling `changed` with the whole copy and the keys that changed (all of
     /// them after the first list) after every change to it (not after bookmarks or relists that
     /// change nothing).
+    /// A watch asks the server to end it after `timeoutSeconds` to twice that, drawn each time,
+    /// so that a fleet of agents does not reconnect in step. A cut or silent connection resumes
+    /// the watch from the last version seen (the server replays what came since, or says 410);
+    /// an answer the server refused with another status lists again after the backoff, since
+    /// what it was asked may be what it refuses.
     public func run(timeoutSeconds: Int = 300, changed: @Sendable ([String: Object], Set<String>) async -> Void) async {
         var backoff = Backoff()
         var needsList = true
@@ -45,6 +52,7 @@ public actor Reflector<Object: KubeObject> {
                     let fresh = Dictionary(list.items.map { ($0.metadata.key, $0) }, uniquingKeysWith: { $1 })
                     resourceVersion = list.metadata.resourceVersion ?? ""
                     lists += 1
+                    lastHeard = .now
                     needsList = false
                     let keys = lists == 1 ? Set(fresh.keys) : Set(fresh.keys).union(objects.keys).filter { fresh[$0] != objects[$0] }
                     objects = fresh
@@ -52,8 +60,10 @@ public actor Reflector<Object: KubeObject> {
                     if !keys.isEmpty || lists == 1 { await changed(objects, keys) }
                 }
                 state = .watching
-                for try await event in client.watch(path, from: resourceVersion, as: Object.self, timeoutSeconds: timeoutSeconds) {
+                let timeout = Int.random(in: timeoutSeconds...(2 * timeoutSeconds))
+                for try await event in client.watch(path, from: resourceVersion, as: Object.self, timeoutSeconds: timeout) {
                     backoff.reset()
+                    lastHeard = .now
                     if let key = try apply(event) { await changed(objects, [key]) }
                 }
             } catch KubeError.gone(let message) {
@@ -62,6 +72,7 @@ public actor Reflector<Object: KubeObject> {
             } catch {
                 if Task.isCancelled { break }
                 state = .backingOff
+                if case KubeError.status = error { needsList = true }
                 let delay = backoff.next()
                 logger.warning("watch failed, retrying", metadata: ["path": "\(path)", "error": "\(error)", "delay_ms": "\(delay / 1_000_000)"])
                 try? await Task.sleep(nanoseconds: delay)

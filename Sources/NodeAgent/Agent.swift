@@ -84,6 +84,26 @@ public actor Agent {
         healthCheckNodePorts = HealthCheckNodePorts(logger: logger)
     }
 
+    /// Alive: every watch heard from the API server within thrice the watch idle timeout (its
+    /// watches dropped and made again twice meanwhile). Each one's silence is exported too.
+    public func liveness() async -> (alive: Bool, detail: String) {
+        var reflectors: [(String, ContinuousClock.Instant?)] = [("/api/v1/nodes", await nodes.lastHeard)]
+        if settings.services {
+            reflectors += [("/api/v1/services", await services.lastHeard),
+                           ("/apis/discovery.k8s.io/v1/endpointslices", await slices.lastHeard)]
+        }
+        let limit = Duration.seconds(3 * settings.watchIdleSeconds)
+        var silent: [String] = []
+        for (path, heard) in reflectors {
+            // Never heard yet: starting (readiness says so), not dead.
+            guard let heard else { continue }
+            let silence = ContinuousClock.now - heard
+            metrics.watchSilence(path).set(to: Double(silence.components.seconds))
+            if silence > limit { silent.append("\(path) silent for \(silence.components.seconds) s") }
+        }
+        return silent.isEmpty ? (true, "ok") : (false, "no word from the API server: " + silent.joined(separator: ", "))
+    }
+
     /// Ready: the datapath loaded, the conflist written, the watches synced.
     public func readiness() async -> (ready: Bool, detail: String) {
         let nodesSynced = await nodes.synced

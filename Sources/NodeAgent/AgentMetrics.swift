@@ -64,6 +64,12 @@ public final class AgentMetrics: Sendable {
                            labels: [("reason", reason.rawValue)])
     }
 
+    func watchSilence(_ path: String) -> Gauge {
+        registry.makeGauge(descriptor: Self.agent("watch_silence", unit: "seconds",
+                                                  "Seconds since the API server last said anything of a watched collection (as of the last /healthz)"),
+                           labels: [("path", path)])
+    }
+
     func reconcileDuration(_ step: String) -> DurationHistogram {
         registry.makeDurationHistogram(descriptor: Self.agent("reconcile_duration", unit: "seconds", "How long each reconcile step took"),
                                        labels: [("step", step)],

@@ -45,6 +45,9 @@ public struct AgentSettings: Sendable {
     public var services = true
     /// How often everything is reconciled again even when the API reports no change.
     public var resyncSeconds = 300
+    /// How long a watch may stay silent before it is dropped and made again (the API server sends
+    /// a bookmark about once a minute); thrice that without word, /healthz says so.
+    public var watchIdleSeconds = 120
     /// How long connections from outside to node ports, external and LoadBalancer IPs are kept idle.
     public var connectionTimeouts = ConnectionTimeouts()
 

@@ -46,7 +46,9 @@ public final class HealthServer: Sendable {
 
         static func answer(_ path: String, agent: Agent) async -> (HTTPResponseStatus, [UInt8]) {
             switch path {
-            case "/healthz": return (.ok, Array("ok\n".utf8))
+            case "/healthz":
+                let liveness = await agent.liveness()
+                return (liveness.alive ? .ok : .serviceUnavailable, Array((liveness.detail + "\n").utf8))
             case "/readyz":
                 let readiness = await agent.readiness()
                 return (readiness.ready ? .ok : .serviceUnavailable, Array((readiness.detail + "\n").utf8))

@@ -97,6 +97,8 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Address of /healthz, /readyz and /metrics") var healthAddress = "127.0.0.1"
     @Option(help: "Port of /healthz, /readyz and /metrics") var healthPort = 9876
     @Option(help: "Seconds between full resyncs") var resyncSeconds = 300
+    @Option(help: "Seconds a watch may stay silent before it is made again (bookmarks come about once a minute)")
+    var watchIdleTimeout = 120
     @Option(help: "Seconds between reads of the datapath's figures that /metrics serves") var metricsInterval: UInt64 = 5
     @Option(help: "Seconds an idle TCP connection from outside (to a node port, external or LoadBalancer IP) is kept")
     var tcpTimeout: UInt64 = ConnectionTimeouts().tcpSeconds
@@ -120,6 +122,7 @@ struct Run: AsyncParsableCommand {
         settings.healthHost = healthAddress
         settings.healthPort = healthPort
         settings.resyncSeconds = resyncSeconds
+        settings.watchIdleSeconds = max(1, watchIdleTimeout)
         settings.metricsSnapshotSeconds = max(1, metricsInterval)
         settings.connectionTimeouts.tcpSeconds = tcpTimeout
         settings.connectionTimeouts.tcpClosingSeconds = tcpClosingTimeout
@@ -128,7 +131,7 @@ struct Run: AsyncParsableCommand {
         let server = (apiServer ?? ProcessInfo.processInfo.environment["SWIFTPATH_API_SERVER"]).flatMap { $0.isEmpty ? nil : $0 }
         let access = try kubeconfig.map { try ClusterAccess.kubeconfig(at: $0, server: server) }
             ?? ClusterAccess.inCluster(server: server, environment: ProcessInfo.processInfo.environment)
-        let client = try KubeClient(access: access)
+        let client = try KubeClient(access: access, readIdleTimeout: .seconds(Int64(settings.watchIdleSeconds)))
         let agent = Agent(settings: settings, client: client, logger: logger)
         let health = try await HealthServer.start(host: settings.healthHost, port: settings.healthPort, agent: agent)
         logger.info("agent started", metadata: ["node": "\(settings.nodeName)", "apiServer": "\(access.server)",

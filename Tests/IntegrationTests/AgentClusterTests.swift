@@ -187,6 +187,35 @@ final class AgentClusterTests: XCTestCase {
         XCTAssertTrue(try String(contentsOfFile: "\(folder)/agent1.log", encoding: .utf8).contains("was gone or changed: written again"))
     }
 
+    /// A control plane that goes silent without a FIN or a reset (its process frozen, the kernel
+    /// holding its connections open): the watches give up after the idle timeout and are made
+    /// again, /healthz names the collections the API server went silent on, and once it speaks
+    /// again the agent hears it, Services included.
+    func testASilentControlPlaneIsNoticed() throws {
+        try startAgent(1, ["--watch-idle-timeout", "4"])
+        try waitFor("node 1 ready") { ready(1) }
+        let healthz = { () throws -> (code: String, body: String) in
+            let answer = try runProcess(["nsenter", "--net=/run/netns/\(self.nodes[0].netns)", "curl", "-s", "-m", "3", "-w", "\n%{http_code}",
+                                         "http://127.0.0.1:9876/healthz"]).stdout
+            let lines = answer.split(separator: "\n")
+            return (String(lines.last ?? ""), lines.dropLast().joined(separator: "\n"))
+        }
+        XCTAssertEqual(try healthz().code, "200")
+        standIn.freeze()
+        defer { standIn.thaw() }
+        try waitFor("/healthz says the API server went silent") {
+            let answer = try healthz()
+            return answer.code == "503" && answer.body.contains("no word from the API server") && answer.body.contains("/api/v1/nodes")
+        }
+        standIn.thaw()
+        try waitFor("heard again") { try healthz().code == "200" }
+        try standIn.putService("default", "after", clusterIPs: ["10.96.0.77"], ports: [("http", "TCP", 80)])
+        try waitFor("a Service written after the silence programmed") { try programmedServices(1)["10.96.0.77:80/tcp"] != nil }
+        let log = try String(contentsOfFile: "\(folder)/agent1.log", encoding: .utf8)
+        XCTAssertTrue(log.split(separator: "\n").contains { $0.contains("watch failed, retrying") && $0.contains("readTimeout") },
+                      "the silent watches were given up, not waited on")
+    }
+
     /// The conflist waits for the Services: while the agent cannot read the EndpointSlices (its
     /// ClusterRole lacking them, say), no pod may start on this node, since none could reach a
     /// Service; once it can and has programmed them, the conflist is written.

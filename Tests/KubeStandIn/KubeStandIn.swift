@@ -40,6 +40,12 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
         controlPort = control
     }
 
+    /// Freezes the server (SIGSTOP): its connections stay open, the kernel still accepts new ones,
+    /// and nothing more is said on any, as when a control-plane node vanishes without a FIN or a
+    /// reset. `thaw` lets it speak again.
+    public func freeze() { kill(process.processIdentifier, SIGSTOP) }
+    public func thaw() { kill(process.processIdentifier, SIGCONT) }
+
     public func stop() {
         if process.isRunning {
             // SIGKILL: a signal the server cannot have blocked.

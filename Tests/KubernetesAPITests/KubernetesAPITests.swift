@@ -147,6 +147,23 @@ final class KubernetesAPITests: XCTestCase {
 
     /// The reflector's copy follows the API through dropped connections and a 410 (which makes
     /// it list again); a relist that finds nothing new hands nothing on.
+    /// A watch the server refuses with another status than 410 (403: its RBAC changed, say) is
+    /// not resumed as if nothing happened: once the server answers again, the reflector lists.
+    func testReflectorListsAgainAfterARefusal() async throws {
+        try standIn.putNode("a", podCIDRs: ["10.1.1.0/24"], internalIPs: ["10.0.0.1"])
+        let reflector = Reflector<Node>(client: client, path: "/api/v1/nodes", logger: Logger(label: "test"))
+        let changes = Changes<Node>()
+        let running = Task { await reflector.run(timeoutSeconds: 5) { await changes.record($0, $1) } }
+        defer { running.cancel() }
+        try await eventually { await changes.last?.keys.sorted() == ["a"] }
+        let lists = try XCTUnwrap(try standIn.stats()["list"])
+        try standIn.forbid("nodes")
+        try standIn.dropWatches()
+        try await Task.sleep(nanoseconds: 1_000_000_000)
+        try standIn.allow("nodes")
+        try await eventually { (try? self.standIn.stats()["list"]) ?? 0 > lists }
+    }
+
     func testReflectorFollowsTheAPIThroughDropsAndGone() async throws {
         try standIn.putNode("a", podCIDRs: ["10.1.1.0/24"], internalIPs: ["10.0.0.1"])
         let reflector = Reflector<Node>(client: client, path: "/api/v1/nodes", logger: Logger(label: "test"))
