@@ -145,15 +145,18 @@ final class KubernetesAPITests: XCTestCase {
         await untrusting.shutdown()
     }
 
-    /// The reflector's copy follows the API through dropped connections and a 410 (which makes
-    /// it list again); a relist that finds nothing new hands nothing on.
-    /// A watch the server refuses with another status than 410 (403: its RBAC changed, say) is
-    /// not resumed as if nothing happened: once the server answers again, the reflector lists.
-    func testReflectorListsAgainAfterARefusal() async throws {
+    /// Node "a" in the API, and a reflector of the Nodes running, its changes recorded.
+    private func nodeReflector() throws -> (Reflector<Node>, Changes<Node>, Task<Void, Never>) {
         try standIn.putNode("a", podCIDRs: ["10.1.1.0/24"], internalIPs: ["10.0.0.1"])
         let reflector = Reflector<Node>(client: client, path: "/api/v1/nodes", logger: Logger(label: "test"))
         let changes = Changes<Node>()
-        let running = Task { await reflector.run(timeoutSeconds: 5) { await changes.record($0, $1) } }
+        return (reflector, changes, Task { await reflector.run(timeoutSeconds: 5) { await changes.record($0, $1) } })
+    }
+
+    /// A watch the server refuses with another status than 410 (403: its RBAC changed, say) is
+    /// not resumed as if nothing happened: once the server answers again, the reflector lists.
+    func testReflectorListsAgainAfterARefusal() async throws {
+        let (_, changes, running) = try nodeReflector()
         defer { running.cancel() }
         try await eventually { await changes.last?.keys.sorted() == ["a"] }
         let lists = try XCTUnwrap(try standIn.stats()["list"])
@@ -164,11 +167,10 @@ final class KubernetesAPITests: XCTestCase {
         try await eventually { (try? self.standIn.stats()["list"]) ?? 0 > lists }
     }
 
+    /// The reflector's copy follows the API through dropped connections and a 410 (which makes
+    /// it list again); a relist that finds nothing new hands nothing on.
     func testReflectorFollowsTheAPIThroughDropsAndGone() async throws {
-        try standIn.putNode("a", podCIDRs: ["10.1.1.0/24"], internalIPs: ["10.0.0.1"])
-        let reflector = Reflector<Node>(client: client, path: "/api/v1/nodes", logger: Logger(label: "test"))
-        let changes = Changes<Node>()
-        let running = Task { await reflector.run(timeoutSeconds: 5) { await changes.record($0, $1) } }
+        let (reflector, changes, running) = try nodeReflector()
         defer { running.cancel() }
 
         try await eventually { await changes.last?.keys.sorted() == ["a"] }
