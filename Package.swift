@@ -3,7 +3,7 @@
 import PackageDescription
 
 // Link libbpf and its own dependencies statically, so the installed plugin carries them.
-// libmnl stays dynamic: Debian ships no libmnl.a, and libmnl0 comes with iproute2 on every node.
+// libmnl: see staticExecutable below.
 let staticBPF: [LinkerSetting] = [
     .unsafeFlags(["-Xlinker", "-l:libbpf.a", "-Xlinker", "-l:libelf.a", "-Xlinker", "-l:libz.a"])
 ]
