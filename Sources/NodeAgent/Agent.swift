@@ -32,6 +32,8 @@ public actor Agent {
     private var servicesProgrammed = false
     /// Whether the Nodes were listed (`lastNodes` is the API's).
     private var nodesListed = false
+    /// What the agent read of the Nodes when a Node event last reconciled them.
+    private var reconciledNodes: [String: Node]?
     private var pendingServices = Set<String>()
     private var reportedUnsupported: [String] = []
     /// The refused external addresses last logged, by Service: logged again only when they change.
@@ -124,7 +126,7 @@ public actor Agent {
             if removed > 0 { logger.info("unfinished writes of an earlier run removed", metadata: ["folder": "\(folder)", "files": "\(removed)"]) }
         }
         await ensureNodeSetup()
-        let watch = Task { await nodes.run { objects, _ in await self.reconcile(objects) } }
+        let watch = Task { await nodes.run { objects, _ in await self.nodesChanged(objects) } }
         let serviceWatches = settings.services ? [
             Task { await services.run { objects, changed in await self.reconcileServices(objects, changed: changed) } },
             Task { await slices.run { objects, changed in await self.reconcileServices(slices: objects, changed: changed) } },
@@ -288,6 +290,23 @@ public actor Agent {
             } catch { throw .system(error) }
             pluginInstalled = true
         }
+    }
+
+    /// A Node event: reconciled only when it changed what the agent reads of the Nodes. Most
+    /// events are kubelet's status heartbeats, every few seconds from every node, which change
+    /// nothing of it; on a large cluster they would otherwise keep the agent reconciling.
+    private func nodesChanged(_ objects: [String: Node]) async {
+        let read = objects.mapValues { node in
+            var node = node
+            node.metadata.resourceVersion = nil
+            return node
+        }
+        guard read != reconciledNodes else {
+            lastNodes = objects
+            return
+        }
+        reconciledNodes = read
+        await reconcile(objects)
     }
 
     /// Steps 3 and 4, from the API's nodes; and this node's addresses for the node ports.

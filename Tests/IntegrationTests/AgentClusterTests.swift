@@ -216,6 +216,22 @@ final class AgentClusterTests: XCTestCase {
                       "the silent watches were given up, not waited on")
     }
 
+    /// Node events that change nothing the agent reads (kubelet's heartbeats: a new
+    /// resourceVersion, status the agent ignores) reconcile nothing; a change it reads does.
+    func testNodeHeartbeatsReconcileNothing() throws {
+        try startAgent(1, ["--resync-seconds", "600"])
+        try waitFor("node 1 ready") { ready(1) }
+        let reconciles = { try self.agentMetric(1, "swiftpath_agent_reconcile_duration_seconds_count{step=\"routes\"}") }
+        sleep(1)
+        let before = try reconciles()
+        XCTAssertGreaterThan(before, 0)
+        for _ in 0..<5 { try standIn.putNode("node-2", podCIDRs: podCIDRs(2), internalIPs: internalIPs(2)) }
+        sleep(2)
+        XCTAssertEqual(try reconciles(), before, "five heartbeats, no reconcile")
+        try standIn.putNode("node-2", podCIDRs: ["10.31.9.0/24"], internalIPs: internalIPs(2))
+        try waitFor("a changed pod CIDR reconciled") { try reconciles() > before && self.ownRoutes(1).contains("10.31.9.0/24") }
+    }
+
     /// The conflist waits for the Services: while the agent cannot read the EndpointSlices (its
     /// ClusterRole lacking them, say), no pod may start on this node, since none could reach a
     /// Service; once it can and has programmed them, the conflist is written.
