@@ -507,9 +507,14 @@ public actor Agent {
         } catch {
             throw .system(error)
         }
+        let socketCgroup = settings.cgroupRoot ?? CgroupV2.mountPoint()
+        // The service proxy without its socket hooks would say ready and balance nothing.
+        if settings.services && socketCgroup == nil {
+            throw .system(SystemCallError("find a cgroup2 mount for the socket load balancer (give --cgroup-root, or run with --no-services)",
+                                          .noSuchFileOrDirectory))
+        }
         let setup = NodeSetup(uplinks: uplinks.map { ($0.name, $0.index) }, attachPolicy: .auto, masquerade: settings.masquerade,
-                              clusterCIDRs: settings.clusterCIDRs, socketCgroup: settings.cgroupRoot ?? CgroupV2.mountPoint(),
-                              socketLB: true, balanceNodeProcesses: true)
+                              clusterCIDRs: settings.clusterCIDRs, socketCgroup: socketCgroup, socketLB: true, balanceNodeProcesses: true)
         let store: EndpointStore
         do { store = try EndpointStore.open(root: settings.storeRoot) } catch { throw .datapath(.bpf(error)) }
         do {

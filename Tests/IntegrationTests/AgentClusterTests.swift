@@ -59,17 +59,25 @@ final class AgentClusterTests: XCTestCase {
 
     /// Starts node `i`'s agent; with `softOpenFileLimit`, under that soft RLIMIT_NOFILE (the
     /// hard one kept), as a container runtime might start it.
-    func startAgent(_ i: Int, _ extraArguments: [String] = [], softOpenFileLimit: Int? = nil) throws {
+    /// `withoutCgroup2`: in a mount namespace of its own where no cgroup2 is mounted, and given no
+    /// --cgroup-root (the agent is started only once no cgroup2 mount is left in sight, so it can
+    /// never find the host's root cgroup).
+    func startAgent(_ i: Int, _ extraArguments: [String] = [], softOpenFileLimit: Int? = nil, withoutCgroup2: Bool = false) throws {
         let node = nodes[i - 1]
         let agent = Process()
         agent.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        agent.arguments = ["--net=/run/netns/\(node.netns)"] + (softOpenFileLimit.map { ["prlimit", "--nofile=\($0):"] } ?? []) + [
+        let hidingCgroup2 = ["unshare", "-m", "--propagation", "private", "sh", "-ec",
+                             #"for m in $(awk '$3 == "cgroup2" { print $2 }' /proc/self/mounts); do umount -l "$m"; done; "#
+                             + #"if grep -q ' cgroup2 ' /proc/self/mounts; then exit 97; fi; exec "$0" "$@""#]
+        agent.arguments = ["--net=/run/netns/\(node.netns)"] + (softOpenFileLimit.map { ["prlimit", "--nofile=\($0):"] } ?? [])
+            + (withoutCgroup2 ? hidingCgroup2 : []) + [
                            agentBinary, "run", "--kubeconfig", try standIn.kubeconfig(),
                            "--node-name", "node-\(i)", "--cni-bin-dir", binDir(i), "--cni-conf-dir", confDir(i),
                            "--plugin-binary", pluginBinary, "--store-root", node.storeRoot, "--device", "wire\(i)",
                            // kube-controller-manager's dual-stack spelling.
-                           "--cgroup-root", node.cgroup, "--cluster-cidr", "10.31.0.0/16,fd00:31::/32",
-                           "--plugin-log-file", "\(folder)/plugin\(i).log", "--resync-seconds", "2"] + extraArguments
+                           "--cluster-cidr", "10.31.0.0/16,fd00:31::/32",
+                           "--plugin-log-file", "\(folder)/plugin\(i).log", "--resync-seconds", "2"]
+            + (withoutCgroup2 ? [] : ["--cgroup-root", node.cgroup]) + extraArguments
         // The manifest's api-server key left empty: the kubeconfig's server stands.
         agent.environment = ProcessInfo.processInfo.environment.merging(["SWIFTPATH_API_SERVER": ""]) { $1 }
         let log = FileManager.default.createFile(atPath: "\(folder)/agent\(i).log", contents: nil)
@@ -214,6 +222,17 @@ final class AgentClusterTests: XCTestCase {
         let log = try String(contentsOfFile: "\(folder)/agent1.log", encoding: .utf8)
         XCTAssertTrue(log.split(separator: "\n").contains { $0.contains("watch failed, retrying") && $0.contains("readTimeout") },
                       "the silent watches were given up, not waited on")
+    }
+
+    /// As the service proxy without a cgroup2 mount, the agent would say ready and balance
+    /// nothing: it is not ready, and says why.
+    func testNoCgroup2MountMeansNotReady() throws {
+        try startAgent(1, withoutCgroup2: true)
+        try waitFor("the agent says why") {
+            (try? String(contentsOfFile: "\(self.folder)/agent1.log", encoding: .utf8))?.contains("find a cgroup2 mount") == true
+        }
+        XCTAssertFalse(ready(1))
+        XCTAssertTrue(agents[1]?.isRunning == true, "it keeps trying")
     }
 
     /// Node events that change nothing the agent reads (kubelet's heartbeats: a new
