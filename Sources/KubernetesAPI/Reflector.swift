@@ -26,6 +26,9 @@ public actor Reflector<Object: KubeObject> {
     public var synced: Bool { lists > 0 }
     /// When the API server last said anything of the collection: a list, an event, a bookmark.
     public private(set) var lastHeard: ContinuousClock.Instant?
+    /// When the loop last got anywhere: a list or watch answered, ended or failed. With every
+    /// response under a deadline, a loop that gets nowhere for long is stuck, not waiting.
+    public private(set) var lastProgress = ContinuousClock.now
 
     public init(client: KubeClient, path: String, logger: Logger) {
         self.client = client
@@ -39,8 +42,9 @@ public actor Reflector<Object: KubeObject> {
     /// A watch asks the server to end it after `timeoutSeconds` to twice that, drawn each time,
     /// so that a fleet of agents does not reconnect in step. A cut or silent connection resumes
     /// the watch from the last version seen (the server replays what came since, or says 410);
-    /// an answer the server refused with another status lists again after the backoff, since
-    /// what it was asked may be what it refuses.
+    /// a watch the server refused (a 4xx other than 410 and 429) lists again after the backoff,
+    /// since what it was asked may be what it refuses; an overloaded or failing server (429, 5xx)
+    /// is not made to serve a list on top.
     public func run(timeoutSeconds: Int = 300, changed: @Sendable ([String: Object], Set<String>) async -> Void) async {
         var backoff = Backoff()
         var needsList = true
@@ -53,6 +57,7 @@ public actor Reflector<Object: KubeObject> {
                     resourceVersion = list.metadata.resourceVersion ?? ""
                     lists += 1
                     lastHeard = .now
+                    lastProgress = .now
                     needsList = false
                     let keys = lists == 1 ? Set(fresh.keys) : Set(fresh.keys).union(objects.keys).filter { fresh[$0] != objects[$0] }
                     objects = fresh
@@ -60,10 +65,12 @@ public actor Reflector<Object: KubeObject> {
                     if !keys.isEmpty || lists == 1 { await changed(objects, keys) }
                 }
                 state = .watching
+                lastProgress = .now
                 let timeout = Int.random(in: timeoutSeconds...(2 * timeoutSeconds))
                 for try await event in client.watch(path, from: resourceVersion, as: Object.self, timeoutSeconds: timeout) {
                     backoff.reset()
                     lastHeard = .now
+                    lastProgress = .now
                     if let key = try apply(event) { await changed(objects, [key]) }
                 }
             } catch KubeError.gone(let message) {
@@ -71,8 +78,9 @@ public actor Reflector<Object: KubeObject> {
                 needsList = true
             } catch {
                 if Task.isCancelled { break }
+                lastProgress = .now
                 state = .backingOff
-                if case KubeError.status = error { needsList = true }
+                if case KubeError.status(let code, _) = error, (400..<500).contains(code), code != 429 { needsList = true }
                 let delay = backoff.next()
                 logger.warning("watch failed, retrying", metadata: ["path": "\(path)", "error": "\(error)", "delay_ms": "\(delay / 1_000_000)"])
                 try? await Task.sleep(nanoseconds: delay)

@@ -16,6 +16,8 @@ public struct RouteProtocol: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let kernel = RouteProtocol(rawValue: UInt8(RTPROT_KERNEL))
     public static let boot = RouteProtocol(rawValue: UInt8(RTPROT_BOOT))
     public static let `static` = RouteProtocol(rawValue: UInt8(RTPROT_STATIC))
+    /// Learned from a router advertisement.
+    public static let routerAdvertisement = RouteProtocol(rawValue: UInt8(RTPROT_RA))
 
     public var description: String { "proto \(rawValue)" }
 }

@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import SystemCallSupport
 import SystemPackage
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Network sysctls of the calling thread's netns (/proc/sys/net resolves against the thread).
 public enum Sysctl {
@@ -22,27 +19,20 @@ public enum Sysctl {
 
     /// Turns IPv6 forwarding on in the netns. A device that takes router advertisements while the
     /// node does not forward (accept_ra 1) stops taking them once it does, and the default route
-    /// they gave it expires: such devices are told to keep taking them (2) first.
-    public static func enableIPv6Forwarding() throws(SystemCallError) {
-        guard (try? read(FilePath("/proc/sys/net/ipv6/conf/all/forwarding"))) != "1" else { return }
-        for device in ipv6Devices() where device != "all" && device != "default" {
+    /// they gave it expires: `routedByAdvertisements`, the devices whose default route came from
+    /// one, are told to keep taking them (2) first; no other device starts taking them (a bridge
+    /// of containers or VMs would let them steer the node). A device gone meanwhile is skipped.
+    public static func enableIPv6Forwarding(keepingAdvertisementsOn routedByAdvertisements: [String]) throws(SystemCallError) {
+        guard !ipv6Forwarding else { return }
+        for device in routedByAdvertisements {
             guard (try? read(FilePath("/proc/sys/net/ipv6/conf/\(device)/accept_ra"))) == "1" else { continue }
-            try ensure("net/ipv6/conf/\(device)/accept_ra", "2")
+            do throws(SystemCallError) { try ensure("net/ipv6/conf/\(device)/accept_ra", "2") } catch where error.errno == .noSuchFileOrDirectory {}
         }
         try ensure("net/ipv6/conf/all/forwarding", "1")
     }
 
-    /// The devices with IPv6 settings in the netns (their folders under /proc/sys/net/ipv6/conf).
-    private static func ipv6Devices() -> [String] {
-        guard let folder = opendir("/proc/sys/net/ipv6/conf") else { return [] }
-        defer { closedir(folder) }
-        var names: [String] = []
-        while let entry = readdir(folder) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if !name.hasPrefix(".") { names.append(name) }
-        }
-        return names
-    }
+    /// Whether the netns forwards IPv6.
+    public static var ipv6Forwarding: Bool { (try? read(FilePath("/proc/sys/net/ipv6/conf/all/forwarding"))) == "1" }
 
     private static func read(_ path: FilePath) throws -> String {
         let fd = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec])

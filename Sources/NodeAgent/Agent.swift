@@ -86,28 +86,40 @@ public actor Agent {
         healthCheckNodePorts = HealthCheckNodePorts(logger: logger)
     }
 
-    /// Alive: every watch heard from the API server within thrice the watch idle timeout (its
-    /// watches dropped and made again twice meanwhile). Each one's silence is exported too.
-    public func liveness() async -> (alive: Bool, detail: String) {
-        var reflectors: [(String, ContinuousClock.Instant?)] = [("/api/v1/nodes", await nodes.lastHeard)]
+    /// What each watch loop last heard and last got anywhere, by collection.
+    private nonisolated func watchStamps() async -> [(path: String, heard: ContinuousClock.Instant?, progress: ContinuousClock.Instant)] {
+        var stamps = [("/api/v1/nodes", await nodes.lastHeard, await nodes.lastProgress)]
         if settings.services {
-            reflectors += [("/api/v1/services", await services.lastHeard),
-                           ("/apis/discovery.k8s.io/v1/endpointslices", await slices.lastHeard)]
+            stamps += [("/api/v1/services", await services.lastHeard, await services.lastProgress),
+                       ("/apis/discovery.k8s.io/v1/endpointslices", await slices.lastHeard, await slices.lastProgress)]
         }
-        let limit = Duration.seconds(3 * settings.watchIdleSeconds)
-        var silent: [String] = []
-        for (path, heard) in reflectors {
-            // Never heard yet: starting (readiness says so), not dead.
-            guard let heard else { continue }
-            let silence = ContinuousClock.now - heard
-            metrics.watchSilence(path).set(to: Double(silence.components.seconds))
-            if silence > limit { silent.append("\(path) silent for \(silence.components.seconds) s") }
-        }
-        return silent.isEmpty ? (true, "ok") : (false, "no word from the API server: " + silent.joined(separator: ", "))
+        return stamps
     }
 
-    /// Ready: the datapath loaded, the conflist written, the watches synced.
+    /// The longest a watch loop may get nowhere, or the API server stay silent on a collection:
+    /// thrice the watch idle timeout (the watch given up and made again twice meanwhile).
+    private nonisolated var watchPatience: Duration { .seconds(3 * settings.watchIdleSeconds) }
+
+    /// Alive: every watch loop got somewhere lately, whether or not the API server answers (a
+    /// restart would not bring back an API server that is away). Answered without waiting for
+    /// the agent's own steps.
+    public nonisolated func liveness() async -> (alive: Bool, detail: String) {
+        let stuck = await watchStamps().filter { ContinuousClock.now - $0.progress > watchPatience }.map(\.path)
+        return stuck.isEmpty ? (true, "ok") : (false, "watch loops stuck: " + stuck.joined(separator: ", "))
+    }
+
+    /// Ready: the datapath loaded, the conflist written, the watches synced, and the API server
+    /// heard from lately on each (each collection's silence exported too).
     public func readiness() async -> (ready: Bool, detail: String) {
+        var silent: [String] = []
+        for stamp in await watchStamps() {
+            // Never heard yet: the watch is not synced, said below.
+            guard let heard = stamp.heard else { continue }
+            let silence = ContinuousClock.now - heard
+            metrics.watchSilence(stamp.path).set(to: Double(silence.components.seconds))
+            if silence > watchPatience { silent.append("\(stamp.path) silent for \(silence.components.seconds) s") }
+        }
+        if !silent.isEmpty { return (false, "no word from the API server: " + silent.joined(separator: ", ")) }
         let nodesSynced = await nodes.synced
         var parts = [("datapath", datapathReady), ("plugin", pluginInstalled), ("conflist", conflistWritten), ("nodes watch synced", nodesSynced)]
         if settings.services {
@@ -442,8 +454,14 @@ public actor Agent {
             do throws(BPFError) { outcome = try ServicePrograms.apply(changes, storeRoot: settings.storeRoot) } catch {
                 throw .datapath(.bpf(error))
             }
-            servicesInSync = true
+            // A Service that could not be written (a full map, say) keeps the others: they are
+            // programmed, pods may start; it is tried again from a full comparison.
+            servicesInSync = outcome.failed.isEmpty
             servicesProgrammed = true
+            if !outcome.failed.isEmpty {
+                metrics.reconcileErrors("services").increment()
+                logger.error("services not written, the others are", metadata: ["services": "\(outcome.failed)"])
+            }
             metrics.services.set(to: Double(serviceTable.entries.count))
             if outcome.written + outcome.deleted > 0 { metrics.serviceWrites.increment(by: Int64(outcome.written + outcome.deleted)) }
             if outcome.written + outcome.deleted + outcome.terminated > 0 {
@@ -573,6 +591,8 @@ public actor Agent {
         } catch {
             metrics.reconcileErrors(name).increment()
             logger.error("\(name) failed", metadata: ["error": "\(error)"])
+            // The next Node event tries again, whether or not it changes what the agent reads.
+            reconciledNodes = nil
         }
         metrics.reconcileDuration(name).record(ContinuousClock.now - start)
     }

@@ -95,10 +95,22 @@ enum AtomicFile {
         var removed = 0
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard name.hasPrefix(temporaryPrefix), name.hasSuffix(temporarySuffix), Int32(entry.pointee.d_type) == DT_REG else { continue }
+            guard isLeftover(name) else { continue }
+            var info = stat()
+            guard lstat(folder + "/" + name, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
             if unlink(folder + "/" + name) == 0 { removed += 1 }
         }
         return removed
+    }
+
+    /// A temporary file of this naming, or of the earlier one (`.swiftpath-PID-NAME`, which a
+    /// runtime could read as a config when NAME was a conflist's).
+    private static func isLeftover(_ name: String) -> Bool {
+        guard name.hasPrefix(temporaryPrefix) else { return false }
+        if name.hasSuffix(temporarySuffix) { return true }
+        let rest = name.dropFirst(temporaryPrefix.count)
+        guard let dash = rest.firstIndex(of: "-") else { return false }
+        return !rest[..<dash].isEmpty && rest[..<dash].allSatisfy(\.isNumber)
     }
 
     /// Writes a new file at `path` through `body` (temporary file, mode, fsync, rename).

@@ -15,6 +15,8 @@ enum ServicePrograms {
         var terminated = 0
         /// Pods' netns the sweep could not enter, with why.
         var unreachable: [String] = []
+        /// Services that could not be written, with why (the others were).
+        var failed: [String] = []
     }
 
     /// What the datapath holds now, backends sorted as the table sorts them; pods' host ports,
@@ -58,11 +60,7 @@ enum ServicePrograms {
             outcome.terminated = sweep.terminated
             outcome.unreachable = sweep.unreachable.map { "\($0.path): \($0.error)" }
         }
-        // The others are written and their departed backends' sockets ended: the failed ones are
-        // tried again from a full comparison.
-        if let failure = failures.first {
-            throw BPFError("write \(failures.count) service(s), \(failure.service) first: \(failure.error)", failure.error.errno)
-        }
+        outcome.failed = failures.map { "\($0.service): \($0.error)" }
         return outcome
     }
 }

@@ -269,7 +269,14 @@ extension Plugin {
                 try Sysctl.ensure("net/ipv4/conf/\(veth.host.name)/accept_redirects", "0")
             }
             if families.contains(.v6) {
-                try Sysctl.enableIPv6Forwarding()
+                if !Sysctl.ipv6Forwarding {
+                    let advertised = try netlink.routes(family: .v6, madeBy: .routerAdvertisement).filter { $0.destination.length == 0 }
+                    var devices: [String] = []
+                    for index in advertised.compactMap(\.outputIndex) {
+                        if let link = try netlink.link(index: index) { devices.append(link.name) }
+                    }
+                    try Sysctl.enableIPv6Forwarding(keepingAdvertisementsOn: devices)
+                }
                 // The host end's link-local address is usable at once, as the pod's addresses are.
                 try Sysctl.ensure("net/ipv6/conf/\(veth.host.name)/accept_dad", "0")
                 // A pod is no router of the node's (the datapath drops these too).

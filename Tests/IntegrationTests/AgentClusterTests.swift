@@ -197,26 +197,29 @@ final class AgentClusterTests: XCTestCase {
 
     /// A control plane that goes silent without a FIN or a reset (its process frozen, the kernel
     /// holding its connections open): the watches give up after the idle timeout and are made
-    /// again, /healthz names the collections the API server went silent on, and once it speaks
-    /// again the agent hears it, Services included.
+    /// again, /readyz names the collections the API server went silent on while /healthz stays
+    /// 200 (a restart would not bring the API server back), and once it speaks again the agent
+    /// hears it, Services included.
     func testASilentControlPlaneIsNoticed() throws {
         try startAgent(1, ["--watch-idle-timeout", "4"])
         try waitFor("node 1 ready") { ready(1) }
-        let healthz = { () throws -> (code: String, body: String) in
+        let probe = { (path: String) throws -> (code: String, body: String) in
             let answer = try runProcess(["nsenter", "--net=/run/netns/\(self.nodes[0].netns)", "curl", "-s", "-m", "3", "-w", "\n%{http_code}",
-                                         "http://127.0.0.1:9876/healthz"]).stdout
+                                         "http://127.0.0.1:9876" + path]).stdout
             let lines = answer.split(separator: "\n")
             return (String(lines.last ?? ""), lines.dropLast().joined(separator: "\n"))
         }
-        XCTAssertEqual(try healthz().code, "200")
+        XCTAssertEqual(try probe("/healthz").code, "200")
         standIn.freeze()
         defer { standIn.thaw() }
-        try waitFor("/healthz says the API server went silent") {
-            let answer = try healthz()
+        try waitFor("/readyz says the API server went silent") {
+            let answer = try probe("/readyz")
             return answer.code == "503" && answer.body.contains("no word from the API server") && answer.body.contains("/api/v1/nodes")
         }
+        XCTAssertEqual(try probe("/healthz").code, "200", "the agent's loops still get somewhere")
+        XCTAssertGreaterThan(try agentMetric(1, "swiftpath_agent_watch_silence_seconds{path=\"/api/v1/nodes\"}"), 10)
         standIn.thaw()
-        try waitFor("heard again") { try healthz().code == "200" }
+        try waitFor("heard again") { try probe("/readyz").code == "200" }
         try standIn.putService("default", "after", clusterIPs: ["10.96.0.77"], ports: [("http", "TCP", 80)])
         try waitFor("a Service written after the silence programmed") { try programmedServices(1)["10.96.0.77:80/tcp"] != nil }
         let log = try String(contentsOfFile: "\(folder)/agent1.log", encoding: .utf8)

@@ -34,17 +34,23 @@ final class HostRoutingTests: XCTestCase {
     }
 
     /// The first pod's ADD turns IPv6 forwarding on without costing the node its router
-    /// advertisements: a device that took them (accept_ra 1), which forwarding would make ignore
-    /// them until its default route expired, is told to keep taking them (2); one that took none
-    /// stays so.
+    /// advertisements: the device whose default route came from one (accept_ra 1), which
+    /// forwarding would make ignore them until that route expired, is told to keep taking them
+    /// (2); another that takes them but routes nothing of the node's (a bridge of containers,
+    /// say) is not, nor one that takes none.
     func testForwardingKeepsTheNodesRouterAdvertisements() throws {
         let node = try TestNode(self)
-        try node.exec("ip", "link", "add", "ra0", "type", "veth", "peer", "name", "quiet0")
-        try node.exec("sysctl", "-qw", "net.ipv6.conf.all.forwarding=0", "net.ipv6.conf.ra0.accept_ra=1", "net.ipv6.conf.quiet0.accept_ra=0")
+        try node.exec("ip", "link", "add", "ra0", "type", "veth", "peer", "name", "ra1")
+        try node.exec("ip", "link", "add", "bridge0", "type", "veth", "peer", "name", "quiet0")
+        try node.exec("sysctl", "-qw", "net.ipv6.conf.all.forwarding=0", "net.ipv6.conf.ra0.accept_ra=1", "net.ipv6.conf.bridge0.accept_ra=1",
+                      "net.ipv6.conf.quiet0.accept_ra=0")
+        for device in ["ra0", "ra1", "bridge0", "quiet0"] { try node.exec("ip", "link", "set", device, "up") }
+        try node.exec("ip", "-6", "route", "add", "default", "via", "fe80::1", "dev", "ra0", "proto", "ra")
         _ = try node.add("ctr-ra", pod: node.makePod("ra"))
         let setting = { (key: String) in try node.exec("sysctl", "-n", key).filter { !$0.isWhitespace } }
         XCTAssertEqual(try setting("net.ipv6.conf.all.forwarding"), "1")
         XCTAssertEqual(try setting("net.ipv6.conf.ra0.accept_ra"), "2")
+        XCTAssertEqual(try setting("net.ipv6.conf.bridge0.accept_ra"), "1", "it routes nothing of the node's")
         XCTAssertEqual(try setting("net.ipv6.conf.quiet0.accept_ra"), "0")
     }
 

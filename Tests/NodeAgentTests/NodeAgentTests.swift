@@ -77,10 +77,11 @@ final class NodeAgentTests: XCTestCase {
             XCTAssertFalse(temporary.hasSuffix(extensionLibCNIReads), temporary)
         }
         XCTAssertTrue(temporary.hasPrefix(folder + "/"))
-        for name in [(temporary as NSString).lastPathComponent, ".swiftpath-swiftpath-77.tmp", "10-other.conflist", ".swiftpath-keep"] {
+        for name in [(temporary as NSString).lastPathComponent, ".swiftpath-swiftpath-77.tmp", ".swiftpath-4242-10-swiftpath.conflist",
+                     "10-other.conflist", ".swiftpath-keep"] {
             XCTAssertTrue(FileManager.default.createFile(atPath: folder + "/" + name, contents: Data("x".utf8)))
         }
-        XCTAssertEqual(AtomicFile.removeLeftovers(in: folder), 2)
+        XCTAssertEqual(AtomicFile.removeLeftovers(in: folder), 3, "an earlier agent's .swiftpath-PID-NAME too")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).sorted(), [".swiftpath-keep", "10-other.conflist"])
     }
 

@@ -157,7 +157,9 @@ tar -xzf "$tarball" -C "$tests" --strip-components=3 kubernetes/test/bin/e2e.tes
 #   LoadBalancer, ESIPP                kind has no load balancer controller
 #   Ingress, L7                        no ingress controller is installed
 #   NetworkPolicy, Netpol              swiftpath enforces no NetworkPolicy yet
-skip='\[Feature:|\[Disruptive\]|\[Serial\]|\[Slow\]|\[Flaky\]|LoadBalancer|ESIPP|Ingress|L7|NetworkPolicy|Netpol'
+#   kube-proxy, KubeProxy              they test kube-proxy itself (its URLs, its conntrack settings),
+#                                      which this cluster runs without
+skip='\[Feature:|\[Disruptive\]|\[Serial\]|\[Slow\]|\[Flaky\]|LoadBalancer|ESIPP|Ingress|L7|NetworkPolicy|Netpol|kube-proxy|KubeProxy'
 mkdir -p "$report"
 "$tests/ginkgo" --nodes=8 --timeout=2h --focus='\[sig-network\]' --skip="$skip" "$tests/e2e.test" -- \
   --provider=skeleton --kubeconfig="${KUBECONFIG:-$HOME/.kube/config}" --report-dir="$report" --dump-logs-on-failure=false
