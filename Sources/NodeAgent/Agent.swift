@@ -345,11 +345,7 @@ public actor Agent {
         if datapathReady && neverMasqueraded != writtenNodeAddresses {
             await step("node addresses") { () throws(StepError) in
                 writtenNodeAddresses = nil
-                do throws(BPFError) {
-                    try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot)).setClusterNodeAddresses(neverMasqueraded)
-                } catch {
-                    throw .datapath(.bpf(error))
-                }
+                try withDatapath { datapath throws(BPFError) in try datapath.setClusterNodeAddresses(neverMasqueraded) }
                 writtenNodeAddresses = neverMasqueraded
             }
         }
@@ -357,11 +353,7 @@ public actor Agent {
         if datapathReady && !own.isEmpty && own != writtenOwnAddresses {
             await step("own addresses") { () throws(StepError) in
                 writtenOwnAddresses = nil
-                do throws(BPFError) {
-                    try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot)).setOwnAddresses(own)
-                } catch {
-                    throw .datapath(.bpf(error))
-                }
+                try withDatapath { datapath throws(BPFError) in try datapath.setOwnAddresses(own) }
                 writtenOwnAddresses = own
             }
         }
@@ -578,6 +570,13 @@ public actor Agent {
             }
         } catch { throw .system(error) }
         conflistWritten = true
+    }
+
+    /// Runs `body` on the store's datapath, its errors a step's.
+    private func withDatapath(_ body: (Datapath) throws(BPFError) -> Void) throws(StepError) {
+        do throws(BPFError) { try body(try Datapath.open(store: try EndpointStore.open(root: settings.storeRoot))) } catch {
+            throw .datapath(.bpf(error))
+        }
     }
 
     /// Runs one step, timing it and counting its failures; a failed step is tried again on the

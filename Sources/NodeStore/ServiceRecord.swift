@@ -303,16 +303,11 @@ extension EndpointStore {
         let header = try services.lookup(ServiceRecord.key(service, chunk: 0)).map(ServiceRecord.Header.init)
         let previous = header?.stored ?? 0
         let stored = backends + external.localBackends
-        let chunks = stride(from: 0, to: stored.count, by: ServiceRecord.backendsPerChunk).map {
-            stored[$0..<min($0 + ServiceRecord.backendsPerChunk, stored.count)]
-        }
+        let chunks = stored.chunked(by: ServiceRecord.backendsPerChunk)
         for (index, chunk) in chunks.enumerated() {
             try services.upsert(ServiceRecord.key(service, chunk: UInt32(index + 1)), ServiceRecord.chunk(chunk))
         }
-        let ranges = sourceRanges ?? []
-        let rangeChunks = stride(from: 0, to: ranges.count, by: ServiceRecord.sourceRangesPerChunk).map {
-            ranges[$0..<min($0 + ServiceRecord.sourceRangesPerChunk, ranges.count)]
-        }
+        let rangeChunks = (sourceRanges ?? []).chunked(by: ServiceRecord.sourceRangesPerChunk)
         for (index, chunk) in rangeChunks.enumerated() {
             try services.upsert(ServiceRecord.key(service, chunk: ServiceRecord.sourceRangeChunks + UInt32(index)), ServiceRecord.chunk(chunk))
         }
@@ -355,5 +350,12 @@ extension EndpointStore {
             result.append((service, record.backends, record.affinitySeconds, record.external, record.sourceRanges))
         }
         return result.sorted { $0.service.description < $1.service.description }
+    }
+}
+
+extension Array {
+    /// The array in slices of `size` elements, the last one shorter: a record's chunks.
+    func chunked(by size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }

@@ -269,13 +269,9 @@ extension Plugin {
                 try Sysctl.ensure("net/ipv4/conf/\(veth.host.name)/accept_redirects", "0")
             }
             if families.contains(.v6) {
+                // Once per node: the first pod's ADD finds forwarding off.
                 if !Sysctl.ipv6Forwarding {
-                    let advertised = try netlink.routes(family: .v6, madeBy: .routerAdvertisement).filter { $0.destination.length == 0 }
-                    var devices: [String] = []
-                    for index in advertised.compactMap(\.outputIndex) {
-                        if let link = try netlink.link(index: index) { devices.append(link.name) }
-                    }
-                    try Sysctl.enableIPv6Forwarding(keepingAdvertisementsOn: devices)
+                    try Sysctl.enableIPv6Forwarding(keepingAdvertisementsOn: try routerAdvertisedUplinks(netlink))
                 }
                 // The host end's link-local address is usable at once, as the pod's addresses are.
                 try Sysctl.ensure("net/ipv6/conf/\(veth.host.name)/accept_dad", "0")
@@ -296,6 +292,15 @@ extension Plugin {
         } catch {
             throw CNIError(netlink: error)
         }
+    }
+
+    /// The devices whose IPv6 default route came from a router advertisement.
+    private func routerAdvertisedUplinks(_ netlink: NetlinkSocket) throws(SystemCallError) -> [String] {
+        var devices: [String] = []
+        for route in try netlink.routes(family: .v6, madeBy: .routerAdvertisement) where route.destination.length == 0 {
+            if let index = route.outputIndex, let link = try netlink.link(index: index) { devices.append(link.name) }
+        }
+        return devices
     }
 
     /// The CNI result: the previous plugins' result (when chained) extended with ours.
