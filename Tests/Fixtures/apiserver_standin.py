@@ -64,6 +64,7 @@ class Cluster:
         self.oldest = self.version
         self.watchers = set()
         self.delay = 0.0
+        self.delays = {}          # resources (their control names) answered that many seconds late
         self.forbidden = set()    # resources (their control names) answered 403, as RBAC would
         self.stats = {"list": 0, "watch": 0, "unauthorized": 0, "gone": 0}
 
@@ -150,11 +151,12 @@ class APIHandler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {self.token}":
             cluster.stats["unauthorized"] += 1
             return self.status(401, "Unauthorized", "Unauthorized")
-        if cluster.delay:
-            time.sleep(cluster.delay)
         url = urlparse(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         resource = next((r for r in RESOURCES if r.path == url.path), None)
+        delay = cluster.delays.get(resource.control, cluster.delay) if resource else cluster.delay
+        if delay:
+            time.sleep(delay)
         if resource is None:
             return self.status(404, "NotFound", f"the server could not find the requested resource ({url.path})")
         if resource.control in cluster.forbidden:
@@ -269,7 +271,12 @@ class ControlHandler(BaseHTTPRequestHandler):
                 except OSError:
                     pass
         elif url.path == "/slow":
-            self.cluster.delay = float(parse_qs(url.query)["seconds"][0])
+            arguments = parse_qs(url.query)
+            seconds = float(arguments["seconds"][0])
+            if "resource" in arguments:
+                self.cluster.delays[arguments["resource"][0]] = seconds
+            else:
+                self.cluster.delay = seconds
         elif url.path in ("/forbid", "/allow"):
             resource = parse_qs(url.query)["resource"][0]
             if url.path == "/forbid":

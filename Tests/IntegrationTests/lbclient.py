@@ -9,7 +9,7 @@
                                             COUNT connections (UDP: sockets), each asking its backend the
                                             address it sees: {"NAME ADDRESS": count, "errors": n}
     lbclient.py hold ADDRESS TCPPORT UDPPORT COUNT
-        opens COUNT TCP connections and one connected UDP socket to the service, prints
+        opens COUNT TCP connections and one connected UDP socket (two datagrams) to the service, prints
         {"tcp": [backend per socket], "udp": backend}, waits for a line on stdin, then uses every
         socket once more and prints {"tcp": [backend or errno], "udp": ..., "again": {"tcp": b, "udp": b}}
 """
@@ -93,6 +93,7 @@ elif mode == "hold":
     udp = socket.socket(family(address), socket.SOCK_DGRAM)
     udp.settimeout(2)
     udp.connect((address, udp_port))
+    use(udp)   # the second datagram confirms the flow to a node port's table, as a client's next one would
     print(json.dumps({"tcp": first, "udp": use(udp)}), flush=True)
     sys.stdin.readline()
     after = {"tcp": [use(conn) for conn in tcps], "udp": use(udp)}

@@ -159,7 +159,10 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
     public func compact() throws { try control("POST", "/compact") }
     /// Cuts every open watch connection.
     public func dropWatches() throws { try control("POST", "/drop") }
-    public func slow(seconds: Double) throws { try control("POST", "/slow?seconds=\(seconds)") }
+    /// Answers every request `seconds` late; with `resource` (its control name), only that collection's.
+    public func slow(seconds: Double, resource: String? = nil) throws {
+        try control("POST", "/slow?seconds=\(seconds)" + (resource.map { "&resource=\($0)" } ?? ""))
+    }
     /// Answers the collection (its control name: "endpointslices", ...) 403 until `allow`, as a
     /// ClusterRole lacking it would.
     public func forbid(_ resource: String) throws { try control("POST", "/forbid?resource=\(resource)") }
