@@ -67,10 +67,48 @@ public final class KubeClient: Sendable {
         return response.status.code == 410 ? .gone(message) : .status(code: Int(response.status.code), message: message)
     }
 
-    /// Lists the collection at `path` (`/api/v1/nodes`).
-    public func list<Object: KubeObject>(_ path: String, as _: Object.Type) async throws(KubeError) -> ObjectList<Object> {
+    /// Objects asked for per page of a list: the API server and the agent each hold one page's
+    /// answer at a time, not a 5,000-node cluster's in one body.
+    public static let pageSize = 500
+
+    /// Lists the collection at `path` (`/api/v1/nodes`) in pages, all from one snapshot: the
+    /// first page's, the most recent (no resourceVersion asked: a consistent read, which never
+    /// goes back behind what a watch already showed). When the snapshot is compacted away before
+    /// the last page (410), the collection is listed again in one answer, as client-go's pager
+    /// falls back.
+    public func list<Object: KubeObject>(_ path: String, as _: Object.Type, pageSize: Int = pageSize) async throws(KubeError)
+        -> ObjectList<Object> {
+        var items: [Object] = []
+        var next: String?
+        while true {
+            let page: ObjectList<Object>
+            do {
+                page = try await listPage(path, as: Object.self, limit: pageSize, continuing: next)
+            } catch {
+                guard case .gone = error, next != nil else { throw error }
+                return try await listPage(path, as: Object.self, limit: nil, continuing: nil)
+            }
+            items += page.items
+            guard let token = page.metadata.continueToken, !token.isEmpty else {
+                return ObjectList(metadata: page.metadata, items: items)
+            }
+            next = token
+        }
+    }
+
+    func listPage<Object: KubeObject>(_ path: String, as _: Object.Type, limit: Int?, continuing token: String?)
+        async throws(KubeError) -> ObjectList<Object> {
+        var query: [String] = []
+        if let limit { query.append("limit=\(limit)") }
+        if let token {
+            guard let escaped = token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) else {
+                throw .transport("list \(path): a continue token that cannot be sent")
+            }
+            query.append("continue=\(escaped)")
+        }
         do {
-            let response = try await http.execute(try request(path), timeout: .seconds(30))
+            let response = try await http.execute(try request(path + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))),
+                                                  timeout: .seconds(30))
             guard response.status.code == 200 else { throw await Self.failure(response) }
             let body = try await response.body.collect(upTo: 256 << 20)
             return try JSONDecoder().decode(ObjectList<Object>.self, from: Data(body.readableBytesView))

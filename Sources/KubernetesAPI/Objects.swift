@@ -244,6 +244,13 @@ public struct EndpointSlice: KubeObject {
 public struct ObjectList<Object: KubeObject>: Decodable, Sendable {
     public struct ListMeta: Decodable, Sendable {
         public var resourceVersion: String?
+        /// Where the next page starts; absent or empty on the last page.
+        public var continueToken: String?
+
+        private enum CodingKeys: String, CodingKey {
+            case resourceVersion
+            case continueToken = "continue"
+        }
     }
 
     public var metadata: ListMeta

@@ -11,16 +11,21 @@ trust) and wants a bearer token, as an API server does. For each collection,
                                     a chunked stream of watch events, one JSON object a line:
                                     ADDED, MODIFIED, DELETED after RV, BOOKMARK now and then, and
                                     ERROR with a 410 Status when RV is older than what is kept
+  GET ...?limit=N[&continue=TOKEN]  a page of a list: N objects at most and metadata.continue for
+                                    the rest, every page from one snapshot (the first page's
+                                    resourceVersion); a token from before a compaction gets 410
+                                    Expired, as etcd's compacted revision does
 One resourceVersion counts every write, as etcd's revision does.
 A plain-HTTP control port on the same address lets the test change the cluster:
   PUT /nodes/NAME, /services/NAMESPACE/NAME, /endpointslices/NAMESPACE/NAME (the object as JSON)
   DELETE the same paths
   POST /compact   forget the history: watches from older versions get 410
   POST /drop      cut every open watch connection mid-stream
-  POST /slow?seconds=S              answer every API request S seconds late
+  POST /slow?seconds=S[&resource=R]  answer every API request (R's only) S seconds late
   GET /stats      requests served, by kind
 """
 import argparse
+import base64
 import bisect
 import ctypes
 import json
@@ -66,7 +71,8 @@ class Cluster:
         self.delay = 0.0
         self.delays = {}          # resources (their control names) answered that many seconds late
         self.forbidden = set()    # resources (their control names) answered 403, as RBAC would
-        self.stats = {"list": 0, "watch": 0, "unauthorized": 0, "gone": 0}
+        self.snapshots = {}       # a paged list's objects by its resourceVersion and resource
+        self.stats = {"list": 0, "pages": 0, "watch": 0, "unauthorized": 0, "gone": 0}
 
     def put(self, resource, key, obj):
         with self.lock:
@@ -103,6 +109,7 @@ class Cluster:
             self.version += 1
             self.events = []
             self.oldest = self.version
+            self.snapshots = {}
 
 
 class APIHandler(BaseHTTPRequestHandler):
@@ -163,12 +170,36 @@ class APIHandler(BaseHTTPRequestHandler):
             return self.status(403, "Forbidden", f"{resource.control} is forbidden")
         if query.get("watch") in ("1", "true"):
             return self.watch(resource, query)
+        limit = int(query.get("limit") or 0)
         with cluster.lock:
             cluster.stats["list"] += 1
-            objects = cluster.objects[resource.control]
-            body = {"kind": resource.kind + "List", "apiVersion": resource.api_version,
-                    "metadata": {"resourceVersion": str(cluster.version)},
-                    "items": [objects[key] for key in sorted(objects)]}
+            if "continue" in query:
+                cluster.stats["pages"] += 1
+                try:
+                    token = json.loads(base64.urlsafe_b64decode(query["continue"]))
+                    version, start = int(token["rv"]), token["start"]
+                except (ValueError, KeyError, TypeError):
+                    return self.status(400, "BadRequest", "continue key is not valid")
+                items = cluster.snapshots.get((version, resource.control))
+                if items is None:
+                    cluster.stats["gone"] += 1
+                    return self.status(410, "Expired", "The provided continue parameter is too old to display a consistent "
+                                       "list result. You can start a new list without the continue parameter.")
+            else:
+                version, start = cluster.version, ""
+                objects = cluster.objects[resource.control]
+                items = [(key, objects[key]) for key in sorted(objects)]
+                if limit:
+                    cluster.snapshots[(version, resource.control)] = items
+            rest = [(key, item) for key, item in items if key > start]
+            page = rest[:limit] if limit else rest
+            metadata = {"resourceVersion": str(version)}
+            if len(rest) > len(page):
+                token = {"rv": version, "start": page[-1][0]}
+                metadata["continue"] = base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
+                metadata["remainingItemCount"] = len(rest) - len(page)
+            body = {"kind": resource.kind + "List", "apiVersion": resource.api_version, "metadata": metadata,
+                    "items": [item for _, item in page]}
         self.send_json(200, body)
 
     def chunk(self, obj):

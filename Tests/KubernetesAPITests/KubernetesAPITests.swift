@@ -86,6 +86,52 @@ final class KubernetesAPITests: XCTestCase {
         XCTAssertTrue(seen.dropFirst(2).allSatisfy { $0 == "BOOKMARK" }, "\(seen)")
     }
 
+    /// A list comes in pages, every page from the first one's snapshot: what is written between
+    /// pages shows in the watch that follows, not in the list. A snapshot compacted away before
+    /// the last page (410 Expired) is not pieced together with a newer one: the collection is
+    /// listed again in one answer.
+    func testListsArePagedFromOneSnapshot() async throws {
+        for name in ["a", "b", "c", "d", "e"] { try standIn.putNode(name, podCIDRs: [], internalIPs: []) }
+        let first = try await client.listPage("/api/v1/nodes", as: Node.self, limit: 2, continuing: nil)
+        XCTAssertEqual(first.items.map(\.metadata.name), ["a", "b"])
+        let token = try XCTUnwrap(first.metadata.continueToken)
+        try standIn.putNode("bb", podCIDRs: [], internalIPs: [])
+        try standIn.deleteNode("e")
+        let second = try await client.listPage("/api/v1/nodes", as: Node.self, limit: 2, continuing: token)
+        XCTAssertEqual(second.items.map(\.metadata.name), ["c", "d"], "the snapshot's objects, not the new one")
+        XCTAssertEqual(second.metadata.resourceVersion, first.metadata.resourceVersion)
+        let third = try await client.listPage("/api/v1/nodes", as: Node.self, limit: 2, continuing: second.metadata.continueToken)
+        XCTAssertEqual(third.items.map(\.metadata.name), ["e"], "deleted after the snapshot, still in it")
+        XCTAssertNil(third.metadata.continueToken)
+
+        let whole = try await client.list("/api/v1/nodes", as: Node.self, pageSize: 2)
+        XCTAssertEqual(whole.items.map(\.metadata.name), ["a", "b", "bb", "c", "d"])
+        XCTAssertEqual(try standIn.stats()["pages"], 2 + 2, "two continued pages each time")
+
+        try standIn.compact()
+        let refused: KubeError?
+        do {
+            _ = try await client.listPage("/api/v1/nodes", as: Node.self, limit: 2, continuing: token)
+            refused = nil
+        } catch {
+            refused = error
+        }
+        guard case .gone? = refused else { return XCTFail("a compacted snapshot's token is refused with 410: \(String(describing: refused))") }
+
+        // Compacted while the pages are read (each answered a second late): listed again whole.
+        try standIn.slow(seconds: 1, resource: "nodes")
+        let compacting = Task.detached { [standIn] in
+            try await Task.sleep(nanoseconds: 1_500_000_000)
+            try standIn?.compact()
+            try standIn?.putNode("f", podCIDRs: [], internalIPs: [])
+        }
+        let gone = try XCTUnwrap(try standIn.stats()["gone"])
+        let relisted = try await client.list("/api/v1/nodes", as: Node.self, pageSize: 2)
+        try await compacting.value
+        XCTAssertEqual(try standIn.stats()["gone"], gone + 1, "the second page's snapshot was gone")
+        XCTAssertEqual(relisted.items.map(\.metadata.name), ["a", "b", "bb", "c", "d", "f"], "one consistent answer, not two halves")
+    }
+
     /// Namespaced collections: Services (core/v1) and EndpointSlices (discovery.k8s.io/v1), keyed
     /// by namespace and name; one resourceVersion counts the writes of every collection.
     func testServicesAndEndpointSlicesAreListedAndWatchedByNamespaceAndName() async throws {
