@@ -113,9 +113,11 @@ let package = Package(
             "BPF", "BPFObjects", "NodeStore", "Datapath", "NetAddress", "Netlink", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Says what to run when a static archive is missing, before the linker would.
+        .plugin(name: "StaticLibraries", capability: .buildTool()),
         .executableTarget(name: "swiftpath", dependencies: [
             "CNIProtocol", "SwiftpathPlugin", "SwiftpathCLI", .product(name: "SystemPackage", package: "swift-system"),
-        ], linkerSettings: staticExecutable),
+        ], linkerSettings: staticExecutable, plugins: ["StaticLibraries"]),
 
         // A Kubernetes API client: cluster access (kubeconfig, in-cluster), list and watch, the
         // objects the agent reads.
