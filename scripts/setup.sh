@@ -18,6 +18,7 @@ packages=(
   shellcheck                                    # the scripts are checked
   podman runc                                   # the container image is loaded and its install path run
   debootstrap                                   # the static plugin is run from Debian 11's root filesystem
+  golang-go golang-github-containerd-go-cni-dev # containerd's go-cni runs the plugin as containerd does
 )
 missing=()
 for package in "${packages[@]}"; do

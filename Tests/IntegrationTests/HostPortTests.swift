@@ -111,6 +111,48 @@ extension AgentClusterTests {
         XCTAssertEqual(try hostPorts(1), [:])
     }
 
+    /// containerd's own code path: its go-cni (Debian's golang-github-containerd-go-cni-dev, the
+    /// libcni under it) runs the agent's conflist with the capability arguments containerd's CRI
+    /// plugin passes for a pod (go-cni's structs, marshalled with Go's field names) and its
+    /// labels. The host ports are offered from the Go spelling; bandwidth and IP ranges, which the
+    /// conflist does not declare, libcni leaves out, and the ADD is not bothered by them; remove
+    /// takes the host ports away.
+    func testContainerdsGoCNIAddsAndRemovesAPodWithHostPorts() throws {
+        let tool = "\(folder)/gocni"
+        let source = URL(fileURLWithPath: testScript("")).deletingLastPathComponent().appendingPathComponent("Fixtures/gocni").path
+        let built = try runProcess(["sh", "-c", "cd \"$1\" && go build -o \"$2\" .", "sh", source, tool],
+                                   environment: ["PATH": "/usr/lib/go/bin:/usr/bin:/bin", "GO111MODULE": "off", "GOPATH": "/usr/share/gocode",
+                                                 "GOCACHE": "\(folder)/gocache", "HOME": folder])
+        XCTAssertEqual(built.status, 0, "go build (scripts/setup.sh installs golang-go and go-cni): \(built.stderr)")
+        try startAgent(1)
+        try waitFor("node 1 ready") { ready(1) }
+        let podPath = try nodes[0].makePod("gocni")
+        let sandbox = "\(nodes[0].prefix)-gocni"
+        let gocni = { (verb: String) throws -> (status: Int32, stdout: String, stderr: String) in
+            try runProcess(["nsenter", "--net=/run/netns/\(self.nodes[0].netns)", tool, verb, self.confDir(1), self.binDir(1), sandbox, podPath])
+        }
+        let setup = try gocni("setup")
+        XCTAssertEqual(setup.status, 0, setup.stdout + setup.stderr)
+        let address = try XCTUnwrap(try nodes[0].endpoints().first { ($0["containerID"] as? String) == sandbox }?["addresses"] as? [String])
+            .first { !$0.contains(":") }.map { String($0.split(separator: "/")[0]) }
+        let pod = try XCTUnwrap(address, "the pod's IPv4 address in the store: \(setup.stdout)")
+        XCTAssertTrue(setup.stdout.contains(pod), "go-cni read the result: \(setup.stdout)")
+        let offered = try hostPorts(1)
+        for node in internalIPs(1).map({ $0.contains(":") ? "[\($0)]" : $0 }) + ["127.0.0.1", "[::1]"] {
+            XCTAssertNotNil(offered["\(node):31080/tcp"], "\(node): \(offered)")
+            XCTAssertNotNil(offered["\(node):31053/udp"], "\(node): \(offered)")
+        }
+        XCTAssertEqual(offered["\(internalIPs(1)[0]):31080/tcp"], ["\(pod):8080"])
+        let server = try startServer(in: podPath, "lbserver.py", ["8080", "gocni"])
+        addTeardownBlock { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        XCTAssertEqual(try seenFromOutside("tcp", internalIPs(1)[0], 31080, count: 4), ["errors": 0, "gocni \(internalIPs(3)[0])": 4])
+
+        let remove = try gocni("remove")
+        XCTAssertEqual(remove.status, 0, remove.stdout + remove.stderr)
+        XCTAssertEqual(try hostPorts(1), [:])
+        XCTAssertTrue(try nodes[0].endpoints().isEmpty)
+    }
+
     /// What the upstream conformance test asks ("no conflict between pods with same hostPort but
     /// different hostIP and protocol"): three pods share host port 54323, one on 127.0.0.1, two on
     /// the node's address apart by protocol; the node itself reaches each.
