@@ -18,10 +18,10 @@ final class AgentClusterTests: XCTestCase {
     private var switchNetns = ""
 
     private let agentBinary = URL(fileURLWithPath: pluginBinary).deletingLastPathComponent().appendingPathComponent("swiftpath-agent").path
-    private func podCIDRs(_ i: Int) -> [String] { ["10.31.\(i).0/24", "fd00:31:\(i)::/64"] }
+    func podCIDRs(_ i: Int) -> [String] { ["10.31.\(i).0/24", "fd00:31:\(i)::/64"] }
     func internalIPs(_ i: Int) -> [String] { ["10.0.0.\(i)", "fd00:ff::\(i)"] }
-    private func binDir(_ i: Int) -> String { "\(folder)/bin\(i)" }
-    private func confDir(_ i: Int) -> String { "\(folder)/conf\(i)" }
+    func binDir(_ i: Int) -> String { "\(folder)/bin\(i)" }
+    func confDir(_ i: Int) -> String { "\(folder)/conf\(i)" }
     func conflist(_ i: Int) -> String { confDir(i) + "/10-swiftpath.conflist" }
 
     override func setUpWithError() throws {
@@ -114,7 +114,7 @@ final class AgentClusterTests: XCTestCase {
         return answer?.stdout == "200"
     }
 
-    private func ownRoutes(_ i: Int) throws -> String {
+    func ownRoutes(_ i: Int) throws -> String {
         try nodes[i - 1].exec("ip", "route", "show", "proto", "157") + nodes[i - 1].exec("ip", "-6", "route", "show", "proto", "157")
     }
 
@@ -177,6 +177,23 @@ final class AgentClusterTests: XCTestCase {
         XCTAssertTrue(routes.contains("\(podCIDRs(2)[0]) via \(internalIPs(2)[0])"), routes)
         XCTAssertFalse(routes.contains("8.8.8.0/24"), routes)
         XCTAssertFalse(routes.contains("default"), routes)
+    }
+
+    /// Each node's route stands or falls on its own: a node whose InternalIP is on none of this
+    /// node's links (sorted first, as it would be in a list) gets no route, is counted and logged,
+    /// and every other node still gets its routes.
+    func testAnOffLinkNodeCostsOnlyItsOwnRoute() throws {
+        try standIn.putNode("node-0", podCIDRs: ["10.31.200.0/24", "fd00:31:200::/64"], internalIPs: ["10.9.9.9", "fd00:9::9"])
+        try startAgent(1, ["--metrics-interval", "1"])
+        try waitFor("node 1 ready") { ready(1) }
+        try waitFor("the other nodes' routes installed") {
+            let routes = try ownRoutes(1)
+            return [2, 3].allSatisfy { routes.contains("\(podCIDRs($0)[0]) via \(internalIPs($0)[0])") && routes.contains("\(podCIDRs($0)[1]) via") }
+        }
+        XCTAssertFalse(try ownRoutes(1).contains("10.31.200.0/24"), "no route through an address on no link")
+        XCTAssertEqual(try agentMetric(1, "swiftpath_agent_routes_failed_count"), 2, "one per family")
+        let log = try String(contentsOfFile: "\(folder)/agent1.log", encoding: .utf8)
+        XCTAssertTrue(log.contains("routes to other nodes' pods refused, the others installed") && log.contains("10.9.9.9"), log)
     }
 
     /// The masquerade table is checked at every resync: flushed away (as Debian's
