@@ -15,7 +15,8 @@ trust) and wants a bearer token, as an API server does. For each collection,
                                     the rest, every page from one snapshot (the first page's
                                     resourceVersion); a token from before a compaction gets 410
                                     Expired, as etcd's compacted revision does
-One resourceVersion counts every write, as etcd's revision does.
+One resourceVersion counts every write, as etcd's revision does. With --state FILE the objects and
+that version outlive the process (a restarted stand-in is a restarted API server over the same etcd).
 A plain-HTTP control port on the same address lets the test change the cluster:
   PUT /nodes/NAME, /services/NAMESPACE/NAME, /endpointslices/NAMESPACE/NAME (the object as JSON)
   DELETE the same paths
@@ -61,7 +62,7 @@ def event_version(event):
 
 
 class Cluster:
-    def __init__(self):
+    def __init__(self, state=None):
         self.lock = threading.Condition()
         self.version = 100
         self.objects = {resource.control: {} for resource in RESOURCES}   # by "namespace/name" or "name"
@@ -73,6 +74,20 @@ class Cluster:
         self.forbidden = set()    # resources (their control names) answered 403, as RBAC would
         self.snapshots = {}       # a paged list's objects by its resourceVersion and resource
         self.stats = {"list": 0, "pages": 0, "watch": 0, "unauthorized": 0, "gone": 0}
+        # Where the objects outlive the process, as etcd outlives a restarted API server: they
+        # and the version come back, the history does not (a watch from before gets 410).
+        self.state = state
+        if state and os.path.exists(state):
+            with open(state) as saved:
+                kept = json.load(saved)
+            self.version = self.oldest = kept["version"]
+            self.objects.update(kept["objects"])
+
+    def save(self):
+        if self.state:
+            with open(self.state + ".tmp", "w") as saved:
+                json.dump({"version": self.version, "objects": self.objects}, saved)
+            os.replace(self.state + ".tmp", self.state)
 
     def put(self, resource, key, obj):
         with self.lock:
@@ -88,6 +103,7 @@ class Cluster:
             kind = "MODIFIED" if key in objects else "ADDED"
             objects[key] = obj
             self.events.append((self.version, resource, kind, obj))
+            self.save()
             self.lock.notify_all()
 
     def delete(self, resource, key):
@@ -99,6 +115,7 @@ class Cluster:
             gone = json.loads(json.dumps(obj))
             gone["metadata"]["resourceVersion"] = str(self.version)
             self.events.append((self.version, resource, "DELETED", gone))
+            self.save()
             self.lock.notify_all()
             return True
 
@@ -110,6 +127,7 @@ class Cluster:
             self.events = []
             self.oldest = self.version
             self.snapshots = {}
+            self.save()
 
 
 class APIHandler(BaseHTTPRequestHandler):
@@ -344,8 +362,9 @@ def main():
     parser.add_argument("--control-port", type=int, default=0, help="0: a free port, printed")
     parser.add_argument("--tls-dir", required=True)
     parser.add_argument("--token", required=True)
+    parser.add_argument("--state", help="a file the objects are kept in and read back from at start")
     args = parser.parse_args()
-    cluster = Cluster()
+    cluster = Cluster(args.state)
     APIHandler.cluster = ControlHandler.cluster = cluster
     APIHandler.token = args.token
     api = ThreadingHTTPServer((args.host, args.port), APIHandler)

@@ -244,6 +244,24 @@ final class AgentClusterTests: XCTestCase {
                       "the silent watches were given up, not waited on")
     }
 
+    /// A control plane that dies without a word (no FIN, no reset reaches the agent, ever) and
+    /// comes back restarted over the same objects: the agent's silent watches run into the idle
+    /// timeout and are made again against the new server, and what changes after takes effect
+    /// (with a 600 s idle timeout the agent waits on the dead connections and this fails).
+    func testAControlPlaneThatDiesSilentlyAndRestartsIsFollowed() throws {
+        try startAgent(1, ["--watch-idle-timeout", "4"])
+        try waitFor("node 1 ready") { ready(1) }
+        try standIn.dieSilentlyAndRestart(down: 2)
+        try standIn.putNode("node-2", podCIDRs: ["10.31.92.0/24"], internalIPs: internalIPs(2))
+        try waitFor("a Node changed after the restart routed", seconds: 30) { try self.ownRoutes(1).contains("10.31.92.0/24") }
+        try standIn.putService("default", "after-restart", clusterIPs: ["10.96.0.78"], ports: [("http", "TCP", 80)])
+        try waitFor("a Service written after the restart programmed") { try programmedServices(1)["10.96.0.78:80/tcp"] != nil }
+        XCTAssertTrue(ready(1))
+        let log = try String(contentsOfFile: "\(folder)/agent1.log", encoding: .utf8)
+        XCTAssertTrue(log.split(separator: "\n").contains { $0.contains("watch failed, retrying") && $0.contains("readTimeout") },
+                      "the silent watches were given up at the idle timeout")
+    }
+
     /// As the service proxy without a cgroup2 mount, the agent would say ready and balance
     /// nothing: it is not ready, and says why.
     func testNoCgroup2MountMeansNotReady() throws {

@@ -11,21 +11,34 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
     public let token = "standin-token-\(UInt32.random(in: 0...UInt32.max))"
     public var server: String { "https://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
     public var caPath: String { folder + "/ca.crt" }
-    private let process: Process
+    private var process: Process
     private let netnsPrefix: [String]
+    private let netns: String?
+    private let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/apiserver_standin.py").path
 
     /// Starts the stand-in on `host`; `netns`, when given, is the network namespace it runs in.
     public init(host: String = "127.0.0.1", netns: String? = nil) throws {
         self.host = host
         folder = NSTemporaryDirectory() + "swiftpath-standin-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        self.netns = netns
         netnsPrefix = netns.map { ["nsenter", "--net=/run/netns/\($0)"] } ?? []
         process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/apiserver_standin.py").path
         // Port 0: the kernel picks free ports, and the stand-in tells them ("ready API CONTROL").
-        process.arguments = netnsPrefix + ["python3", script, "--host", host, "--tls-dir", folder, "--token", token]
+        do {
+            (process, port, controlPort) = try Self.launch(netnsPrefix + ["python3", script, "--host", host, "--tls-dir", folder,
+                                                                         "--token", token, "--state", folder + "/state.json"])
+        } catch {
+            try? FileManager.default.removeItem(atPath: folder)
+            throw error
+        }
+    }
+
+    private static func launch(_ arguments: [String]) throws -> (Process, api: Int, control: Int) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
         try process.run()
@@ -33,11 +46,57 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
         guard ready.count == 3, ready[0] == "ready", let api = Int(ready[1]),
               let control = Int(ready[2].trimmingCharacters(in: .whitespacesAndNewlines)) else {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            try? FileManager.default.removeItem(atPath: folder)
             throw StandInError("the API stand-in did not start")
         }
-        port = api
-        controlPort = control
+        return (process, api, control)
+    }
+
+    /// The control plane dies without a word and comes back: the API port's packets dropped both
+    /// ways in the stand-in's netns (so no FIN or reset reaches a client), the process killed, and
+    /// after `down` seconds a new one started on the same address, ports, CA and objects (an API
+    /// server restarted over the same etcd: the history is gone, a watch from before gets 410).
+    /// New connections reach it; the old ones never hear from anyone again.
+    public func dieSilentlyAndRestart(down: TimeInterval) throws {
+        guard let netns else { throw StandInError("a silent death needs the stand-in in a netns of its own") }
+        let table = "standin-silence-\(port)"
+        let nft = { (rules: String) throws in
+            let run = Process()
+            run.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            run.arguments = ["ip", "netns", "exec", netns, "nft", "-f", "-"]
+            let input = Pipe()
+            run.standardInput = input
+            try run.run()
+            input.fileHandleForWriting.write(Data(rules.utf8))
+            try input.fileHandleForWriting.close()
+            run.waitUntilExit()
+            guard run.terminationStatus == 0 else { throw StandInError("nft in \(netns) failed: \(rules)") }
+        }
+        // After conntrack (priority 0): the connections of the new server are marked by their SYN
+        // (conntrack picks old ones up mid-stream as new, or finds them invalid and tracks them
+        // not at all), and only marked ones pass; the old ones stay silent for good, as a machine that is gone
+        // keeps its connections (here, the kernel would otherwise send their FINs when it can).
+        try nft("""
+        table inet \(table) {
+          chain input { type filter hook input priority 0; tcp dport \(port) drop; }
+          chain output { type filter hook output priority 0; tcp sport \(port) drop; }
+        }
+        """)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        Thread.sleep(forTimeInterval: down)
+        (process, _, _) = try Self.launch(netnsPrefix + ["python3", script, "--host", host, "--port", "\(port)", "--control-port", "\(controlPort)",
+                                                         "--tls-dir", folder, "--token", token, "--state", folder + "/state.json"])
+        try nft("""
+        flush table inet \(table)
+        table inet \(table) {
+          chain input {
+            tcp dport \(port) tcp flags & (syn | ack) == syn ct mark set 0x5a11
+            tcp dport \(port) ct mark 0x5a11 accept
+            tcp dport \(port) drop
+          }
+          chain output { tcp sport \(port) ct mark 0x5a11 accept; tcp sport \(port) drop; }
+        }
+        """)
     }
 
     /// Freezes the server (SIGSTOP): its connections stay open, the kernel still accepts new ones,
