@@ -54,6 +54,10 @@ public actor Agent {
     private var uplinks: [Link] = []
     private var netlinkSocket: NetlinkSocket?
     private var lastNodes: [String: Node] = [:]
+    /// The newest Nodes a reconcile has still to see, and whether one runs: Node events arriving
+    /// while it does (a burst of joins) make one more reconcile, not one each.
+    private var nodesToReconcile: [String: Node]?
+    private var reconcilingNodes = false
     /// This node as the service table sees it (its name, the addresses node ports answer on).
     private var serviceNode: ServiceTable.NodeView
     /// Whether `serviceNode` was made from the Nodes: until then no Service is programmed, as the
@@ -306,7 +310,8 @@ public actor Agent {
 
     /// A Node event: reconciled only when it changed what the agent reads of the Nodes. Most
     /// events are kubelet's status heartbeats, every few seconds from every node, which change
-    /// nothing of it; on a large cluster they would otherwise keep the agent reconciling.
+    /// nothing of it; on a large cluster they would otherwise keep the agent reconciling. A
+    /// reconcile walks every node: the changes of a burst are taken together.
     private func nodesChanged(_ objects: [String: Node]) async {
         let read = objects.mapValues { node in
             var node = node
@@ -318,7 +323,17 @@ public actor Agent {
             return
         }
         reconciledNodes = read
-        await reconcile(objects)
+        nodesToReconcile = objects
+        guard !reconcilingNodes else { return }
+        reconcilingNodes = true
+        // Off the watch's loop, which goes on to the next events meanwhile.
+        Task {
+            while let next = nodesToReconcile {
+                nodesToReconcile = nil
+                await reconcile(next)
+            }
+            reconcilingNodes = false
+        }
     }
 
     /// Steps 3 and 4, from the API's nodes; and this node's addresses for the node ports.
@@ -331,10 +346,15 @@ public actor Agent {
         var view = ServiceTable.NodeView(objects[settings.nodeName], name: settings.nodeName)
         view.addressPolicy = addressPolicy(nodes: objects.values, nodeAddresses: nodeAddresses)
         if view != serviceNode || !serviceNodeKnown {
+            // Another node's addresses change only what external addresses may claim: only the
+            // Services that claim some are recomputed (a node joining a large cluster would
+            // otherwise recompute every Service).
+            let policyOnly = serviceNodeKnown && view.name == serviceNode.name && view.addresses == serviceNode.addresses
             serviceNode = view
             serviceNodeKnown = true
             if settings.services {
-                pendingServices.formUnion(lastServices.keys)
+                pendingServices.formUnion(policyOnly ? lastServices.filter { !ServiceTable.externalKinds(of: $0.value).isEmpty }.map(\.key)
+                                                     : Array(lastServices.keys))
                 await programServices()
             }
         }

@@ -335,6 +335,28 @@ extension AgentClusterTests {
         XCTAssertTrue(warnings.first?.contains("externalIP 8.8.8.8: not_allowed") == true, "\(warnings)")
     }
 
+    /// A node that joins with an address a Service already claims as external takes it from the
+    /// Service (a node's address is never a Service's), and gives it back when it leaves; the
+    /// Services that claim no external address are not recomputed, so not rewritten.
+    func testAJoiningNodesAddressIsNoLongerAServicesExternalIP() throws {
+        try startAgent(1, ["--external-ip-cidrs", "10.0.0.0/24", "--resync-seconds", "600"])   // no resync mends it
+        try waitFor("node 1 ready") { ready(1) }
+        try standIn.putService("default", "claimant", clusterIPs: ["10.96.0.71"], ports: [("http", "TCP", 80)], spec: ["externalIPs": ["10.0.0.9"]])
+        try standIn.putService("default", "plain", clusterIPs: ["10.96.0.72"], ports: [("http", "TCP", 80)])
+        for name in ["claimant", "plain"] {
+            try standIn.putEndpointSlice("default", "\(name)-ipv4", service: name, addressType: "IPv4", ports: [("http", "TCP", 8080)],
+                                         endpoints: [.init("10.31.1.51", node: "node-1")])
+        }
+        try waitFor("the external IP programmed") { try programmedServices(1)["10.0.0.9:80/tcp"] != nil }
+        let writes = try serviceWrites(1)
+        try standIn.putNode("node-9", podCIDRs: ["10.31.9.0/24"], internalIPs: ["10.0.0.9"])
+        try waitFor("the joining node's address taken from the Service", seconds: 10) { try programmedServices(1)["10.0.0.9:80/tcp"] == nil }
+        XCTAssertNotNil(try programmedServices(1)["10.96.0.71:80/tcp"], "its cluster IP stays")
+        XCTAssertEqual(try serviceWrites(1), writes + 1, "one entry deleted, nothing else written")
+        try standIn.deleteNode("node-9")
+        try waitFor("given back when the node leaves", seconds: 10) { try programmedServices(1)["10.0.0.9:80/tcp"] != nil }
+    }
+
     /// kube-proxy's rules cannot see pod traffic routed in BPF: beside it, the agent does not make
     /// the node Ready and says why; `datapath status` says so too.
     func testNodeWithKubeProxyIsNotMadeReady() throws {
