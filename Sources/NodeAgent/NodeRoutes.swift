@@ -72,6 +72,7 @@ public enum NodeRoutes {
         var outcome = Outcome()
         let current = try netlink.routes(family: .v4, madeBy: proto) + netlink.routes(family: .v6, madeBy: proto)
         let wanted = Dictionary(desired.map { ($0.destination, $0) }, uniquingKeysWith: { first, _ in first })
+        let existingAt = Dictionary(current.map { ($0.destination, $0) }, uniquingKeysWith: { first, _ in first })
         for route in current where wanted[route.destination] == nil {
             do throws(SystemCallError) {
                 try netlink.deleteRoute(route)
@@ -80,8 +81,8 @@ public enum NodeRoutes {
                 outcome.failed.append((route, error))
             }
         }
-        for route in wanted.values.sorted(by: { $0.destination.description < $1.destination.description }) {
-            let existing = current.first { $0.destination == route.destination }
+        for route in wanted.values.sorted(by: { ($0.destination.address, $0.destination.length) < ($1.destination.address, $1.destination.length) }) {
+            let existing = existingAt[route.destination]
             if existing?.gateway == route.gateway, existing != nil { continue }
             do throws(SystemCallError) {
                 if existing != nil {
