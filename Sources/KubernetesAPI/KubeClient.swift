@@ -45,7 +45,21 @@ public final class KubeClient: Sendable {
         if access.insecureSkipTLSVerify { tls.certificateVerification = .none }
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.timeout = .init(connect: .seconds(5), read: readIdleTimeout)
+        // TCP keepalive on every connection (HTTP/1.1, or HTTP/2 as a real API server offers it):
+        // a peer that is gone stops answering the probes, and the connection fails within about a
+        // minute, whatever the read deadline.
+        configuration.http1_1ConnectionDebugInitializer = Self.keepAlive
+        configuration.http2ConnectionDebugInitializer = Self.keepAlive
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// Probes after 30 s of silence, every 10 s, 3 unanswered: the connection is given up.
+    private static let keepAlive: @Sendable (Channel) -> EventLoopFuture<Void> = { channel in
+        let tcp = SocketOptionLevel(IPPROTO_TCP)
+        return channel.setOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .flatMap { channel.setOption(ChannelOptions.Types.SocketOption(level: tcp, name: TCP_KEEPIDLE), value: 30) }
+            .flatMap { channel.setOption(ChannelOptions.Types.SocketOption(level: tcp, name: TCP_KEEPINTVL), value: 10) }
+            .flatMap { channel.setOption(ChannelOptions.Types.SocketOption(level: tcp, name: TCP_KEEPCNT), value: 3) }
     }
 
     public func shutdown() async {
@@ -71,13 +85,25 @@ public final class KubeClient: Sendable {
     /// answer at a time, not a 5,000-node cluster's in one body.
     public static let pageSize = 500
 
-    /// Lists the collection at `path` (`/api/v1/nodes`) in pages, all from one snapshot: the
-    /// first page's, the most recent (no resourceVersion asked: a consistent read, which never
-    /// goes back behind what a watch already showed). When the snapshot is compacted away before
-    /// the last page (410), the collection is listed again in one answer, as client-go's pager
-    /// falls back.
-    public func list<Object: KubeObject>(_ path: String, as _: Object.Type, pageSize: Int = pageSize) async throws(KubeError)
-        -> ObjectList<Object> {
+    /// Lists the collection at `path` (`/api/v1/nodes`).
+    ///
+    /// The first list (no `notOlderThan`) comes in pages, all from one snapshot: the first page's,
+    /// the most recent (no resourceVersion asked: a consistent read). When the snapshot is
+    /// compacted away before the last page (410), the collection is listed again in one answer,
+    /// as client-go's pager falls back. A list again (`notOlderThan`: the version the copy has
+    /// seen) asks for any state not older than that, in one answer, which the API server serves
+    /// from its watch cache: a fleet of agents listing again at once (after an API server
+    /// restart, say) does not land on etcd, and the copy never goes back in time. A server that
+    /// does not have that version yet is asked for a consistent read instead.
+    public func list<Object: KubeObject>(_ path: String, as _: Object.Type, notOlderThan version: String? = nil,
+                                         pageSize: Int = KubeClient.pageSize) async throws(KubeError) -> ObjectList<Object> {
+        if let version, !version.isEmpty {
+            do {
+                return try await listPage(path, as: Object.self, query: ["resourceVersion=\(version)", "resourceVersionMatch=NotOlderThan"])
+            } catch {
+                guard case .status(504, _) = error else { throw error }
+            }
+        }
         var items: [Object] = []
         var next: String?
         while true {
@@ -92,6 +118,7 @@ public final class KubeClient: Sendable {
             guard let token = page.metadata.continueToken, !token.isEmpty else {
                 return ObjectList(metadata: page.metadata, items: items)
             }
+            guard token != next else { throw .transport("list \(path): the server gave the same continue token twice") }
             next = token
         }
     }
@@ -106,6 +133,11 @@ public final class KubeClient: Sendable {
             }
             query.append("continue=\(escaped)")
         }
+        return try await listPage(path, as: Object.self, query: query)
+    }
+
+    private func listPage<Object: KubeObject>(_ path: String, as _: Object.Type, query: [String]) async throws(KubeError)
+        -> ObjectList<Object> {
         do {
             let response = try await http.execute(try request(path + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))),
                                                   timeout: .seconds(30))

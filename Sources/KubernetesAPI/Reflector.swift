@@ -52,7 +52,7 @@ public actor Reflector<Object: KubeObject> {
             do {
                 if needsList {
                     state = .listing
-                    let list = try await client.list(path, as: Object.self)
+                    let list = try await client.list(path, as: Object.self, notOlderThan: lists > 0 ? resourceVersion : nil)
                     let fresh = Dictionary(list.items.map { ($0.metadata.key, $0) }, uniquingKeysWith: { $1 })
                     resourceVersion = list.metadata.resourceVersion ?? ""
                     lists += 1

@@ -15,12 +15,16 @@ trust) and wants a bearer token, as an API server does. For each collection,
                                     the rest, every page from one snapshot (the first page's
                                     resourceVersion); a token from before a compaction gets 410
                                     Expired, as etcd's compacted revision does
+  GET ...?resourceVersion=RV&resourceVersionMatch=NotOlderThan
+                                    the current state, as the watch cache answers it (504 when RV
+                                    is newer than the newest version)
 One resourceVersion counts every write, as etcd's revision does. With --state FILE the objects and
 that version outlive the process (a restarted stand-in is a restarted API server over the same etcd).
 A plain-HTTP control port on the same address lets the test change the cluster:
   PUT /nodes/NAME, /services/NAMESPACE/NAME, /endpointslices/NAMESPACE/NAME (the object as JSON)
   DELETE the same paths
-  POST /compact   forget the history: watches from older versions get 410
+  POST /compact[?pages=N]   forget the history: watches from older versions get 410 (with pages:
+                            as the Nth continued page from now is asked for, before it is served)
   POST /drop      cut every open watch connection mid-stream
   POST /slow?seconds=S[&resource=R]  answer every API request (R's only) S seconds late
   GET /stats      requests served, by kind
@@ -73,7 +77,8 @@ class Cluster:
         self.delays = {}          # resources (their control names) answered that many seconds late
         self.forbidden = set()    # resources (their control names) answered 403, as RBAC would
         self.snapshots = {}       # a paged list's objects by its resourceVersion and resource
-        self.stats = {"list": 0, "pages": 0, "watch": 0, "unauthorized": 0, "gone": 0}
+        self.stats = {"list": 0, "pages": 0, "not_older_than": 0, "watch": 0, "unauthorized": 0, "gone": 0}
+        self.compact_after_pages = 0   # compacts as it serves that many more continued pages
         # Where the objects outlive the process, as etcd outlives a restarted API server: they
         # and the version come back, the history does not (a watch from before gets 410).
         self.state = state
@@ -191,8 +196,20 @@ class APIHandler(BaseHTTPRequestHandler):
         limit = int(query.get("limit") or 0)
         with cluster.lock:
             cluster.stats["list"] += 1
+            if "continue" in query and query.get("resourceVersion"):
+                return self.status(400, "BadRequest", "specifying resource version is not allowed when using continue")
+            if query.get("resourceVersionMatch") == "NotOlderThan":
+                # The watch cache's answer: the current state, once it has seen that version.
+                cluster.stats["not_older_than"] += 1
+                if int(query.get("resourceVersion") or 0) > cluster.version:
+                    return self.status(504, "Timeout", f"Too large resource version: {query.get('resourceVersion')}, "
+                                       f"current: {cluster.version}")
             if "continue" in query:
                 cluster.stats["pages"] += 1
+                if cluster.compact_after_pages:
+                    cluster.compact_after_pages -= 1
+                    if not cluster.compact_after_pages:
+                        cluster.compact()
                 try:
                     token = json.loads(base64.urlsafe_b64decode(query["continue"]))
                     version, start = int(token["rv"]), token["start"]
@@ -207,7 +224,7 @@ class APIHandler(BaseHTTPRequestHandler):
                 version, start = cluster.version, ""
                 objects = cluster.objects[resource.control]
                 items = [(key, objects[key]) for key in sorted(objects)]
-                if limit:
+                if limit and len(items) > limit:
                     cluster.snapshots[(version, resource.control)] = items
             rest = [(key, item) for key, item in items if key > start]
             page = rest[:limit] if limit else rest
@@ -312,7 +329,11 @@ class ControlHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         url = urlparse(self.path)
         if url.path == "/compact":
-            self.cluster.compact()
+            after = parse_qs(url.query).get("pages")
+            if after:
+                self.cluster.compact_after_pages = int(after[0])
+            else:
+                self.cluster.compact()
         elif url.path == "/drop":
             for connection in list(self.cluster.watchers):
                 try:

@@ -3,7 +3,7 @@ import Foundation
 
 /// Tests/Fixtures/apiserver_standin.py, run for a test: a CA and a server certificate of its
 /// own (it makes them in `folder`), a bearer token, the API on TLS and the control port beside it.
-public final class KubeStandIn: @unchecked Sendable {   // its state is set once, at start
+public final class KubeStandIn: @unchecked Sendable {   // its process is replaced only by dieSilentlyAndRestart, on the test's thread
     public let folder: String
     public let host: String
     public let port: Int
@@ -216,6 +216,8 @@ public final class KubeStandIn: @unchecked Sendable {   // its state is set once
     public func deleteEndpointSlice(_ namespace: String, _ name: String) throws { try control("DELETE", "/endpointslices/\(namespace)/\(name)") }
     /// Forgets the history: watches from before now get 410 Gone.
     public func compact() throws { try control("POST", "/compact") }
+    /// Compacts as the `pages`th continued page of a list from now is asked for, before serving it.
+    public func compact(afterPages pages: Int) throws { try control("POST", "/compact?pages=\(pages)") }
     /// Cuts every open watch connection.
     public func dropWatches() throws { try control("POST", "/drop") }
     /// Answers every request `seconds` late; with `resource` (its control name), only that collection's.

@@ -118,18 +118,21 @@ final class KubernetesAPITests: XCTestCase {
         }
         guard case .gone? = refused else { return XCTFail("a compacted snapshot's token is refused with 410: \(String(describing: refused))") }
 
-        // Compacted while the pages are read (each answered a second late): listed again whole.
-        try standIn.slow(seconds: 1, resource: "nodes")
-        let compacting = Task.detached { [standIn] in
-            try await Task.sleep(nanoseconds: 1_500_000_000)
-            try standIn?.compact()
-            try standIn?.putNode("f", podCIDRs: [], internalIPs: [])
-        }
+        // Compacted as the second page is asked for: listed again whole, not pieced together.
+        try standIn.compact(afterPages: 1)
         let gone = try XCTUnwrap(try standIn.stats()["gone"])
         let relisted = try await client.list("/api/v1/nodes", as: Node.self, pageSize: 2)
-        try await compacting.value
         XCTAssertEqual(try standIn.stats()["gone"], gone + 1, "the second page's snapshot was gone")
-        XCTAssertEqual(relisted.items.map(\.metadata.name), ["a", "b", "bb", "c", "d", "f"], "one consistent answer, not two halves")
+        XCTAssertEqual(relisted.items.map(\.metadata.name), ["a", "b", "bb", "c", "d"])
+        XCTAssertNil(relisted.metadata.continueToken)
+
+        // A list again, not older than what was seen: one answer, the watch cache's.
+        let cached = try await client.list("/api/v1/nodes", as: Node.self, notOlderThan: relisted.metadata.resourceVersion, pageSize: 2)
+        XCTAssertEqual(cached.items.map(\.metadata.name), ["a", "b", "bb", "c", "d"])
+        XCTAssertEqual(try standIn.stats()["not_older_than"], 1)
+        // One the server has not reached yet: a consistent read instead.
+        let ahead = try await client.list("/api/v1/nodes", as: Node.self, notOlderThan: "999999", pageSize: 2)
+        XCTAssertEqual(ahead.items.count, 5)
     }
 
     /// Namespaced collections: Services (core/v1) and EndpointSlices (discovery.k8s.io/v1), keyed
@@ -235,6 +238,7 @@ final class KubernetesAPITests: XCTestCase {
         try standIn.compact()
         try standIn.dropWatches()
         try await eventually { (try? self.standIn.stats()["list"]) == 2 }
+        XCTAssertEqual(try standIn.stats()["not_older_than"], 1, "listed again from the watch cache, not etcd")
         try await Task.sleep(nanoseconds: 500_000_000)
         let after = await changes.count
         XCTAssertEqual(after, before, "a relist that finds what the copy holds hands nothing on")
