@@ -18,13 +18,15 @@ struct StaticLibraries: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         #if arch(x86_64)
         let multiarch = "x86_64-linux-gnu"
-        #else
+        #elseif arch(arm64)
         let multiarch = "aarch64-linux-gnu"
         #endif
-        let package = context.package.directoryURL.path
-        let archives = ["\(package)/.build-deps/libmnl/usr/lib/\(multiarch)/libmnl.a",
-                        "/usr/lib/\(multiarch)/libbpf.a", "/usr/lib/\(multiarch)/libelf.a", "/usr/lib/\(multiarch)/libz.a"]
-        let missing = archives.filter { !FileManager.default.fileExists(atPath: $0) }
+        // Where the linker looks: Package.swift's -L first, then the system's folders.
+        let folders = ["\(context.package.directoryURL.path)/.build-deps/libmnl/usr/lib/\(multiarch)",
+                       "/usr/lib/\(multiarch)", "/usr/lib64", "/usr/lib", "/usr/local/lib"]
+        let missing = ["libmnl.a", "libbpf.a", "libelf.a", "libz.a"].filter { archive in
+            !folders.contains { FileManager.default.fileExists(atPath: "\($0)/\(archive)") }
+        }
         guard missing.isEmpty else { throw Missing(archives: missing) }
         return []
     }

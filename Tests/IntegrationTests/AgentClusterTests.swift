@@ -180,17 +180,17 @@ final class AgentClusterTests: XCTestCase {
     }
 
     /// Each node's route stands or falls on its own: a node whose InternalIP is on none of this
-    /// node's links (sorted first, as it would be in a list) gets no route, is counted and logged,
-    /// and every other node still gets its routes.
+    /// node's links gets no route, is counted and logged, and every other node still gets its
+    /// routes, also those written after it (its pod CIDRs are the first of each family).
     func testAnOffLinkNodeCostsOnlyItsOwnRoute() throws {
-        try standIn.putNode("node-0", podCIDRs: ["10.31.200.0/24", "fd00:31:200::/64"], internalIPs: ["10.9.9.9", "fd00:9::9"])
+        try standIn.putNode("node-0", podCIDRs: ["10.31.0.0/24", "fd00:31:0::/64"], internalIPs: ["10.9.9.9", "fd00:9::9"])
         try startAgent(1, ["--metrics-interval", "1"])
         try waitFor("node 1 ready") { ready(1) }
         try waitFor("the other nodes' routes installed") {
             let routes = try ownRoutes(1)
             return [2, 3].allSatisfy { routes.contains("\(podCIDRs($0)[0]) via \(internalIPs($0)[0])") && routes.contains("\(podCIDRs($0)[1]) via") }
         }
-        XCTAssertFalse(try ownRoutes(1).contains("10.31.200.0/24"), "no route through an address on no link")
+        XCTAssertFalse(try ownRoutes(1).contains("10.31.0.0/24"), "no route through an address on no link")
         XCTAssertEqual(try agentMetric(1, "swiftpath_agent_routes_failed_count"), 2, "one per family")
         let log = try String(contentsOfFile: "\(folder)/agent1.log", encoding: .utf8)
         XCTAssertTrue(log.contains("routes to other nodes' pods refused, the others installed") && log.contains("10.9.9.9"), log)
@@ -251,6 +251,11 @@ final class AgentClusterTests: XCTestCase {
     func testAControlPlaneThatDiesSilentlyAndRestartsIsFollowed() throws {
         try startAgent(1, ["--watch-idle-timeout", "4"])
         try waitFor("node 1 ready") { ready(1) }
+        // Every connection to the API server carries TCP keepalive probes (30 s idle, 10 s apart).
+        let sockets = try nodes[0].exec("ss", "-tno", "state", "established", "dst", "10.0.0.254")
+        let watches = sockets.split(separator: "\n").filter { $0.contains("10.0.0.254:\(standIn.port)") }
+        XCTAssertGreaterThanOrEqual(watches.count, 3, sockets)
+        XCTAssertTrue(watches.allSatisfy { $0.contains("timer:(keepalive") }, sockets)
         try standIn.dieSilentlyAndRestart(down: 2)
         try standIn.putNode("node-2", podCIDRs: ["10.31.92.0/24"], internalIPs: internalIPs(2))
         try waitFor("a Node changed after the restart routed", seconds: 30) { try self.ownRoutes(1).contains("10.31.92.0/24") }

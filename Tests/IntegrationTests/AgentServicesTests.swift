@@ -336,8 +336,8 @@ extension AgentClusterTests {
     }
 
     /// A node that joins with an address a Service already claims as external takes it from the
-    /// Service (a node's address is never a Service's), and gives it back when it leaves; the
-    /// Services that claim no external address are not recomputed, so not rewritten.
+    /// Service (a node's address is never a Service's), and gives it back when it leaves, with
+    /// nothing else written and no resync to mend it.
     func testAJoiningNodesAddressIsNoLongerAServicesExternalIP() throws {
         try startAgent(1, ["--external-ip-cidrs", "10.0.0.0/24", "--resync-seconds", "600"])   // no resync mends it
         try waitFor("node 1 ready") { ready(1) }
@@ -347,7 +347,10 @@ extension AgentClusterTests {
             try standIn.putEndpointSlice("default", "\(name)-ipv4", service: name, addressType: "IPv4", ports: [("http", "TCP", 8080)],
                                          endpoints: [.init("10.31.1.51", node: "node-1")])
         }
-        try waitFor("the external IP programmed") { try programmedServices(1)["10.0.0.9:80/tcp"] != nil }
+        try waitFor("both Services programmed with their endpoint") {
+            let programmed = try programmedServices(1)
+            return ["10.0.0.9:80/tcp", "10.96.0.71:80/tcp", "10.96.0.72:80/tcp"].allSatisfy { programmed[$0] == ["10.31.1.51:8080"] }
+        }
         let writes = try serviceWrites(1)
         try standIn.putNode("node-9", podCIDRs: ["10.31.9.0/24"], internalIPs: ["10.0.0.9"])
         try waitFor("the joining node's address taken from the Service", seconds: 10) { try programmedServices(1)["10.0.0.9:80/tcp"] == nil }

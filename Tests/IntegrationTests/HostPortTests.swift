@@ -114,9 +114,8 @@ extension AgentClusterTests {
     /// containerd's own code path: its go-cni (Debian's golang-github-containerd-go-cni-dev, the
     /// libcni under it) runs the agent's conflist with the capability arguments containerd's CRI
     /// plugin passes for a pod (go-cni's structs, marshalled with Go's field names) and its
-    /// labels. The host ports are offered from the Go spelling; bandwidth and IP ranges, which the
-    /// conflist does not declare, libcni leaves out, and the ADD is not bothered by them; remove
-    /// takes the host ports away.
+    /// labels. The host ports are offered from the Go spelling; bandwidth and IP ranges, passed
+    /// along as containerd passes them, do not disturb the ADD; remove takes the host ports away.
     func testContainerdsGoCNIAddsAndRemovesAPodWithHostPorts() throws {
         let tool = "\(folder)/gocni"
         let source = URL(fileURLWithPath: testScript("")).deletingLastPathComponent().appendingPathComponent("Fixtures/gocni").path
