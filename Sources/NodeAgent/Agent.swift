@@ -332,6 +332,9 @@ public actor Agent {
         reconcileNodesSoon()
     }
 
+    /// How long a burst of Node events is let gather before the next reconcile.
+    private static let burstGathering = Duration.milliseconds(100)
+
     /// A Node as the agent reads it: what kubelet's heartbeats change is not in it but its version.
     private static func asRead(_ node: Node) -> Node {
         var node = node
@@ -347,9 +350,14 @@ public actor Agent {
         nodeReconcileWanted = true
         guard nodeReconciler == nil else { return }
         nodeReconciler = Task {
+            var burst = false
             while nodeReconcileWanted {
+                // Events came in while the last reconcile ran: more are on their way, and this
+                // actor, busy reconciling, takes them one by one. A moment lets them gather.
+                if burst { try? await Task.sleep(for: Self.burstGathering) }
                 nodeReconcileWanted = false
                 await reconcile(lastNodes)
+                burst = true
             }
             nodeReconciler = nil
         }
