@@ -4,14 +4,17 @@
 balancer's maps, with 1,000 and then 10,000 Services of 10 endpoints each; the agent's CPU and
 memory; and, as the baseline that can run here, iptables-restore of the rules kube-proxy would
 write for the same Services (its full sync, and its partial sync of the one Service that changed).
+Then a large cluster: 5,000 Nodes joining, kubelet's status updates from them, and a restart into
+it all.
 
 Runs inside a node netns of its own (bench/run.sh makes it), against the API stand-in on that
 netns' loopback; reads the maps with the bpf() syscall, as often as it can, to see a change land.
 
-  agent_services.py AGENT PLUGIN WORK STORE CGROUP ROUNDS [SCALES]    (SCALES: 1000,10000)
+  agent_services.py AGENT PLUGIN WORK STORE CGROUP ROUNDS [SCALES [NODES]]    (1000,10000 and 5000)
 Prints one JSON object.
 """
 import ctypes
+import http.client
 import json
 import platform
 import random
@@ -20,6 +23,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 from agent_node import StandIn, cpu_seconds, make_uplink, ready, start_agent, status_kib, wait
@@ -27,6 +31,7 @@ from agent_node import StandIn, cpu_seconds, make_uplink, ready, start_agent, st
 agent_binary, plugin, work, store, cgroup = sys.argv[1:6]
 rounds = int(sys.argv[6])
 scales = [int(n) for n in (sys.argv[7] if len(sys.argv) > 7 else "1000,10000").split(",")]
+nodes = int(sys.argv[8]) if len(sys.argv) > 8 else 5000
 ENDPOINTS = 10
 
 # The bpf() syscall, for reading the pinned maps (struct layouts: bpf/abi/include/datapath_abi.h).
@@ -146,6 +151,82 @@ def time_restores(full, partials):
     return json.loads(timed.stdout)
 
 
+def node_address(i):
+    return f"10.0.{i // 250}.{i % 250 + 2}"
+
+
+def node_pod_cidr(i):
+    return f"10.{100 + i // 250}.{i % 250}.0/24"
+
+
+def own_routes():
+    listed = subprocess.run(["ip", "route", "show", "proto", "157"], check=True, capture_output=True, text=True).stdout
+    return listed.count("\n")
+
+
+def heartbeat(i, beat):
+    """Node i as kubelet's status update leaves it: the fields the agent reads unchanged."""
+    return {"metadata": {"name": f"n{i}"}, "spec": {"podCIDRs": [node_pod_cidr(i)]},
+            "status": {"addresses": [{"type": "InternalIP", "address": node_address(i)}, {"type": "Hostname", "address": f"n{i}"}],
+                       "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": f"2026-01-01T00:00:{beat % 60:02}Z"}]}}
+
+
+def agent_cpu_share(seconds):
+    """The share of one CPU the agent used over the next `seconds`."""
+    before, begin = cpu_seconds(agent.pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(agent.pid) - before) / (time.monotonic() - begin)
+
+
+def large_cluster(services):
+    """`nodes` Nodes join the `services` Services; kubelet's status updates arrive from all of them;
+    then the agent restarts into it all (its lists in pages). Its CPU and memory throughout; idle
+    CPU is the baseline the heartbeats' is measured against."""
+    global agent
+    figures = {"nodes": nodes, "services": services}
+    begin = time.monotonic()
+    for i in range(1, nodes):
+        standin.put(f"/nodes/n{i}", heartbeat(i, 0))
+    wait(lambda: own_routes() >= nodes - 1, timeout=900, interval=0.2)
+    figures["join_to_all_routes_s"] = round(time.monotonic() - begin, 2)
+    figures["agent_rss_mib"] = round(status_kib(agent.pid, "VmRSS") / 1024, 1)
+    idle = agent_cpu_share(5)
+    # Heartbeats as fast as the stand-in takes them, from a thread, while the agent is measured.
+    beats = {"sent": 0}
+
+    def beat():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            i = beats["sent"] % (nodes - 1) + 1
+            standin.put(f"/nodes/n{i}", heartbeat(i, beats["sent"] // (nodes - 1) + 1))
+            beats["sent"] += 1
+
+    sender = threading.Thread(target=beat)
+    sender.start()
+    busy = agent_cpu_share(10)
+    sender.join()
+    figures["heartbeats_per_s"] = round(beats["sent"] / 10)
+    figures["agent_cpu_idle"] = round(idle, 4)
+    figures["agent_cpu_under_heartbeats"] = round(busy, 4)
+    figures["heartbeat_cpu_over_idle"] = round(busy / idle, 2) if idle else None
+    figures["agent_cpu_ms_per_heartbeat"] = round((busy - idle) / (beats["sent"] / 10) * 1000, 3)
+
+    # A restart into the whole cluster: lists in pages, nothing written.
+    agent.kill()
+    agent.wait()
+    started = time.monotonic()
+    agent = start_agent(agent_binary, plugin, standin, store, cgroup, f"{work}/agent-cluster.log")
+    wait(ready, timeout=900, interval=0.05)
+    figures["restart_to_ready_s"] = round(time.monotonic() - started, 2)
+    figures["restart_cpu_seconds"] = round(cpu_seconds(agent.pid), 2)
+    figures["restart_peak_rss_mib"] = round(status_kib(agent.pid, "VmHWM") / 1024, 1)
+    metrics = http.client.HTTPConnection("127.0.0.1", 9876, timeout=5)
+    metrics.request("GET", "/metrics")
+    writes = [line for line in metrics.getresponse().read().decode().splitlines() if line.startswith("swiftpath_agent_service_writes_total ")]
+    figures["restart_service_writes"] = int(float(writes[0].split()[1])) if writes else 0
+    return figures
+
+
 make_uplink()
 standin = StandIn(work)
 agent = None
@@ -207,6 +288,8 @@ try:
         figures["iptables_rules"] = full.count("\n-A ")
         results["scales"][str(scale)] = figures
         loaded = scale
+    if nodes:
+        results["cluster"] = large_cluster(scales[-1])
     print(json.dumps(results))
 finally:
     if agent:

@@ -139,6 +139,12 @@ if os.path.exists(f"{out}-agent-services.json"):
         print(f"  {int(scale):>8,}  {change['p50']:>17.2f} {change['p99']:>6.2f} {change['max']:>6.2f}   {f['agent_cpu_ms_per_change']:>10.2f} ms"
               f"  {f['agent_rss_mib']:>5.1f} ({f['agent_peak_rss_mib']:.1f}) MiB  {f['iptables_restore_full_ms']:>10.1f} ms"
               f"  {f['iptables_restore_one_service_ms']:>7.1f} ms")
+    if "cluster" in s:
+        k = s["cluster"]
+        print(f"  a cluster of {k['nodes']:,} Nodes and {k['services']:,} Services: all joined to all routes {k['join_to_all_routes_s']:.1f} s;"
+              f" {k['heartbeats_per_s']:,} status updates a second cost {k['agent_cpu_ms_per_heartbeat']:.3f} ms of CPU each"
+              f" (idle {k['agent_cpu_idle']:.3f} CPU); a restart into it ready in {k['restart_to_ready_s']:.2f} s,"
+              f" {k['restart_service_writes']} writes, peak RSS {k['restart_peak_rss_mib']:.0f} MiB")
 json.dump(summary, open(f"{out}.json", "w"), indent=2)
 print(f"\nJSON: {out}.json")
 PY
