@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The README's benchmark tables, from one result of bench/run.sh, so they are pasted, never retyped.
+"""docs/benchmarks.md's tables, from one result of bench/run.sh, so they are pasted, never retyped.
 
     python3 bench/report.py bench/results/<stamp>.json   -> Markdown on stdout
 """
