@@ -9,7 +9,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STANDIN = os.path.join(HERE, "..", "Tests", "Fixtures", "apiserver_standin.py")
+FIXTURES = os.path.join(HERE, "..", "Tests", "Fixtures")
+STANDIN = os.path.join(FIXTURES, "apiserver_standin.py")
 TOKEN = "bench-token"
 HEALTH_PORT = 9876   # the agent's default
 

@@ -26,7 +26,10 @@ import sys
 import threading
 import time
 
-from agent_node import StandIn, cpu_seconds, make_uplink, ready, start_agent, status_kib, wait
+from agent_node import FIXTURES, StandIn, cpu_seconds, make_uplink, ready, start_agent, status_kib, wait
+
+sys.path.insert(0, FIXTURES)
+import swiftpath_abi as abi  # noqa: E402  (the datapath's layouts, held to the C by a test)
 
 agent_binary, plugin, work, store, cgroup = sys.argv[1:6]
 rounds = int(sys.argv[6])
@@ -34,7 +37,7 @@ scales = [int(n) for n in (sys.argv[7] if len(sys.argv) > 7 else "1000,10000").s
 nodes = int(sys.argv[8]) if len(sys.argv) > 8 else 5000
 ENDPOINTS = 10
 
-# The bpf() syscall, for reading the pinned maps (struct layouts: bpf/abi/include/datapath_abi.h).
+# The bpf() syscall, for reading the pinned maps (struct layouts: Tests/Fixtures/swiftpath_abi.py).
 SYS_BPF = {"x86_64": 321, "aarch64": 280}[platform.machine()]
 BPF_MAP_LOOKUP_ELEM, BPF_OBJ_GET = 1, 7
 libc = ctypes.CDLL(None, use_errno=True)
@@ -67,16 +70,15 @@ def cluster_ip(i):
 
 def backends_in_maps(services_fd, slots_fd, i):
     """The backend addresses the maps hold for service i's port 80/tcp."""
-    key = socket.inet_aton(cluster_ip(i)) + bytes(12) + struct.pack("!H", 80) + bytes([socket.IPPROTO_TCP, 4])
-    value = lookup(services_fd, key, 16)
+    value = lookup(services_fd, abi.service_key(cluster_ip(i), 80, socket.IPPROTO_TCP), abi.LAYOUTS["sp_service"]["size"])
     if value is None:
         return None
-    service_id, slots = struct.unpack("II", value[:8])
+    service_id, slots = abi.service_slots(value)
     found = set()
     for slot in range(slots):
-        backend = lookup(slots_fd, struct.pack("II", service_id, slot), 20)
+        backend = lookup(slots_fd, abi.slot_key(service_id, slot), abi.LAYOUTS["sp_backend"]["size"])
         if backend:
-            found.add(socket.inet_ntoa(backend[:4]))
+            found.add(abi.backend_address(backend))
     return found
 
 

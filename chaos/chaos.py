@@ -45,6 +45,9 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Fixtures"))
+from swiftpath_abi import RETIRED_GROUP, STORE_PATHS  # noqa: E402  (held to the Swift by a test)
+
 TIMEOUT = 10.0          # seconds a plugin run may take before it counts as a hang
 REFERENCE_PLUGINS = "/usr/lib/cni"
 
@@ -194,8 +197,8 @@ class Node:
         for folder, dirs, files in os.walk(self.store):
             pins += [os.path.relpath(os.path.join(folder, name), self.store) for name in dirs + files]
         state["pins"] = sorted(pins)
-        maps = ["endpoints_v1", "ip_leases_v1", "services_v1", "datapath/sp_endpoints4", "datapath/sp_endpoints6",
-                "datapath/sp_services", "datapath/sp_slots", "datapath/sp_uplinks", "datapath/sp_cluster4"]
+        maps = [STORE_PATHS[name] for name in ("endpoint_records", "leases", "service_records", "endpoints4", "endpoints6",
+                                               "services", "slots", "uplinks", "cluster4")]
         present = [m for m in maps if os.path.exists(f"{self.store}/{m}")]
         if present:
             batch = "".join(f"map dump pinned {self.store}/{m}\n" for m in present)
@@ -519,11 +522,8 @@ def kill_dels(node, table, rng, count, pods):
         table.record("kill-del", not problems, f"#{index}: {'; '.join(problems)}")
 
 
-RETIRED_GROUP = 0x53505254   # RetiredVeths.deviceGroup
-
-
 def kill_retiring_dels(node, table, rng, count, pods):
-    agent_folder = f"{node.store}/agent"
+    agent_folder = f"{node.store}/{STORE_PATHS['agent']}"
     os.makedirs(agent_folder, exist_ok=True)
 
     def cycle(index, kill_after):
@@ -668,7 +668,7 @@ def services_concurrently(node, table, rounds):
         apply_empty = run(["nsenter", f"--net=/run/netns/{node.netns}", node.plugin, "service", "apply", "-f", "-", "--root", node.store],
                           stdin=b"[]")
         left = [json.loads(run(["bpftool", "-j", "map", "dump", "pinned", f"{node.store}/{m}"]).stdout or b"[]")
-                for m in ("datapath/sp_slots", "datapath/sp_services", "services_v1")]
+                for m in (STORE_PATHS["slots"], STORE_PATHS["services"], STORE_PATHS["service_records"])]
         if apply_empty.returncode != 0 or any(left):
             problems.append(f"apply [] left {[len(x) for x in left]} entries")
         table.record("services", not problems, f"round {round_index}: {'; '.join(problems)}")
