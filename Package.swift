@@ -143,7 +143,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "swiftpath-agent", dependencies: [
-            "NodeAgent", "Datapath", "KubernetesAPI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "NodeAgent", "Datapath", "KubernetesAPI", "NodeStore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 

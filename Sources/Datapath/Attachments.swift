@@ -47,13 +47,13 @@ extension Datapath {
     }
 
     /// The host ends that have a pinned pod link in the store.
-    public func attachedPodNames() -> [String] { folderEntries(storeRoot + "/endpoints") }
+    public func attachedPodNames() -> [String] { folderEntries(layout.path(.podLinks)) }
 
     /// Whether the host end `hostName` has a pinned pod link (one lookup, however many pods).
     public func hasPodLink(_ hostName: String) -> Bool { access(endpointFolder(hostName), F_OK) == 0 }
 
-    func endpointFolder(_ hostName: String) -> String { "\(storeRoot)/endpoints/\(hostName)" }
-    func uplinkFolder(_ ifindex: Int32) -> String { "\(storeRoot)/uplinks/if\(ifindex)" }
+    func endpointFolder(_ hostName: String) -> String { "\(layout.path(.podLinks))/\(hostName)" }
+    func uplinkFolder(_ ifindex: Int32) -> String { "\(layout.path(.uplinkLinks))/if\(ifindex)" }
 
     /// The pod's attachment as the kernel has it now, or nil when it is gone.
     public func podAttachment(hostName: String, hostIndex: Int32, mode: AttachMode) throws(BPFError) -> ProgramAttachment? {
@@ -97,7 +97,7 @@ extension Datapath {
     /// The devices whose uplink link the store at `storeRoot` pins (one folder read: the store
     /// itself is not opened).
     public static func attachedUplinks(storeRoot: String) -> Set<Int32> {
-        Set(folderEntries("\(storeRoot)/uplinks").compactMap { $0.hasPrefix("if") ? Int32($0.dropFirst(2)) : nil })
+        Set(folderEntries(StoreLayout(root: storeRoot).path(.uplinkLinks)).compactMap { $0.hasPrefix("if") ? Int32($0.dropFirst(2)) : nil })
     }
 
     /// The uplinks swiftpath attached to, with their mode.

@@ -21,6 +21,7 @@ import Glibc
 public final class Datapath {
     public let store: EndpointStore
     public var storeRoot: String { store.root }
+    var layout: StoreLayout { store.layout }
     public let folder: String
     private var openedMaps: [String: BPFMap] = [:]
     private var openedPrograms: [String: BPFProgram] = [:]
@@ -30,7 +31,7 @@ public final class Datapath {
 
     private init(store: EndpointStore) {
         self.store = store
-        folder = store.root + "/datapath"
+        folder = store.layout.path(.datapath)
     }
 
     /// The pinned map of `layout`, opened on first use and checked against the layout.
@@ -96,7 +97,7 @@ public final class Datapath {
     /// the node's memory, asked only then); tables already pinned keep their size.
     public static func open(store: EndpointStore, object: BPFObject = .datapath, downgrade: Downgrade = .keepNewer,
                             repair: Bool = false, connectionTable: ConnectionTableSize? = nil) throws(BPFError) -> Datapath {
-        let folder = store.root + "/datapath"
+        let folder = store.layout.path(.datapath)
         if !repair, try isCurrent(loadedMeta(storeRoot: store.root), object, folder) { return Datapath(store: store) }
         return try store.withLockOrThrow { () throws(BPFError) -> Datapath in
             // Another run may have loaded or repaired it while this one waited for the lock.
@@ -119,7 +120,7 @@ public final class Datapath {
     /// there is none: what DEL, GC and the CLI use, which must not load programs just to look.
     /// Its pins are opened as they are used, so a missing one fails only what needs it.
     public static func openExisting(store: EndpointStore) -> Datapath? {
-        access(store.root + "/datapath", F_OK) == 0 ? Datapath(store: store) : nil
+        access(store.layout.path(.datapath), F_OK) == 0 ? Datapath(store: store) : nil
     }
 
     /// The hash of the build pinned in the store, or nil when there is none.
@@ -130,7 +131,7 @@ public final class Datapath {
     /// What the store records of the loaded datapath (build, layout version, release), or nil.
     public static func loadedMeta(storeRoot: String) throws(BPFError) -> sp_meta? {
         let meta: BPFMap?
-        do { meta = try BPFMap.open(at: "\(storeRoot)/datapath/\(Layouts.meta.name)", Layouts.meta) } catch where error.isRepairable {
+        do { meta = try BPFMap.open(at: "\(StoreLayout(root: storeRoot).path(.datapath))/\(Layouts.meta.name)", Layouts.meta) } catch where error.isRepairable {
             return nil
         }
         guard let meta, let value = try meta.lookup(UInt32(0), as: sp_meta.self), value.object_hash != 0 else { return nil }
@@ -149,7 +150,7 @@ public final class Datapath {
     }
 
     private static func install(_ object: BPFObject, store: EndpointStore, connectionTable: ConnectionTableSize?) throws(BPFError) {
-        let folder = store.root + "/datapath"
+        let folder = store.layout.path(.datapath)
         try makeFolder(folder)
         // Maps written under another SP_LAYOUT_VERSION may match in size and still mean other
         // bytes: all of them are made anew (and refilled below), whatever their sizes.
@@ -180,7 +181,7 @@ public final class Datapath {
         }
         // Every link pin is named for its program: swap the new build's program in behind it.
         for group in linkGroups {
-            for path in pinnedLinks(under: "\(store.root)/\(group)") {
+            for path in pinnedLinks(under: store.layout.path(group)) {
                 let name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
                 guard let program = loaded.programs[name] else { continue }
                 try BPFLink.pinned(at: path)?.update(to: program)
@@ -211,7 +212,7 @@ public final class Datapath {
     }
 
     /// The folders of the store that hold link pins, one subfolder per device or cgroup.
-    static let linkGroups = ["endpoints", "uplinks", "socketlb"]
+    static let linkGroups: [StoreLayout.Folder] = [.podLinks, .uplinkLinks, .socketHookLinks]
 
     /// The link pins one level below `folder` (one subfolder per endpoint, uplink or cgroup).
     static func pinnedLinks(under folder: String) -> [String] {

@@ -15,12 +15,10 @@ import Glibc
 /// same program on the same maps, and tcx runs before tc, so the pod's packets see no change.
 /// Without the agent nothing is promoted and the pod keeps its tc filter, as `attachMode: tc` would.
 extension Datapath {
-    static let promotionGroup = "promotions"
-
     var promotionFolder: String { Self.promotionFolder(storeRoot: storeRoot) }
 
     /// The folder of requests in the store at `storeRoot`, which the agent watches.
-    public static func promotionFolder(storeRoot: String) -> String { "\(storeRoot)/\(promotionGroup)" }
+    public static func promotionFolder(storeRoot: String) -> String { StoreLayout(root: storeRoot).path(.promotions) }
 
     /// Makes the folder of requests where the store at `storeRoot` exists, for the agent to watch
     /// before the first request. Returns whether it is there.

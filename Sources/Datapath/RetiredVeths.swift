@@ -30,9 +30,7 @@ public enum RetiredVeths {
 extension Datapath {
     /// The store's folder of retired veths, one subfolder per retired veth, named for it. A
     /// subfolder tells the reaper there is something to delete, and holds the veth's link.
-    static let retiredLinkGroup = "retired"
-
-    var retiredFolder: String { "\(storeRoot)/\(Self.retiredLinkGroup)" }
+    var retiredFolder: String { layout.path(.retired) }
 
     /// Records a veth just retired under `retired/<retired name>`, moving its pod link there.
     /// Where the link cannot be moved, it is unpinned, detaching it now.

@@ -29,7 +29,7 @@ extension Datapath {
     public func ensureSocketHooks(cgroup: String) throws(DatapathError) -> UInt64 {
         let cgroupID: UInt64
         do { cgroupID = try CgroupV2.id(of: cgroup) } catch { throw .cgroup(error) }
-        let folder = "\(storeRoot)/socketlb/cg\(cgroupID)"
+        let folder = "\(layout.path(.socketHookLinks))/cg\(cgroupID)"
         let missing = Self.socketHooks.filter { access("\(folder)/\($0.program)", F_OK) != 0 }
         guard !missing.isEmpty else { return cgroupID }
         let directory: FileDescriptor
@@ -38,7 +38,7 @@ extension Datapath {
         }
         defer { try? directory.close() }
         try bpf { () throws(BPFError) in
-            try Self.makeFolder(storeRoot + "/socketlb")
+            try Self.makeFolder(layout.path(.socketHookLinks))
             try Self.makeFolder(folder)
             for hook in missing {
                 try BPFLink.attachCgroup(program(hook.program), cgroup: directory, attachType: hook.attachType)
@@ -50,7 +50,7 @@ extension Datapath {
 
     /// Detaches the socket hooks from the cgroup with id `cgroupID` (gone or not).
     public func detachSocketHooks(cgroupID: UInt64) throws(BPFError) {
-        try removeLinkFolder("\(storeRoot)/socketlb/cg\(cgroupID)")
+        try removeLinkFolder("\(layout.path(.socketHookLinks))/cg\(cgroupID)")
     }
 
     /// Whether the hooks leave the sockets of the calling thread's netns (the node's) alone.

@@ -56,8 +56,8 @@ extension Datapath {
             build: meta?.object_hash ?? 0,
             release: meta.map { Release(packed: $0.release) },
             programs: programs,
-            podAttachments: Self.pinnedLinks(under: storeRoot + "/endpoints").count,
-            socketHookCgroups: folderEntries(storeRoot + "/socketlb"),
+            podAttachments: Self.pinnedLinks(under: layout.path(.podLinks)).count,
+            socketHookCgroups: folderEntries(layout.path(.socketHookLinks)),
             uplinks: (try? uplinks()) ?? [],
             endpointAddresses: try? endpointCounts(),
             problems: problems)
@@ -75,7 +75,7 @@ extension Datapath {
                 try detachPod(hostName: pod.hostName, hostIndex: pod.hostIndex, mode: pod.mode)
             }
             // Link pins the records do not know of (a crashed ADD) go too.
-            for name in folderEntries(storeRoot + "/endpoints") {
+            for name in folderEntries(layout.path(.podLinks)) {
                 try detachPod(hostName: name, hostIndex: nil, mode: .tcx)
             }
             for uplink in (try? uplinks()) ?? [] { try detachUplink(ifindex: uplink.ifindex) }
@@ -89,9 +89,9 @@ extension Datapath {
     private func removePins() throws(BPFError) {
         guard let root = try storeFolder(storeRoot) else { return }
         // A retired veth still alive here is in another netns than the node's: its link detaches.
-        for group in Self.linkGroups + [Self.retiredLinkGroup, Self.promotionGroup] {
-            for name in folderEntries("\(storeRoot)/\(group)") { try removeLinkFolder("\(storeRoot)/\(group)/\(name)") }
-            if try root.kind(of: group) == .other { leftAlone.append("\(storeRoot)/\(group)") } else { try root.removeFolder(group) }
+        for group in Self.linkGroups + [.retired, .promotions] {
+            for name in folderEntries(layout.path(group)) { try removeLinkFolder("\(layout.path(group))/\(name)") }
+            if try root.kind(of: group.rawValue) == .other { leftAlone.append(layout.path(group)) } else { try root.removeFolder(group.rawValue) }
         }
         leftAlone += try root.removePinFolder(String(folder.dropFirst(storeRoot.count + 1)))
     }

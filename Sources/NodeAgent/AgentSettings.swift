@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Datapath
 import NetAddress
+import NodeStore
 
 /// What the agent is told: where the node's files live, and every node-level setting of the
 /// plugin, which it carries into the conflist it writes (so that the plugin's ADD and the agent
@@ -18,7 +19,7 @@ public struct AgentSettings: Sendable {
     /// The conflist's cniVersion: 1.0.0, which every runtime in use reads (containerd 1.6 and 1.7
     /// and podman 4 carry a libcni that fails every pod on a 1.1.0 result).
     public var cniVersion = "1.0.0"
-    public var storeRoot = "/sys/fs/bpf/swiftpath"
+    public var storeRoot = StoreLayout.defaultRoot
     /// The uplinks; nil: the devices of the default routes, as the plugin picks them.
     public var devices: [String]?
     /// The socket LB's cgroup v2 directory; nil: the host's cgroup2 mount.

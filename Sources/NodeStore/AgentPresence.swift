@@ -18,7 +18,7 @@ public final class AgentPresence {
 }
 
 extension EndpointStore {
-    var agentFolder: String { root + "/agent" }
+    var agentFolder: String { layout.path(.agent) }
 
     /// Announces the agent for as long as the value lives; nil while another agent holds the store
     /// (a rolling update's old pod still ending) or a plugin run is looking.

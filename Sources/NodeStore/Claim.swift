@@ -27,7 +27,7 @@ public final class Claim {
 }
 
 extension EndpointStore {
-    func claimPath(_ hostName: String) -> String { root + "/claims/" + hostName }
+    func claimPath(_ hostName: String) -> String { layout.path(.claims) + "/" + hostName }
 
     /// Takes the claim on `hostName`. Fails with EWOULDBLOCK when another run holds it.
     public func claim(_ hostName: String) throws(BPFError) -> Claim {
@@ -35,7 +35,7 @@ extension EndpointStore {
         var attempts = 0
         var descriptor: FileDescriptor
         while true {
-            for folder in [root + "/claims", path] {
+            for folder in [layout.path(.claims), path] {
                 guard mkdir(folder, 0o700) == 0 || Errno.current == .fileExists else { throw BPFError("create \(folder)", .current) }
             }
             // The holder before (the agent moving the pod to tcx) may drop the folder between the
@@ -69,14 +69,14 @@ extension EndpointStore {
     /// Removes the claim folder of `hostName` (held or not: the holder's lock dies with its descriptor).
     public func dropClaim(_ hostName: String) throws(BPFError) {
         // Reached without following a symlink: only the empty folder a claim is goes.
-        guard let claims = try PinFolder.open(root, "claims") else { return }
+        guard let claims = try PinFolder.open(root, StoreLayout.Folder.claims.rawValue) else { return }
         guard try claims.removeFolder(hostName) else {
             throw BPFError("remove claim \(claimPath(hostName)): not an empty folder, left alone", kind: .untrusted)
         }
     }
 
     /// The host devices that have a claim folder, held or not.
-    public func claimedNames() -> [String] { folderEntries(root + "/claims") }
+    public func claimedNames() -> [String] { folderEntries(layout.path(.claims)) }
 
     /// Waits, `seconds` at the most, until nobody holds the claim on `hostName` (an IPAM plugin a
     /// killed ADD left running still does). Returns whether it came free.

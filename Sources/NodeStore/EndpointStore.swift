@@ -10,9 +10,8 @@ import Glibc
 /// The node's shared state: a folder in bpffs holding pinned maps, used by every short-lived run
 /// of the plugin and by the CLI. Mutations that read before they write take `withLock`.
 public final class EndpointStore {
-    public static let defaultRoot = "/sys/fs/bpf/swiftpath"
-
     public let root: String
+    public var layout: StoreLayout { StoreLayout(root: root) }
     private let directory: OwnedDescriptor
     let endpoints: BPFMap
     let leases: BPFMap
@@ -37,7 +36,7 @@ public final class EndpointStore {
     /// Opens the store at `root`, creating its folder and maps (and mounting bpffs at
     /// /sys/fs/bpf when nothing is mounted there) if they do not exist yet. A root that is not
     /// this user's alone is refused before anything is made in it.
-    public static func open(root: String = defaultRoot) throws(BPFError) -> EndpointStore {
+    public static func open(root: String = StoreLayout.defaultRoot) throws(BPFError) -> EndpointStore {
         try prepareFolder(root)
         let directory: OwnedDescriptor
         do {
@@ -48,13 +47,14 @@ public final class EndpointStore {
             throw BPFError("open store \(root)", error as? Errno)
         }
         try requireOwnFolder(directory, root: root)
+        let layout = StoreLayout(root: root)
         let maps = try withLock(directory, root: root) { () throws(BPFError) in
-            (try BPFMap.openOrCreate(at: root + "/endpoints_v1", EndpointRecord.layout),
-             try BPFMap.openOrCreate(at: root + "/ip_leases_v1", Lease.layout),
-             try BPFMap.openOrCreate(at: root + "/ip_cursors_v1", Lease.cursorLayout),
-             try BPFMap.openOrCreate(at: root + "/services_v1", ServiceRecord.layout),
-             try BPFMap.openOrCreate(at: root + "/host_ports_v1", HostPortRecord.layout),
-             try BPFMap.openOrCreate(at: root + "/host_port_backends_v1", HostPortRecord.backendLayout))
+            (try BPFMap.openOrCreate(at: layout.path(.endpoints), EndpointRecord.layout),
+             try BPFMap.openOrCreate(at: layout.path(.leases), Lease.layout),
+             try BPFMap.openOrCreate(at: layout.path(.leaseCursors), Lease.cursorLayout),
+             try BPFMap.openOrCreate(at: layout.path(.services), ServiceRecord.layout),
+             try BPFMap.openOrCreate(at: layout.path(.hostPorts), HostPortRecord.layout),
+             try BPFMap.openOrCreate(at: layout.path(.hostPortBackends), HostPortRecord.backendLayout))
         }
         return EndpointStore(root: root, directory: directory, endpoints: maps.0, leases: maps.1, cursors: maps.2, services: maps.3,
                              hostPorts: maps.4, hostPortBackends: maps.5)
@@ -62,7 +62,7 @@ public final class EndpointStore {
 
     /// The store at `root` if there is one, or nil: what the verbs that only look or clean up
     /// (DEL, CHECK, GC, STATUS, the CLI's listings) use, so that they never create a store.
-    public static func openExisting(root: String = defaultRoot) throws(BPFError) -> EndpointStore? {
+    public static func openExisting(root: String = StoreLayout.defaultRoot) throws(BPFError) -> EndpointStore? {
         guard clinux_fs_magic_at(root) == BPF_FS_MAGIC else { return nil }
         return try open(root: root)
     }

@@ -7,7 +7,7 @@ import NetAddress
 /// Options every command that reads the store shares.
 struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: "The bpffs folder of the swiftpath store.")
-    var root: String = EndpointStore.defaultRoot
+    var root: String = StoreLayout.defaultRoot
 }
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {

@@ -11,7 +11,7 @@ public struct PluginSettings: Sendable {
     /// The MTU of both veth ends; nil takes the MTU of the default route's device.
     public var mtu: Int?
     /// The bpffs folder of the node's shared store.
-    public var bpffsRoot = EndpointStore.defaultRoot
+    public var bpffsRoot = StoreLayout.defaultRoot
     /// Where diagnostics go; nil sends them to stderr.
     public var logFile: String?
     /// The node's uplinks, which get the program for traffic arriving for local pods. nil means

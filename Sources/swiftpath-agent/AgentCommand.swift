@@ -6,6 +6,7 @@ import KubernetesAPI
 import Logging
 import NetAddress
 import NodeAgent
+import NodeStore
 
 /// `swiftpath-agent`: the node agent the DaemonSet runs (see deploy/kubernetes).
 @main
@@ -23,7 +24,7 @@ struct NodeOptions: ParsableArguments {
     @Option(help: "The host's CNI conf folder") var cniConfDir = "/etc/cni/net.d"
     @Option(help: "The conflist's file name") var conflistName = "10-swiftpath.conflist"
     @Option(help: "The plugin binary to install (default: swiftpath beside this executable)") var pluginBinary: String?
-    @Option(help: "The store's folder in bpffs") var storeRoot = "/sys/fs/bpf/swiftpath"
+    @Option(help: "The store's folder in bpffs") var storeRoot = StoreLayout.defaultRoot
     @Option(parsing: .upToNextOption, help: "Uplinks (default: the devices of the default routes)") var device: [String] = []
     @Option(help: "The socket LB's cgroup v2 directory (default: the cgroup2 mount)") var cgroupRoot: String?
     @Option(help: "The pods' MTU (default: the first uplink's)") var mtu: Int?
