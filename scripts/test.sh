@@ -9,6 +9,7 @@ bash scripts/check-bpf-arches.sh
 bash scripts/check-static-plugin.sh .build/debug/swiftpath
 python3 scripts/check-manifests.py
 python3 scripts/module-graph.py --check
+python3 scripts/check-doc-links.py
 shellcheck -x -S warning scripts/*.sh bench/*.sh chaos/*.sh deploy/kind/*.sh .ci/run
 bash scripts/check-image.sh .build/debug
 swift test --skip-build --disable-swift-testing
