@@ -19,12 +19,14 @@ public enum Sysctl {
 
     /// Turns IPv6 forwarding on in the netns. A device that takes router advertisements while the
     /// node does not forward (accept_ra 1) stops taking them once it does, and the default route
-    /// they gave it expires: `routedByAdvertisements`, the devices whose default route came from
-    /// one, are told to keep taking them (2) first; no other device starts taking them (a bridge
-    /// of containers or VMs would let them steer the node). A device gone meanwhile is skipped.
-    public static func enableIPv6Forwarding(keepingAdvertisementsOn routedByAdvertisements: [String]) throws(SystemCallError) {
+    /// they gave it expires: the devices whose default route came from one (asked of
+    /// `routedByAdvertisements` only when forwarding is off, once per node) are told to keep
+    /// taking them (2) first; no other device starts taking them (a bridge of containers or VMs
+    /// would let them steer the node). A device gone meanwhile is skipped.
+    public static func enableIPv6Forwarding(keepingAdvertisementsOn routedByAdvertisements: () throws(SystemCallError) -> [String])
+        throws(SystemCallError) {
         guard !ipv6Forwarding else { return }
-        for device in routedByAdvertisements {
+        for device in try routedByAdvertisements() {
             guard (try? read(FilePath("/proc/sys/net/ipv6/conf/\(device)/accept_ra"))) == "1" else { continue }
             do throws(SystemCallError) { try ensure("net/ipv6/conf/\(device)/accept_ra", "2") } catch where error.errno == .noSuchFileOrDirectory {}
         }
@@ -32,7 +34,7 @@ public enum Sysctl {
     }
 
     /// Whether the netns forwards IPv6.
-    public static var ipv6Forwarding: Bool { (try? read(FilePath("/proc/sys/net/ipv6/conf/all/forwarding"))) == "1" }
+    static var ipv6Forwarding: Bool { (try? read(FilePath("/proc/sys/net/ipv6/conf/all/forwarding"))) == "1" }
 
     private static func read(_ path: FilePath) throws -> String {
         let fd = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec])

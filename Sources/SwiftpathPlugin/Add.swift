@@ -269,10 +269,7 @@ extension Plugin {
                 try Sysctl.ensure("net/ipv4/conf/\(veth.host.name)/accept_redirects", "0")
             }
             if families.contains(.v6) {
-                // Once per node: the first pod's ADD finds forwarding off.
-                if !Sysctl.ipv6Forwarding {
-                    try Sysctl.enableIPv6Forwarding(keepingAdvertisementsOn: try routerAdvertisedUplinks(netlink))
-                }
+                try Sysctl.enableIPv6Forwarding { () throws(SystemCallError) in try routerAdvertisedUplinks(netlink) }
                 // The host end's link-local address is usable at once, as the pod's addresses are.
                 try Sysctl.ensure("net/ipv6/conf/\(veth.host.name)/accept_dad", "0")
                 // A pod is no router of the node's (the datapath drops these too).
