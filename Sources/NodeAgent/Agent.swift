@@ -375,7 +375,7 @@ public actor Agent {
             // Another node's addresses change only what external addresses may claim: only the
             // Services that claim some are recomputed (a node joining a large cluster would
             // otherwise recompute every Service).
-            let policyOnly = serviceNodeKnown && view.name == serviceNode.name && view.addresses == serviceNode.addresses
+            let policyOnly = serviceNodeKnown && view.addresses == serviceNode.addresses
             serviceNode = view
             serviceNodeKnown = true
             if settings.services {
