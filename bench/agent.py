@@ -10,29 +10,20 @@ Prints one JSON object.
 """
 import json
 import statistics
-import subprocess
 import sys
 import time
 
-from agent_node import StandIn, make_uplink, ready, start_agent, status_kib, wait
+from agent_node import StandIn, make_uplink, node_address, node_pod_cidr, own_routes, ready, start_agent, status_kib, wait
 
 agent_binary, plugin, work, store, cgroup = sys.argv[1:6]
 other_nodes, rounds = int(sys.argv[6]), int(sys.argv[7])
-
-
-def pod_cidr(index):
-    return f"10.{100 + index // 250}.{index % 250}.0/24"
-
-
-def own_routes():
-    return subprocess.run(["ip", "route", "show", "proto", "157"], check=True, capture_output=True, text=True).stdout
 
 
 make_uplink()
 standin = StandIn(work)
 agent = None
 try:
-    standin.put_node("n0", pod_cidr(0), "10.0.0.1")
+    standin.put_node("n0", node_pod_cidr(0), "10.0.0.1")
     agent = start_agent(agent_binary, plugin, standin, store, cgroup, f"{work}/agent.log")
     start_to_ready = wait(ready)
     rss_ready = status_kib(agent.pid, "VmHWM")
@@ -40,7 +31,7 @@ try:
     # A burst: many nodes join at once; how long until every route is there.
     begin = time.monotonic()
     for index in range(1, other_nodes + 1):
-        standin.put_node(f"n{index}", pod_cidr(index), f"10.0.{index // 250}.{index % 250 + 2}")
+        standin.put_node(f"n{index}", node_pod_cidr(index), node_address(index))
     wait(lambda: own_routes().count("\n") >= other_nodes, timeout=300)
     burst = time.monotonic() - begin
 
@@ -49,7 +40,7 @@ try:
     for round_ in range(rounds):
         address = f"10.0.200.{round_ % 250 + 2}"
         begin = time.monotonic()
-        standin.put_node("n1", pod_cidr(1), address)
+        standin.put_node("n1", node_pod_cidr(1), address)
         wait(lambda: f"via {address} " in own_routes())
         latencies.append(time.monotonic() - begin)
     rss_end = status_kib(agent.pid, "VmHWM")

@@ -28,6 +28,21 @@ def make_uplink():
     sh("ip", "link", "set", "up0", "up")
 
 
+def node_pod_cidr(index):
+    """Node n<index>'s pod CIDR."""
+    return f"10.{100 + index // 250}.{index % 250}.0/24"
+
+
+def node_address(index):
+    """Node n<index>'s InternalIP on the uplink's /16 (n0, this node, is 10.0.0.1)."""
+    return f"10.0.{index // 250}.{index % 250 + 2}"
+
+
+def own_routes():
+    """The routes the agent made (`ip route show proto 157`), one a line."""
+    return subprocess.run(["ip", "route", "show", "proto", "157"], check=True, capture_output=True, text=True).stdout
+
+
 def wait(condition, timeout=600, interval=0.005):
     """Seconds until `condition()` holds; polls every `interval` (0: as often as it can)."""
     start = time.monotonic()

@@ -26,7 +26,8 @@ import sys
 import threading
 import time
 
-from agent_node import FIXTURES, StandIn, cpu_seconds, make_uplink, ready, start_agent, status_kib, wait
+from agent_node import (FIXTURES, StandIn, cpu_seconds, make_uplink, node_address, node_pod_cidr, own_routes, ready, start_agent,
+                        status_kib, wait)
 
 sys.path.insert(0, FIXTURES)
 import swiftpath_abi as abi  # noqa: E402  (the datapath's layouts, held to the C by a test)
@@ -153,19 +154,6 @@ def time_restores(full, partials):
     return json.loads(timed.stdout)
 
 
-def node_address(i):
-    return f"10.0.{i // 250}.{i % 250 + 2}"
-
-
-def node_pod_cidr(i):
-    return f"10.{100 + i // 250}.{i % 250}.0/24"
-
-
-def own_routes():
-    listed = subprocess.run(["ip", "route", "show", "proto", "157"], check=True, capture_output=True, text=True).stdout
-    return listed.count("\n")
-
-
 def heartbeat(i, beat):
     """Node i as kubelet's status update leaves it: the fields the agent reads unchanged."""
     return {"metadata": {"name": f"n{i}"}, "spec": {"podCIDRs": [node_pod_cidr(i)]},
@@ -189,7 +177,7 @@ def large_cluster(services):
     begin = time.monotonic()
     for i in range(1, nodes):
         standin.put(f"/nodes/n{i}", heartbeat(i, 0))
-    wait(lambda: own_routes() >= nodes - 1, timeout=900, interval=0.2)
+    wait(lambda: own_routes().count("\n") >= nodes - 1, timeout=900, interval=0.2)
     figures["join_to_all_routes_s"] = round(time.monotonic() - begin, 2)
     figures["agent_rss_mib"] = round(status_kib(agent.pid, "VmRSS") / 1024, 1)
     idle = agent_cpu_share(5)
