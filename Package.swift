@@ -90,7 +90,12 @@ let package = Package(
         // The nftables swiftpath writes (the masquerade table), through the nft tool.
         .target(name: "NFTables", dependencies: ["NetAddress", "SystemCallSupport"]),
 
-        // The datapath model: loading and upgrading the programs, endpoints in the maps, attachments, counters.
+        // kube-proxy at work on the node (its health listener, its netfilter rules), which cannot
+        // share a node with swiftpath's host routing: what the agent refuses and `datapath status` reports.
+        .target(name: "KubeProxyDetection", dependencies: ["Netlink", "NFTables"]),
+
+        // The datapath model, one part per concern: pods' attachments and endpoints, the service maps,
+        // the node-wide attachments and addresses, the translated connections; loading and upgrading the whole.
         .target(name: "Datapath", dependencies: [
             "BPF", "BPFObjects", "NodeStore", "CDatapathABI", "CLibBPF", "CLinux", "NetAddress", "Netlink", "Netns", "NFTables", "SystemCallSupport",
             .product(name: "SystemPackage", package: "swift-system"),
@@ -110,7 +115,7 @@ let package = Package(
 
         // The operator's command line.
         .target(name: "SwiftpathCLI", dependencies: [
-            "BPF", "BPFObjects", "NodeStore", "Datapath", "NetAddress", "Netlink", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BPF", "BPFObjects", "NodeStore", "Datapath", "KubeProxyDetection", "NetAddress", "Netlink", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Says what to run when a static archive is missing, before the linker would.
@@ -132,7 +137,7 @@ let package = Package(
         // The node agent: node-wide state from the Kubernetes API (datapath, plugin binary,
         // conflist, routes to other nodes' pods, the services), health and metrics.
         .target(name: "NodeAgent", dependencies: [
-            "BPF", "Datapath", "KubernetesAPI", "NetAddress", "Netlink", "NodeStore", "SystemCallSupport",
+            "BPF", "Datapath", "KubeProxyDetection", "KubernetesAPI", "NetAddress", "Netlink", "NodeStore", "SystemCallSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),

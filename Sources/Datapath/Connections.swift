@@ -69,10 +69,19 @@ public struct ConnectionTableOccupancy: Sendable, Equatable {
     public var unconfirmedCapacity = 0
 }
 
-extension Datapath {
+/// The connections from outside the node that the uplinks translated to a service's backend, and
+/// the sockets of the node's pods still aimed at a backend that left its service.
+public struct Connections: DatapathPart {
+    let pins: DatapathPins
+
+    var natMap: BPFMap { get throws(BPFError) { try map(Layouts.nat) } }
+    var unconfirmedNatMap: BPFMap { get throws(BPFError) { try map(Layouts.natNew) } }
+}
+
+extension Connections {
     /// Every translated connection, once per connection (its entry for the client's direction;
     /// a reply entry whose pair the LRU evicted is left out).
-    public func translatedConnections() throws(BPFError) -> [TranslatedConnection] {
+    public func translated() throws(BPFError) -> [TranslatedConnection] {
         let now = Self.monotonicNanoseconds()
         let table = try natTable()
         return table.compactMap { key, value in
@@ -85,7 +94,7 @@ extension Datapath {
     /// Removes the connections idle past their timeout (both entries), and halves of connections
     /// whose other half was evicted. Reads each table in a few batches; takes no lock.
     @discardableResult
-    public func expireConnections(_ timeouts: ConnectionTimeouts) throws(BPFError) -> ConnectionSweep {
+    public func expire(_ timeouts: ConnectionTimeouts) throws(BPFError) -> ConnectionSweep {
         let now = Self.monotonicNanoseconds()
         let table = try natTable()
         var sweep = ConnectionSweep()
@@ -111,7 +120,7 @@ extension Datapath {
     }
 
     /// How many entries each connection table holds, of how many.
-    public func connectionTableOccupancy() throws(BPFError) -> ConnectionTableOccupancy {
+    public func occupancy() throws(BPFError) -> ConnectionTableOccupancy {
         let table = try natTable()
         let unconfirmed = table.values.filter { $0.flags & SP_NAT_UNCONFIRMED != 0 }.count
         let connections = table.values.filter { $0.flags & SP_NAT_REPLY_DIRECTION == 0 }.count
@@ -122,7 +131,7 @@ extension Datapath {
     /// Removes the connections a service translated to a backend that left it: the clients' next
     /// packets find no connection, and TCP is answered with a reset by the node.
     @discardableResult
-    public func forgetConnections(_ departures: [(service: Service, backend: Backend)]) throws(BPFError) -> Int {
+    public func forget(_ departures: [(service: Service, backend: Backend)]) throws(BPFError) -> Int {
         guard !departures.isEmpty else { return 0 }
         let departed = Set(departures.map { "\($0.service.proto.rawValue) \($0.service.endpoint) \($0.backend.endpoint)" })
         var forgotten = 0
@@ -139,7 +148,7 @@ extension Datapath {
 
     /// Entries in the uplinks' connection tables, two per connection (a pair's half the LRU
     /// evicted counts alone).
-    public func connectionTableEntries() throws(BPFError) -> Int { try natTable().count }
+    public func tableEntries() throws(BPFError) -> Int { try natTable().count }
 
     /// Both tables' entries; an entry moving from one to the other meanwhile may be seen twice,
     /// which the dictionary folds into one.
@@ -182,11 +191,11 @@ extension Datapath {
     }
 
     private static func source(of tuple: sp_tuple) -> Backend? {
-        address(tuple.saddr, family: tuple.family).map { Backend(address: $0, port: UInt16(bigEndian: tuple.sport)) }
+        IPAddress(mapBytes: tuple.saddr, family: tuple.family).map { Backend(address: $0, port: UInt16(bigEndian: tuple.sport)) }
     }
 
     private static func destination(of tuple: sp_tuple) -> Backend? {
-        address(tuple.daddr, family: tuple.family).map { Backend(address: $0, port: UInt16(bigEndian: tuple.dport)) }
+        IPAddress(mapBytes: tuple.daddr, family: tuple.family).map { Backend(address: $0, port: UInt16(bigEndian: tuple.dport)) }
     }
 
     /// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns().

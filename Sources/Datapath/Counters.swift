@@ -18,18 +18,13 @@ extension Datapath {
     /// Every counter, summed over CPUs.
     public func counters() throws(BPFError) -> [PathCounter] {
         var result: [PathCounter] = []
-        for key in try counterMap.keys(as: sp_counter_key.self) {
+        let counters = try map(Layouts.counters)
+        for key in try counters.keys(as: sp_counter_key.self) {
             guard let path = PacketPath(rawValue: key.path) else { continue }
-            let perCPU = try counterMap.lookupPerCPU(key, as: sp_counter.self)
+            let perCPU = try counters.lookupPerCPU(key, as: sp_counter.self)
             result.append(PathCounter(ifindex: Int32(key.ifindex), path: path,
                                       packets: perCPU.reduce(0) { $0 + $1.packets }, bytes: perCPU.reduce(0) { $0 + $1.bytes }))
         }
         return result.sorted { ($0.ifindex, $0.path.rawValue) < ($1.ifindex, $1.path.rawValue) }
-    }
-
-    func forgetCounters(ifindex: Int32) throws(BPFError) {
-        for path in PacketPath.allCases {
-            try counterMap.delete(sp_counter_key(ifindex: UInt32(ifindex), path: path.rawValue))
-        }
     }
 }

@@ -13,68 +13,33 @@ import Glibc
 
 /// The node's BPF datapath as the store holds it: programs and maps pinned under
 /// `<store>/datapath`, per-pod links under `<store>/endpoints/<host device>`, uplink links under
-/// `<store>/uplinks/if<index>`.
+/// `<store>/uplinks/if<index>`. Each concern is a part of its own over the same pins: the pods'
+/// attachments and endpoints, the service maps, the node-wide attachments and address sets, and the
+/// connections the uplinks translated. This type loads, upgrades and unloads the whole.
 ///
 /// Loading and verifying happens once per node (and again only when a different build of the
 /// programs arrives, or a pin went missing); every later run opens just the pins it uses, when it
 /// first uses them.
-public final class Datapath {
-    public let store: EndpointStore
-    public var storeRoot: String { store.root }
-    var layout: StoreLayout { store.layout }
-    public let folder: String
-    private var openedMaps: [String: BPFMap] = [:]
-    private var openedPrograms: [String: BPFProgram] = [:]
+public struct Datapath: DatapathPart {
+    let pins: DatapathPins
+
+    private init(store: EndpointStore) { pins = DatapathPins(store: store) }
+
+    public var store: EndpointStore { pins.store }
+    public var storeRoot: String { pins.store.root }
+    public var folder: String { pins.folder }
     /// What removals found in the store's folders and left there, not being pins (a symlink, say):
     /// for the caller to report.
-    public internal(set) var leftAlone: [String] = []
+    public var leftAlone: [String] { pins.leftAlone }
 
-    private init(store: EndpointStore) {
-        self.store = store
-        folder = store.layout.path(.datapath)
-    }
-
-    /// The pinned map of `layout`, opened on first use and checked against the layout.
-    func map(_ layout: BPFMap.Layout) throws(BPFError) -> BPFMap {
-        if let map = openedMaps[layout.name] { return map }
-        guard let map = try BPFMap.open(at: "\(folder)/\(layout.name)", layout) else {
-            throw BPFError("the datapath map \(layout.name) is not pinned in \(folder) (swiftpath datapath load repairs it)",
-                             .noSuchFileOrDirectory, kind: .missingPin)
-        }
-        openedMaps[layout.name] = map
-        return map
-    }
-
-    /// The pinned program `name`, opened on first use.
-    func program(_ name: String) throws(BPFError) -> BPFProgram {
-        if let program = openedPrograms[name] { return program }
-        guard let program = try BPFProgram.pinned(at: "\(folder)/\(name)") else {
-            throw BPFError("the datapath program \(name) is not pinned in \(folder) (swiftpath datapath load repairs it)",
-                             .noSuchFileOrDirectory, kind: .missingPin)
-        }
-        openedPrograms[name] = program
-        return program
-    }
-
-    var podEgress: BPFProgram { get throws(BPFError) { try program(DatapathPrograms.podEgress) } }
-    var uplinkIngress: BPFProgram { get throws(BPFError) { try program(DatapathPrograms.uplinkIngress) } }
-    var endpoints4: BPFMap { get throws(BPFError) { try map(Layouts.endpoints4) } }
-    var endpoints6: BPFMap { get throws(BPFError) { try map(Layouts.endpoints6) } }
-    var podDevices: BPFMap { get throws(BPFError) { try map(Layouts.podDevices) } }
-    var counterMap: BPFMap { get throws(BPFError) { try map(Layouts.counters) } }
-    var node: BPFMap { get throws(BPFError) { try map(Layouts.node) } }
-    var cluster4: BPFMap { get throws(BPFError) { try map(Layouts.cluster4) } }
-    var cluster6: BPFMap { get throws(BPFError) { try map(Layouts.cluster6) } }
-    var uplinksMap: BPFMap { get throws(BPFError) { try map(Layouts.uplinks) } }
-    var servicesMap: BPFMap { get throws(BPFError) { try map(Layouts.services) } }
-    var slotsMap: BPFMap { get throws(BPFError) { try map(Layouts.slots) } }
-    var natMap: BPFMap { get throws(BPFError) { try map(Layouts.nat) } }
-    var unconfirmedNatMap: BPFMap { get throws(BPFError) { try map(Layouts.natNew) } }
-    var nodes4: BPFMap { get throws(BPFError) { try map(Layouts.nodes4) } }
-    var nodes6: BPFMap { get throws(BPFError) { try map(Layouts.nodes6) } }
-    var local4: BPFMap { get throws(BPFError) { try map(Layouts.local4) } }
-    var local6: BPFMap { get throws(BPFError) { try map(Layouts.local6) } }
-    var sourceRangesMap: BPFMap { get throws(BPFError) { try map(Layouts.sourceRanges) } }
+    /// The pods' attachments, endpoints, promotions and retired veths.
+    public var pods: PodAttachments { PodAttachments(pins: pins) }
+    /// The services' frontends, backend slots, source ranges and host ports.
+    public var services: ServiceMaps { ServiceMaps(pins: pins) }
+    /// What the datapath holds for the node as a whole: uplinks, address sets, masquerading, socket hooks.
+    public var node: NodeDatapath { NodeDatapath(pins: pins) }
+    /// The connections the uplinks translated, and the termination of sockets to departed backends.
+    public var connections: Connections { Connections(pins: pins) }
 
     /// What to do when the store holds the datapath of a newer swiftpath release than this binary's.
     public enum Downgrade: Sendable {
@@ -169,12 +134,12 @@ public final class Datapath {
         // Maps that start empty are refilled before any program that uses them runs.
         let datapath = Datapath(store: store)
         if loaded.freshMaps.contains(where: { $0.hasPrefix("sp_endpoints") || $0 == Layouts.podDevices.name }) {
-            try datapath.refillEndpoints(from: store.records())
+            try datapath.pods.refillEndpoints(from: store.records())
         }
         if loaded.freshMaps.contains(Layouts.services.name) || loaded.freshMaps.contains(Layouts.slots.name) {
-            try datapath.reprogramServices()
+            try datapath.services.reprogramServices()
         } else if loaded.freshMaps.contains(Layouts.sourceRanges.name) {
-            try datapath.refillSourceRanges()
+            try datapath.services.refillSourceRanges()
         }
         for (name, program) in loaded.programs.sorted(by: { $0.key < $1.key }) {
             try program.pin(at: "\(folder)/\(name)")
@@ -202,54 +167,12 @@ public final class Datapath {
                                                                   release: Release.current.packed))
     }
 
-    /// Rebuilds the endpoint maps from the records (after a layout change created them empty):
-    /// every attachment that has its veth, an ADD at work included.
-    private func refillEndpoints(from records: [EndpointRecord]) throws(BPFError) {
-        for record in records where record.hostIndex != 0 {
-            try addEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex,
-                            podMAC: record.podMAC, hostMAC: record.hostMAC)
-        }
-    }
-
     /// The folders of the store that hold link pins, one subfolder per device or cgroup.
     static let linkGroups: [StoreLayout.Folder] = [.podLinks, .uplinkLinks, .socketHookLinks]
 
     /// The link pins one level below `folder` (one subfolder per endpoint, uplink or cgroup).
     static func pinnedLinks(under folder: String) -> [String] {
         folderEntries(folder).flatMap { sub in folderEntries("\(folder)/\(sub)").map { "\(folder)/\(sub)/\($0)" } }
-    }
-
-
-    static func makeFolder(_ path: String) throws(BPFError) {
-        guard mkdir(path, 0o700) == 0 || Errno.current == .fileExists else {
-            throw BPFError("create \(path)", .current)
-        }
-    }
-}
-
-extension IPAddress {
-    /// The endpoint map key of an IPv4 address: its four bytes in network order.
-    var ipv4Key: UInt32 { bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) } }
-    var ipv6Key: sp_addr6 {
-        var key = sp_addr6()
-        withUnsafeMutableBytes(of: &key.addr) { $0.copyBytes(from: bytes) }
-        return key
-    }
-
-    init(ipv4Key: UInt32) { self = withUnsafeBytes(of: ipv4Key) { IPAddress(bytes: $0)! } }
-    init(ipv6Key: sp_addr6) { self = withUnsafeBytes(of: ipv6Key.addr) { IPAddress(bytes: $0)! } }
-}
-
-extension sp_endpoint {
-    init(ifindex: Int32, podMAC: MACAddress, hostMAC: MACAddress) {
-        self.init()
-        self.ifindex = UInt32(ifindex)
-        withUnsafeMutableBytes(of: &pod_mac) { $0.copyBytes(from: podMAC.bytes) }
-        withUnsafeMutableBytes(of: &host_mac) { $0.copyBytes(from: hostMAC.bytes) }
-    }
-
-    init(_ record: EndpointRecord) {
-        self.init(ifindex: record.hostIndex, podMAC: record.podMAC, hostMAC: record.hostMAC)
     }
 }
 

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPF
+import BPFObjects
 import NodeStore
 import CDatapathABI
 import NetAddress
 
-extension Datapath {
+extension PodAttachments {
     /// Makes `addresses` known to the datapath as the pod behind host device `hostIndex`, and the
     /// device as the pod's (for what it sends from addresses no map holds: link-local, unspecified).
     /// Done before the pod's link is attached, so its first packet is already recognised.
@@ -104,5 +105,21 @@ extension Datapath {
     /// How many addresses the endpoint maps hold, per family.
     public func endpointCounts() throws(BPFError) -> (v4: Int, v6: Int) {
         (try endpoints4.keys(as: UInt32.self).count, try endpoints6.keys(as: sp_addr6.self).count)
+    }
+
+    /// Rebuilds the endpoint maps from the records (after a layout change created them empty):
+    /// every attachment that has its veth, an ADD at work included.
+    func refillEndpoints(from records: [EndpointRecord]) throws(BPFError) {
+        for record in records where record.hostIndex != 0 {
+            try addEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex,
+                            podMAC: record.podMAC, hostMAC: record.hostMAC)
+        }
+    }
+
+    func forgetCounters(ifindex: Int32) throws(BPFError) {
+        let counters = try map(Layouts.counters)
+        for path in PacketPath.allCases {
+            try counters.delete(sp_counter_key(ifindex: UInt32(ifindex), path: path.rawValue))
+        }
     }
 }

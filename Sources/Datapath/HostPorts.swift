@@ -9,7 +9,7 @@ import CDatapathABI
 /// its teardown removes them. A Service programmed later on the same address and port takes the
 /// datapath entry over (the Service is the cluster's, the pod only a tenant of the node); the pod
 /// keeps its record, and its teardown then leaves the Service's entry alone.
-extension Datapath {
+extension ServiceMaps {
     /// Who already holds an address and port a pod asked for.
     public enum HostPortHolder: Equatable, Sendable, CustomStringConvertible {
         /// Another attachment's host port (its host device name).
@@ -39,7 +39,7 @@ extension Datapath {
                     if try store.isServiceOverHostPort(service) { continue }
                 } else {
                     if try store.serviceRecord(service) != nil { return (service, .service) }
-                    if try servicesMap.lookup(serviceKey(service), as: sp_service.self) != nil { return (service, .service) }
+                    if try servicesMap.lookup(sp_service_key(service), as: sp_service.self) != nil { return (service, .service) }
                 }
                 claimed.append((service, backend))
             }
@@ -66,7 +66,7 @@ extension Datapath {
                 }
                 try store.forgetHostPort(service)
             }
-            _ = try forgetConnections(departures)
+            _ = try Connections(pins: pins).forget(departures)
             return owned
         }
     }

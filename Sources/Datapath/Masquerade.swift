@@ -8,13 +8,13 @@ import SystemCallSupport
 
 /// Masquerading: the programs hand traffic for destinations outside the cluster CIDRs to the
 /// stack (counted as stack_masquerade), where one nftables table swiftpath owns rewrites its source.
-extension Datapath {
+extension NodeDatapath {
     public static let nftTable = "swiftpath"
 
     /// Makes the node's masquerading what the config says. Cheap when nothing changed (one map
     /// lookup and one trie walk); otherwise rewrites the maps and the nftables table.
     public func configureMasquerade(enabled: Bool, clusterCIDRs: [IPPrefix]) throws(DatapathError) {
-        let node = try bpf { () throws(BPFError) in try self.node.lookup(UInt32(0), as: sp_node_config.self) } ?? sp_node_config()
+        let node = try bpf { () throws(BPFError) in try nodeConfig.lookup(UInt32(0), as: sp_node_config.self) } ?? sp_node_config()
         let wasEnabled = node.flags & SP_NODE_MASQUERADE != 0
         let current = try bpf { () throws(BPFError) in try clusterPrefixes() }
         let wanted = Set(clusterCIDRs.map { IPPrefix(address: $0.network, length: $0.length)! })
@@ -28,7 +28,7 @@ extension Datapath {
         try bpf { () throws(BPFError) in
             for prefix in current.subtracting(wanted) { try removeClusterPrefix(prefix) }
             for prefix in wanted.subtracting(current) { try addClusterPrefix(prefix) }
-            try self.node.upsert(UInt32(0), sp_node_config(flags: enabled ? SP_NODE_MASQUERADE : 0, reserved: 0))
+            try nodeConfig.upsert(UInt32(0), sp_node_config(flags: enabled ? SP_NODE_MASQUERADE : 0, reserved: 0))
         }
         if !enabled && wasEnabled { try nftables { () throws(NFTablesError) in try NFTables.deleteTable(Self.nftTable) } }
     }
@@ -79,7 +79,7 @@ extension Datapath {
     }
 
     public var masqueradeEnabled: Bool {
-        ((try? node.lookup(UInt32(0), as: sp_node_config.self))??.flags ?? 0) & SP_NODE_MASQUERADE != 0
+        ((try? nodeConfig.lookup(UInt32(0), as: sp_node_config.self))??.flags ?? 0) & SP_NODE_MASQUERADE != 0
     }
 
     func clusterPrefixes() throws(BPFError) -> Set<IPPrefix> {

@@ -40,10 +40,10 @@ public struct NodeSetup: Sendable {
         let datapath = try bpf { () throws(BPFError) in try Datapath.open(store: store, object: object) }
         let attachments = try bpf { () throws(BPFError) in
             try store.withLock { () throws(DatapathError) in
-                let attachments = try bpf { () throws(BPFError) in try datapath.ensureUplinks(uplinks, policy: attachPolicy) }
-                try datapath.configureMasquerade(enabled: masquerade, clusterCIDRs: clusterCIDRs)
-                if let socketCgroup { try datapath.ensureSocketHooks(cgroup: socketCgroup) }
-                if socketLB { try datapath.configureSocketLB(skipNodeNetns: !balanceNodeProcesses) }
+                let attachments = try bpf { () throws(BPFError) in try datapath.node.ensureUplinks(uplinks, policy: attachPolicy) }
+                try datapath.node.configureMasquerade(enabled: masquerade, clusterCIDRs: clusterCIDRs)
+                if let socketCgroup { try datapath.node.ensureSocketHooks(cgroup: socketCgroup) }
+                if socketLB { try datapath.node.configureSocketLB(skipNodeNetns: !balanceNodeProcesses) }
                 return attachments
             }
         }

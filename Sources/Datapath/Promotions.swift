@@ -14,7 +14,7 @@ import Glibc
 /// agent then attaches the pod's tcx link off ADD's path and takes the filter away. Both run the
 /// same program on the same maps, and tcx runs before tc, so the pod's packets see no change.
 /// Without the agent nothing is promoted and the pod keeps its tc filter, as `attachMode: tc` would.
-extension Datapath {
+extension PodAttachments {
     var promotionFolder: String { Self.promotionFolder(storeRoot: storeRoot) }
 
     /// The folder of requests in the store at `storeRoot`, which the agent watches.
@@ -30,8 +30,8 @@ extension Datapath {
 
     /// Asks the agent to move the pod of `hostName` from its tc filter to a tcx link.
     public func requestPromotion(hostName: String) throws(BPFError) {
-        try Self.makeFolder(promotionFolder)
-        try Self.makeFolder("\(promotionFolder)/\(hostName)")
+        try makeFolder(promotionFolder)
+        try makeFolder("\(promotionFolder)/\(hostName)")
     }
 
     /// Withdraws a request (DEL, GC): the pod is going.
@@ -88,7 +88,7 @@ extension Datapath {
     private func promote(_ wired: EndpointRecord) throws(BPFError) -> Bool {
         // A device index means another device in another netns: the device must be the record's,
         // here, under its name (which a DEL that retires it changes).
-        guard Self.isPromotable(wired), Self.deviceName(wired.hostIndex) == wired.hostName else { return false }
+        guard Self.isPromotable(wired), deviceName(wired.hostIndex) == wired.hostName else { return false }
         let link: BPFLink
         do { link = try BPFLink.attachTCX(try podEgress, ifindex: wired.hostIndex, direction: .ingress) } catch where error.kind != .missingPin {
             // The device is gone, or the kernel has no tcx: the pod stays on tc.
@@ -99,7 +99,7 @@ extension Datapath {
             // DEL holds the claim, so none runs now; the name is looked at again all the same.
             guard let current = try store.record(containerID: wired.containerID, ifname: wired.ifname),
                   Self.isPromotable(current), current.hostIndex == wired.hostIndex,
-                  Self.deviceName(current.hostIndex) == current.hostName else { return false }
+                  deviceName(current.hostIndex) == current.hostName else { return false }
             // An upgrade in place while the link was made swapped the programs behind the pins: the
             // link takes the build now pinned, as the upgrade would have given it.
             if let pinned = try BPFProgram.pinned(at: "\(self.folder)/\(DatapathPrograms.podEgress)"), pinned.id != link.info.programID {

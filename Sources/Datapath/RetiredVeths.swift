@@ -27,7 +27,7 @@ public enum RetiredVeths {
     public static func name(hostIndex: Int32) -> String { "spr\(hostIndex)" }
 }
 
-extension Datapath {
+extension PodAttachments {
     /// The store's folder of retired veths, one subfolder per retired veth, named for it. A
     /// subfolder tells the reaper there is something to delete, and holds the veth's link.
     var retiredFolder: String { layout.path(.retired) }
@@ -35,12 +35,12 @@ extension Datapath {
     /// Records a veth just retired under `retired/<retired name>`, moving its pod link there.
     /// Where the link cannot be moved, it is unpinned, detaching it now.
     public func markRetired(hostName: String, retiredName: String) throws(BPFError) {
-        try Self.makeFolder(retiredFolder)
+        try makeFolder(retiredFolder)
         let marker = "\(retiredFolder)/\(retiredName)"
         if hasPodLink(hostName), rename(endpointFolder(hostName), marker) != 0 {
             try removeLinkFolder(endpointFolder(hostName))
         }
-        try Self.makeFolder(marker)
+        try makeFolder(marker)
     }
 
     /// Deletes the retired veths of `netlink`'s netns in one request, then unpins the links of
@@ -64,7 +64,7 @@ extension Datapath {
                     guard let opened = try retired.subfolder(name) else { continue }
                     folder = opened
                 } catch where error.kind == .untrusted {
-                    leftAlone.append(error.description)
+                    pins.leftAlone.append(error.description)
                     continue
                 }
                 for pin in try folder.entries() where try folder.kind(of: pin) == .pin {

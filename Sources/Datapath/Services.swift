@@ -10,7 +10,17 @@ import NetAddress
 public typealias ServiceProgram = (service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic,
                                    sourceRanges: SourceRanges)
 
-extension Datapath {
+/// The services as the datapath balances them: each frontend's entry, its backends' slots, the
+/// source ranges admitted from outside, and the pods' host ports (frontends of their own).
+public struct ServiceMaps: DatapathPart {
+    let pins: DatapathPins
+
+    var servicesMap: BPFMap { get throws(BPFError) { try map(Layouts.services) } }
+    var slotsMap: BPFMap { get throws(BPFError) { try map(Layouts.slots) } }
+    var sourceRangesMap: BPFMap { get throws(BPFError) { try map(Layouts.sourceRanges) } }
+}
+
+extension ServiceMaps {
     /// Creates or replaces `service`'s backends, in the store's record and in the datapath. The
     /// new set is written under a fresh id first and the service entry swapped to it in one map
     /// update: a connect sees the old set or the new one. An empty set keeps the service, refusing
@@ -83,7 +93,7 @@ extension Datapath {
     /// Writes `service` into the datapath's maps (not into the store's record): its backends' slots,
     /// then those of its local backends for outside clients (externalTrafficPolicy Local).
     private func program(_ service: Service, backends: [Backend], affinitySeconds: UInt32, external: ExternalTraffic) throws(BPFError) {
-        let key = serviceKey(service)
+        let key = sp_service_key(service)
         let services = try servicesMap, slots = try slotsMap
         let previous = try services.lookup(key, as: sp_service.self)
         var id = UInt32.random(in: 1...UInt32.max)
@@ -91,7 +101,7 @@ extension Datapath {
         var slot: UInt32 = 0
         for backend in backends + external.localBackends {
             for _ in 0..<backend.weight {
-                try slots.upsert(sp_slot_key(id: id, slot: slot), backendValue(backend))
+                try slots.upsert(sp_slot_key(id: id, slot: slot), sp_backend(backend))
                 slot += 1
             }
         }
@@ -113,7 +123,7 @@ extension Datapath {
     public func deleteService(_ service: Service) throws(BPFError) -> [Backend]? {
         try store.withLockOrThrow { () throws(BPFError) -> [Backend]? in
             let recorded = try store.serviceRecord(service)
-            let key = serviceKey(service)
+            let key = sp_service_key(service)
             let previous = try servicesMap.lookup(key, as: sp_service.self)
             guard recorded != nil || previous != nil else { return nil }
             let tookHostPortOver = try store.isServiceOverHostPort(service)
@@ -135,7 +145,7 @@ extension Datapath {
 
     /// The backends the datapath has for `service` (a service programmed before the store kept records).
     private func programmedBackends(_ service: Service) throws(BPFError) -> [Backend] {
-        guard let value = try servicesMap.lookup(serviceKey(service), as: sp_service.self) else { return [] }
+        guard let value = try servicesMap.lookup(sp_service_key(service), as: sp_service.self) else { return [] }
         return try slotBackends(of: value)
     }
 
@@ -153,11 +163,11 @@ extension Datapath {
 
     /// Every service with its backends (weights recovered from the slots), its affinity timeout and
     /// its external traffic.
-    public func services() throws(BPFError) -> [ServiceProgram] {
+    public func programs() throws(BPFError) -> [ServiceProgram] {
         var result: [ServiceProgram] = []
         let admitted = try admittedSources()
         for key in try servicesMap.keys(as: sp_service_key.self) {
-            guard let value = try servicesMap.lookup(key, as: sp_service.self), let service = Self.service(key) else { continue }
+            guard let value = try servicesMap.lookup(key, as: sp_service.self), let service = Service(mapKey: key) else { continue }
             let external: ExternalTraffic = value.flags & SP_SERVICE_EXTERNAL == 0 ? .none
                 : value.flags & SP_SERVICE_EXTERNAL_LOCAL == 0 ? .cluster
                 : .local(try slotBackends(of: value.id, slots: value.slots..<(value.slots + value.external_slots)))
@@ -178,7 +188,7 @@ extension Datapath {
             let failures = written.failures
             let wanted = Set(desired.map(\.service))
             let existing = Set(try store.recordedServices().map(\.service))
-                .union(try servicesMap.keys(as: sp_service_key.self).compactMap(Self.service))
+                .union(try servicesMap.keys(as: sp_service_key.self).compactMap { Service(mapKey: $0) })
             var deleted = 0
             for service in existing.subtracting(wanted).subtracting(hostPorts).sorted(by: { $0.description < $1.description }) {
                 departures += (try deleteService(service) ?? []).map { (service, $0) }
@@ -198,7 +208,7 @@ extension Datapath {
         var order: [Backend] = []
         for slot in slots {
             guard let raw = try slotsMap.lookup(sp_slot_key(id: id, slot: slot), as: sp_backend.self),
-                  let backend = Self.backend(raw) else { continue }
+                  let backend = Backend(mapValue: raw) else { continue }
             if weights[backend] == nil { order.append(backend) }
             weights[backend, default: 0] += 1
         }
@@ -207,39 +217,5 @@ extension Datapath {
 
     private func deleteSlots(_ service: sp_service) throws(BPFError) {
         for slot in 0..<(service.slots + service.external_slots) { try slotsMap.delete(sp_slot_key(id: service.id, slot: slot)) }
-    }
-
-    func serviceKey(_ service: Service) -> sp_service_key {
-        var key = sp_service_key()
-        withUnsafeMutableBytes(of: &key.addr) { $0.copyBytes(from: service.address.bytes) }
-        key.port = service.port.bigEndian
-        key.proto = service.proto.number
-        key.family = service.address.family.rawValue
-        return key
-    }
-
-    func backendValue(_ backend: Backend) -> sp_backend {
-        var value = sp_backend()
-        withUnsafeMutableBytes(of: &value.addr) { $0.copyBytes(from: backend.address.bytes) }
-        value.port = backend.port.bigEndian
-        value.family = backend.address.family.rawValue
-        return value
-    }
-
-    static func service(_ key: sp_service_key) -> Service? {
-        guard let proto = Service.TransportProtocol.allCases.first(where: { $0.number == key.proto }),
-              let address = address(key.addr, family: key.family) else { return nil }
-        return Service(address: address, port: UInt16(bigEndian: key.port), proto: proto)
-    }
-
-    static func backend(_ value: sp_backend) -> Backend? {
-        address(value.addr, family: value.family).map { Backend(address: $0, port: UInt16(bigEndian: value.port)) }
-    }
-
-    /// An address as the maps hold it: 16 bytes, IPv4 in the first four; `family` 4 or 6.
-    static func address(_ bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                                  UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8), family: UInt8) -> IPAddress? {
-        guard let family = IPAddress.Family(rawValue: family) else { return nil }
-        return withUnsafeBytes(of: bytes) { IPAddress(bytes: $0.prefix(family.byteCount)) }
     }
 }

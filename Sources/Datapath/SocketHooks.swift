@@ -14,7 +14,7 @@ import Glibc
 
 /// The cgroup socket hooks of the load balancer: attached to a cgroup v2 directory (inherited by
 /// every cgroup below it), their links pinned at `<store>/socketlb/cg<cgroup id>/<program>`.
-extension Datapath {
+extension NodeDatapath {
     /// The datapath's cgroup programs, each with the hook its section names (libbpf's reading of
     /// `SEC("cgroup/connect4")`, as when it attaches by section).
     static let socketHooks: [(program: String, attachType: bpf_attach_type)] =
@@ -38,8 +38,8 @@ extension Datapath {
         }
         defer { try? directory.close() }
         try bpf { () throws(BPFError) in
-            try Self.makeFolder(layout.path(.socketHookLinks))
-            try Self.makeFolder(folder)
+            try makeFolder(layout.path(.socketHookLinks))
+            try makeFolder(folder)
             for hook in missing {
                 try BPFLink.attachCgroup(program(hook.program), cgroup: directory, attachType: hook.attachType)
                     .pin(at: "\(folder)/\(hook.program)")

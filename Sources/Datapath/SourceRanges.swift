@@ -19,14 +19,14 @@ struct AdmittedSources: Equatable {
 /// A range entry without the refusal beside it changes nothing, which is what makes every order
 /// of writes below safe to stop half-way: the next write, or the agent's next comparison (which
 /// reads such an address as open), finishes the job.
-extension Datapath {
+extension ServiceMaps {
     private static let frontendBits = UInt32(8 * MemoryLayout<sp_service_key>.size)
 
     /// Restricts `service` to clients inside `ranges` (effective: its family's, none the whole
     /// family), where the trie held `admitted`: the new ranges in first, then the refusal of the
     /// rest, then the ranges no longer wanted out, so that a client of both sets is never refused.
     func restrict(_ service: Service, to ranges: [IPPrefix], admitted: AdmittedSources) throws(BPFError) {
-        let frontend = serviceKey(service)
+        let frontend = sp_service_key(service)
         let map = try sourceRangesMap
         let wanted = Set(ranges), held = Set(admitted.ranges)
         for range in wanted.subtracting(held) { try map.upsert(rangeKey(frontend, range), UInt8(SP_SOURCE_ALLOWED)) }
@@ -37,7 +37,7 @@ extension Datapath {
     /// Opens `service` to every client: the refusal goes first, then the range entries known of;
     /// any other left from an interrupted write changes nothing without the refusal.
     func unrestrict(_ service: Service, admitting ranges: [IPPrefix]) throws(BPFError) {
-        let frontend = serviceKey(service)
+        let frontend = sp_service_key(service)
         let map = try sourceRangesMap
         try map.delete(deniedKey(frontend))
         for range in ranges { try map.delete(rangeKey(frontend, range)) }
@@ -47,12 +47,12 @@ extension Datapath {
     func admittedSources() throws(BPFError) -> [Service: AdmittedSources] {
         var result: [Service: AdmittedSources] = [:]
         for key in try sourceRangesMap.keys(as: sp_source_range_key.self) {
-            guard let service = Self.service(key.frontend) else { continue }
+            guard let service = Service(mapKey: key.frontend) else { continue }
             guard key.prefixlen > Self.frontendBits else {
                 result[service, default: AdmittedSources()].restricted = true
                 continue
             }
-            guard let address = Self.address(key.addr, family: key.frontend.family),
+            guard let address = IPAddress(mapBytes: key.addr, family: key.frontend.family),
                   let range = IPPrefix(address: address, length: Int(key.prefixlen - Self.frontendBits)) else { continue }
             result[service, default: AdmittedSources()].ranges.append(range)
         }

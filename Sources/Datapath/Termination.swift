@@ -23,7 +23,7 @@ public struct TerminationSweep: Equatable, Sendable {
 }
 
 /// Terminating the sockets that still talk to backends which left their service.
-extension Datapath {
+extension Connections {
     /// Aborts every TCP and UDP socket the load balancer translated to one of `departures`, in the
     /// caller's netns and in every netns of `namespaces` (the pods'), with bpf_sock_destroy() run
     /// from socket iterators. Sockets to other backends, and sockets the LB did not translate, are
@@ -42,7 +42,7 @@ extension Datapath {
         let departuresMap = try loaded.privateMap(Layouts.departures)
         let terminated = try loaded.privateMap(Layouts.terminated)
         for departure in departures {
-            try departuresMap.upsert(sp_departure(service: serviceKey(departure.service), backend: backendValue(departure.backend)), UInt8(1))
+            try departuresMap.upsert(sp_departure(service: sp_service_key(departure.service), backend: sp_backend(departure.backend)), UInt8(1))
         }
 
         var links: [BPFLink] = []
@@ -73,7 +73,7 @@ extension Datapath {
     private func anySocketTranslated(to backends: [Backend]) throws(BPFError) -> Bool {
         let departed = Set(backends.map(\.endpoint))
         return try map(Layouts.translations).keys(as: sp_translation_key.self).contains { key in
-            Self.backend(key.backend).map { departed.contains($0.endpoint) } ?? false
+            Backend(mapValue: key.backend).map { departed.contains($0.endpoint) } ?? false
         }
     }
 
@@ -86,7 +86,7 @@ extension Datapath {
     private func forgetChoices(of departures: [(service: Service, backend: Backend)]) throws(BPFError) {
         let gone = Set(departures.map { "\($0.service)|\($0.backend.endpoint)" })
         func departed(_ key: sp_service_key, _ value: sp_backend) -> Bool {
-            guard let service = Self.service(key), let backend = Self.backend(value) else { return false }
+            guard let service = Service(mapKey: key), let backend = Backend(mapValue: value) else { return false }
             return gone.contains("\(service)|\(backend.endpoint)")
         }
         try map(Layouts.sticky).removeAll(keys: sp_sticky_key.self, values: sp_backend.self) {

@@ -58,8 +58,8 @@ extension Datapath {
             programs: programs,
             podAttachments: Self.pinnedLinks(under: layout.path(.podLinks)).count,
             socketHookCgroups: folderEntries(layout.path(.socketHookLinks)),
-            uplinks: (try? uplinks()) ?? [],
-            endpointAddresses: try? endpointCounts(),
+            uplinks: (try? node.uplinks()) ?? [],
+            endpointAddresses: try? pods.endpointCounts(),
             problems: problems)
     }
 
@@ -69,18 +69,18 @@ extension Datapath {
     /// loaded again. Works on a damaged store too: what cannot be read is removed without being read.
     public func unload(podAttachments: [(hostName: String, hostIndex: Int32, mode: AttachMode)],
                        netlink: NetlinkSocket) throws(DatapathError) {
-        try reapRetiredVeths(netlink)
+        try pods.reapRetiredVeths(netlink)
         try bpf { () throws(BPFError) in
             for pod in podAttachments {
-                try detachPod(hostName: pod.hostName, hostIndex: pod.hostIndex, mode: pod.mode)
+                try pods.detachPod(hostName: pod.hostName, hostIndex: pod.hostIndex, mode: pod.mode)
             }
             // Link pins the records do not know of (a crashed ADD) go too.
             for name in folderEntries(layout.path(.podLinks)) {
-                try detachPod(hostName: name, hostIndex: nil, mode: .tcx)
+                try pods.detachPod(hostName: name, hostIndex: nil, mode: .tcx)
             }
-            for uplink in (try? uplinks()) ?? [] { try detachUplink(ifindex: uplink.ifindex) }
+            for uplink in (try? node.uplinks()) ?? [] { try node.detachUplink(ifindex: uplink.ifindex) }
         }
-        if masqueradeEnabled { try nftables { () throws(NFTablesError) in try NFTables.deleteTable(Self.nftTable) } }
+        if node.masqueradeEnabled { try nftables { () throws(NFTablesError) in try NFTables.deleteTable(NodeDatapath.nftTable) } }
         try bpf { () throws(BPFError) in try removePins() }
     }
 
@@ -91,8 +91,8 @@ extension Datapath {
         // A retired veth still alive here is in another netns than the node's: its link detaches.
         for group in Self.linkGroups + [.retired, .promotions] {
             for name in folderEntries(layout.path(group)) { try removeLinkFolder("\(layout.path(group))/\(name)") }
-            if try root.kind(of: group.rawValue) == .other { leftAlone.append(layout.path(group)) } else { try root.removeFolder(group.rawValue) }
+            if try root.kind(of: group.rawValue) == .other { pins.leftAlone.append(layout.path(group)) } else { try root.removeFolder(group.rawValue) }
         }
-        leftAlone += try root.removePinFolder(String(folder.dropFirst(storeRoot.count + 1)))
+        pins.leftAlone += try root.removePinFolder(String(folder.dropFirst(storeRoot.count + 1)))
     }
 }

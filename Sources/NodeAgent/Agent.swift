@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import BPF
 import Datapath
+import KubeProxyDetection
 import Foundation
 import KubernetesAPI
 import Logging
@@ -169,10 +170,10 @@ public actor Agent {
             }
         }
         let promoter = Task.detached { [settings, metrics, logger] in
-            let requests = FolderWakeups(folder: Datapath.promotionFolder(storeRoot: settings.storeRoot),
+            let requests = FolderWakeups(folder: PodAttachments.promotionFolder(storeRoot: settings.storeRoot),
                                          interval: settings.promotionMilliseconds * 1_000_000)
             for await _ in requests.wakeups {
-                if !requests.isWatching, Datapath.preparePromotions(storeRoot: settings.storeRoot) { requests.watchIfPossible() }
+                if !requests.isWatching, PodAttachments.preparePromotions(storeRoot: settings.storeRoot) { requests.watchIfPossible() }
                 // Each attach blocks its thread through a grace period: not one of the tasks' threads.
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                     Self.promotionQueue.async {
@@ -254,15 +255,15 @@ public actor Agent {
         }
     }
 
-    /// Moves the pods ADD started on tc to their tcx links (see `Datapath.requestPromotion`). Off
+    /// Moves the pods ADD started on tc to their tcx links (see `PodAttachments.requestPromotion`). Off
     /// the actor: every attach waits for a grace period.
     private static func promoteRequestedPods(settings: AgentSettings, metrics: AgentMetrics, logger: Logger) {
-        let requested = Datapath.requestedPromotions(storeRoot: settings.storeRoot)
+        let requested = PodAttachments.requestedPromotions(storeRoot: settings.storeRoot)
         guard !requested.isEmpty else { return }
         do throws(BPFError) {
             guard let store = try EndpointStore.openExisting(root: settings.storeRoot),
                   let datapath = Datapath.openExisting(store: store) else { return }
-            let promoted = try datapath.promotePods(requested, patience: settings.promotionPatienceSeconds)
+            let promoted = try datapath.pods.promotePods(requested, patience: settings.promotionPatienceSeconds)
             metrics.podsPromoted.increment(by: Int64(promoted.count))
         } catch {
             logger.warning("moving pods to tcx failed", metadata: ["error": "\(error)"])
@@ -280,7 +281,7 @@ public actor Agent {
                 if presence != nil { logger.info("announced to the plugin: ADDs start pods on tc for the agent to move to tcx, DELs retire their veths for it to delete") }
             }
             guard let datapath = Datapath.openExisting(store: store) else { return }
-            let reaped = try datapath.reapRetiredVeths(try netlink(), everything: everything)
+            let reaped = try datapath.pods.reapRetiredVeths(try netlink(), everything: everything)
             metrics.retiredVethsReaped.increment(by: Int64(reaped))
         } catch {
             logger.warning("deleting retired veths failed", metadata: ["error": "\(error)"])
@@ -391,7 +392,7 @@ public actor Agent {
         if datapathReady && neverMasqueraded != writtenNodeAddresses {
             await step("node addresses") { () throws(StepError) in
                 writtenNodeAddresses = nil
-                try withDatapath { datapath throws(BPFError) in try datapath.setClusterNodeAddresses(neverMasqueraded) }
+                try withDatapath { datapath throws(BPFError) in try datapath.node.setClusterNodeAddresses(neverMasqueraded) }
                 writtenNodeAddresses = neverMasqueraded
             }
         }
@@ -399,7 +400,7 @@ public actor Agent {
         if datapathReady && !own.isEmpty && own != writtenOwnAddresses {
             await step("own addresses") { () throws(StepError) in
                 writtenOwnAddresses = nil
-                try withDatapath { datapath throws(BPFError) in try datapath.setOwnAddresses(own) }
+                try withDatapath { datapath throws(BPFError) in try datapath.node.setOwnAddresses(own) }
                 writtenOwnAddresses = own
             }
         }
@@ -575,8 +576,8 @@ public actor Agent {
         do { store = try EndpointStore.open(root: settings.storeRoot) } catch { throw .datapath(.bpf(error)) }
         do {
             let (datapath, _) = try setup.ensure(store: store)
-            if try datapath.restoreMasqueradeTable() {
-                logger.warning("masquerade table inet \(Datapath.nftTable) was gone or changed: written again")
+            if try datapath.node.restoreMasqueradeTable() {
+                logger.warning("masquerade table inet \(NodeDatapath.nftTable) was gone or changed: written again")
             }
         } catch {
             throw .datapath(error)

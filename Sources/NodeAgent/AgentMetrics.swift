@@ -116,7 +116,7 @@ public final class AgentMetrics: Sendable {
 
     /// The pod addresses in the endpoint maps, by family.
     private static func endpointFigures(_ datapath: Datapath) -> String {
-        guard let endpoints = try? datapath.endpointCounts() else { return "" }
+        guard let endpoints = try? datapath.pods.endpointCounts() else { return "" }
         return "# HELP swiftpath_endpoints Pod addresses in the datapath's endpoint maps\n# TYPE swiftpath_endpoints gauge\n"
             + "swiftpath_endpoints{family=\"ipv4\"} \(endpoints.v4)\nswiftpath_endpoints{family=\"ipv6\"} \(endpoints.v6)\n"
     }
@@ -126,7 +126,7 @@ public final class AgentMetrics: Sendable {
     /// (swiftpath_agent_connections_evicted_total), drops the programs (the `drop_no_snat_port` path).
     private static func connectionTableFigures(_ datapath: Datapath) -> String {
         var text = ""
-        if let occupancy = try? datapath.connectionTableOccupancy() {
+        if let occupancy = try? datapath.connections.occupancy() {
             text += "# HELP swiftpath_translated_connections Connections from outside the uplinks translated to a backend\n"
             text += "# TYPE swiftpath_translated_connections gauge\nswiftpath_translated_connections \(occupancy.connections)\n"
             text += "# HELP swiftpath_connection_table_entries Entries in the uplinks' connection tables, two per connection\n"

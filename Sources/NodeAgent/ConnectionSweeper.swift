@@ -20,6 +20,6 @@ final class ConnectionSweeper: @unchecked Sendable {
             datapath = try EndpointStore.openExisting(root: storeRoot).flatMap(Datapath.openExisting)
             build = loaded
         }
-        return try datapath?.expireConnections(timeouts)
+        return try datapath?.connections.expire(timeouts)
     }
 }

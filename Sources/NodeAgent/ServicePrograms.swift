@@ -26,7 +26,7 @@ enum ServicePrograms {
         let datapath = try Datapath.open(store: store)
         let hostPorts = try store.offeredHostPorts()
         var entries: [NodeStore.Service: ServiceTable.Entry] = [:]
-        for entry in try datapath.services() where hostPorts[entry.service] == nil {
+        for entry in try datapath.services.programs() where hostPorts[entry.service] == nil {
             let external: ExternalTraffic = switch entry.external {
             case .local(let local): .local(local.sorted { ($0.address, $0.port) < ($1.address, $1.port) })
             case let other: other
@@ -44,19 +44,19 @@ enum ServicePrograms {
         // A Service wins over a pod's host port on the same address and port: the address is the
         // cluster's. The pod keeps its record of the host port; its teardown leaves the Service.
         let hostPorts = try store.offeredHostPorts()
-        let written = try datapath.setServices(changes.set.map { service, entry in
+        let written = try datapath.services.setServices(changes.set.map { service, entry in
             (service, entry.backends, entry.affinitySeconds, entry.external, entry.sourceRanges)
         })
         var departures = written.departures
         let failures = written.failures
         for service in changes.delete where hostPorts[service] == nil {
-            departures += (try datapath.deleteService(service) ?? []).map { (service, $0) }
+            departures += (try datapath.services.deleteService(service) ?? []).map { (service, $0) }
         }
         var outcome = Outcome(written: changes.set.count - failures.count, deleted: changes.delete.count, departed: departures.count)
         if !departures.isEmpty {
-            try datapath.forgetConnections(departures)
+            try datapath.connections.forget(departures)
             let namespaces = try store.records().map(\.netns).filter { !$0.isEmpty }
-            let sweep = try datapath.terminate(departures: departures, namespaces: namespaces)
+            let sweep = try datapath.connections.terminate(departures: departures, namespaces: namespaces)
             outcome.terminated = sweep.terminated
             outcome.unreachable = sweep.unreachable.map { "\($0.path): \($0.error)" }
         }

@@ -4,6 +4,7 @@ import BPFObjects
 import BPF
 import NodeStore
 import Datapath
+import KubeProxyDetection
 import Netlink
 
 struct DatapathCommand: ParsableCommand {
@@ -96,8 +97,8 @@ struct DatapathCommand: ParsableCommand {
                                              connectionTable: connectionTableEntries.map(ConnectionTableSize.init))
             let netlink = try NetlinkSocket()
             // The node's own addresses, refused as sources from outside (the agent keeps them current).
-            try datapath.setOwnAddresses(Set(try netlink.addresses().map(\.address)))
-            let restored = try datapath.restore(try opened.records(), hostIndexExists: { index, name in
+            try datapath.node.setOwnAddresses(Set(try netlink.addresses().map(\.address)))
+            let restored = try datapath.pods.restore(try opened.records(), hostIndexExists: { index, name in
                 (try? netlink.link(index: index))??.name == name
             }, policy: .auto)
             for record in restored { try opened.update(record) }
@@ -108,7 +109,7 @@ struct DatapathCommand: ParsableCommand {
                     guard let link = try netlink.link(named: name) else { throw ValidationError("no device \(name)") }
                     uplinks.append((name, link.index))
                 }
-                try datapath.ensureUplinks(uplinks, policy: .auto)
+                try datapath.node.ensureUplinks(uplinks, policy: .auto)
             }
             let now = BPFObject.datapath.hash
             print(before?.object_hash == now ? (damaged ? "datapath \(hex(now)) repaired" : "datapath \(hex(now)) already loaded")

@@ -32,7 +32,7 @@ struct ServiceCommand: ParsableCommand {
     static func terminate(_ departures: [(service: Service, backend: Backend)], datapath: Datapath, store: EndpointStore) throws {
         guard !departures.isEmpty else { return }
         let namespaces = try store.records().map(\.netns).filter { !$0.isEmpty }
-        let sweep = try datapath.terminate(departures: departures, namespaces: namespaces)
+        let sweep = try datapath.connections.terminate(departures: departures, namespaces: namespaces)
         print("terminated \(sweep.terminated) socket(s) of \(departures.count) departed backend(s)")
         for (path, error) in sweep.unreachable { print("netns \(path) not swept: \(error)") }
     }
@@ -87,10 +87,10 @@ struct ServiceCommand: ParsableCommand {
             guard sourceRanges.isEmpty || external else { throw ValidationError("--source-range limits outside clients: it needs --external") }
             let ranges = sourceRanges.isEmpty ? nil : try ServiceCommand.parseSourceRanges(sourceRanges, for: service)
             let (opened, datapath) = try ServiceCommand.open(store.root)
-            let departed = try datapath.setService(service, backends: backends, affinitySeconds: affinity,
+            let departed = try datapath.services.setService(service, backends: backends, affinitySeconds: affinity,
                                                    external: external ? .cluster : .none, sourceRanges: ranges)
             print("\(service) -> \(backends.isEmpty ? "no backend (connections refused)" : backends.map(\.description).joined(separator: " "))")
-            try datapath.forgetConnections(departed.map { (service, $0) })
+            try datapath.connections.forget(departed.map { (service, $0) })
             try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, store: opened)
         }
     }
@@ -103,12 +103,12 @@ struct ServiceCommand: ParsableCommand {
         func run() throws {
             let service = try ServiceCommand.parseService(self.service)
             let (opened, datapath) = try ServiceCommand.open(store.root)
-            guard let departed = try datapath.deleteService(service) else {
+            guard let departed = try datapath.services.deleteService(service) else {
                 print("no service \(service)")
                 return
             }
             print("deleted \(service)")
-            try datapath.forgetConnections(departed.map { (service, $0) })
+            try datapath.connections.forget(departed.map { (service, $0) })
             try ServiceCommand.terminate(departed.map { (service, $0) }, datapath: datapath, store: opened)
         }
     }
@@ -121,7 +121,7 @@ struct ServiceCommand: ParsableCommand {
 
         func run() throws {
             guard let datapath = try ServiceCommand.loaded(store.root, output: output) else { return }
-            let services = try datapath.services()
+            let services = try datapath.services.programs()
             // A host port a Service took over is listed as the Service's.
             let hostPorts = try datapath.store.offeredHostPorts()
             if output == .json {
@@ -174,9 +174,9 @@ struct ServiceCommand: ParsableCommand {
                         try view.sourceRanges.map { ranges throws in try ServiceCommand.parseSourceRanges(ranges, for: service) })
             }
             let (opened, datapath) = try ServiceCommand.open(store.root)
-            let result = try datapath.applyServices(desired)
+            let result = try datapath.services.applyServices(desired)
             print("\(result.set) service(s) set, \(result.deleted) deleted")
-            try datapath.forgetConnections(result.departures)
+            try datapath.connections.forget(result.departures)
             try ServiceCommand.terminate(result.departures, datapath: datapath, store: opened)
             if let failure = result.failures.first {
                 throw ValidationError("\(result.failures.count) service(s) not set, \(failure.service) first: \(failure.error)")
@@ -195,7 +195,7 @@ extension ServiceCommand {
 
         func run() throws {
             guard let datapath = try ServiceCommand.loaded(store.root, output: output) else { return }
-            let connections = try datapath.translatedConnections()
+            let connections = try datapath.connections.translated()
             if output == .json {
                 printJSON(connections.map {
                     ConnectionView(proto: $0.proto.rawValue, client: $0.client, service: $0.service, nodeSource: $0.nodeSource,

@@ -95,11 +95,11 @@ extension Plugin {
         guard let datapath = Datapath.openExisting(store: store) else { throw drift("the swiftpath datapath is not loaded") }
         let mode = AttachMode(rawValue: record.attachMode) ?? .tcx
         let attached = try bpfCall { () throws(BPFError) in
-            try datapath.podAttachment(hostName: record.hostName, hostIndex: record.hostIndex, mode: mode)
+            try datapath.pods.podAttachment(hostName: record.hostName, hostIndex: record.hostIndex, mode: mode)
         }
         guard attached != nil else { throw drift("the datapath program is not attached (\(mode)) to \(record.hostName)") }
         for address in record.addresses.map(\.address) {
-            let entry = try bpfCall { () throws(BPFError) in try datapath.endpoint(address) }
+            let entry = try bpfCall { () throws(BPFError) in try datapath.pods.endpoint(address) }
             guard let entry, entry.hostIndex == record.hostIndex, entry.podMAC == record.podMAC else {
                 throw drift("the endpoint map entry of \(address) is missing or points elsewhere")
             }

@@ -48,24 +48,24 @@ extension Plugin {
                           policy: AttachPolicy, socketCgroup: String?, rollback: inout Rollback) throws(CNIError) -> DatapathWiring {
         let addresses = addressing.ips.map(\.address.address)
         try bpfCall { () throws(BPFError) in
-            try datapath.addEndpoint(addresses: addresses, hostIndex: veth.host.index,
+            try datapath.pods.addEndpoint(addresses: addresses, hostIndex: veth.host.index,
                                      podMAC: veth.pod.mac ?? .zero, hostMAC: veth.host.mac ?? .zero)
         }
-        rollback.onFailure("endpoint map entries") { try datapath.removeEndpoint(addresses: addresses, hostIndex: veth.host.index) }
+        rollback.onFailure("endpoint map entries") { try datapath.pods.removeEndpoint(addresses: addresses, hostIndex: veth.host.index) }
 
         let attached = try bpfCall { () throws(BPFError) in
-            try datapath.attachPod(hostName: veth.host.name, hostIndex: veth.host.index, policy: policy)
+            try datapath.pods.attachPod(hostName: veth.host.name, hostIndex: veth.host.index, policy: policy)
         }
         rollback.onFailure("\(attached.mode) attachment") {
-            try datapath.detachPod(hostName: veth.host.name, hostIndex: veth.host.index, mode: attached.mode)
+            try datapath.pods.detachPod(hostName: veth.host.name, hostIndex: veth.host.index, mode: attached.mode)
         }
         if attached.mode == .tc && policy != .tc { log("tcx unavailable: \(veth.host.name) uses the tc (clsact) fallback") }
 
         guard let socketCgroup else { return DatapathWiring(attached: attached, socketCgroupID: 0) }
         let cgroupID = try store.withLockOrFail { () throws(CNIError) -> UInt64 in
-            do throws(DatapathError) { return try datapath.ensureSocketHooks(cgroup: socketCgroup) } catch { throw CNIError(datapath: error) }
+            do throws(DatapathError) { return try datapath.node.ensureSocketHooks(cgroup: socketCgroup) } catch { throw CNIError(datapath: error) }
         }
-        rollback.onFailure("socket hooks on \(socketCgroup)") { try datapath.detachSocketHooks(cgroupID: cgroupID) }
+        rollback.onFailure("socket hooks on \(socketCgroup)") { try datapath.node.detachSocketHooks(cgroupID: cgroupID) }
         return DatapathWiring(attached: attached, socketCgroupID: cgroupID)
     }
 
@@ -111,19 +111,19 @@ extension Plugin {
     /// layout is passed over (`datapath load` rebuilds it, without this attachment's entries).
     /// Returns whether anything of the attachment was there.
     func detachFromDatapath(_ datapath: Datapath, record: EndpointRecord?, hostName: String) throws(CNIError) -> Bool {
-        let hadLink = datapath.hasPodLink(hostName)
+        let hadLink = datapath.pods.hasPodLink(hostName)
         try bpfCall { () throws(BPFError) in
             // The veth is gone by now, and a tc filter with it: no device index from the record is
             // trusted to find one.
-            try datapath.detachPod(hostName: hostName, hostIndex: nil, mode: .tcx)
+            try datapath.pods.detachPod(hostName: hostName, hostIndex: nil, mode: .tcx)
         }
         guard let record else { return hadLink }
         let parts: [(String, () throws(BPFError) -> Void)] = [
             ("endpoint map entries", { () throws(BPFError) in
-                try datapath.removeEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex)
+                try datapath.pods.removeEndpoint(addresses: record.addresses.map(\.address), hostIndex: record.hostIndex)
             }),
             ("socket hooks", { () throws(BPFError) in
-                if record.socketCgroupID != 0 { try datapath.detachSocketHooks(cgroupID: record.socketCgroupID) }
+                if record.socketCgroupID != 0 { try datapath.node.detachSocketHooks(cgroupID: record.socketCgroupID) }
             }),
         ]
         for (what, remove) in parts {

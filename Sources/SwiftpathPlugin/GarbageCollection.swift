@@ -47,7 +47,7 @@ extension Plugin {
         // Without the agent, GC deletes what DELs retired while it ran; outside the store's lock,
         // as the agent does, so that ADDs do not wait behind the deletion's grace periods.
         if !agentPresent, let datapath = Datapath.openExisting(store: store) {
-            do throws(DatapathError) { try datapath.reapRetiredVeths(host) } catch { throw CNIError(datapath: error) }
+            do throws(DatapathError) { try datapath.pods.reapRetiredVeths(host) } catch { throw CNIError(datapath: error) }
         }
         log("removed \(removed.count) stale attachment(s): \(removed.map { "\($0.containerID)/\($0.ifname)" })")
     }
@@ -72,11 +72,11 @@ extension Plugin {
     private func removeUnrecorded(_ store: EndpointStore, keeping recorded: Set<String>) throws(CNIError) {
         let datapath = Datapath.openExisting(store: store)
         let hostPortOwners = try bpfCall { () throws(BPFError) in Set(try store.recordedHostPorts().values) }
-        let names = Set(store.claimedNames() + (datapath?.attachedPodNames() ?? []) + hostPortOwners).subtracting(recorded)
+        let names = Set(store.claimedNames() + (datapath?.pods.attachedPodNames() ?? []) + hostPortOwners).subtracting(recorded)
         for name in names.sorted() {
             guard try !bpfCall({ () throws(BPFError) in try store.isClaimed(name) }) else { continue }
             try bpfCall { () throws(BPFError) in
-                try datapath?.detachPod(hostName: name, hostIndex: nil, mode: .tcx)
+                try datapath?.pods.detachPod(hostName: name, hostIndex: nil, mode: .tcx)
                 try store.dropClaim(name)
             }
             if hostPortOwners.contains(name) { _ = try releaseHostPorts(of: name, store: store, datapath: datapath) }
@@ -91,7 +91,7 @@ extension Plugin {
         guard let datapath = Datapath.openExisting(store: store) else { return }
         let forgotten = try bpfCall { () throws(BPFError) -> Int in
             do throws(BPFError) {
-                return try datapath.forgetUnrecordedEndpoints { () throws(BPFError) in try store.records() }
+                return try datapath.pods.forgetUnrecordedEndpoints { () throws(BPFError) in try store.records() }
             } catch where error.isRepairable {
                 return 0   // a map missing or of another layout: 'datapath load' refills it from the records
             }

@@ -151,8 +151,8 @@ extension Plugin {
                         rollback: inout Rollback) throws(CNIError) {
         guard !ports.isEmpty else { return }
         let owner = hostInterfaceName
-        rollback.onFailure("host ports") { try datapath.releaseHostPorts(owner: owner) }
-        let taken = try bpfCall { () throws(BPFError) in try datapath.claimHostPorts(ports, owner: owner) }
+        rollback.onFailure("host ports") { try datapath.services.releaseHostPorts(owner: owner) }
+        let taken = try bpfCall { () throws(BPFError) in try datapath.services.claimHostPorts(ports, owner: owner) }
         if let taken {
             throw CNIError(.hostPortTaken, "host port \(taken.service) is taken by \(taken.holder)",
                            details: "runtimeConfig.portMappings asks for it")
@@ -166,7 +166,7 @@ extension Plugin {
     func releaseHostPorts(of owner: String, store: EndpointStore, datapath: Datapath?) throws(CNIError) -> Bool {
         let released = try bpfCall { () throws(BPFError) -> [Service] in
             guard let datapath else { return try store.forgetHostPorts(ownedBy: owner) }
-            do throws(BPFError) { return try datapath.releaseHostPorts(owner: owner) } catch where error.isRepairable {
+            do throws(BPFError) { return try datapath.services.releaseHostPorts(owner: owner) } catch where error.isRepairable {
                 log("host ports of \(owner) left to 'swiftpath datapath load': \(error)")
                 return try store.forgetHostPorts(ownedBy: owner)
             }

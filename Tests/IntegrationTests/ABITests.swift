@@ -27,12 +27,12 @@ final class ABITests: XCTestCase {
             XCTAssertTrue(maps.contains(layout.name), "\(layout.name) is a map of the objects")
         }
         let programs = Set(BPFObject.datapath.programs)
-        for name in Datapath.socketHooks.map(\.program) + [DatapathPrograms.podEgress, DatapathPrograms.uplinkIngress] {
+        for name in NodeDatapath.socketHooks.map(\.program) + [DatapathPrograms.podEgress, DatapathPrograms.uplinkIngress] {
             XCTAssertTrue(programs.contains(name), "\(name) is a program of the datapath")
         }
-        XCTAssertEqual(Datapath.socketHooks.count, 9, "every cgroup program has the hook its section names")
-        XCTAssertEqual(Datapath.socketHooks.first { $0.program == "sock_connect4" }?.attachType, BPF_CGROUP_INET4_CONNECT)
-        XCTAssertEqual(Datapath.socketHooks.first { $0.program == "sock_release" }?.attachType, BPF_CGROUP_INET_SOCK_RELEASE)
+        XCTAssertEqual(NodeDatapath.socketHooks.count, 9, "every cgroup program has the hook its section names")
+        XCTAssertEqual(NodeDatapath.socketHooks.first { $0.program == "sock_connect4" }?.attachType, BPF_CGROUP_INET4_CONNECT)
+        XCTAssertEqual(NodeDatapath.socketHooks.first { $0.program == "sock_release" }?.attachType, BPF_CGROUP_INET_SOCK_RELEASE)
         XCTAssertEqual(Set(BPFObject.terminate.programs), ["sock_terminate_tcp", "sock_terminate_udp"])
     }
 

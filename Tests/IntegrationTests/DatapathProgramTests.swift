@@ -52,9 +52,9 @@ final class DatapathProgramTests: XCTestCase {
             .drop { $0 != "link/ether" }.dropFirst().first.map(String.init))
 
         let datapath = try Datapath.open(store: EndpointStore.open(root: node.storeRoot))
-        try datapath.addEndpoint(addresses: [IPAddress(bytes: a4)!, IPAddress(bytes: a6)!], hostIndex: in0,
+        try datapath.pods.addEndpoint(addresses: [IPAddress(bytes: a4)!, IPAddress(bytes: a6)!], hostIndex: in0,
                                  podMAC: MACAddress(bytes: podA)!, hostMAC: MACAddress(bytes: hostA)!)
-        try datapath.addEndpoint(addresses: [IPAddress(bytes: b4)!, IPAddress(bytes: b6)!], hostIndex: 4242,
+        try datapath.pods.addEndpoint(addresses: [IPAddress(bytes: b4)!, IPAddress(bytes: b6)!], hostIndex: 4242,
                                  podMAC: MACAddress(bytes: podB)!, hostMAC: MACAddress(bytes: hostB)!)
         let podProgram = try XCTUnwrap(BPFProgram.pinned(at: "\(node.storeRoot)/datapath/pod_egress"))
         let uplinkProgram = try XCTUnwrap(BPFProgram.pinned(at: "\(node.storeRoot)/datapath/uplink_ingress"))
@@ -169,7 +169,7 @@ final class DatapathProgramTests: XCTestCase {
                            "source \(source)")
         }
         // The node's own addresses, forged from outside: refused (another node's is a sender like any other).
-        try fixture.datapath.setOwnAddresses([IPAddress("10.200.0.1")!, IPAddress("fd00:200::1")!])
+        try fixture.datapath.node.setOwnAddresses([IPAddress("10.200.0.1")!, IPAddress("fd00:200::1")!])
         XCTAssertEqual(try verdict(uplink, Packets.ipv4(from: neighbour, to: hostA, [10, 200, 0, 1], b4)), TC_ACT_SHOT, "the node's own")
         XCTAssertEqual(try verdict(uplink, Packets.ipv6(from: neighbour, to: hostA, IPAddress("fd00:200::1")!.bytes, b6)), TC_ACT_SHOT)
         XCTAssertEqual(try verdict(uplink, Packets.ipv4(from: neighbour, to: hostA, [10, 200, 0, 2], b4)), TC_ACT_REDIRECT, "another's")
@@ -354,9 +354,9 @@ final class DatapathProgramTests: XCTestCase {
                                                      dport: service.port, flags: 0x02)).verdict
         }
         let ranges = [IPPrefix("10.200.0.0/30")!, IPPrefix("192.0.2.0/24")!]
-        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
-        try datapath.setService(web6, backends: [Backend(address: IPAddress(bytes: a6)!, port: 8080)], external: .cluster, sourceRanges: [])
-        try datapath.setService(open, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster)
+        try datapath.services.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
+        try datapath.services.setService(web6, backends: [Backend(address: IPAddress(bytes: a6)!, port: 8080)], external: .cluster, sourceRanges: [])
+        try datapath.services.setService(open, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster)
 
         XCTAssertEqual(try connect(inside, web), TC_ACT_REDIRECT, "inside 10.200.0.0/30")
         XCTAssertEqual(try connect(outside, web), TC_ACT_SHOT, "outside every range")
@@ -364,42 +364,42 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(try connect(client6, web6), TC_ACT_SHOT, "no range of its family: nobody")
         XCTAssertEqual(try fixture.counted()[.dropSourceRange], 2)
         XCTAssertEqual(try datapath.store.serviceRecord(web)?.sourceRanges, ranges)
-        XCTAssertEqual(try datapath.services().first { $0.service == web }?.sourceRanges, ranges)
-        XCTAssertEqual(try datapath.services().first { $0.service == web6 }?.sourceRanges, [])
-        XCTAssertNil(try datapath.services().first { $0.service == open }?.sourceRanges)
+        XCTAssertEqual(try datapath.services.programs().first { $0.service == web }?.sourceRanges, ranges)
+        XCTAssertEqual(try datapath.services.programs().first { $0.service == web6 }?.sourceRanges, [])
+        XCTAssertNil(try datapath.services.programs().first { $0.service == open }?.sourceRanges)
 
         // A connection opened before a change keeps going; the next one follows the new ranges.
-        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster,
+        try datapath.services.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster,
                                 sourceRanges: [IPPrefix("10.200.0.8/29")!])
         XCTAssertEqual(try run(uplink, Packets.transport(from: neighbour, to: hostA, inside, lb4.bytes, proto: 6, sport: 42001, dport: 80,
                                                          flags: 0x10, seq: 2, ack: 1)).verdict, TC_ACT_REDIRECT, "its connection stays")
         XCTAssertEqual(try connect(inside, web), TC_ACT_SHOT)
         XCTAssertEqual(try connect(outside, web), TC_ACT_REDIRECT)
-        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster)
+        try datapath.services.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster)
         XCTAssertEqual(try connect(inside, web), TC_ACT_REDIRECT, "no ranges: every client")
         XCTAssertNil(try datapath.store.serviceRecord(web)?.sourceRanges)
 
         // More ranges than a record chunk holds, then fewer: the record reads back each set.
         let many = [IPPrefix("10.200.0.0/30")!] + (0..<40).map { IPPrefix(address: IPAddress(bytes: [10, 201, UInt8($0), 0])!, length: 24)! }
-        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: many)
+        try datapath.services.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: many)
         XCTAssertEqual(try datapath.store.serviceRecord(web)?.sourceRanges, many)
         XCTAssertEqual(try connect(inside, web), TC_ACT_REDIRECT)
-        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster,
+        try datapath.services.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster,
                                 sourceRanges: Array(many.suffix(3)))
         XCTAssertEqual(try datapath.store.serviceRecord(web)?.sourceRanges, Array(many.suffix(3)))
-        XCTAssertEqual(try datapath.services().first { $0.service == web }?.sourceRanges?.count, 3)
+        XCTAssertEqual(try datapath.services.programs().first { $0.service == web }?.sourceRanges?.count, 3)
         XCTAssertEqual(try connect(inside, web), TC_ACT_SHOT)
 
         // The whole family is every client: no entry at all, read back as no ranges.
-        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster,
+        try datapath.services.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster,
                                 sourceRanges: [IPPrefix("192.0.2.0/24")!, IPPrefix("0.0.0.0/0")!])
         XCTAssertEqual(try connect(outside, web), TC_ACT_REDIRECT)
-        XCTAssertNil(try datapath.services().first { $0.service == web }?.sourceRanges)
+        XCTAssertNil(try datapath.services.programs().first { $0.service == web }?.sourceRanges)
         XCTAssertEqual(try fixture.node.mapEntries("datapath/sp_source_ranges"), 1, "only web6's refusal of every client")
 
         // A write cut off before the refusal of the rest: open, and read back as open, so that
         // the agent writes it again; the next write restricts it.
-        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
+        try datapath.services.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
         var refusal = [UInt8](repeating: 0, count: 40)
         refusal[0] = 160
         refusal.replaceSubrange(4..<8, with: lb4.bytes)
@@ -407,18 +407,18 @@ final class DatapathProgramTests: XCTestCase {
         _ = try shell(["bpftool", "map", "delete", "pinned", fixture.node.storeRoot + "/datapath/sp_source_ranges", "key", "hex"]
                       + refusal.map { String(format: "%02x", $0) })
         XCTAssertEqual(try connect(outside, web), TC_ACT_REDIRECT)
-        XCTAssertNil(try datapath.services().first { $0.service == web }?.sourceRanges)
-        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
+        XCTAssertNil(try datapath.services.programs().first { $0.service == web }?.sourceRanges)
+        try datapath.services.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
         XCTAssertEqual(try connect(outside, web), TC_ACT_SHOT)
-        XCTAssertEqual(try datapath.services().first { $0.service == web }?.sourceRanges, ranges)
+        XCTAssertEqual(try datapath.services.programs().first { $0.service == web }?.sourceRanges, ranges)
 
         // Deleted with the service: set again without ranges, it admits everyone.
-        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
-        try datapath.deleteService(web)
-        try datapath.deleteService(web6)
+        try datapath.services.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster, sourceRanges: ranges)
+        try datapath.services.deleteService(web)
+        try datapath.services.deleteService(web6)
         XCTAssertNil(try datapath.store.serviceRecord(web))
-        try datapath.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster)
-        try datapath.setService(web6, backends: [Backend(address: IPAddress(bytes: a6)!, port: 8080)], external: .cluster)
+        try datapath.services.setService(web, backends: [Backend(address: IPAddress(bytes: a4)!, port: 8080)], external: .cluster)
+        try datapath.services.setService(web6, backends: [Backend(address: IPAddress(bytes: a6)!, port: 8080)], external: .cluster)
         XCTAssertEqual(try connect(outside, web), TC_ACT_REDIRECT)
         XCTAssertEqual(try connect(client6, web6), TC_ACT_REDIRECT)
 
@@ -432,7 +432,7 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertNotEqual(wrongFamily.status, 0)
         XCTAssertTrue(wrongFamily.stderr.contains("not of 10.200.0.40:443/tcp's address family"), wrongFamily.stderr)
         XCTAssertNotEqual(try cli(["set", "10.200.0.40:443/tcp", "--source-range", "198.51.100.0/24"]).status, 0, "not external")
-        XCTAssertEqual(try datapath.services().first { $0.service.port == 443 }?.sourceRanges, [IPPrefix("198.51.100.0/24")!],
+        XCTAssertEqual(try datapath.services.programs().first { $0.service.port == 443 }?.sourceRanges, [IPPrefix("198.51.100.0/24")!],
                        "a refused change changes nothing")
     }
 
@@ -451,13 +451,13 @@ final class DatapathProgramTests: XCTestCase {
             Service(address: IPAddress(bytes: address)!, port: port, proto: proto)
         }
         func backend(_ address: [UInt8], _ port: UInt16) -> Backend { Backend(address: IPAddress(bytes: address)!, port: port) }
-        try datapath.setService(service(node4, 30080, .tcp), backends: [backend(a4, 8080)], external: .cluster)
-        try datapath.setService(service(node4, 30053, .udp), backends: [backend(a4, 53)], external: .cluster)
-        try datapath.setService(service(node6, 30080, .tcp), backends: [backend(a6, 8080)], external: .cluster)
-        try datapath.setService(service(node4, 30090, .tcp), backends: [backend(remote4, 9090)], external: .cluster)
-        try datapath.setService(service(node4, 30100, .tcp), backends: [backend(remote4, 9090)], external: .local([]))
-        try datapath.setService(service(node4, 30110, .tcp), backends: [], external: .cluster)
-        try datapath.setService(service(node4, 30120, .tcp), backends: [backend(a4, 8080)])   // not answered from outside
+        try datapath.services.setService(service(node4, 30080, .tcp), backends: [backend(a4, 8080)], external: .cluster)
+        try datapath.services.setService(service(node4, 30053, .udp), backends: [backend(a4, 53)], external: .cluster)
+        try datapath.services.setService(service(node6, 30080, .tcp), backends: [backend(a6, 8080)], external: .cluster)
+        try datapath.services.setService(service(node4, 30090, .tcp), backends: [backend(remote4, 9090)], external: .cluster)
+        try datapath.services.setService(service(node4, 30100, .tcp), backends: [backend(remote4, 9090)], external: .local([]))
+        try datapath.services.setService(service(node4, 30110, .tcp), backends: [], external: .cluster)
+        try datapath.services.setService(service(node4, 30120, .tcp), backends: [backend(a4, 8080)])   // not answered from outside
         func fromOutside(_ src: [UInt8], _ dst: [UInt8], _ proto: UInt8, _ sport: UInt16, _ dport: UInt16, flags: UInt8 = 0x02,
                          udpChecksum: Bool = true, seq: UInt32 = 1, ack: UInt32 = 0) -> [UInt8] {
             Packets.transport(from: neighbour, to: hostA, src, dst, proto: proto, sport: sport, dport: dport, flags: flags, udpChecksum: udpChecksum,
@@ -472,7 +472,7 @@ final class DatapathProgramTests: XCTestCase {
                        .init(src: client4, dst: a4, sport: 40000, dport: 8080, checksumsRight: true,
                              rawChecksum: Packets.transport(of: result.packet).rawChecksum))
         XCTAssertEqual(result.packet[22], 63, "TTL decremented")
-        XCTAssertEqual(try datapath.translatedConnections().map(\.unconfirmed), [true], "the SYN opens an unconfirmed connection")
+        XCTAssertEqual(try datapath.connections.translated().map(\.unconfirmed), [true], "the SYN opens an unconfirmed connection")
         // The pod's reply leaves as the node port's.
         result = try run(pod, Packets.transport(from: podA, to: hostA, a4, client4, proto: tcp, sport: 8080, dport: 40000, flags: syn | ack,
                                                 seq: 1000, ack: 2))
@@ -486,10 +486,10 @@ final class DatapathProgramTests: XCTestCase {
         // the SYN-ACK's confirms nothing, the client's ACK of it confirms the connection.
         result = try run(uplink, fromOutside(client4, node4, tcp, 40000, 30080, flags: ack, seq: 2, ack: 500_000))
         XCTAssertEqual(Packets.transport(of: result.packet).dst, a4)
-        XCTAssertEqual(try datapath.translatedConnections().map(\.unconfirmed), [true])
+        XCTAssertEqual(try datapath.connections.translated().map(\.unconfirmed), [true])
         result = try run(uplink, fromOutside(client4, node4, tcp, 40000, 30080, flags: ack, seq: 2, ack: 1001))
         XCTAssertEqual(Packets.transport(of: result.packet).dst, a4)
-        XCTAssertEqual(try datapath.translatedConnections().map(\.unconfirmed), [false], "confirmed by the handshake's last ACK")
+        XCTAssertEqual(try datapath.connections.translated().map(\.unconfirmed), [false], "confirmed by the handshake's last ACK")
 
         // IPv6, and UDP with and without a checksum.
         result = try run(uplink, fromOutside(client6, node6, tcp, 40000, 30080))
@@ -522,7 +522,7 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual([seen.sport, seen.dport], [30090, 40003])
         XCTAssertTrue(seen.checksumsRight)
 
-        let connections = try datapath.translatedConnections()
+        let connections = try datapath.connections.translated()
         XCTAssertEqual(connections.count, 5, "\(connections)")
         XCTAssertEqual(connections.first { $0.service == "10.200.0.1:30090" }?.nodeSource, "10.200.0.1:\(nodePort)")
 
@@ -531,7 +531,7 @@ final class DatapathProgramTests: XCTestCase {
         // outside, one without local endpoints (dropped) or without any (the node refuses it).
         XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41000, 30080, flags: ack)).verdict, TC_ACT_OK)
         XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41001, 30080, flags: syn | 0x01)).verdict, TC_ACT_OK)
-        try datapath.setOwnAddresses([IPAddress(bytes: node4)!])
+        try datapath.node.setOwnAddresses([IPAddress(bytes: node4)!])
         for source in [[127, 0, 0, 1], [224, 0, 0, 1], a4, node4] as [[UInt8]] {
             XCTAssertEqual(try run(uplink, fromOutside(source, node4, tcp, 41002, 30080)).verdict, TC_ACT_SHOT, "source \(source)")
         }
@@ -551,7 +551,7 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41005, 30120)).verdict, TC_ACT_UNSPEC, "not external")
         XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41006, 30100)).verdict, TC_ACT_SHOT, "Local, no endpoint here")
         XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 41007, 30110)).verdict, TC_ACT_OK, "no endpoint at all")
-        XCTAssertEqual(try datapath.translatedConnections().count, 5, "nothing opened")
+        XCTAssertEqual(try datapath.connections.translated().count, 5, "nothing opened")
 
         let counted = try fixture.counted()
         XCTAssertEqual(counted[.natToBackend], 7)
@@ -563,36 +563,36 @@ final class DatapathProgramTests: XCTestCase {
         XCTAssertEqual(counted[.stackNoBackend], 1)
 
         // A departed backend's connections go; idle ones expire; nothing is left.
-        XCTAssertEqual(try datapath.forgetConnections([(service(node4, 30090, .tcp), backend(remote4, 9090))]), 1)
+        XCTAssertEqual(try datapath.connections.forget([(service(node4, 30090, .tcp), backend(remote4, 9090))]), 1)
         XCTAssertEqual(try run(uplink, fromOutside(client4, node4, tcp, 40003, 30090, flags: ack)).verdict, TC_ACT_OK,
                        "its client's next packet finds no connection: the node resets it")
         var timeouts = ConnectionTimeouts()
         timeouts.unconfirmedSeconds = 0
         usleep(1_100_000)
-        XCTAssertEqual(try datapath.expireConnections(timeouts).expired, 3, "the IPv6 SYN's and the UDP flows: unconfirmed")
+        XCTAssertEqual(try datapath.connections.expire(timeouts).expired, 3, "the IPv6 SYN's and the UDP flows: unconfirmed")
         timeouts.tcpSeconds = 0
-        XCTAssertEqual(try datapath.expireConnections(timeouts).expired, 1, "the confirmed one")
-        XCTAssertTrue(try datapath.translatedConnections().isEmpty)
-        XCTAssertEqual(try datapath.connectionTableEntries(), 0, "no half of a connection left")
+        XCTAssertEqual(try datapath.connections.expire(timeouts).expired, 1, "the confirmed one")
+        XCTAssertTrue(try datapath.connections.translated().isEmpty)
+        XCTAssertEqual(try datapath.connections.tableEntries(), 0, "no half of a connection left")
 
         // A reset near its sender's sequence ends a connection at once, both ways; one far from it
         // (a blind forgery) is passed on and changes nothing.
         _ = try run(uplink, fromOutside(client4, node4, tcp, 42000, 30080))
-        XCTAssertEqual(try datapath.connectionTableEntries(), 2)
+        XCTAssertEqual(try datapath.connections.tableEntries(), 2)
         for forged: UInt32 in [0x8000_0000, 1 &- 0x4_0001, 1 + 0x2_0000] {
             result = try run(uplink, fromOutside(client4, node4, tcp, 42000, 30080, flags: 0x04, seq: forged))
             XCTAssertEqual(Packets.transport(of: result.packet).dst, a4, "passed on all the same")
-            XCTAssertEqual(try datapath.connectionTableEntries(), 2, "a reset at \(forged) is no reset of this connection")
+            XCTAssertEqual(try datapath.connections.tableEntries(), 2, "a reset at \(forged) is no reset of this connection")
         }
         XCTAssertEqual(try fixture.counted()[.natResetIgnored], 3)
         result = try run(uplink, fromOutside(client4, node4, tcp, 42000, 30080, flags: 0x04))
         XCTAssertEqual(Packets.transport(of: result.packet).dst, a4, "the reset itself reaches the backend")
-        XCTAssertEqual(try datapath.connectionTableEntries(), 0)
+        XCTAssertEqual(try datapath.connections.tableEntries(), 0)
         // A client port reused straight to the pod while its node port connection still closes:
         // the pod's replies are its own again.
         _ = try run(uplink, fromOutside(client4, node4, tcp, 42001, 30080))
         XCTAssertEqual(try run(uplink, fromOutside(client4, a4, tcp, 42001, 8080)).verdict, TC_ACT_REDIRECT)
-        XCTAssertEqual(try datapath.connectionTableEntries(), 0)
+        XCTAssertEqual(try datapath.connections.tableEntries(), 0)
         result = try run(pod, Packets.transport(from: podA, to: hostA, a4, client4, proto: tcp, sport: 8080, dport: 42001, flags: syn | ack))
         XCTAssertEqual(Packets.transport(of: result.packet).src, a4, "not taken for the node port's")
 
@@ -603,15 +603,15 @@ final class DatapathProgramTests: XCTestCase {
         _ = try run(pod, Packets.transport(from: podA, to: hostA, a4, client4, proto: tcp, sport: 8080, dport: 42002, flags: syn | ack,
                                            seq: 5000, ack: 2))
         _ = try run(uplink, fromOutside(client4, node4, tcp, 42002, 30080, flags: ack, seq: 2, ack: 5001))
-        XCTAssertEqual(try datapath.translatedConnections().map(\.unconfirmed), [false])
+        XCTAssertEqual(try datapath.connections.translated().map(\.unconfirmed), [false])
         let blind: UInt32 = 0x9000_0000
         for flags: UInt8 in [0x01 | ack, syn, 0x04] {
             result = try run(uplink, fromOutside(client4, node4, tcp, 42002, 30080, flags: flags, seq: blind, ack: 5001))
             XCTAssertEqual(Packets.transport(of: result.packet).dst, a4, "passed on to the backend, which judges it itself")
         }
         XCTAssertEqual(try run(uplink, fromOutside(client4, a4, tcp, 42002, 8080, seq: blind)).verdict, TC_ACT_REDIRECT)
-        XCTAssertEqual(try datapath.connectionTableEntries(), 2, "the connection stands")
-        XCTAssertEqual(try datapath.translatedConnections().map(\.closing), [false])
+        XCTAssertEqual(try datapath.connections.tableEntries(), 2, "the connection stands")
+        XCTAssertEqual(try datapath.connections.translated().map(\.closing), [false])
         result = try run(pod, Packets.transport(from: podA, to: hostA, a4, client4, proto: tcp, sport: 8080, dport: 42002, flags: ack,
                                                 seq: 5001, ack: 2))
         XCTAssertEqual(Packets.transport(of: result.packet).src, node4, "its replies still leave as the node port's")

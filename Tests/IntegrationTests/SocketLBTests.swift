@@ -197,8 +197,8 @@ final class SocketLBTests: XCTestCase {
         defer { unlink(bogus) }
         let datapath = try Datapath.open(store: EndpointStore.open(root: node.storeRoot))
         let udp = try XCTUnwrap(Service("10.96.0.20:53/udp"))
-        let departed = try datapath.setService(udp, backends: [try XCTUnwrap(Backend(backends[1].v4 + ":8080"))])
-        let sweep = try datapath.terminate(departures: departed.map { (udp, $0) },
+        let departed = try datapath.services.setService(udp, backends: [try XCTUnwrap(Backend(backends[1].v4 + ":8080"))])
+        let sweep = try datapath.connections.terminate(departures: departed.map { (udp, $0) },
                                            namespaces: [client, bogus, "/run/netns/\(node.prefix)-gone"])
         XCTAssertEqual(sweep.terminated, 1)
         XCTAssertEqual(sweep.unreachable.map(\.path), [bogus])

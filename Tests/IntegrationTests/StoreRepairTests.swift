@@ -92,16 +92,16 @@ final class StoreRepairTests: XCTestCase {
         let added = try node.add("ctr-a", pod: pod).podAddresses
         let datapath = try XCTUnwrap(Datapath.openExisting(store: node.store()))
         let strays = [IPAddress("10.123.0.77")!, IPAddress("fd00:123::77")!]
-        try datapath.addEndpoint(addresses: strays, hostIndex: 9999, podMAC: MACAddress("02:00:00:00:00:77")!, hostMAC: .zero)
-        let hostIndex = try XCTUnwrap(datapath.endpoint(IPAddress(added[0])!)).hostIndex
+        try datapath.pods.addEndpoint(addresses: strays, hostIndex: 9999, podMAC: MACAddress("02:00:00:00:00:77")!, hostMAC: .zero)
+        let hostIndex = try XCTUnwrap(datapath.pods.endpoint(IPAddress(added[0])!)).hostIndex
         XCTAssertEqual(try node.mapEntries("datapath/sp_pod_devices"), 2)
 
         var config = node.config()
         config["cni.dev/valid-attachments"] = [["containerID": "ctr-a", "ifname": "eth0"]]
         XCTAssertEqual(try node.cni("GC", config: config).status, 0)
-        for stray in strays { XCTAssertNil(try datapath.endpoint(stray), "\(stray)") }
+        for stray in strays { XCTAssertNil(try datapath.pods.endpoint(stray), "\(stray)") }
         XCTAssertEqual(try node.mapEntries("datapath/sp_pod_devices"), 1, "the recorded pod's device stays")
-        for address in added { XCTAssertEqual(try datapath.endpoint(IPAddress(address)!)?.hostIndex, hostIndex, address) }
+        for address in added { XCTAssertEqual(try datapath.pods.endpoint(IPAddress(address)!)?.hostIndex, hostIndex, address) }
     }
 
     /// The connection tables take the size the first load gives them (from the node's memory, or
