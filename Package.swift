@@ -107,9 +107,12 @@ let package = Package(
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
 
+        // The plugin's keys of the network config: written into the conflist by the agent, read by the plugin.
+        .target(name: "PluginConfig", dependencies: ["CNIProtocol", "Datapath", "NetAddress", "NodeStore"]),
+
         // The CNI verbs: add, del, check, gc, status, version.
         .target(name: "SwiftpathPlugin", dependencies: [
-            "BPF", "CNIProtocol", "Datapath", "Netns", "Netlink", "NodeStore", "IPAM", "NetAddress", "SystemCallSupport",
+            "BPF", "CNIProtocol", "Datapath", "PluginConfig", "Netns", "Netlink", "NodeStore", "IPAM", "NetAddress", "SystemCallSupport",
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
 
@@ -137,8 +140,8 @@ let package = Package(
         // The node agent: node-wide state from the Kubernetes API (datapath, plugin binary,
         // conflist, routes to other nodes' pods, the services), health and metrics.
         .target(name: "NodeAgent", dependencies: [
-            "BPF", "Datapath", "KubeProxyDetection", "KubernetesAPI", "NetAddress", "Netlink", "NodeStore", "SystemCallSupport",
-            .product(name: "Logging", package: "swift-log"),
+            "BPF", "CNIProtocol", "Datapath", "KubeProxyDetection", "KubernetesAPI", "NetAddress", "Netlink", "NodeStore", "PluginConfig",
+            "SystemCallSupport", .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -158,7 +161,8 @@ let package = Package(
         // The Kubernetes API stand-in the agent's tests run against (Tests/Fixtures).
         .target(name: "KubeStandIn", path: "Tests/KubeStandIn"),
         .testTarget(name: "KubernetesAPITests", dependencies: ["KubernetesAPI", "KubeStandIn", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "KubernetesAPI", "NetAddress", "Netlink", "NodeStore"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["CNIProtocol", "NodeAgent", "KubernetesAPI", "NetAddress", "Netlink", "NodeStore", "PluginConfig"]),
+        .testTarget(name: "PluginConfigTests", dependencies: ["CNIProtocol", "Datapath", "NetAddress", "PluginConfig"]),
         .testTarget(name: "NodeStoreTests", dependencies: ["BPF", "NodeStore", "NetAddress"]),
         .testTarget(name: "SwiftpathPluginTests", dependencies: [
             "BPF", "CNIProtocol", "Datapath", "NetAddress", "NFTables", "SwiftpathPlugin", "SystemCallSupport",

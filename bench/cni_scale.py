@@ -164,7 +164,7 @@ memory_endpoints = map_memory()
 services = [{"service": f"10.96.{i // 250}.{i % 250 + 1}:80/tcp", "backends": ["10.210.0.2:8080"]} for i in range(10000)]
 with open(f"{work}/services.json", "w") as file:
     json.dump(services, file)
-subprocess.run([plugin, "service", "apply", "-f", f"{work}/services.json", "--root", store], check=True, capture_output=True)
+subprocess.run([plugin, "service", "apply", "-f", f"{work}/services.json", "--store-root", store], check=True, capture_output=True)
 memory_services = map_memory()
 programs = {}
 for name in sorted(os.listdir(f"{store}/datapath")):

@@ -159,7 +159,7 @@ class Node:
         return process
 
     def cli(self, *args, store=None):
-        return run(["nsenter", f"--net=/run/netns/{self.netns}", self.plugin, *args, "--root", store or self.store])
+        return run(["nsenter", f"--net=/run/netns/{self.netns}", self.plugin, *args, "--store-root", store or self.store])
 
     def add(self, container, netns, **config):
         result = self.cni("ADD", self.config(**config), container, netns)
@@ -655,7 +655,7 @@ def services_concurrently(node, table, rounds):
             if i % 7 == 6:
                 spec = [{"service": f"10.96.{round_index}.{k}:80/tcp", "backends": backends} for k in range(5)]
                 return run(["nsenter", f"--net=/run/netns/{node.netns}", node.plugin, "service", "apply", "-f", "-",
-                            "--root", node.store], stdin=json.dumps(spec).encode())
+                            "--store-root", node.store], stdin=json.dumps(spec).encode())
             return node.cli("service", "set", f"10.96.{round_index}.{i % 4}:80/tcp", *backends)
         with ThreadPoolExecutor(max_workers=8) as pool:
             results = list(pool.map(change, range(24)))
@@ -665,7 +665,7 @@ def services_concurrently(node, table, rounds):
         dump = json.loads(run(["bpftool", "-j", "map", "dump", "pinned", f"{node.store}/datapath/sp_slots"]).stdout or b"[]")
         if len(dump) != slots:
             problems.append(f"{len(dump)} slots for {slots} slot(s) of {len(services)} service(s)")
-        apply_empty = run(["nsenter", f"--net=/run/netns/{node.netns}", node.plugin, "service", "apply", "-f", "-", "--root", node.store],
+        apply_empty = run(["nsenter", f"--net=/run/netns/{node.netns}", node.plugin, "service", "apply", "-f", "-", "--store-root", node.store],
                           stdin=b"[]")
         left = [json.loads(run(["bpftool", "-j", "map", "dump", "pinned", f"{node.store}/{m}"]).stdout or b"[]")
                 for m in (STORE_PATHS["slots"], STORE_PATHS["services"], STORE_PATHS["service_records"])]

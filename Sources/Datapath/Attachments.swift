@@ -31,8 +31,8 @@ public struct ProgramAttachment: Sendable, Equatable {
     public let id: UInt32
 }
 
-/// The pods' side of the datapath: each pod's program attachment on its host end, its entries in
-/// the endpoint maps, the requests to promote it from tc to tcx, and the veths DEL retired.
+/// The pods' side of the datapath: each pod's program attachment on its host end (its link pinned
+/// under `endpoints/<host device>`) and its entries in the endpoint maps.
 public struct PodAttachments: DatapathPart {
     let pins: DatapathPins
 
@@ -44,30 +44,30 @@ public struct PodAttachments: DatapathPart {
     /// Attaches the pod program at the tcx ingress of the pod's host end (what the pod sends),
     /// pinning the link under the endpoint's folder.
     public func attachPod(hostName: String, hostIndex: Int32, policy: AttachPolicy) throws(BPFError) -> ProgramAttachment {
-        try attach(podEgress, named: DatapathPrograms.podEgress, ifindex: hostIndex, folder: endpointFolder(hostName), policy: policy)
+        try attach(podEgress, named: DatapathPrograms.podEgress, ifindex: hostIndex, folder: linkFolder(hostName), policy: policy)
     }
 
     /// Removes the pod's attachment: its pinned link (tcx), or its filter (tc, when the device is
     /// still there), and a request to promote it.
     public func detachPod(hostName: String, hostIndex: Int32?, mode: AttachMode) throws(BPFError) {
-        withdrawPromotion(hostName: hostName)
+        AgentHandoff(pins: pins).withdrawPromotion(hostName: hostName)
         if mode == .tc, let hostIndex { tcFilter(hostIndex).detach() }
-        try removeLinkFolder(endpointFolder(hostName))
+        try removeLinkFolder(linkFolder(hostName))
     }
 
     /// The host ends that have a pinned pod link in the store.
     public func attachedPodNames() -> [String] { folderEntries(layout.path(.podLinks)) }
 
     /// Whether the host end `hostName` has a pinned pod link (one lookup, however many pods).
-    public func hasPodLink(_ hostName: String) -> Bool { access(endpointFolder(hostName), F_OK) == 0 }
+    public func hasPodLink(_ hostName: String) -> Bool { access(linkFolder(hostName), F_OK) == 0 }
 
-    func endpointFolder(_ hostName: String) -> String { "\(layout.path(.podLinks))/\(hostName)" }
+    func linkFolder(_ hostName: String) -> String { "\(layout.path(.podLinks))/\(hostName)" }
 
     /// The pod's attachment as the kernel has it now, or nil when it is gone.
     public func podAttachment(hostName: String, hostIndex: Int32, mode: AttachMode) throws(BPFError) -> ProgramAttachment? {
         switch mode {
         case .tcx:
-            guard let link = try BPFLink.pinned(at: endpointFolder(hostName) + "/" + DatapathPrograms.podEgress),
+            guard let link = try BPFLink.pinned(at: linkFolder(hostName) + "/" + DatapathPrograms.podEgress),
                   link.info.ifindex == UInt32(hostIndex) else { return nil }
             return ProgramAttachment(mode: .tcx, id: link.info.id)
         case .tc:

@@ -32,8 +32,10 @@ public struct Datapath: DatapathPart {
     /// for the caller to report.
     public var leftAlone: [String] { pins.leftAlone }
 
-    /// The pods' attachments, endpoints, promotions and retired veths.
+    /// The pods' attachments and endpoints.
     public var pods: PodAttachments { PodAttachments(pins: pins) }
+    /// The work the plugin hands to the node agent: pods to promote to tcx, veths to delete.
+    public var handoff: AgentHandoff { AgentHandoff(pins: pins) }
     /// The services' frontends, backend slots, source ranges and host ports.
     public var services: ServiceMaps { ServiceMaps(pins: pins) }
     /// What the datapath holds for the node as a whole: uplinks, address sets, masquerading, socket hooks.

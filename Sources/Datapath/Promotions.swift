@@ -8,13 +8,7 @@ import SystemPackage
 import Glibc
 #endif
 
-/// Attaching a tcx program to a device waits for an RCU grace period under the RTNL lock
-/// (`tcx_entry_sync()`), most of what an ADD would cost. With the node agent present, ADD attaches
-/// the pod program with tc instead, which waits for none, and leaves word under `promotions/`; the
-/// agent then attaches the pod's tcx link off ADD's path and takes the filter away. Both run the
-/// same program on the same maps, and tcx runs before tc, so the pod's packets see no change.
-/// Without the agent nothing is promoted and the pod keeps its tc filter, as `attachMode: tc` would.
-extension PodAttachments {
+extension AgentHandoff {
     var promotionFolder: String { Self.promotionFolder(storeRoot: storeRoot) }
 
     /// The folder of requests in the store at `storeRoot`, which the agent watches.
@@ -90,7 +84,7 @@ extension PodAttachments {
         // here, under its name (which a DEL that retires it changes).
         guard Self.isPromotable(wired), deviceName(wired.hostIndex) == wired.hostName else { return false }
         let link: BPFLink
-        do { link = try BPFLink.attachTCX(try podEgress, ifindex: wired.hostIndex, direction: .ingress) } catch where error.kind != .missingPin {
+        do { link = try BPFLink.attachTCX(try pods.podEgress, ifindex: wired.hostIndex, direction: .ingress) } catch where error.kind != .missingPin {
             // The device is gone, or the kernel has no tcx: the pod stays on tc.
             return false
         }
@@ -105,7 +99,7 @@ extension PodAttachments {
             if let pinned = try BPFProgram.pinned(at: "\(self.folder)/\(DatapathPrograms.podEgress)"), pinned.id != link.info.programID {
                 try link.update(to: pinned)
             }
-            let folder = endpointFolder(current.hostName)
+            let folder = pods.linkFolder(current.hostName)
             try pin(link, named: DatapathPrograms.podEgress, in: folder)
             var promoted = current
             (promoted.attachMode, promoted.attachID) = (AttachMode.tcx.rawValue, link.info.id)

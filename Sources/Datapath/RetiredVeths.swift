@@ -7,17 +7,7 @@ import SystemPackage
 import Glibc
 #endif
 
-/// A DEL that finds the node agent present does not delete its veth, which would hold it for the
-/// kernel's grace periods: it retires the veth. Both ends go down at once (the kernel drops their
-/// routes and neighbour entries), into a device group of their own, renamed so that the next ADD
-/// of the same attachment finds its names free. Most retired veths then go with the pod's netns
-/// (the kernel deletes a veth when it destroys the netns of either end, off anyone's critical
-/// path); the agent deletes the rest as one group, behind one set of grace periods however many
-/// there are.
-///
-/// The tcx link of a retired veth stays pinned, under `retired/<retired name>`, for as long as
-/// its device lives: a link released from a live device detaches with a grace period of its own.
-/// Once the device is gone the link is defunct and unpinning it costs nothing.
+/// The names a retired veth takes (see `AgentHandoff`).
 public enum RetiredVeths {
     /// The device group of retired veths ("SPRT"), which nothing else on a node is expected to use.
     public static let deviceGroup: UInt32 = 0x5350_5254
@@ -27,7 +17,7 @@ public enum RetiredVeths {
     public static func name(hostIndex: Int32) -> String { "spr\(hostIndex)" }
 }
 
-extension PodAttachments {
+extension AgentHandoff {
     /// The store's folder of retired veths, one subfolder per retired veth, named for it. A
     /// subfolder tells the reaper there is something to delete, and holds the veth's link.
     var retiredFolder: String { layout.path(.retired) }
@@ -37,8 +27,8 @@ extension PodAttachments {
     public func markRetired(hostName: String, retiredName: String) throws(BPFError) {
         try makeFolder(retiredFolder)
         let marker = "\(retiredFolder)/\(retiredName)"
-        if hasPodLink(hostName), rename(endpointFolder(hostName), marker) != 0 {
-            try removeLinkFolder(endpointFolder(hostName))
+        if pods.hasPodLink(hostName), rename(pods.linkFolder(hostName), marker) != 0 {
+            try removeLinkFolder(pods.linkFolder(hostName))
         }
         try makeFolder(marker)
     }

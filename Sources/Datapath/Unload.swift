@@ -69,7 +69,7 @@ extension Datapath {
     /// loaded again. Works on a damaged store too: what cannot be read is removed without being read.
     public func unload(podAttachments: [(hostName: String, hostIndex: Int32, mode: AttachMode)],
                        netlink: NetlinkSocket) throws(DatapathError) {
-        try pods.reapRetiredVeths(netlink)
+        try handoff.reapRetiredVeths(netlink)
         try bpf { () throws(BPFError) in
             for pod in podAttachments {
                 try pods.detachPod(hostName: pod.hostName, hostIndex: pod.hostIndex, mode: pod.mode)

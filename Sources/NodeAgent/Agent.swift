@@ -170,10 +170,10 @@ public actor Agent {
             }
         }
         let promoter = Task.detached { [settings, metrics, logger] in
-            let requests = FolderWakeups(folder: PodAttachments.promotionFolder(storeRoot: settings.storeRoot),
+            let requests = FolderWakeups(folder: AgentHandoff.promotionFolder(storeRoot: settings.storeRoot),
                                          interval: settings.promotionMilliseconds * 1_000_000)
             for await _ in requests.wakeups {
-                if !requests.isWatching, PodAttachments.preparePromotions(storeRoot: settings.storeRoot) { requests.watchIfPossible() }
+                if !requests.isWatching, AgentHandoff.preparePromotions(storeRoot: settings.storeRoot) { requests.watchIfPossible() }
                 // Each attach blocks its thread through a grace period: not one of the tasks' threads.
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                     Self.promotionQueue.async {
@@ -255,15 +255,15 @@ public actor Agent {
         }
     }
 
-    /// Moves the pods ADD started on tc to their tcx links (see `PodAttachments.requestPromotion`). Off
+    /// Moves the pods ADD started on tc to their tcx links (see `AgentHandoff.requestPromotion`). Off
     /// the actor: every attach waits for a grace period.
     private static func promoteRequestedPods(settings: AgentSettings, metrics: AgentMetrics, logger: Logger) {
-        let requested = PodAttachments.requestedPromotions(storeRoot: settings.storeRoot)
+        let requested = AgentHandoff.requestedPromotions(storeRoot: settings.storeRoot)
         guard !requested.isEmpty else { return }
         do throws(BPFError) {
             guard let store = try EndpointStore.openExisting(root: settings.storeRoot),
                   let datapath = Datapath.openExisting(store: store) else { return }
-            let promoted = try datapath.pods.promotePods(requested, patience: settings.promotionPatienceSeconds)
+            let promoted = try datapath.handoff.promotePods(requested, patience: settings.promotionPatienceSeconds)
             metrics.podsPromoted.increment(by: Int64(promoted.count))
         } catch {
             logger.warning("moving pods to tcx failed", metadata: ["error": "\(error)"])
@@ -281,7 +281,7 @@ public actor Agent {
                 if presence != nil { logger.info("announced to the plugin: ADDs start pods on tc for the agent to move to tcx, DELs retire their veths for it to delete") }
             }
             guard let datapath = Datapath.openExisting(store: store) else { return }
-            let reaped = try datapath.pods.reapRetiredVeths(try netlink(), everything: everything)
+            let reaped = try datapath.handoff.reapRetiredVeths(try netlink(), everything: everything)
             metrics.retiredVethsReaped.increment(by: Int64(reaped))
         } catch {
             logger.warning("deleting retired veths failed", metadata: ["error": "\(error)"])
@@ -570,8 +570,7 @@ public actor Agent {
             throw .system(SystemCallError("find a cgroup2 mount for the socket load balancer (give --cgroup-root, or run with --no-services)",
                                           .noSuchFileOrDirectory))
         }
-        let setup = NodeSetup(uplinks: uplinks.map { ($0.name, $0.index) }, attachPolicy: .auto, masquerade: settings.masquerade,
-                              clusterCIDRs: settings.clusterCIDRs, socketCgroup: socketCgroup, socketLB: true, balanceNodeProcesses: true)
+        let setup = settings.pluginSettings(mtu: nil).nodeSetup(uplinks: uplinks.map { ($0.name, $0.index) }, socketCgroup: socketCgroup)
         let store: EndpointStore
         do { store = try EndpointStore.open(root: settings.storeRoot) } catch { throw .datapath(.bpf(error)) }
         do {

@@ -2,6 +2,7 @@
 import Datapath
 import NetAddress
 import NodeStore
+import PluginConfig
 
 /// What the agent is told: where the node's files live, and every node-level setting of the
 /// plugin, which it carries into the conflist it writes (so that the plugin's ADD and the agent
@@ -79,6 +80,20 @@ public struct AgentSettings: Sendable {
     public init(nodeName: String, pluginBinary: String) {
         self.nodeName = nodeName
         self.pluginBinary = pluginBinary
+    }
+
+    /// The plugin's settings for this node, as the conflist carries them (and ADD reads them back):
+    /// the pods' MTU is `mtu` (the node's, when the agent was given none).
+    func pluginSettings(mtu: Int?) -> PluginSettings {
+        var plugin = PluginSettings()
+        plugin.storeRoot = storeRoot
+        plugin.logFile = pluginLogFile
+        plugin.mtu = mtu
+        plugin.devices = devices
+        plugin.ipMasq = masquerade
+        plugin.clusterCIDRs = clusterCIDRs
+        plugin.socketLB.cgroupRoot = cgroupRoot
+        return plugin
     }
 
     public var conflistPath: String { cniConfDir + "/" + conflistName }

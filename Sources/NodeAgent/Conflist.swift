@@ -1,58 +1,37 @@
 // SPDX-License-Identifier: Apache-2.0
-import Foundation
+import CNIProtocol
 import NetAddress
+import PluginConfig
 
-/// The conflist the agent writes for its node: the plugin with the built-in allocator over the
-/// node's pod CIDRs (one range per family), the node-level settings the agent was given, and the
-/// `portMappings` capability (hostPort).
-struct Conflist: Encodable, Equatable {
-    struct Plugin: Encodable, Equatable {
-        struct IPAM: Encodable, Equatable {
-            struct Range: Encodable, Equatable { let subnet: String }
-            let type = "swiftpath"
-            let ranges: [Range]
-        }
-
-        struct SocketLB: Encodable, Equatable {
-            let cgroupRoot: String
-        }
-
-        /// What the runtime passes in `runtimeConfig`: the pods' host ports.
-        struct Capabilities: Encodable, Equatable {
-            let portMappings = true
-        }
-
-        let type = "swiftpath"
-        let capabilities = Capabilities()
-        let bpffsRoot: String
-        let logFile: String?
-        let mtu: Int?
-        let devices: [String]?
-        let ipMasq: Bool
-        let clusterCIDRs: [String]?
-        let socketLB: SocketLB?
-        let ipam: IPAM
-    }
-
+/// The conflist the agent writes for its node: the plugin with the node-level settings the agent
+/// was given (`PluginSettings`, as the plugin reads them back), the built-in allocator over the
+/// node's pod CIDRs (one range per family), and the `portMappings` capability (hostPort).
+struct Conflist: Equatable {
     let cniVersion: String
     let name: String
-    let plugins: [Plugin]
+    let plugin: PluginSettings
+    let podCIDRs: [IPPrefix]
 
     init(settings: AgentSettings, podCIDRs: [IPPrefix], mtu: Int?) {
         cniVersion = settings.cniVersion
         name = settings.networkName
-        let clusterCIDRs = settings.clusterCIDRs.map(\.description)
-        plugins = [Plugin(bpffsRoot: settings.storeRoot, logFile: settings.pluginLogFile, mtu: mtu, devices: settings.devices,
-                          ipMasq: settings.masquerade, clusterCIDRs: clusterCIDRs.isEmpty ? nil : clusterCIDRs,
-                          socketLB: settings.cgroupRoot.map(Plugin.SocketLB.init),
-                          ipam: Plugin.IPAM(ranges: podCIDRs.map { Plugin.IPAM.Range(subnet: $0.description) }))]
+        plugin = settings.pluginSettings(mtu: mtu)
+        self.podCIDRs = podCIDRs
+    }
+
+    /// The plugin's entry: its own keys, the allocator, and what the runtime passes in `runtimeConfig`.
+    var pluginEntry: [String: JSONValue] {
+        plugin.networkConfigKeys.merging([
+            "type": .string("swiftpath"),
+            "capabilities": .object(["portMappings": .bool(true)]),
+            "ipam": .object(["type": .string("swiftpath"), "ranges": .array(podCIDRs.map { .object(["subnet": .string($0.description)]) })]),
+        ]) { own, _ in own }
     }
 
     /// The file's bytes: the same conflist always gives the same bytes, so an unchanged one is
     /// never rewritten.
     var bytes: [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(self)) ?? Data()) + [UInt8(ascii: "\n")]
+        let file: JSONValue = .object(["cniVersion": .string(cniVersion), "name": .string(name), "plugins": .array([.object(pluginEntry)])])
+        return JSONCoding.encode(file) + [UInt8(ascii: "\n")]
     }
 }

@@ -20,8 +20,8 @@ struct DatapathCommand: ParsableCommand {
 
         func run() throws {
             let embedded = BPFObject.datapath.hash
-            guard let opened = try EndpointStore.openExisting(root: store.root), let datapath = Datapath.openExisting(store: opened) else {
-                if output == .json { print(#"{"loaded": false}"#) } else { print("no datapath loaded in \(store.root)") }
+            guard let opened = try EndpointStore.openExisting(root: store.storeRoot), let datapath = Datapath.openExisting(store: opened) else {
+                if output == .json { print(#"{"loaded": false}"#) } else { print("no datapath loaded in \(store.storeRoot)") }
                 return
             }
             let status = try datapath.status()
@@ -85,8 +85,8 @@ struct DatapathCommand: ParsableCommand {
         var connectionTableEntries: UInt32?
 
         func run() throws {
-            let opened = try EndpointStore.open(root: store.root)
-            let before = try Datapath.loadedMeta(storeRoot: store.root)
+            let opened = try EndpointStore.open(root: store.storeRoot)
+            let before = try Datapath.loadedMeta(storeRoot: store.storeRoot)
             // A damaged store is repaired: records nobody can read go, and so does every pin the
             // loader cannot reuse (it loads the programs again against the maps it keeps).
             let unreadable = try opened.undecodableRecords()
@@ -123,8 +123,8 @@ struct DatapathCommand: ParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            guard let opened = try EndpointStore.openExisting(root: store.root), let datapath = Datapath.openExisting(store: opened) else {
-                print("no datapath loaded in \(store.root)")
+            guard let opened = try EndpointStore.openExisting(root: store.storeRoot), let datapath = Datapath.openExisting(store: opened) else {
+                print("no datapath loaded in \(store.storeRoot)")
                 return
             }
             let records = try opened.records()
@@ -132,7 +132,7 @@ struct DatapathCommand: ParsableCommand {
                 ($0.hostName, $0.hostIndex, AttachMode(rawValue: $0.attachMode) ?? .tcx)
             }, netlink: try NetlinkSocket())
             for path in datapath.leftAlone { print("left alone (not a pin): \(path)") }
-            print("datapath unloaded from \(store.root)")
+            print("datapath unloaded from \(store.storeRoot)")
         }
     }
 }

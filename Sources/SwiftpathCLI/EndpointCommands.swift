@@ -6,8 +6,9 @@ import NetAddress
 
 /// Options every command that reads the store shares.
 struct StoreOptions: ParsableArguments {
-    @Option(name: .long, help: "The bpffs folder of the swiftpath store.")
-    var root: String = StoreLayout.defaultRoot
+    /// `--root` is the name earlier releases gave it.
+    @Option(name: [.customLong("store-root"), .customLong("root")], help: "The bpffs folder of the swiftpath store.")
+    var storeRoot: String = StoreLayout.defaultRoot
 }
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
@@ -28,8 +29,8 @@ struct EndpointCommand: ParsableCommand {
         var output: OutputFormat = .table
 
         func run() throws {
-            guard let opened = try EndpointStore.openExisting(root: store.root) else {
-                if output == .json { print("[]") } else { print("no swiftpath store at \(store.root)") }
+            guard let opened = try EndpointStore.openExisting(root: store.storeRoot) else {
+                if output == .json { print("[]") } else { print("no swiftpath store at \(store.storeRoot)") }
                 return
             }
             let records = try opened.records()

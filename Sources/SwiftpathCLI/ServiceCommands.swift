@@ -86,7 +86,7 @@ struct ServiceCommand: ParsableCommand {
             }
             guard sourceRanges.isEmpty || external else { throw ValidationError("--source-range limits outside clients: it needs --external") }
             let ranges = sourceRanges.isEmpty ? nil : try ServiceCommand.parseSourceRanges(sourceRanges, for: service)
-            let (opened, datapath) = try ServiceCommand.open(store.root)
+            let (opened, datapath) = try ServiceCommand.open(store.storeRoot)
             let departed = try datapath.services.setService(service, backends: backends, affinitySeconds: affinity,
                                                    external: external ? .cluster : .none, sourceRanges: ranges)
             print("\(service) -> \(backends.isEmpty ? "no backend (connections refused)" : backends.map(\.description).joined(separator: " "))")
@@ -102,7 +102,7 @@ struct ServiceCommand: ParsableCommand {
 
         func run() throws {
             let service = try ServiceCommand.parseService(self.service)
-            let (opened, datapath) = try ServiceCommand.open(store.root)
+            let (opened, datapath) = try ServiceCommand.open(store.storeRoot)
             guard let departed = try datapath.services.deleteService(service) else {
                 print("no service \(service)")
                 return
@@ -120,7 +120,7 @@ struct ServiceCommand: ParsableCommand {
         var output: OutputFormat = .table
 
         func run() throws {
-            guard let datapath = try ServiceCommand.loaded(store.root, output: output) else { return }
+            guard let datapath = try ServiceCommand.loaded(store.storeRoot, output: output) else { return }
             let services = try datapath.services.programs()
             // A host port a Service took over is listed as the Service's.
             let hostPorts = try datapath.store.offeredHostPorts()
@@ -173,7 +173,7 @@ struct ServiceCommand: ParsableCommand {
                 return (service, try ServiceCommand.parseBackends(view.backends), view.affinitySeconds ?? 0, external,
                         try view.sourceRanges.map { ranges throws in try ServiceCommand.parseSourceRanges(ranges, for: service) })
             }
-            let (opened, datapath) = try ServiceCommand.open(store.root)
+            let (opened, datapath) = try ServiceCommand.open(store.storeRoot)
             let result = try datapath.services.applyServices(desired)
             print("\(result.set) service(s) set, \(result.deleted) deleted")
             try datapath.connections.forget(result.departures)
@@ -194,7 +194,7 @@ extension ServiceCommand {
         var output: OutputFormat = .table
 
         func run() throws {
-            guard let datapath = try ServiceCommand.loaded(store.root, output: output) else { return }
+            guard let datapath = try ServiceCommand.loaded(store.storeRoot, output: output) else { return }
             let connections = try datapath.connections.translated()
             if output == .json {
                 printJSON(connections.map {

@@ -24,8 +24,8 @@ struct StatsCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard let opened = try EndpointStore.openExisting(root: store.root), let datapath = Datapath.openExisting(store: opened) else {
-            if output == .json { print("[]") } else { print("no datapath loaded in \(store.root)") }
+        guard let opened = try EndpointStore.openExisting(root: store.storeRoot), let datapath = Datapath.openExisting(store: opened) else {
+            if output == .json { print("[]") } else { print("no datapath loaded in \(store.storeRoot)") }
             return
         }
         let records = try opened.records()

@@ -5,6 +5,7 @@ import CNIProtocol
 import Datapath
 import IPAM
 import NetAddress
+import PluginConfig
 import Netlink
 import Netns
 import SystemCallSupport
@@ -31,7 +32,7 @@ extension Plugin {
         let host = node.host
         // The routing table is consulted only when the config leaves the uplinks or the MTU to it.
         let defaultLinks = node.devices == nil || settings.mtu == nil
-            ? try defaultRouteLinks(host, attached: NodeDatapath.attachedUplinks(storeRoot: settings.bpffsRoot)) : []
+            ? try defaultRouteLinks(host, attached: NodeDatapath.attachedUplinks(storeRoot: settings.storeRoot)) : []
         let uplinks = node.devices ?? defaultLinks.map { ($0.name, $0.index) }
         let mtu = settings.mtu ?? defaultLinks.first?.mtu ?? 1500
         let socketCgroup = try podCgroup()
@@ -71,7 +72,7 @@ extension Plugin {
             try configurePod(podNetlink, veth: veth, addressing: addressing, gateways: gateways, routes: routes)
             try configureHost(host, veth: veth, addressing: addressing)
             // With the agent there, the pod starts on tc and the agent moves it to tcx: ADD skips
-            // tcx's grace period (see PodAttachments.requestPromotion).
+            // tcx's grace period (see AgentHandoff.requestPromotion).
             let promoting = settings.attachMode == .auto && store.isAgentPresent()
             let wiring = try attachToDatapath(datapath, store: store, veth: veth, addressing: addressing,
                                               policy: promoting ? .tc : settings.attachMode, socketCgroup: socketCgroup,
@@ -85,7 +86,7 @@ extension Plugin {
             }
             try bpfCall { () throws(BPFError) in try store.dropClaim(pending.claim.hostName) }
             if promoting {
-                do throws(BPFError) { try datapath.pods.requestPromotion(hostName: pending.claim.hostName) } catch {
+                do throws(BPFError) { try datapath.handoff.requestPromotion(hostName: pending.claim.hostName) } catch {
                     log("\(pending.claim.hostName) stays on tc: \(error)")
                 }
             }

@@ -4,6 +4,7 @@ import NodeStore
 import CNIProtocol
 import Datapath
 import NetAddress
+import PluginConfig
 import Netns
 import Netlink
 import SystemCallSupport
@@ -20,9 +21,7 @@ extension Plugin {
     /// upgraded, or repaired) in the store, and the uplinks running the program for traffic to
     /// local pods.
     func prepareDatapath(store: EndpointStore, uplinks: [(name: String, index: Int32)], socketCgroup: String?) throws(CNIError) -> Datapath {
-        let setup = NodeSetup(uplinks: uplinks, attachPolicy: settings.attachMode, masquerade: settings.ipMasq,
-                              clusterCIDRs: settings.clusterCIDRs, socketCgroup: socketCgroup, socketLB: settings.socketLB.enabled,
-                              balanceNodeProcesses: settings.socketLB.hostNamespace)
+        let setup = settings.nodeSetup(uplinks: uplinks, socketCgroup: socketCgroup)
         let ensured: (datapath: Datapath, uplinks: [ProgramAttachment])
         do { ensured = try setup.ensure(store: store) } catch { throw CNIError(datapath: error) }
         if ensured.uplinks.contains(where: { $0.mode == .tc }) { log("tcx unavailable: uplinks use the tc (clsact) fallback") }

@@ -47,7 +47,7 @@ extension Plugin {
         // Without the agent, GC deletes what DELs retired while it ran; outside the store's lock,
         // as the agent does, so that ADDs do not wait behind the deletion's grace periods.
         if !agentPresent, let datapath = Datapath.openExisting(store: store) {
-            do throws(DatapathError) { try datapath.pods.reapRetiredVeths(host) } catch { throw CNIError(datapath: error) }
+            do throws(DatapathError) { try datapath.handoff.reapRetiredVeths(host) } catch { throw CNIError(datapath: error) }
         }
         log("removed \(removed.count) stale attachment(s): \(removed.map { "\($0.containerID)/\($0.ifname)" })")
     }

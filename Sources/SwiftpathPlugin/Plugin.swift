@@ -5,6 +5,7 @@ import CNIProtocol
 import Datapath
 import IPAM
 import NetAddress
+import PluginConfig
 import Netlink
 import Netns
 import SystemCallSupport
@@ -107,9 +108,9 @@ public struct Plugin {
     /// The config's keys that name things on the node: a place for the store, a cgroup v2
     /// directory for the socket hooks, uplinks that exist, an IPAM plugin that can be run.
     func checkAgainstNode() throws(CNIError) -> NodeFacts {
-        guard EndpointStore.canHold(root: settings.bpffsRoot) else {
+        guard EndpointStore.canHold(root: settings.storeRoot) else {
             throw CNIError(.invalidNetworkConfig, "invalid value for key \"bpffsRoot\" in network config",
-                           details: "\(settings.bpffsRoot) is not in a bpf filesystem")
+                           details: "\(settings.storeRoot) is not in a bpf filesystem")
         }
         let host = try hostNetlink()
         let socketCgroup = try nodeSocketCgroup()
@@ -119,15 +120,15 @@ public struct Plugin {
 
     /// The node's store, created if this is the node's first ADD.
     func openStore() throws(CNIError) -> EndpointStore {
-        do { return try EndpointStore.open(root: settings.bpffsRoot) } catch {
-            throw CNIError(.storeFailure, "cannot open the swiftpath store at \(settings.bpffsRoot)", details: error.description)
+        do { return try EndpointStore.open(root: settings.storeRoot) } catch {
+            throw CNIError(.storeFailure, "cannot open the swiftpath store at \(settings.storeRoot)", details: error.description)
         }
     }
 
     /// The node's store if it has one: the verbs that only look or clean up never create it.
     func existingStore() throws(CNIError) -> EndpointStore? {
-        do { return try EndpointStore.openExisting(root: settings.bpffsRoot) } catch {
-            throw CNIError(.storeFailure, "cannot open the swiftpath store at \(settings.bpffsRoot)", details: error.description)
+        do { return try EndpointStore.openExisting(root: settings.storeRoot) } catch {
+            throw CNIError(.storeFailure, "cannot open the swiftpath store at \(settings.storeRoot)", details: error.description)
         }
     }
 

@@ -23,7 +23,7 @@ extension Plugin {
             do { try host.deleteLink(index: hostEnd.index) } catch { throw CNIError(netlink: error) }
             return
         }
-        try bpfCall { () throws(BPFError) in try datapath.pods.markRetired(hostName: hostName, retiredName: retiredName) }
+        try bpfCall { () throws(BPFError) in try datapath.handoff.markRetired(hostName: hostName, retiredName: retiredName) }
     }
 
     /// The pod's end of the veth, down and renamed, so that the pod's interface name is free at once.

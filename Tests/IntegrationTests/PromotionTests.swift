@@ -15,7 +15,7 @@ final class PromotionTests: XCTestCase {
     /// The agent's pass, in the node's netns (where the agent runs), as the agent makes it.
     private func promote(_ node: TestNode) throws -> [String] {
         let datapath = try XCTUnwrap(Datapath.openExisting(store: try node.store()))
-        return try node.inNodeNetns { () throws(BPFError) in try datapath.pods.promotePods(PodAttachments.requestedPromotions(storeRoot: node.storeRoot)) }
+        return try node.inNodeNetns { () throws(BPFError) in try datapath.handoff.promotePods(AgentHandoff.requestedPromotions(storeRoot: node.storeRoot)) }
     }
 
     private func attachment(_ node: TestNode, _ containerID: String) throws -> String {
@@ -43,7 +43,7 @@ final class PromotionTests: XCTestCase {
         let podA = try node.makePod("a"), podB = try node.makePod("b")
         _ = try node.add("ctr-a", pod: podA)
         XCTAssertTrue(try attachment(node, "ctr-a").hasPrefix("tcx link"), "without the agent, ADD attaches tcx itself")
-        XCTAssertEqual(PodAttachments.requestedPromotions(storeRoot: node.storeRoot), [])
+        XCTAssertEqual(AgentHandoff.requestedPromotions(storeRoot: node.storeRoot), [])
 
         let presence = try XCTUnwrap(try node.store().announceAgent())
         let addedB = try node.add("ctr-b", pod: podB)
@@ -51,7 +51,7 @@ final class PromotionTests: XCTestCase {
         XCTAssertTrue(try attachment(node, "ctr-b").hasPrefix("tc prog"), "with the agent, ADD attaches tc")
         XCTAssertTrue(try tcFilters(node, hostB).contains("direct-action"), "the pod's filter")
         XCTAssertEqual(linkPins(node, hostB), [])
-        XCTAssertEqual(PodAttachments.requestedPromotions(storeRoot: node.storeRoot), [hostB])
+        XCTAssertEqual(AgentHandoff.requestedPromotions(storeRoot: node.storeRoot), [hostB])
         let addressesA = try XCTUnwrap(try node.endpoints().first { $0["containerID"] as? String == "ctr-a" }?["addresses"] as? [String])
             .map { String($0.split(separator: "/")[0]) }
         try ping(node, from: podB, addressesA)
@@ -63,7 +63,7 @@ final class PromotionTests: XCTestCase {
         XCTAssertTrue(try attachment(node, "ctr-b").hasPrefix("tcx link"))
         XCTAssertEqual(linkPins(node, hostB), ["pod_egress"])
         XCTAssertFalse(try tcFilters(node, hostB).contains("direct-action"), "the filter is gone")
-        XCTAssertEqual(PodAttachments.requestedPromotions(storeRoot: node.storeRoot), [])
+        XCTAssertEqual(AgentHandoff.requestedPromotions(storeRoot: node.storeRoot), [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(node.storeRoot)/claims/\(hostB)"), "the agent's claim is dropped")
         try ping(node, from: podB, addressesA)
         let recheck = try node.cni("CHECK", containerID: "ctr-b", netns: podB, config: node.config().merging(["prevResult": addedB]) { $1 })
@@ -82,22 +82,22 @@ final class PromotionTests: XCTestCase {
         let presence = try XCTUnwrap(try EndpointStore.open(root: node.storeRoot).announceAgent(), "the agent makes the store")
         for (i, pod) in pods.prefix(2).enumerated() { _ = try node.add("ctr-\(i)", pod: pod) }
         let hosts = try node.store().records().sorted { $0.containerID < $1.containerID }.map(\.hostName)
-        XCTAssertEqual(PodAttachments.requestedPromotions(storeRoot: node.storeRoot), hosts.sorted())
+        XCTAssertEqual(AgentHandoff.requestedPromotions(storeRoot: node.storeRoot), hosts.sorted())
 
         // Pod 0 is deleted before the agent comes round: its request goes with it.
         XCTAssertEqual(try node.cni("DEL", containerID: "ctr-0", netns: pods[0], config: node.config()).status, 0)
-        XCTAssertEqual(PodAttachments.requestedPromotions(storeRoot: node.storeRoot), [hosts[1]])
+        XCTAssertEqual(AgentHandoff.requestedPromotions(storeRoot: node.storeRoot), [hosts[1]])
         // Outside the node's netns, the pod's device index names another device, or none: nothing is attached.
         let datapath = try XCTUnwrap(Datapath.openExisting(store: try node.store()))
-        XCTAssertEqual(try datapath.pods.promotePods([hosts[1]]), [])
+        XCTAssertEqual(try datapath.handoff.promotePods([hosts[1]]), [])
         XCTAssertTrue(try attachment(node, "ctr-1").hasPrefix("tc prog"))
-        try datapath.pods.requestPromotion(hostName: hosts[1])
+        try datapath.handoff.requestPromotion(hostName: hosts[1])
         // A DEL of pod 1 at work holds its claim: the agent leaves the pod alone, on tc.
         let claim = try node.store().claim(hosts[1])
         XCTAssertEqual(try promote(node), [])
         XCTAssertTrue(try attachment(node, "ctr-1").hasPrefix("tc prog"))
         XCTAssertEqual(linkPins(node, hosts[1]), [])
-        XCTAssertEqual(PodAttachments.requestedPromotions(storeRoot: node.storeRoot), [], "the request is dropped")
+        XCTAssertEqual(AgentHandoff.requestedPromotions(storeRoot: node.storeRoot), [], "the request is dropped")
         try node.store().dropClaim(hosts[1])
         withExtendedLifetime(claim) {}
 
@@ -105,7 +105,7 @@ final class PromotionTests: XCTestCase {
         let add = try node.cni("ADD", containerID: "ctr-2", netns: pods[2], config: node.config().merging(["attachMode": "tc"]) { $1 })
         XCTAssertEqual(add.status, 0, add.stdout)
         XCTAssertTrue(try attachment(node, "ctr-2").hasPrefix("tc prog"))
-        XCTAssertEqual(PodAttachments.requestedPromotions(storeRoot: node.storeRoot), [])
+        XCTAssertEqual(AgentHandoff.requestedPromotions(storeRoot: node.storeRoot), [])
 
         for (i, pod) in pods.enumerated().dropFirst() {
             XCTAssertEqual(try node.cni("DEL", containerID: "ctr-\(i)", netns: pod, config: node.config()).status, 0)
@@ -148,7 +148,7 @@ final class PromotionTests: XCTestCase {
         }
         XCTAssertEqual(try node.hostVeths().filter { !$0.hasPrefix("spr") }, [], "every veth retired")
         let datapath = try XCTUnwrap(Datapath.openExisting(store: try node.store()))
-        try datapath.pods.reapRetiredVeths(try node.netlink())
+        try datapath.handoff.reapRetiredVeths(try node.netlink())
         XCTAssertEqual(try node.hostVeths(), [])
         withExtendedLifetime(presence) {}
     }
@@ -169,7 +169,7 @@ private final class Mover: @unchecked Sendable {
                 var datapath: Datapath?
                 while !lock.withLock({ stopping }) {
                     if datapath == nil, let store = try EndpointStore.openExisting(root: storeRoot) { datapath = Datapath.openExisting(store: store) }
-                    let count = (try datapath?.pods.promotePods(PodAttachments.requestedPromotions(storeRoot: storeRoot)))?.count ?? 0
+                    let count = (try datapath?.handoff.promotePods(AgentHandoff.requestedPromotions(storeRoot: storeRoot)))?.count ?? 0
                     lock.withLock { moved += count }
                     usleep(1_000)
                 }

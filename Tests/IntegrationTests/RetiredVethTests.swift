@@ -15,7 +15,7 @@ final class RetiredVethTests: XCTestCase {
 
     private func reap(_ node: TestNode, everything: Bool = false) throws -> Int {
         let datapath = try XCTUnwrap(Datapath.openExisting(store: try node.store()))
-        return try datapath.pods.reapRetiredVeths(try node.netlink(), everything: everything)
+        return try datapath.handoff.reapRetiredVeths(try node.netlink(), everything: everything)
     }
 
     /// The devices of the retired group in the node's netns (or a pod's), as `ip` lists them.

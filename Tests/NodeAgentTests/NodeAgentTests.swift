@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
+import CNIProtocol
 import Foundation
 import KubernetesAPI
 import NetAddress
 import Netlink
 @testable import NodeAgent
+import PluginConfig
 import XCTest
 
 /// The agent's pure parts: the conflist it writes and the routes it wants.
@@ -64,6 +66,27 @@ final class NodeAgentTests: XCTestCase {
         XCTAssertEqual((ipam["ranges"] as? [[String: String]])?.compactMap { $0["subnet"] }, ["10.1.1.0/24", "fd00:1:1::/64"])
         XCTAssertEqual(conflist.bytes, Conflist(settings: settings, podCIDRs: [IPPrefix("10.1.1.0/24")!, IPPrefix("fd00:1:1::/64")!], mtu: 1450).bytes,
                        "the same conflist is the same bytes, so an unchanged one is never rewritten")
+    }
+
+    /// The plugin reads the conflist's entry back into the very settings the agent wrote it from.
+    func testThePluginReadsBackWhatTheAgentWrote() throws {
+        var settings = AgentSettings(nodeName: "a", pluginBinary: "/bin/true")
+        settings.storeRoot = "/sys/fs/bpf/other"
+        settings.devices = ["eth1"]
+        settings.cgroupRoot = "/sys/fs/cgroup/kubepods"
+        settings.clusterCIDRs = [IPPrefix("10.1.0.0/16")!, IPPrefix("fd00:1::/48")!]
+        settings.masquerade = true
+        settings.pluginLogFile = "/var/log/swiftpath.log"
+        let conflist = Conflist(settings: settings, podCIDRs: [IPPrefix("10.1.1.0/24")!], mtu: 1450)
+        guard case .object(let file) = try JSONCoding.decode(JSONValue.self, from: conflist.bytes),
+              case .array(let plugins) = file["plugins"], case .object(let entry) = plugins.first else { return XCTFail("no plugin entry") }
+        let (read, problems) = PluginSettings.parse(entry)
+        XCTAssertEqual(problems.map(\.msg), [])
+        XCTAssertEqual(read, conflist.plugin)
+        XCTAssertEqual(read.storeRoot, "/sys/fs/bpf/other")
+        XCTAssertEqual(read.mtu, 1450)
+        XCTAssertEqual(read.socketLB.cgroupRoot, "/sys/fs/cgroup/kubepods")
+        XCTAssertEqual(read.logFile, "/var/log/swiftpath.log")
     }
 
     /// A write in progress is under a name no runtime reads as a network config, and what an agent

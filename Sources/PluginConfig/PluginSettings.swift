@@ -5,13 +5,14 @@ import CNIProtocol
 import Datapath
 import NetAddress
 
-/// swiftpath's own keys of the network config, read without looking at the node: what the node
+/// swiftpath's own keys of the network config: what the agent writes into the conflist and what
+/// the plugin reads back, one type for both sides. Read without looking at the node: what the node
 /// must also satisfy (a store root on bpffs, a cgroup v2 directory) is checked by the verbs.
-public struct PluginSettings: Sendable {
+public struct PluginSettings: Sendable, Equatable {
     /// The MTU of both veth ends; nil takes the MTU of the default route's device.
     public var mtu: Int?
-    /// The bpffs folder of the node's shared store.
-    public var bpffsRoot = StoreLayout.defaultRoot
+    /// The bpffs folder of the node's shared store (the key `bpffsRoot`).
+    public var storeRoot = StoreLayout.defaultRoot
     /// Where diagnostics go; nil sends them to stderr.
     public var logFile: String?
     /// The node's uplinks, which get the program for traffic arriving for local pods. nil means
@@ -28,7 +29,9 @@ public struct PluginSettings: Sendable {
     /// Seconds a delegated IPAM plugin may take before it is killed and the verb fails.
     public var ipamTimeout = 60
 
-    public struct SocketLB: Sendable {
+    public init() {}
+
+    public struct SocketLB: Sendable, Equatable {
         public var enabled = true
         /// Hooks once per node on a cgroup v2 directory, or per pod on the runtime's cgroupPath.
         public var perPod = false
@@ -36,6 +39,8 @@ public struct PluginSettings: Sendable {
         public var cgroupRoot: String?
         /// Whether the node's own processes are balanced too.
         public var hostNamespace = true
+
+        public init() {}
     }
 
     /// Reads every key it knows; a key with a bad value keeps its default and is reported among
@@ -55,7 +60,7 @@ public struct PluginSettings: Sendable {
         }
         if let value = present("bpffsRoot") {
             if let root = value.stringValue, isAbsolutePath(root), root.count > 1, !root.contains(".") {
-                settings.bpffsRoot = root
+                settings.storeRoot = root
             } else {
                 bad("bpffsRoot", "expected an absolute path without '.' (bpffs refuses such names)")
             }
@@ -129,8 +134,35 @@ public struct PluginSettings: Sendable {
         return socketLB
     }
 
+    /// The keys as the conflist carries them, for `parse` to read back as they are: the store's
+    /// root and masquerading always, every other key where it is not its default.
+    public var networkConfigKeys: [String: JSONValue] {
+        var keys: [String: JSONValue] = ["bpffsRoot": .string(storeRoot), "ipMasq": .bool(ipMasq)]
+        let defaults = PluginSettings()
+        if let mtu { keys["mtu"] = .number(Double(mtu)) }
+        if let logFile { keys["logFile"] = .string(logFile) }
+        if let devices { keys["devices"] = .array(devices.map(JSONValue.string)) }
+        if attachMode != defaults.attachMode { keys["attachMode"] = .string(attachMode.rawValue) }
+        if !clusterCIDRs.isEmpty { keys["clusterCIDRs"] = .array(clusterCIDRs.map { .string($0.description) }) }
+        if ipamTimeout != defaults.ipamTimeout { keys["ipamTimeout"] = .number(Double(ipamTimeout)) }
+        var socketLBKeys: [String: JSONValue] = [:]
+        if socketLB.enabled != defaults.socketLB.enabled { socketLBKeys["enabled"] = .bool(socketLB.enabled) }
+        if socketLB.perPod != defaults.socketLB.perPod { socketLBKeys["scope"] = .string(socketLB.perPod ? "pod" : "node") }
+        if let cgroupRoot = socketLB.cgroupRoot { socketLBKeys["cgroupRoot"] = .string(cgroupRoot) }
+        if socketLB.hostNamespace != defaults.socketLB.hostNamespace { socketLBKeys["hostNamespace"] = .bool(socketLB.hostNamespace) }
+        if !socketLBKeys.isEmpty { keys["socketLB"] = .object(socketLBKeys) }
+        return keys
+    }
+
+    /// What these settings make of the node as a whole, on `uplinks` with the node-wide socket
+    /// hooks on `socketCgroup`: the plugin's ADD and the agent make the node the same.
+    public func nodeSetup(uplinks: [(name: String, index: Int32)], socketCgroup: String?) -> NodeSetup {
+        NodeSetup(uplinks: uplinks, attachPolicy: attachMode, masquerade: ipMasq, clusterCIDRs: clusterCIDRs,
+                  socketCgroup: socketCgroup, socketLB: socketLB.enabled, balanceNodeProcesses: socketLB.hostNamespace)
+    }
+
     /// An absolute path the kernel can take: no component over NAME_MAX, the whole under PATH_MAX.
-    static func isAbsolutePath(_ path: String) -> Bool {
+    public static func isAbsolutePath(_ path: String) -> Bool {
         path.hasPrefix("/") && path.utf8.count < 4096 && path.split(separator: "/").allSatisfy { $0.utf8.count <= 255 }
     }
 }
