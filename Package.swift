@@ -142,7 +142,6 @@ let package = Package(
         .target(name: "NodeAgent", dependencies: [
             "BPF", "CNIProtocol", "Datapath", "KubeProxyDetection", "KubernetesAPI", "NetAddress", "Netlink", "NodeStore", "PluginConfig",
             "SystemCallSupport", .product(name: "Logging", package: "swift-log"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -45,7 +45,6 @@ public actor Agent {
     private var kubeProxyEvidence: [String] = []
     /// kube-proxy's rules as last listed (listing runs nft: not at every change).
     private var kubeProxyRules: [String] = []
-    private let connectionSweeper: ConnectionSweeper
     private var reportedForeignRoutes: [IPPrefix] = []
     private var reportedFailedRoutes: [String] = []
     private var reportedRefusedCIDRs: [String] = []
@@ -55,9 +54,12 @@ public actor Agent {
     private var uplinks: [Link] = []
     private var netlinkSocket: NetlinkSocket?
     private var lastNodes: [String: Node] = [:]
-    /// Whether the Nodes changed since the running reconcile began, and that reconcile's task.
+    /// Whether the Nodes changed, or a resync is due, since the Node reconcile loop last looked;
+    /// `nodeWork` wakes the loop.
     private var nodeReconcileWanted = false
-    private var nodeReconciler: Task<Void, Never>?
+    private var resyncWanted = false
+    private let nodeWorkRequests: AsyncStream<Void>
+    private let nodeWork: AsyncStream<Void>.Continuation
     /// This node as the service table sees it (its name, the addresses node ports answer on).
     private var serviceNode: ServiceTable.NodeView
     /// Whether `serviceNode` was made from the Nodes: until then no Service is programmed, as the
@@ -80,7 +82,7 @@ public actor Agent {
     public init(settings: AgentSettings, client: KubeClient, logger: Logger) {
         self.settings = settings
         apiServerAddress = URL(string: client.access.server)?.host.flatMap { IPAddress($0.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))) }
-        connectionSweeper = ConnectionSweeper(storeRoot: settings.storeRoot)
+        (nodeWorkRequests, nodeWork) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         self.logger = logger
         metrics = AgentMetrics(storeRoot: settings.storeRoot)
         nodes = Reflector(client: client, path: "/api/v1/nodes", logger: logger)
@@ -136,127 +138,89 @@ public actor Agent {
     }
 
     /// Runs until cancelled (SIGTERM). Leaves everything it made in place: pods keep working.
+    /// Every loop is a child of one task group: cancelling the run cancels them all, and the run
+    /// returns once each has ended.
     public func run() async {
         for folder in [settings.cniConfDir, settings.cniBinDir] {
             let removed = AtomicFile.removeLeftovers(in: folder)
             if removed > 0 { logger.info("unfinished writes of an earlier run removed", metadata: ["folder": "\(folder)", "files": "\(removed)"]) }
         }
         await ensureNodeSetup()
-        let watch = Task { await nodes.run { objects, changed in await self.nodesChanged(objects, changed) } }
-        let serviceWatches = settings.services ? [
-            Task { await services.run { objects, changed in await self.reconcileServices(objects, changed: changed) } },
-            Task { await slices.run { objects, changed in await self.reconcileServices(slices: objects, changed: changed) } },
-        ] : []
-        let resync = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(nanoseconds: UInt64(settings.resyncSeconds) * 1_000_000_000)
-                if Task.isCancelled { break }
-                await self.resync()
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.nodes.run { objects, changed in await self.nodesChanged(objects, changed) } }
+            group.addTask { await self.reconcileNodes() }
+            if settings.services {
+                group.addTask { await self.services.run { objects, changed in await self.reconcileServices(objects, changed: changed) } }
+                group.addTask { await self.slices.run { objects, changed in await self.reconcileServices(slices: objects, changed: changed) } }
             }
-        }
-        let expiry = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(nanoseconds: settings.connectionSweepSeconds * 1_000_000_000)
-                if Task.isCancelled { break }
-                await self.expireConnections()
+            group.addTask { [settings] in
+                while (try? await Task.sleep(for: .seconds(settings.resyncSeconds))) != nil { await self.resyncSoon() }
             }
-        }
-        let reaper = Task {
-            var pass = 0
-            while !Task.isCancelled {
-                await self.reapRetiredVeths(everything: pass % max(settings.retiredVethSweepPasses, 1) == 0)
-                pass += 1
-                try? await Task.sleep(nanoseconds: settings.retiredVethReapMilliseconds * 1_000_000)
+            group.addTask { [settings, metrics, logger] in
+                await Self.expireConnections(settings: settings, metrics: metrics, logger: logger)
             }
-        }
-        let promoter = Task.detached { [settings, metrics, logger] in
-            let requests = FolderWakeups(folder: AgentHandoff.promotionFolder(storeRoot: settings.storeRoot),
-                                         interval: settings.promotionMilliseconds * 1_000_000)
-            for await _ in requests.wakeups {
-                if !requests.isWatching, AgentHandoff.preparePromotions(storeRoot: settings.storeRoot) { requests.watchIfPossible() }
-                // Each attach blocks its thread through a grace period: not one of the tasks' threads.
-                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                    Self.promotionQueue.async {
-                        Self.promoteRequestedPods(settings: settings, metrics: metrics, logger: logger)
-                        done.resume()
-                    }
-                }
+            group.addTask { [settings] in
+                var pass = 0
+                repeat {
+                    await self.reapRetiredVeths(everything: pass % max(settings.retiredVethSweepPasses, 1) == 0)
+                    pass += 1
+                } while (try? await Task.sleep(for: .milliseconds(settings.retiredVethReapMilliseconds))) != nil
             }
-        }
-        let snapshots = Task.detached { [settings, metrics] in
-            while !Task.isCancelled {
-                await Self.takeDatapathSnapshot(metrics)
-                try? await Task.sleep(nanoseconds: settings.metricsSnapshotSeconds * 1_000_000_000)
+            group.addTask { [settings, metrics, logger] in
+                await Self.promotePods(settings: settings, metrics: metrics, logger: logger)
             }
-        }
-        await withTaskCancellationHandler {
-            await watch.value
-            for task in serviceWatches { await task.value }
-            await resync.value
-            await expiry.value
-            await reaper.value
-            await promoter.value
-            await snapshots.value
-        } onCancel: {
-            watch.cancel()
-            for task in serviceWatches { task.cancel() }
-            resync.cancel()
-            expiry.cancel()
-            reaper.cancel()
-            promoter.cancel()
-            snapshots.cancel()
+            group.addTask { [settings, metrics] in
+                repeat {
+                    await KernelLane.datapath.run { metrics.takeDatapathSnapshot() }
+                } while (try? await Task.sleep(for: .seconds(settings.metricsSnapshotSeconds))) != nil
+            }
         }
     }
 
     /// Everything again from the current copy of the API: changes nothing when nothing changed.
-    public func resync() async {
+    /// Done by the Node reconcile loop, in turn with the Nodes' changes, so that an older copy
+    /// never lands after a newer one.
+    private func resync() async {
         await ensureNodeSetup()
         writtenNodeAddresses = nil
         writtenOwnAddresses = nil
-        if await nodes.synced {
-            reconcileNodesSoon()
-            await nodeReconciler?.value
-        }
+        if await nodes.synced { await reconcile(lastNodes) }
         if settings.services { await programServices(verify: true) }
     }
 
-    /// Connections from outside idle past their timeout leave the uplinks' tables. The sweep
-    /// blocks on system calls for as long as the tables take to read: on a queue of its own.
-    private func expireConnections() async {
-        let (sweeper, timeouts) = (connectionSweeper, settings.connectionTimeouts)
-        let result = await withCheckedContinuation { (done: CheckedContinuation<Result<ConnectionSweep?, BPFError>, Never>) in
-            Self.sweepQueue.async { done.resume(returning: Result { () throws(BPFError) in try sweeper.sweep(timeouts) }) }
-        }
-        switch result {
-        case .success(let sweep?):
-            metrics.connectionsExpired.increment(by: Int64(sweep.expired))
-            metrics.connectionsEvicted.increment(by: Int64(sweep.evicted))
-        case .success(nil):
-            break
-        case .failure(let error):
-            logger.warning("expiring idle connections failed", metadata: ["error": "\(error)"])
-        }
-    }
-
-    private static let sweepQueue = DispatchQueue(label: "swiftpath.agent.connection-sweep")
-
-    private static let promotionQueue = DispatchQueue(label: "swiftpath.agent.promotions")
-
-    /// Where the datapath's figures for /metrics are read: the read waits for the store's lock,
-    /// which an ADD or DEL holds, and walks maps, neither of which may stall a task's thread.
-    private static let snapshotQueue = DispatchQueue(label: "swiftpath.agent.metrics")
-
-    private static func takeDatapathSnapshot(_ metrics: AgentMetrics) async {
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            snapshotQueue.async {
-                metrics.takeDatapathSnapshot()
-                done.resume()
+    /// Connections from outside idle past their timeout leave the uplinks' tables, every
+    /// `connectionSweepSeconds`. The sweep waits on system calls for as long as the tables take to
+    /// read: on the datapath lane.
+    private static func expireConnections(settings: AgentSettings, metrics: AgentMetrics, logger: Logger) async {
+        let sweeper = ConnectionSweeper(storeRoot: settings.storeRoot)
+        while (try? await Task.sleep(for: .seconds(settings.connectionSweepSeconds))) != nil {
+            let result = await KernelLane.datapath.run { Result { () throws(BPFError) in try sweeper.sweep(settings.connectionTimeouts) } }
+            switch result {
+            case .success(let sweep?):
+                metrics.connectionsExpired.increment(by: Int64(sweep.expired))
+                metrics.connectionsEvicted.increment(by: Int64(sweep.evicted))
+            case .success(nil):
+                break
+            case .failure(let error):
+                logger.warning("expiring idle connections failed", metadata: ["error": "\(error)"])
             }
         }
     }
 
-    /// Moves the pods ADD started on tc to their tcx links (see `AgentHandoff.requestPromotion`). Off
-    /// the actor: every attach waits for a grace period.
+    /// Moves the pods ADD started on tc to their tcx links (see `AgentHandoff.requestPromotion`)
+    /// the moment a request appears, and every `promotionMilliseconds` in any case. On the pods
+    /// lane: every attach waits for a grace period.
+    private static func promotePods(settings: AgentSettings, metrics: AgentMetrics, logger: Logger) async {
+        let requests = FolderWatch(folder: AgentHandoff.promotionFolder(storeRoot: settings.storeRoot))
+        while !Task.isCancelled {
+            await KernelLane.pods.run {
+                if !requests.isWatching, AgentHandoff.preparePromotions(storeRoot: settings.storeRoot) { requests.watchIfPossible() }
+                promoteRequestedPods(settings: settings, metrics: metrics, logger: logger)
+                requests.wait(milliseconds: Int32(clamping: settings.promotionMilliseconds))
+            }
+        }
+    }
+
     private static func promoteRequestedPods(settings: AgentSettings, metrics: AgentMetrics, logger: Logger) {
         let requested = AgentHandoff.requestedPromotions(storeRoot: settings.storeRoot)
         guard !requested.isEmpty else { return }
@@ -272,19 +236,22 @@ public actor Agent {
 
     /// Announces the agent to the plugin (once the store exists), then deletes the veths DELs
     /// retired since the last time, and releases their links. The first pass, at start, takes
-    /// everything retired, also before a restart.
+    /// everything retired, also before a restart. On the pods lane: deleting veths waits for
+    /// grace periods.
     private func reapRetiredVeths(everything: Bool) async {
-        do {
-            guard let store = try EndpointStore.openExisting(root: settings.storeRoot) else { return }
-            if presence == nil {
-                presence = try store.announceAgent()
-                if presence != nil { logger.info("announced to the plugin: ADDs start pods on tc for the agent to move to tcx, DELs retire their veths for it to delete") }
+        await KernelLane.pods.run {
+            do {
+                guard let store = try EndpointStore.openExisting(root: settings.storeRoot) else { return }
+                if presence == nil {
+                    presence = try store.announceAgent()
+                    if presence != nil { logger.info("announced to the plugin: ADDs start pods on tc for the agent to move to tcx, DELs retire their veths for it to delete") }
+                }
+                guard let datapath = Datapath.openExisting(store: store) else { return }
+                let reaped = try datapath.handoff.reapRetiredVeths(try netlink(), everything: everything)
+                metrics.retiredVethsReaped.increment(by: Int64(reaped))
+            } catch {
+                logger.warning("deleting retired veths failed", metadata: ["error": "\(error)"])
             }
-            guard let datapath = Datapath.openExisting(store: store) else { return }
-            let reaped = try datapath.handoff.reapRetiredVeths(try netlink(), everything: everything)
-            metrics.retiredVethsReaped.increment(by: Int64(reaped))
-        } catch {
-            logger.warning("deleting retired veths failed", metadata: ["error": "\(error)"])
         }
     }
 
@@ -292,14 +259,14 @@ public actor Agent {
 
     /// Steps 1 and 2: the datapath, then the plugin binary; and a look for kube-proxy's rules.
     private func ensureNodeSetup() async {
-        kubeProxyRules = KubeProxy.rules()
         let wasReady = datapathReady
         await step("datapath") { () throws(StepError) in
+            kubeProxyRules = KubeProxy.rules()
             try ensureDatapath()
             datapathReady = true
         }
         // The datapath's figures as soon as there is a datapath, not at the next snapshot.
-        if datapathReady && !wasReady { Self.snapshotQueue.async { [metrics] in metrics.takeDatapathSnapshot() } }
+        if datapathReady && !wasReady { await KernelLane.datapath.run { metrics.takeDatapathSnapshot() } }
         guard datapathReady else { return }
         await step("plugin") { () throws(StepError) in
             do throws(SystemCallError) {
@@ -343,24 +310,34 @@ public actor Agent {
         return node
     }
 
-    /// Reconciles the newest Nodes off the watch's loop, which goes on to the next events
-    /// meanwhile: those arriving while a reconcile runs (a burst of joins) make one more, not one
-    /// each, since a reconcile walks every node. Resyncs go through here too, so that an older
-    /// copy never lands after a newer one.
+    /// Asks the Node reconcile loop for a reconcile of the newest Nodes. The watch's loop goes on
+    /// to the next events meanwhile: those arriving while a reconcile runs (a burst of joins) make
+    /// one more, not one each, since a reconcile walks every node.
     private func reconcileNodesSoon() {
         nodeReconcileWanted = true
-        guard nodeReconciler == nil else { return }
-        nodeReconciler = Task {
-            var burst = false
-            while nodeReconcileWanted {
-                // Events came in while the last reconcile ran: more are on their way, and this
-                // actor, busy reconciling, takes them one by one. A moment lets them gather.
-                if burst { try? await Task.sleep(for: Self.burstGathering) }
+        nodeWork.yield()
+    }
+
+    /// Asks the Node reconcile loop for a resync.
+    private func resyncSoon() {
+        resyncWanted = true
+        nodeWork.yield()
+    }
+
+    /// The Node reconcile loop: reconciles and resyncs, one at a time, as they are asked for.
+    private func reconcileNodes() async {
+        for await _ in nodeWorkRequests {
+            if resyncWanted {
+                (resyncWanted, nodeReconcileWanted) = (false, false)
+                await resync()
+            }
+            if nodeReconcileWanted {
                 nodeReconcileWanted = false
                 await reconcile(lastNodes)
-                burst = true
+                // Events came in while the reconcile ran: more are on their way, and this actor,
+                // busy reconciling, took them one by one. A moment lets them gather.
+                if nodeReconcileWanted { try? await Task.sleep(for: Self.burstGathering) }
             }
-            nodeReconciler = nil
         }
     }
 
@@ -625,15 +602,16 @@ public actor Agent {
         }
     }
 
-    /// Runs one step, timing it and counting its failures; a failed step is tried again on the
-    /// next change or resync.
+    /// Runs one step on the reconcile lane (steps wait on the kernel), timing it and counting its
+    /// failures; a failed step is tried again on the next change or resync.
     private func step(_ name: String, _ body: () throws(StepError) -> Void) async {
         let start = ContinuousClock.now
-        do throws(StepError) {
-            try body()
-        } catch .waiting(let reason) {
+        let outcome = await KernelLane.reconcile.run { Result(catching: body) }
+        switch outcome {
+        case .success: break
+        case .failure(.waiting(let reason)):
             logger.info("\(name) waiting", metadata: ["reason": "\(reason)"])
-        } catch {
+        case .failure(let error):
             metrics.reconcileErrors(name).increment()
             logger.error("\(name) failed", metadata: ["error": "\(error)"])
             // The next Node event tries again, whether or not it changes what the agent reads.

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-import NIOConcurrencyHelpers
+import Synchronization
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -63,7 +63,7 @@ final class ConnectionCap: ChannelInboundHandler, Sendable {
 
     private let limit: Int
     private let perSource: Int
-    private let open = NIOLockedValueBox(Open())
+    private let open = Mutex(Open())
 
     init(limit: Int, perSource: Int) {
         self.limit = limit
@@ -73,7 +73,7 @@ final class ConnectionCap: ChannelInboundHandler, Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let accepted = unwrapInboundIn(data)
         let source = Self.source(of: accepted.remoteAddress)
-        let admitted = open.withLockedValue { open -> Bool in
+        let admitted = open.withLock { open -> Bool in
             guard open.total < limit, open.bySource[source, default: 0] < perSource else { return false }
             open.total += 1
             open.bySource[source, default: 0] += 1
@@ -83,8 +83,8 @@ final class ConnectionCap: ChannelInboundHandler, Sendable {
             accepted.close(promise: nil)
             return
         }
-        accepted.closeFuture.whenComplete { [open] _ in
-            open.withLockedValue { open in
+        accepted.closeFuture.whenComplete { [self] _ in
+            self.open.withLock { open in
                 open.total -= 1
                 open.bySource[source, default: 1] -= 1
                 if open.bySource[source] == 0 { open.bySource[source] = nil }

@@ -2,7 +2,7 @@
 import BPF
 import Datapath
 import Foundation
-import NIOConcurrencyHelpers
+import Synchronization
 import NodeStore
 import Prometheus
 
@@ -78,13 +78,13 @@ public final class AgentMetrics: Sendable {
     }
 
     /// The datapath's part of the exposition text, as the last snapshot left it.
-    private let datapathText = NIOLockedValueBox("")
+    private let datapathText = Mutex("")
 
     /// The exposition text: the agent's metrics, then the datapath's figures as the last snapshot
     /// took them. Never touches the store: a scrape must neither wait for the store's lock (held
     /// by ADDs and DELs, and by anyone who takes it) nor walk maps on the cooperative pool.
     public func exposition() -> [UInt8] {
-        Array((registry.emitToString() + datapathText.withLockedValue { $0 }).utf8)
+        Array((registry.emitToString() + datapathText.withLock { $0 }).utf8)
     }
 
     /// Reads the datapath's figures into the text /metrics serves. Waits for the store's lock and
@@ -95,7 +95,7 @@ public final class AgentMetrics: Sendable {
         text += "# HELP swiftpath_agent_datapath_snapshot_timestamp_seconds When the datapath's figures were read\n"
         text += "# TYPE swiftpath_agent_datapath_snapshot_timestamp_seconds gauge\n"
         text += "swiftpath_agent_datapath_snapshot_timestamp_seconds \(now)\n"
-        datapathText.withLockedValue { $0 = text }
+        datapathText.withLock { $0 = text }
     }
 
     /// The programs' packet and byte counters, by interface and path.

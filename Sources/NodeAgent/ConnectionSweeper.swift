@@ -3,10 +3,10 @@ import BPF
 import Datapath
 import NodeStore
 
-/// The connection sweep's handle on the datapath, used from one queue only: opened once (the only
+/// The connection sweep's handle on the datapath, owned by the sweeping task: opened once (the only
 /// time the store's lock is taken) and again when another build of the datapath was loaded, whose
 /// maps may be others.
-final class ConnectionSweeper: @unchecked Sendable {
+final class ConnectionSweeper {
     private let storeRoot: String
     private var datapath: Datapath?
     private var build: UInt64?

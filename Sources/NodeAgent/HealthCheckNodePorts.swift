@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
+import Synchronization
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -18,7 +18,7 @@ final class HealthCheckNodePorts: Sendable {
         var opening: Set<UInt16> = []
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
     private let logger: Logger
 
     init(logger: Logger) { self.logger = logger }
@@ -26,7 +26,7 @@ final class HealthCheckNodePorts: Sendable {
     /// Serves exactly `checks`: opens the ports that are new, closes the ones that went, and answers
     /// with the counts given. A port that cannot be opened (in use) is tried again at the next update.
     func update(_ checks: [UInt16: ServiceTable.HealthCheck]) async {
-        let (opening, closing) = state.withLockedValue { state -> ([UInt16], [any Channel]) in
+        let (opening, closing) = state.withLock { state -> ([UInt16], [any Channel]) in
             state.checks = checks
             let closing = state.listeners.filter { checks[$0.key] == nil }
             for port in closing.keys { state.listeners[port] = nil }
@@ -38,7 +38,7 @@ final class HealthCheckNodePorts: Sendable {
         for port in opening {
             do {
                 let channel = try await listen(on: port)
-                let kept = state.withLockedValue { state -> Bool in
+                let kept = state.withLock { state -> Bool in
                     state.opening.remove(port)
                     guard state.checks[port] != nil else { return false }
                     state.listeners[port] = channel
@@ -46,7 +46,7 @@ final class HealthCheckNodePorts: Sendable {
                 }
                 if !kept { try? await channel.close() }
             } catch {
-                _ = state.withLockedValue { $0.opening.remove(port) }
+                _ = state.withLock { $0.opening.remove(port) }
                 logger.error("health check node port not served", metadata: ["port": "\(port)", "error": "\(error)"])
             }
         }
@@ -54,7 +54,7 @@ final class HealthCheckNodePorts: Sendable {
 
     /// Every address of both families; IPv4 alone where the node has no IPv6.
     private func listen(on port: UInt16) async throws -> any Channel {
-        let bootstrap = AgentListener.bootstrap(.healthCheckNodePort) { [state] in Handler(port: port, state: state) }
+        let bootstrap = AgentListener.bootstrap(.healthCheckNodePort) { [self] in Handler(port: port, ports: self) }
         do { return try await bootstrap.bind(host: "::", port: Int(port)).get() } catch {
             return try await bootstrap.bind(host: "0.0.0.0", port: Int(port)).get()
         }
@@ -75,16 +75,16 @@ final class HealthCheckNodePorts: Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
         let port: UInt16
-        let state: NIOLockedValueBox<State>
+        let ports: HealthCheckNodePorts
 
-        init(port: UInt16, state: NIOLockedValueBox<State>) {
+        init(port: UInt16, ports: HealthCheckNodePorts) {
             self.port = port
-            self.state = state
+            self.ports = ports
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guard case .end = unwrapInboundIn(data) else { return }
-            let check = state.withLockedValue { $0.checks[port] }
+            let check = ports.state.withLock { $0.checks[port] }
             var status = HTTPResponseStatus.serviceUnavailable
             var body = Data()
             if let check {

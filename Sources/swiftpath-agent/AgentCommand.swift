@@ -137,10 +137,13 @@ struct Run: AsyncParsableCommand {
         let health = try await HealthServer.start(host: settings.healthHost, port: settings.healthPort, agent: agent)
         logger.info("agent started", metadata: ["node": "\(settings.nodeName)", "apiServer": "\(access.server)",
                                                 "health": "\(settings.healthHost):\(health.port ?? 0)"])
-        let running = Task { await agent.run() }
-        let signals = StopSignals { running.cancel() }
-        await running.value
-        signals.cancel()
+        // The agent runs until the first SIGTERM or SIGINT, which cancels it.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await agent.run() }
+            group.addTask { await stopSignal() }
+            await group.next()
+            group.cancelAll()
+        }
         await health.stop()
         await client.shutdown()
         logger.info("agent stopped; the datapath, plugin and conflist stay in place")
@@ -172,19 +175,17 @@ struct UninstallCommand: ParsableCommand {
     }
 }
 
-/// SIGTERM and SIGINT end the agent gracefully.
-final class StopSignals: @unchecked Sendable {   // the sources are only cancelled, once
-    private let sources: [any DispatchSourceSignal]
-
-    init(_ stop: @escaping @Sendable () -> Void) {
-        sources = [SIGTERM, SIGINT].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler(handler: stop)
-            source.resume()
-            return source
-        }
+/// Returns at the first SIGTERM or SIGINT (which no longer end the process by themselves), or
+/// when cancelled.
+func stopSignal() async {
+    let (signals, received) = AsyncStream.makeStream(of: Int32.self)
+    let sources = [SIGTERM, SIGINT].map { number in
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler { received.yield(number) }
+        source.resume()
+        return source
     }
-
-    func cancel() { sources.forEach { $0.cancel() } }
+    defer { sources.forEach { $0.cancel() } }
+    for await _ in signals { return }
 }
