@@ -162,6 +162,8 @@ let package = Package(
         .testTarget(name: "KubernetesAPITests", dependencies: ["KubernetesAPI", "KubeStandIn", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "NodeAgentTests", dependencies: ["CNIProtocol", "NodeAgent", "KubernetesAPI", "NetAddress", "Netlink", "NodeStore", "PluginConfig"]),
         .testTarget(name: "PluginConfigTests", dependencies: ["CNIProtocol", "Datapath", "NetAddress", "PluginConfig"]),
+        .testTarget(name: "DatapathTests", dependencies: ["CDatapathABI", "Datapath", "NetAddress", "NodeStore"]),
+        .testTarget(name: "NetlinkTests", dependencies: ["CLibMNL", "NetAddress", "Netlink"]),
         .testTarget(name: "NodeStoreTests", dependencies: ["BPF", "NodeStore", "NetAddress"]),
         .testTarget(name: "SwiftpathPluginTests", dependencies: [
             "BPF", "CNIProtocol", "Datapath", "NetAddress", "NFTables", "SwiftpathPlugin", "SystemCallSupport",
@@ -171,7 +173,7 @@ let package = Package(
                 exclude: ["datapath_variant.c", "datapath_small_lb.c", "other_tool.c"], sources: ["BPFTestObjects.swift"], plugins: ["BPFCompiler"]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "BPF", "BPFTestObjects", "NodeStore", "CDatapathABI", "CLibBPF", "Datapath", "KubeStandIn", "NetAddress", "Netlink", "Netns",
-            "NodeAgent", "KubernetesAPI", "SystemCallSupport",
+            "NodeAgent", "KubernetesAPI", "SystemCallSupport", "PluginConfig", "CNIProtocol",
         ], exclude: ["echo.py", "lbclient.py", "lbserver.py", "rawframes.py", "flood.py", "listenerclient.py"],
         swiftSettings: [.swiftLanguageMode(.v5)]),
     ]

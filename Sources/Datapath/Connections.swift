@@ -51,6 +51,30 @@ public struct ConnectionTimeouts: Sendable, Equatable {
     public init() {}
 }
 
+extension ConnectionTimeouts {
+    /// What a sweep does with one entry of the connection tables.
+    enum Verdict: Equatable {
+        case keep
+        /// The connection is idle past its timeout: both its entries go.
+        case expire
+        /// The entry's other half is gone (the LRU evicted it): this half goes once idle a moment.
+        case evictHalf
+    }
+
+    /// The verdict on `entry`, whose other direction's entry is `partner`, at `now` (monotonic
+    /// nanoseconds): idle since either direction's last packet, measured against the timeout of
+    /// its kind (unconfirmed, UDP, closing TCP, TCP).
+    func verdict(on entry: sp_nat, partner: sp_nat?, now: UInt64) -> Verdict {
+        let lastSeen = max(entry.last_seen_ns, partner?.last_seen_ns ?? 0)
+        let idle = now > lastSeen ? now - lastSeen : 0
+        guard partner != nil else { return idle > halfSeconds * 1_000_000_000 ? .evictHalf : .keep }
+        let seconds = entry.flags & SP_NAT_UNCONFIRMED != 0 ? unconfirmedSeconds
+            : entry.to.proto == Service.TransportProtocol.udp.number ? udpSeconds
+            : Connections.closing(entry, partner) ? tcpClosingSeconds : tcpSeconds
+        return idle > seconds * 1_000_000_000 ? .expire : .keep
+    }
+}
+
 /// What a sweep of the connection tables did.
 public struct ConnectionSweep: Sendable, Equatable {
     /// Connections removed idle past their timeout.
@@ -101,20 +125,17 @@ extension Connections {
         for (key, value) in table {
             let partnerKey = Self.reversed(value.to)
             let partner = table[partnerKey]
-            let lastSeen = max(value.last_seen_ns, partner?.last_seen_ns ?? 0)
-            let idle = now > lastSeen ? now - lastSeen : 0
-            guard partner != nil else {
-                if idle > timeouts.halfSeconds * 1_000_000_000, try delete(key, value) { sweep.evicted += 1 }
+            switch timeouts.verdict(on: value, partner: partner, now: now) {
+            case .keep:
                 continue
+            case .evictHalf:
+                if try delete(key, value) { sweep.evicted += 1 }
+            case .expire:
+                // The pair goes together; its second entry in this walk then finds nothing left to delete.
+                let deleted = try delete(key, value)
+                let partnerDeleted = try partner.map { partner throws(BPFError) in try delete(partnerKey, partner) } ?? false
+                if deleted || partnerDeleted { sweep.expired += 1 }
             }
-            let seconds = value.flags & SP_NAT_UNCONFIRMED != 0 ? timeouts.unconfirmedSeconds
-                : value.to.proto == Service.TransportProtocol.udp.number ? timeouts.udpSeconds
-                : Self.closing(value, partner) ? timeouts.tcpClosingSeconds : timeouts.tcpSeconds
-            guard idle > seconds * 1_000_000_000 else { continue }
-            // The pair goes together; its second entry in this walk then finds nothing left to delete.
-            let deleted = try delete(key, value)
-            let partnerDeleted = try partner.map { partner throws(BPFError) in try delete(partnerKey, partner) } ?? false
-            if deleted || partnerDeleted { sweep.expired += 1 }
         }
         return sweep
     }
@@ -169,7 +190,7 @@ extension Connections {
 
     private func delete(_ key: sp_tuple, _ entry: sp_nat) throws(BPFError) -> Bool { try table(holding: entry).delete(key) }
 
-    private static func closing(_ entry: sp_nat, _ partner: sp_nat?) -> Bool {
+    static func closing(_ entry: sp_nat, _ partner: sp_nat?) -> Bool {
         entry.flags & SP_NAT_FIN != 0 && (partner?.flags ?? 0) & SP_NAT_FIN != 0
     }
 

@@ -98,22 +98,9 @@ extension ServiceMaps {
         let previous = try services.lookup(key, as: sp_service.self)
         var id = UInt32.random(in: 1...UInt32.max)
         while try slots.lookup(sp_slot_key(id: id, slot: 0), as: sp_backend.self) != nil { id = UInt32.random(in: 1...UInt32.max) }
-        var slot: UInt32 = 0
-        for backend in backends + external.localBackends {
-            for _ in 0..<backend.weight {
-                try slots.upsert(sp_slot_key(id: id, slot: slot), sp_backend(backend))
-                slot += 1
-            }
-        }
-        let localSlots = UInt32(external.localBackends.reduce(0) { $0 + $1.weight })
-        var flags: UInt32 = service.address.isLoopback ? SP_SERVICE_NODE_NETNS_ONLY : 0
-        switch external {
-        case .none: break
-        case .cluster: flags |= SP_SERVICE_EXTERNAL
-        case .local: flags |= SP_SERVICE_EXTERNAL | SP_SERVICE_EXTERNAL_LOCAL
-        }
-        try services.upsert(key, sp_service(id: id, slots: slot - localSlots, flags: flags, affinity_seconds: affinitySeconds,
-                                            external_slots: localSlots, reserved: 0))
+        let table = SlotTable(service, backends: backends, external: external)
+        for (slot, backend) in table.slots.enumerated() { try slots.upsert(sp_slot_key(id: id, slot: UInt32(slot)), sp_backend(backend)) }
+        try services.upsert(key, table.entry(id: id, affinitySeconds: affinitySeconds))
         if let previous { try deleteSlots(previous) }
     }
 
@@ -217,5 +204,36 @@ extension ServiceMaps {
 
     private func deleteSlots(_ service: sp_service) throws(BPFError) {
         for slot in 0..<(service.slots + service.external_slots) { try slotsMap.delete(sp_slot_key(id: service.id, slot: slot)) }
+    }
+}
+
+/// A service's backends as its slots lay them out: each backend in as many slots as its weight,
+/// in order, the cluster's first; then, for clients from outside under externalTrafficPolicy Local,
+/// the node's own backends again. bpf/lib/lb.h picks one of the first `slots` at random, or of the
+/// `external_slots` after them: a backend's share is its weight.
+struct SlotTable: Equatable {
+    let slots: [Backend]
+    let clusterSlots: UInt32
+    let externalSlots: UInt32
+    let flags: UInt32
+
+    init(_ service: Service, backends: [Backend], external: ExternalTraffic) {
+        let expand = { (backends: [Backend]) in backends.flatMap { Array(repeating: $0, count: $0.weight) } }
+        let cluster = expand(backends), local = expand(external.localBackends)
+        slots = cluster + local
+        clusterSlots = UInt32(cluster.count)
+        externalSlots = UInt32(local.count)
+        var flags: UInt32 = service.address.isLoopback ? SP_SERVICE_NODE_NETNS_ONLY : 0
+        switch external {
+        case .none: break
+        case .cluster: flags |= SP_SERVICE_EXTERNAL
+        case .local: flags |= SP_SERVICE_EXTERNAL | SP_SERVICE_EXTERNAL_LOCAL
+        }
+        self.flags = flags
+    }
+
+    /// The service's entry, its slots written under `id`.
+    func entry(id: UInt32, affinitySeconds: UInt32) -> sp_service {
+        sp_service(id: id, slots: clusterSlots, flags: flags, affinity_seconds: affinitySeconds, external_slots: externalSlots, reserved: 0)
     }
 }

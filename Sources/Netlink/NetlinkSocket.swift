@@ -75,13 +75,8 @@ public final class NetlinkSocket {
 
     private func exchange(_ operation: String, type: Int, flags: Int32, keeping keep: (UnsafePointer<nlmsghdr>) -> Bool,
                           build: (MessageBuilder) -> Void) throws(SystemCallError) -> (messages: [NetlinkMessage], interrupted: Bool) {
-        buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        let header = mnl_nlmsg_put_header(buffer.baseAddress)!
         sequence &+= 1
-        header.pointee.nlmsg_type = UInt16(type)
-        header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | flags)
-        header.pointee.nlmsg_seq = sequence
-        build(MessageBuilder(header: header))
+        let header = Self.writeRequest(into: buffer, type: type, flags: flags, sequence: sequence, build: build)
 
         guard mnl_socket_sendto(socket, header, Int(header.pointee.nlmsg_len)) >= 0 else {
             throw SystemCallError(operation, .current)
@@ -180,6 +175,20 @@ private let collectError: mnl_cb_t = { header, context in
     }
     Glibc.errno = -error.error
     return MNL_CB_ERROR
+}
+
+extension NetlinkSocket {
+    /// Writes a request into `buffer` (cleared first): its netlink header, then what `build` adds.
+    static func writeRequest(into buffer: UnsafeMutableRawBufferPointer, type: Int, flags: Int32, sequence: UInt32,
+                             build: (MessageBuilder) -> Void) -> UnsafeMutablePointer<nlmsghdr> {
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        let header = mnl_nlmsg_put_header(buffer.baseAddress)!
+        header.pointee.nlmsg_type = UInt16(type)
+        header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | flags)
+        header.pointee.nlmsg_seq = sequence
+        build(MessageBuilder(header: header))
+        return header
+    }
 }
 
 /// Appends a fixed header and attributes to a request, through libmnl.

@@ -95,7 +95,7 @@ extension NetlinkSocket {
 
     /// The request's route. A deletion says RT_SCOPE_NOWHERE, which the kernel reads as "any
     /// scope": the route to delete is found by its destination, protocol and gateway.
-    private static func describe(_ route: Route, in message: MessageBuilder, deleting: Bool = false) {
+    static func describe(_ route: Route, in message: MessageBuilder, deleting: Bool = false) {
         let family = route.destination.family
         message.family(rtmsg.self) {
             $0.rtm_family = UInt8(family.addressFamily)

@@ -31,6 +31,12 @@ public struct PluginSettings: Sendable, Equatable {
 
     public init() {}
 
+    /// The keys `parse` reads, at the top level and in `socketLB`: any other key of the plugin's
+    /// entry is not swiftpath's (the CNI spec's own, or one swiftpath ignores).
+    public static let keys: Set<String> = ["mtu", "bpffsRoot", "logFile", "devices", "attachMode", "ipMasq", "clusterCIDRs",
+                                           "socketLB", "ipamTimeout"]
+    public static let socketLBKeys: Set<String> = ["enabled", "scope", "cgroupRoot", "hostNamespace"]
+
     public struct SocketLB: Sendable, Equatable {
         public var enabled = true
         /// Hooks once per node on a cgroup v2 directory, or per pod on the runtime's cgroupPath.

@@ -334,7 +334,7 @@ final class AgentClusterTests: XCTestCase {
         let pods = try (1...3).map { try addPod($0, "p\($0)") }
         try waitFor("every pod moved to its tcx link by its node's agent") {
             try (0..<3).allSatisfy { i in
-                try nodes[i].endpoints().allSatisfy { ($0["attachment"] as? String)?.hasPrefix("tcx link") == true }
+                try nodes[i].endpoints().allSatisfy { $0.attachment.hasPrefix("tcx link") }
                     && runProcess(["nsenter", "--net=/run/netns/\(nodes[i].netns)", "curl", "-s", "http://127.0.0.1:9876/metrics"]).stdout
                         .contains("swiftpath_agent_pods_promoted_total 1")
             }

@@ -73,7 +73,7 @@ final class ChildProcessTests: XCTestCase {
         let seen = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(folder)/fds.json")))
                                  as? [String: String])
         let inherited = seen.filter { !["0", "1", "2"].contains($0.key) && !$0.value.hasPrefix("/proc/") }
-        XCTAssertEqual(Array(inherited.values), ["\(node.storeRoot)/claims/\(try XCTUnwrap(node.endpoints().first?["hostInterface"] as? String))"],
+        XCTAssertEqual(Array(inherited.values), ["\(node.storeRoot)/claims/\(try XCTUnwrap(node.endpoints().first?.hostInterface))"],
                        "everything the IPAM plugin got: \(seen)")
         XCTAssertEqual(try node.cni("DEL", containerID: "ctr-a", netns: pod, config: config(), environment: cniPath).status, 0)
     }

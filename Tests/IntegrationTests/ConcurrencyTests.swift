@@ -15,7 +15,7 @@ final class ConcurrencyTests: XCTestCase {
                 try node.cni("ADD", containerID: "ctr-\(index)", netns: pods[index], config: config)
             }
             XCTAssertEqual(adds.filter { $0?.status == 0 }.count, count, "\(adds.compactMap { $0?.stdout }.filter { $0.contains("code") })")
-            let addresses = adds.compactMap { try? $0?.json().podAddresses }.flatMap { $0 }
+            let addresses = adds.compactMap { try? $0?.result().podAddresses }.flatMap { $0 }
             XCTAssertEqual(addresses.count, 2 * count)
             XCTAssertEqual(Set(addresses).count, addresses.count, "every pod got distinct addresses")
             XCTAssertEqual(try node.endpoints().count, count)

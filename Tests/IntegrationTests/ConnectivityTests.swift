@@ -40,12 +40,12 @@ final class ConnectivityTests: XCTestCase {
         // The pod never resolves its gateway: the entry is permanent and points at the host end.
         let neighbours = try node.inPod(podA, "ip", "neigh", "show", "dev", "eth0").stdout
         XCTAssertTrue(neighbours.contains("PERMANENT"), neighbours)
-        let hostEnd = (resultA["interfaces"] as? [[String: Any]])?.first?["mac"] as? String
+        let hostEnd = resultA.interfaces?.first?.mac
         XCTAssertNotNil(hostEnd)
         XCTAssertTrue(neighbours.contains(hostEnd ?? "-"), "gateway resolves to the host end \(hostEnd ?? "")")
 
         let endpoints = try node.endpoints()
-        XCTAssertEqual(Set(endpoints.compactMap { $0["containerID"] as? String }), ["ctr-a", "ctr-b"])
+        XCTAssertEqual(Set(endpoints.compactMap { $0.containerID }), ["ctr-a", "ctr-b"])
     }
 
     func testResultShapeFollowsTheConfigVersion() throws {
@@ -53,19 +53,19 @@ final class ConnectivityTests: XCTestCase {
         for (index, version) in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"].enumerated() {
             let pod = try node.makePod("v\(index)")
             let result = try node.add("ctr-v\(index)", pod: pod, version: version)
-            XCTAssertEqual(result["cniVersion"] as? String, version)
-            let ips = result["ips"] as? [[String: Any]] ?? []
+            XCTAssertEqual(result.cniVersion, version)
+            let ips = result.ips ?? []
             XCTAssertEqual(ips.count, 2)
             if version.hasPrefix("0.") {
-                XCTAssertEqual(Set(ips.compactMap { $0["version"] as? String }), ["4", "6"], "\(version) results carry ips[].version")
+                XCTAssertEqual(Set(ips.compactMap(\.version)), ["4", "6"], "\(version) results carry ips[].version")
             } else {
-                XCTAssertTrue(ips.allSatisfy { $0["version"] == nil }, "\(version) results have no ips[].version")
+                XCTAssertTrue(ips.allSatisfy { $0.version == nil }, "\(version) results have no ips[].version")
             }
-            let interfaces = result["interfaces"] as? [[String: Any]] ?? []
+            let interfaces = result.interfaces ?? []
             XCTAssertEqual(interfaces.count, 2)
-            XCTAssertEqual(interfaces.last?["sandbox"] as? String, pod)
-            XCTAssertEqual(interfaces.last?["mtu"] != nil, version == "1.1.0", "mtu is a 1.1.0 field")
-            XCTAssertTrue(ips.allSatisfy { $0["interface"] as? Int == 1 })
+            XCTAssertEqual(interfaces.last?.sandbox, pod)
+            XCTAssertEqual(interfaces.last?.mtu != nil, version == "1.1.0", "mtu is a 1.1.0 field")
+            XCTAssertTrue(ips.allSatisfy { $0.interface == 1 })
         }
     }
 
@@ -122,8 +122,8 @@ final class ConnectivityTests: XCTestCase {
             let pod = try node.makePod("shipped\(index)")
             let add = try node.cni("ADD", containerID: "ctr-\(index)", netns: pod, config: entry)
             XCTAssertEqual(add.status, 0, "\(file): \(add.stdout)")
-            XCTAssertEqual(try add.json().podAddresses.count, 2, "\(file) is dual stack")
-            for address in try add.json().podAddresses {
+            XCTAssertEqual(try add.result().podAddresses.count, 2, "\(file) is dual stack")
+            for address in try add.result().podAddresses {
                 let ping = try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", "ping", "-c1", "-W2", address])
                 XCTAssertEqual(ping.status, 0, "\(file): node -> \(address)")
             }

@@ -107,7 +107,7 @@ final class CrashRecoveryTests: XCTestCase {
         }
         let results = outcomes.values
         XCTAssertEqual(results.filter { $0?.status == 0 }.count, count, "\(results.compactMap { $0?.stdout }.filter { $0.contains("code") })")
-        let addresses = results.compactMap { try? $0?.json().podAddresses }.flatMap { $0 }
+        let addresses = results.compactMap { try? $0?.result().podAddresses }.flatMap { $0 }
         XCTAssertEqual(Set(addresses).count, 2 * count, "every pod has addresses of its own")
         XCTAssertEqual(try node.leaseCount(), 2 * count)
         let status = try node.cli("datapath", "status", "-o", "json")

@@ -3,6 +3,9 @@ import CDatapathABI
 import Datapath
 import Foundation
 import NodeStore
+import Netns
+import PluginConfig
+import CNIProtocol
 import XCTest
 
 /// The Python helpers' copy of the ABI (Tests/Fixtures/swiftpath_abi.py, which the chaos suite and
@@ -56,5 +59,41 @@ final class CrossLanguageABITests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: node.storeRoot + "/" + path), "\(name): \(path)")
         }
         withExtendedLifetime(presence) {}
+    }
+
+    /// The chaos suite's node (chaos/chaos.py) and the Swift tests' (TestNode) build the plugin's
+    /// config each in their language: both must say only what the plugin reads, and keep the
+    /// plugin inside the suite's own store, cgroup and devices. A key the plugin renamed would be
+    /// ignored, and the plugin would fall back to the node's store and the root cgroup.
+    func testTheChaosSuitesAndTheTestsConfigsSayOnlyWhatThePluginReads() throws {
+        let chaos = URL(fileURLWithPath: testScript("")).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("chaos").path
+        let dumped = try runProcess(["python3", "-c", """
+            import json, sys
+            sys.path.insert(0, sys.argv[1])
+            import chaos
+            node = chaos.Node("/bin/true", "spx-abi")
+            print(json.dumps([node.config(), node.config(ipam="host-local")]))
+            """, chaos])
+        XCTAssertEqual(dumped.status, 0, dumped.stderr)
+        let chaosConfigs = try JSONCoding.decode([JSONValue].self, from: Array(dumped.stdout.utf8))
+        let node = try TestNode(self)
+        let testConfigs = try [IPAMKind.builtin, .hostLocal].map { kind in
+            try JSONCoding.decode(JSONValue.self, from: Array(JSONSerialization.data(withJSONObject: node.config(ipam: kind))))
+        }
+        let specKeys: Set<String> = ["cniVersion", "name", "type", "ipam", "dns", "capabilities", "runtimeConfig", "prevResult", "args"]
+        let chaosCgroup = try XCTUnwrap(CgroupV2.mountPoint()) + "/spx-abi"
+        for (config, store, cgroup) in chaosConfigs.map({ ($0, "/sys/fs/bpf/spx-abi", chaosCgroup) })
+            + testConfigs.map({ ($0, node.storeRoot, node.cgroup) }) {
+            guard case .object(let keys) = config else { return XCTFail("not an object: \(config)") }
+            XCTAssertEqual(Set(keys.keys).subtracting(specKeys).subtracting(PluginSettings.keys), [], "keys the plugin does not read")
+            if case .object(let socketLB)? = keys["socketLB"] {
+                XCTAssertEqual(Set(socketLB.keys).subtracting(PluginSettings.socketLBKeys), [], "socketLB keys the plugin does not read")
+            }
+            let (settings, problems) = PluginSettings.parse(keys)
+            XCTAssertEqual(problems.map(\.msg), [])
+            XCTAssertEqual(settings.storeRoot, store)
+            XCTAssertEqual(settings.socketLB.cgroupRoot, cgroup, "the suite's own cgroup, never the root")
+        }
     }
 }

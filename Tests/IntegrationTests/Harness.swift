@@ -199,10 +199,10 @@ final class TestNode {
         return CNIOutcome(status: result.status, stdout: result.stdout, stderr: result.stderr)
     }
 
-    func add(_ containerID: String, pod: String, ipam: IPAMKind = .builtin, version: String = "1.1.0") throws -> [String: Any] {
+    func add(_ containerID: String, pod: String, ipam: IPAMKind = .builtin, version: String = "1.1.0") throws -> CNIResultView {
         let outcome = try cni("ADD", containerID: containerID, netns: pod, config: config(ipam: ipam, version: version))
         XCTAssertEqual(outcome.status, 0, "ADD failed: \(outcome.stdout) \(outcome.stderr)")
-        return try outcome.json()
+        return try outcome.result()
     }
 
     /// Links of the node netns whose names swiftpath gives host ends.
@@ -211,10 +211,10 @@ final class TestNode {
             .map { String($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces).split(separator: "@")[0]) }
     }
 
-    func endpoints() throws -> [[String: Any]] {
+    func endpoints() throws -> [RecordedEndpoint] {
         let result = try runProcess([pluginBinary, "endpoint", "list", "--root", storeRoot, "-o", "json"])
         XCTAssertEqual(result.status, 0, result.stderr)
-        return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]] ?? []
+        return try JSONDecoder().decode([RecordedEndpoint].self, from: Data(result.stdout.utf8))
     }
 
     /// How many addresses the built-in allocator has leased (read with bpftool, not with swiftpath).
@@ -298,14 +298,76 @@ struct CNIOutcome {
         try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any] ?? [:]
     }
 
-    /// The `code` of a CNI error object on stdout.
-    var errorCode: Int? { (try? json())?["code"] as? Int }
-    var errorMessage: String { ((try? json())?["msg"] as? String) ?? stdout }
+    /// stdout as a CNI result.
+    func result() throws -> CNIResultView {
+        var result = try JSONDecoder().decode(CNIResultView.self, from: Data(stdout.utf8))
+        result.printed = try json()
+        return result
+    }
+
+    /// stdout as a CNI error object, or nil when it is none.
+    var error: CNIErrorView? { try? JSONDecoder().decode(CNIErrorView.self, from: Data(stdout.utf8)) }
+    var errorCode: Int? { error?.code }
+    var errorMessage: String { error?.msg ?? stdout }
 }
 
-extension Dictionary where Key == String, Value == Any {
-    /// The pod addresses of a CNI result, without prefix lengths.
-    var podAddresses: [String] {
-        ((self["ips"] as? [[String: Any]]) ?? []).compactMap { ($0["address"] as? String)?.split(separator: "/").first.map(String.init) }
+/// A CNI result as the spec lays it out, decoded with types of the tests' own (not the plugin's):
+/// a key the plugin misspells or mistypes fails the decoding.
+struct CNIResultView: Decodable {
+    struct Interface: Decodable, Equatable {
+        let name: String
+        let mac: String?
+        let mtu: Int?
+        let sandbox: String?
     }
+
+    struct IPConfig: Decodable, Equatable {
+        /// "4" or "6", in results before 1.0.0 only.
+        let version: String?
+        let address: String
+        let gateway: String?
+        let interface: Int?
+    }
+
+    struct Route: Decodable, Equatable {
+        let dst: String
+        let gw: String?
+    }
+
+    let cniVersion: String
+    let interfaces: [Interface]?
+    let ips: [IPConfig]?
+    let routes: [Route]?
+    /// The result as printed, for a later verb's `prevResult`.
+    fileprivate(set) var printed: [String: Any] = [:]
+
+    private enum CodingKeys: String, CodingKey { case cniVersion, interfaces, ips, routes }
+
+    /// The pod addresses, without prefix lengths.
+    var podAddresses: [String] { (ips ?? []).compactMap { $0.address.split(separator: "/").first.map(String.init) } }
+}
+
+/// A CNI error object.
+struct CNIErrorView: Decodable, Equatable {
+    let cniVersion: String?
+    let code: Int
+    let msg: String
+    let details: String?
+}
+
+/// An endpoint as `swiftpath endpoint list -o json` prints it.
+struct RecordedEndpoint: Decodable, Equatable {
+    let containerID: String
+    let ifname: String
+    let network: String
+    let netns: String
+    let hostInterface: String
+    let hostIfindex: Int32
+    let hostMAC: String
+    let podMAC: String
+    let mtu: Int
+    let addresses: [String]
+    let ipam: String
+    /// "tcx link 12", "tc prog 40", or "none".
+    let attachment: String
 }

@@ -132,7 +132,7 @@ extension AgentClusterTests {
         }
         let setup = try gocni("setup")
         XCTAssertEqual(setup.status, 0, setup.stdout + setup.stderr)
-        let address = try XCTUnwrap(try nodes[0].endpoints().first { ($0["containerID"] as? String) == sandbox }?["addresses"] as? [String])
+        let address = try XCTUnwrap(try nodes[0].endpoints().first { $0.containerID == sandbox }?.addresses)
             .first { !$0.contains(":") }.map { String($0.split(separator: "/")[0]) }
         let pod = try XCTUnwrap(address, "the pod's IPv4 address in the store: \(setup.stdout)")
         XCTAssertTrue(setup.stdout.contains(pod), "go-cni read the result: \(setup.stdout)")
@@ -310,7 +310,7 @@ final class HostPortAddressTests: XCTestCase {
         // The Service goes: the pod answers on its host port again, as its own.
         let removed = try runProcess([pluginBinary, "service", "delete", key, "--root", node.storeRoot])
         XCTAssertEqual(removed.status, 0, removed.stderr)
-        XCTAssertEqual(try services()[key]?["backends"] as? [String], ["\(try added.json().podAddresses[0]):8080"])
+        XCTAssertEqual(try services()[key]?["backends"] as? [String], ["\(try added.result().podAddresses[0]):8080"])
         XCTAssertNotNil(try services()[key]?["hostPortOf"])
         XCTAssertEqual(try answerOnTheNode("192.0.2.1", 18086), "hp")
         _ = try apply()

@@ -106,7 +106,7 @@ final class HostRoutingTests: XCTestCase {
                                                   "routes": [["dst": "0.0.0.0/0"]]]]
             let outcome = try node.cni("ADD", containerID: "ptp-\(name)", netns: pod, config: config, plugin: "\(referencePlugins)/ptp")
             XCTAssertEqual(outcome.status, 0, outcome.stdout)
-            addresses[pod] = try XCTUnwrap(outcome.json().podAddresses.first)
+            addresses[pod] = try XCTUnwrap(outcome.result().podAddresses.first)
             pods.append(pod)
         }
         func ping(_ from: String, _ to: String) throws -> Int32 {
@@ -151,7 +151,7 @@ final class HostRoutingTests: XCTestCase {
         let a = try cluster.one.makePod("a"), c = try cluster.two.makePod("c")
         let outcome = try cluster.one.cni("ADD", containerID: "ctr-a", netns: a, config: cluster.one.config(extra: masquerade))
         XCTAssertEqual(outcome.status, 0, outcome.stdout)
-        let addressA = try XCTUnwrap(outcome.json().podAddresses.first)
+        let addressA = try XCTUnwrap(outcome.result().podAddresses.first)
         let addressC = try XCTUnwrap(cluster.two.add("ctr-c", pod: c).podAddresses.first)
         let nodeTwo = "/run/netns/\(cluster.two.netns)"
 

@@ -11,7 +11,7 @@ final class LifecycleTests: XCTestCase {
             let containerID = "ctr-chk-\(ipam)"
             let result = try node.add(containerID, pod: pod, ipam: ipam)
             var config = node.config(ipam: ipam)
-            config["prevResult"] = result
+            config["prevResult"] = result.printed
             let passing = try node.cni("CHECK", containerID: containerID, netns: pod, config: config)
             XCTAssertEqual(passing.status, 0, "CHECK of a fresh attachment: \(passing.stdout)")
 
@@ -32,7 +32,7 @@ final class LifecycleTests: XCTestCase {
         let pod = try node.makePod("chkh")
         let result = try node.add("ctr-chkh", pod: pod)
         var config = node.config()
-        config["prevResult"] = result
+        config["prevResult"] = result.printed
         XCTAssertEqual(try node.cni("CHECK", containerID: "ctr-chkh", netns: pod, config: config).status, 0)
 
         let v6 = try XCTUnwrap(result.podAddresses.last)
@@ -100,7 +100,7 @@ final class LifecycleTests: XCTestCase {
         let first = try node.add("ctr-twice", pod: second)
         let repeated = try node.cni("ADD", containerID: "ctr-twice", netns: second, config: node.config())
         XCTAssertEqual(repeated.errorCode, 101, repeated.stdout)
-        XCTAssertEqual(try node.endpoints().compactMap { $0["addresses"] as? [String] }.first?.count, 2)
+        XCTAssertEqual(try node.endpoints().map(\.addresses).first?.count, 2)
         let ping = try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", "ping", "-c1", "-W2", first.podAddresses[0]])
         XCTAssertEqual(ping.status, 0, "the first attachment still works")
     }
@@ -119,7 +119,7 @@ final class LifecycleTests: XCTestCase {
             XCTAssertEqual(gc.status, 0, gc.stdout)
 
             XCTAssertEqual(try node.hostVeths().count, 1)
-            XCTAssertEqual(try node.endpoints().compactMap { $0["containerID"] as? String }, ["ctr-keep"])
+            XCTAssertEqual(try node.endpoints().compactMap { $0.containerID }, ["ctr-keep"])
             XCTAssertEqual(try node.inPod(drop, "ip", "link", "show", "eth0").status, 1, "the stale pod lost its interface")
             let ping = try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", "ping", "-c1", "-W2", kept.podAddresses[0]])
             XCTAssertEqual(ping.status, 0, "the valid attachment still works")

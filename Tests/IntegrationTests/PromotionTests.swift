@@ -19,8 +19,8 @@ final class PromotionTests: XCTestCase {
     }
 
     private func attachment(_ node: TestNode, _ containerID: String) throws -> String {
-        let endpoint = try XCTUnwrap(try node.endpoints().first { $0["containerID"] as? String == containerID })
-        return try XCTUnwrap(endpoint["attachment"] as? String)
+        let endpoint = try XCTUnwrap(try node.endpoints().first { $0.containerID == containerID })
+        return endpoint.attachment
     }
 
     private func tcFilters(_ node: TestNode, _ device: String) throws -> String {
@@ -52,10 +52,10 @@ final class PromotionTests: XCTestCase {
         XCTAssertTrue(try tcFilters(node, hostB).contains("direct-action"), "the pod's filter")
         XCTAssertEqual(linkPins(node, hostB), [])
         XCTAssertEqual(AgentHandoff.requestedPromotions(storeRoot: node.storeRoot), [hostB])
-        let addressesA = try XCTUnwrap(try node.endpoints().first { $0["containerID"] as? String == "ctr-a" }?["addresses"] as? [String])
+        let addressesA = try XCTUnwrap(try node.endpoints().first { $0.containerID == "ctr-a" }?.addresses)
             .map { String($0.split(separator: "/")[0]) }
         try ping(node, from: podB, addressesA)
-        let check = try node.cni("CHECK", containerID: "ctr-b", netns: podB, config: node.config().merging(["prevResult": addedB]) { $1 })
+        let check = try node.cni("CHECK", containerID: "ctr-b", netns: podB, config: node.config().merging(["prevResult": addedB.printed]) { $1 })
         XCTAssertEqual(check.status, 0, "CHECK of a pod on tc: \(check.stdout)")
 
         // The agent's pass: a tcx link pinned, the record says so, the filter gone, the request too.
@@ -66,7 +66,7 @@ final class PromotionTests: XCTestCase {
         XCTAssertEqual(AgentHandoff.requestedPromotions(storeRoot: node.storeRoot), [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(node.storeRoot)/claims/\(hostB)"), "the agent's claim is dropped")
         try ping(node, from: podB, addressesA)
-        let recheck = try node.cni("CHECK", containerID: "ctr-b", netns: podB, config: node.config().merging(["prevResult": addedB]) { $1 })
+        let recheck = try node.cni("CHECK", containerID: "ctr-b", netns: podB, config: node.config().merging(["prevResult": addedB.printed]) { $1 })
         XCTAssertEqual(recheck.status, 0, "CHECK of the promoted pod: \(recheck.stdout)")
         XCTAssertEqual(try promote(node), [], "nothing more to promote")
 

@@ -35,7 +35,7 @@ final class SocketLBScopeTests: XCTestCase {
         XCTAssertEqual(added.status, 0, added.stdout)
         XCTAssertEqual(try node.cni("ADD", containerID: "ctr-client", netns: client, config: podConfig("client")).status, 0)
         _ = try startBackend(backend)
-        let address = try XCTUnwrap(added.json().podAddresses.first)
+        let address = try XCTUnwrap(added.result().podAddresses.first)
         XCTAssertEqual(try runProcess([pluginBinary, "service", "set", "10.96.0.30:80/tcp", address + ":8080", "--root", node.storeRoot]).status, 0)
 
         XCTAssertTrue(try balanced(netns: client, cgroup: cgroups["client"]!), "the client pod's cgroup has the hooks")
@@ -60,7 +60,7 @@ final class SocketLBScopeTests: XCTestCase {
                 _ = try node.cni("DEL", containerID: id, netns: pod, config: config)
                 XCTAssertEqual(try node.cni("ADD", containerID: id, netns: pod, config: config).status, 0)
             }
-            let address = try XCTUnwrap((node.endpoints().first { $0["containerID"] as? String == "ctr-be1" }?["addresses"] as? [String])?.first)
+            let address = try XCTUnwrap((node.endpoints().first { $0.containerID == "ctr-be1" }?.addresses)?.first)
             let server = try startBackend(backend)
             XCTAssertEqual(try runProcess([pluginBinary, "service", "set", "10.96.0.30:80/tcp",
                                            String(address.split(separator: "/")[0]) + ":8080", "--root", node.storeRoot]).status, 0)

@@ -33,7 +33,7 @@ final class StoreSecurityTests: XCTestCase {
     }
 
     private func hostInterface() throws -> String {
-        try XCTUnwrap(try node.endpoints().first?["hostInterface"] as? String)
+        try XCTUnwrap(try node.endpoints().first?.hostInterface)
     }
 
     func testStoreRootOfAnotherUserOrOpenToOthersIsRefused() throws {
