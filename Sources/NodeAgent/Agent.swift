@@ -58,8 +58,10 @@ public actor Agent {
     /// `nodeWork` wakes the loop.
     private var nodeReconcileWanted = false
     private var resyncWanted = false
-    private let nodeWorkRequests: AsyncStream<Void>
-    private let nodeWork: AsyncStream<Void>.Continuation
+    private var nodeWorkRequests: AsyncStream<Void>
+    private var nodeWork: AsyncStream<Void>.Continuation
+    /// Wakes the snapshot loop for a snapshot now (the datapath just appeared).
+    private var snapshotWanted: AsyncStream<Void>.Continuation?
     /// This node as the service table sees it (its name, the addresses node ports answer on).
     private var serviceNode: ServiceTable.NodeView
     /// Whether `serviceNode` was made from the Nodes: until then no Service is programmed, as the
@@ -74,8 +76,6 @@ public actor Agent {
     private var writtenNodeAddresses: Set<IPAddress>?
     /// This node's own addresses as last written into the datapath (refused as sources from outside).
     private var writtenOwnAddresses: Set<IPAddress>?
-    /// Held while the agent runs, once the store exists: DELs then retire their veths for the agent to reap.
-    private var presence: AgentPresence?
     /// The API server's address, when the agent was given one rather than a host name.
     private let apiServerAddress: IPAddress?
 
@@ -145,6 +145,9 @@ public actor Agent {
             let removed = AtomicFile.removeLeftovers(in: folder)
             if removed > 0 { logger.info("unfinished writes of an earlier run removed", metadata: ["folder": "\(folder)", "files": "\(removed)"]) }
         }
+        (nodeWorkRequests, nodeWork) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let (snapshotRequests, snapshotWanted) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.snapshotWanted = snapshotWanted
         await ensureNodeSetup()
         await withDiscardingTaskGroup { group in
             group.addTask { await self.nodes.run { objects, changed in await self.nodesChanged(objects, changed) } }
@@ -154,25 +157,23 @@ public actor Agent {
                 group.addTask { await self.slices.run { objects, changed in await self.reconcileServices(slices: objects, changed: changed) } }
             }
             group.addTask { [settings] in
-                while (try? await Task.sleep(for: .seconds(settings.resyncSeconds))) != nil { await self.resyncSoon() }
+                while (try? await Task.sleep(for: .seconds(max(1, settings.resyncSeconds)))) != nil { await self.resyncSoon() }
             }
             group.addTask { [settings, metrics, logger] in
                 await Self.expireConnections(settings: settings, metrics: metrics, logger: logger)
             }
-            group.addTask { [settings] in
-                var pass = 0
-                repeat {
-                    await self.reapRetiredVeths(everything: pass % max(settings.retiredVethSweepPasses, 1) == 0)
-                    pass += 1
-                } while (try? await Task.sleep(for: .milliseconds(settings.retiredVethReapMilliseconds))) != nil
+            group.addTask { [settings, metrics, logger] in
+                await Self.reapRetiredVeths(settings: settings, metrics: metrics, logger: logger)
             }
             group.addTask { [settings, metrics, logger] in
                 await Self.promotePods(settings: settings, metrics: metrics, logger: logger)
             }
-            group.addTask { [settings, metrics] in
-                repeat {
-                    await KernelLane.datapath.run { metrics.takeDatapathSnapshot() }
-                } while (try? await Task.sleep(for: .seconds(settings.metricsSnapshotSeconds))) != nil
+            group.addTask { [settings] in
+                repeat { snapshotWanted.yield() } while (try? await Task.sleep(for: .seconds(settings.metricsSnapshotSeconds))) != nil
+                snapshotWanted.finish()
+            }
+            group.addTask { [metrics] in
+                for await _ in snapshotRequests { await KernelLane.datapath.run { metrics.takeDatapathSnapshot() } }
             }
         }
     }
@@ -208,12 +209,12 @@ public actor Agent {
     }
 
     /// Moves the pods ADD started on tc to their tcx links (see `AgentHandoff.requestPromotion`)
-    /// the moment a request appears, and every `promotionMilliseconds` in any case. On the pods
-    /// lane: every attach waits for a grace period.
+    /// the moment a request appears, and every `promotionMilliseconds` in any case. On a lane of
+    /// its own: every attach waits for a grace period, and the loop waits for requests there.
     private static func promotePods(settings: AgentSettings, metrics: AgentMetrics, logger: Logger) async {
         let requests = FolderWatch(folder: AgentHandoff.promotionFolder(storeRoot: settings.storeRoot))
         while !Task.isCancelled {
-            await KernelLane.pods.run {
+            await KernelLane.promotions.run {
                 if !requests.isWatching, AgentHandoff.preparePromotions(storeRoot: settings.storeRoot) { requests.watchIfPossible() }
                 promoteRequestedPods(settings: settings, metrics: metrics, logger: logger)
                 requests.wait(milliseconds: Int32(clamping: settings.promotionMilliseconds))
@@ -234,25 +235,36 @@ public actor Agent {
         }
     }
 
-    /// Announces the agent to the plugin (once the store exists), then deletes the veths DELs
-    /// retired since the last time, and releases their links. The first pass, at start, takes
-    /// everything retired, also before a restart. On the pods lane: deleting veths waits for
-    /// grace periods.
-    private func reapRetiredVeths(everything: Bool) async {
-        await KernelLane.pods.run {
-            do {
-                guard let store = try EndpointStore.openExisting(root: settings.storeRoot) else { return }
-                if presence == nil {
-                    presence = try store.announceAgent()
-                    if presence != nil { logger.info("announced to the plugin: ADDs start pods on tc for the agent to move to tcx, DELs retire their veths for it to delete") }
+    /// Announces the agent to the plugin once the store exists (the presence lives as long as this
+    /// loop), then, every `retiredVethReapMilliseconds`, deletes the veths DELs retired since the
+    /// last time and releases their links. The first pass, at start, takes everything retired,
+    /// also before a restart; so does every `retiredVethSweepPasses`th. On a lane of its own:
+    /// deleting veths waits for grace periods.
+    private static func reapRetiredVeths(settings: AgentSettings, metrics: AgentMetrics, logger: Logger) async {
+        var presence: AgentPresence?
+        var netlink: NetlinkSocket?
+        var pass = 0
+        repeat {
+            let everything = pass % max(settings.retiredVethSweepPasses, 1) == 0
+            pass += 1
+            await KernelLane.retiredVeths.run {
+                do {
+                    guard let store = try EndpointStore.openExisting(root: settings.storeRoot) else { return }
+                    if presence == nil {
+                        presence = try store.announceAgent()
+                        if presence != nil { logger.info("announced to the plugin: ADDs start pods on tc for the agent to move to tcx, DELs retire their veths for it to delete") }
+                    }
+                    guard let datapath = Datapath.openExisting(store: store) else { return }
+                    let socket = try netlink ?? NetlinkSocket()
+                    netlink = socket
+                    let reaped = try datapath.handoff.reapRetiredVeths(socket, everything: everything)
+                    metrics.retiredVethsReaped.increment(by: Int64(reaped))
+                } catch {
+                    logger.warning("deleting retired veths failed", metadata: ["error": "\(error)"])
                 }
-                guard let datapath = Datapath.openExisting(store: store) else { return }
-                let reaped = try datapath.handoff.reapRetiredVeths(try netlink(), everything: everything)
-                metrics.retiredVethsReaped.increment(by: Int64(reaped))
-            } catch {
-                logger.warning("deleting retired veths failed", metadata: ["error": "\(error)"])
             }
-        }
+        } while (try? await Task.sleep(for: .milliseconds(settings.retiredVethReapMilliseconds))) != nil
+        withExtendedLifetime(presence) {}
     }
 
     // MARK: Steps
@@ -266,7 +278,7 @@ public actor Agent {
             datapathReady = true
         }
         // The datapath's figures as soon as there is a datapath, not at the next snapshot.
-        if datapathReady && !wasReady { await KernelLane.datapath.run { metrics.takeDatapathSnapshot() } }
+        if datapathReady && !wasReady { snapshotWanted?.yield() }
         guard datapathReady else { return }
         await step("plugin") { () throws(StepError) in
             do throws(SystemCallError) {
@@ -348,7 +360,7 @@ public actor Agent {
         metrics.watchSynced.set(to: 1)
         let nodeAddresses = Set(objects.values.flatMap { $0.ipAddresses.compactMap { IPAddress($0) } })
         var view = ServiceTable.NodeView(objects[settings.nodeName], name: settings.nodeName)
-        view.addressPolicy = addressPolicy(nodes: objects.values, nodeAddresses: nodeAddresses)
+        view.addressPolicy = await addressPolicy(nodes: objects.values, nodeAddresses: nodeAddresses)
         if view != serviceNode || !serviceNodeKnown {
             // Another node's addresses change only what external addresses may claim: only the
             // Services that claim some are recomputed (a node joining a large cluster would
@@ -424,9 +436,11 @@ public actor Agent {
     /// What Services' external addresses may not claim, from the settings, the Nodes and this
     /// node's own interfaces (read again at each resync: an address a node gives itself need not
     /// be in the API).
-    private func addressPolicy(nodes: some Collection<Node>, nodeAddresses: Set<IPAddress>) -> ServiceAddressPolicy {
-        do throws(SystemCallError) { ownAddresses = try netlink().addresses().map(\.address) } catch {
-            logger.warning("this node's addresses not read again for the external address policy", metadata: ["error": "\(error)"])
+    private func addressPolicy(nodes: some Collection<Node>, nodeAddresses: Set<IPAddress>) async -> ServiceAddressPolicy {
+        await KernelLane.reconcile.run {
+            do throws(SystemCallError) { ownAddresses = try netlink().addresses().map(\.address) } catch {
+                logger.warning("this node's addresses not read again for the external address policy", metadata: ["error": "\(error)"])
+            }
         }
         let podCIDRs = nodes.flatMap { $0.podCIDRs.compactMap { IPPrefix($0) } }
         return ServiceAddressPolicy(externalIPRanges: settings.externalIPCIDRs, nodeAddresses: nodeAddresses.union(ownAddresses),

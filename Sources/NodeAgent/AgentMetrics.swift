@@ -88,7 +88,7 @@ public final class AgentMetrics: Sendable {
     }
 
     /// Reads the datapath's figures into the text /metrics serves. Waits for the store's lock and
-    /// walks maps: call it off the cooperative pool (the agent's snapshot queue does).
+    /// walks maps: call it off the cooperative pool (the agent does, on its datapath lane).
     func takeDatapathSnapshot(now: Double = Date().timeIntervalSince1970) {
         guard let store = try? EndpointStore.openExisting(root: storeRoot), let datapath = Datapath.openExisting(store: store) else { return }
         var text = Self.counterFigures(datapath) + Self.endpointFigures(datapath) + Self.connectionTableFigures(datapath)

@@ -96,6 +96,11 @@ public struct AgentSettings: Sendable {
         return plugin
     }
 
+    /// What the plugin would refuse in the conflist these settings make (a relative log file,
+    /// masquerading without the cluster's CIDRs): the agent starts with none, rather than write a
+    /// conflist every ADD rejects.
+    public var pluginProblems: [String] { PluginSettings.parse(pluginSettings(mtu: mtu).networkConfigKeys).problems.map(\.description) }
+
     public var conflistPath: String { cniConfDir + "/" + conflistName }
     public var installedPlugin: String { cniBinDir + "/swiftpath" }
 }

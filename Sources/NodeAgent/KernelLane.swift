@@ -8,12 +8,15 @@ import Dispatch
 /// task of the agent, the watches and the health port's answers included. Such work runs on a
 /// lane instead: a thread of its own, one job at a time, as the task that asked (`run`).
 ///
-/// Lanes are few and named for what may wait on what: `reconcile` (the agent's steps), `pods`
-/// (promotions and retired veths, which wait through grace periods) and `datapath` (the connection
-/// sweep and the metrics snapshots, which walk maps). A job waits only for the jobs of its lane.
+/// Lanes are few and named for what may wait on what: `reconcile` (the agent's steps, on its
+/// actor), `promotions` and `retiredVeths` (which wait through grace periods, and for requests),
+/// and `datapath` (the connection sweep and the metrics snapshots, which walk maps). A job waits
+/// for the jobs of its lane, and work isolated to the actor also for the actor: only the
+/// reconcile lane runs such work, so no other lane's waiting ever holds the actor.
 final class KernelLane: TaskExecutor {
     static let reconcile = KernelLane("swiftpath.agent.reconcile")
-    static let pods = KernelLane("swiftpath.agent.pods")
+    static let promotions = KernelLane("swiftpath.agent.promotions")
+    static let retiredVeths = KernelLane("swiftpath.agent.retired-veths")
     static let datapath = KernelLane("swiftpath.agent.datapath")
 
     /// A serial queue of the overcommitting kind: it always gets a thread, however many others wait.

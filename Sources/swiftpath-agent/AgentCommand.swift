@@ -128,6 +128,7 @@ struct Run: AsyncParsableCommand {
         settings.connectionTimeouts.tcpSeconds = tcpTimeout
         settings.connectionTimeouts.tcpClosingSeconds = tcpClosingTimeout
         settings.connectionTimeouts.udpSeconds = udpTimeout
+        if let problem = settings.pluginProblems.first { throw ValidationError("the plugin would refuse this node's conflist: \(problem)") }
         // A ConfigMap key left empty means none, not a URL.
         let server = (apiServer ?? ProcessInfo.processInfo.environment["SWIFTPATH_API_SERVER"]).flatMap { $0.isEmpty ? nil : $0 }
         let access = try kubeconfig.map { try ClusterAccess.kubeconfig(at: $0, server: server) }
@@ -175,8 +176,8 @@ struct UninstallCommand: ParsableCommand {
     }
 }
 
-/// Returns at the first SIGTERM or SIGINT (which no longer end the process by themselves), or
-/// when cancelled.
+/// Returns at the first SIGTERM or SIGINT, or when cancelled. Their default action (ending the
+/// process) is turned off: the agent ends by returning, its loops cancelled.
 func stopSignal() async {
     let (signals, received) = AsyncStream.makeStream(of: Int32.self)
     let sources = [SIGTERM, SIGINT].map { number in

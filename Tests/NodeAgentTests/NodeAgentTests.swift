@@ -68,6 +68,56 @@ final class NodeAgentTests: XCTestCase {
                        "the same conflist is the same bytes, so an unchanged one is never rewritten")
     }
 
+    /// The conflist's bytes as the previous release wrote them: an upgraded agent must not rewrite
+    /// (and so touch) an unchanged node's conflist.
+    func testTheConflistsBytesAreThoseOfThePreviousRelease() {
+        var settings = AgentSettings(nodeName: "a", pluginBinary: "/bin/true")
+        settings.devices = ["eth1"]
+        settings.cgroupRoot = "/sys/fs/cgroup/kubepods"
+        settings.clusterCIDRs = [IPPrefix("10.1.0.0/16")!]
+        settings.masquerade = true
+        settings.pluginLogFile = "/var/log/swiftpath.log"
+        let conflist = Conflist(settings: settings, podCIDRs: [IPPrefix("10.1.1.0/24")!, IPPrefix("fd00:1:1::/64")!], mtu: 1450)
+        XCTAssertEqual(String(decoding: conflist.bytes, as: UTF8.self), #"""
+            {
+              "cniVersion" : "1.0.0",
+              "name" : "swiftpath",
+              "plugins" : [
+                {
+                  "bpffsRoot" : "/sys/fs/bpf/swiftpath",
+                  "capabilities" : {
+                    "portMappings" : true
+                  },
+                  "clusterCIDRs" : [
+                    "10.1.0.0/16"
+                  ],
+                  "devices" : [
+                    "eth1"
+                  ],
+                  "ipMasq" : true,
+                  "ipam" : {
+                    "ranges" : [
+                      {
+                        "subnet" : "10.1.1.0/24"
+                      },
+                      {
+                        "subnet" : "fd00:1:1::/64"
+                      }
+                    ],
+                    "type" : "swiftpath"
+                  },
+                  "logFile" : "/var/log/swiftpath.log",
+                  "mtu" : 1450,
+                  "socketLB" : {
+                    "cgroupRoot" : "/sys/fs/cgroup/kubepods"
+                  },
+                  "type" : "swiftpath"
+                }
+              ]
+            }
+            """# + "\n")
+    }
+
     /// The plugin reads the conflist's entry back into the very settings the agent wrote it from.
     func testThePluginReadsBackWhatTheAgentWrote() throws {
         var settings = AgentSettings(nodeName: "a", pluginBinary: "/bin/true")
@@ -87,6 +137,18 @@ final class NodeAgentTests: XCTestCase {
         XCTAssertEqual(read.mtu, 1450)
         XCTAssertEqual(read.socketLB.cgroupRoot, "/sys/fs/cgroup/kubepods")
         XCTAssertEqual(read.logFile, "/var/log/swiftpath.log")
+    }
+
+    /// Settings whose conflist every ADD would refuse are refused before the agent starts.
+    func testSettingsThePluginWouldRefuseAreNamed() {
+        var settings = AgentSettings(nodeName: "a", pluginBinary: "/bin/true")
+        XCTAssertEqual(settings.pluginProblems, [])
+        settings.masquerade = true
+        XCTAssertEqual(settings.pluginProblems.count, 1)
+        XCTAssertTrue(settings.pluginProblems.first?.contains("clusterCIDRs") == true, "\(settings.pluginProblems)")
+        settings.clusterCIDRs = [IPPrefix("10.1.0.0/16")!]
+        settings.pluginLogFile = "relative.log"
+        XCTAssertTrue(settings.pluginProblems.first?.contains("logFile") == true, "\(settings.pluginProblems)")
     }
 
     /// A write in progress is under a name no runtime reads as a network config, and what an agent
