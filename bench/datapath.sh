@@ -149,4 +149,4 @@ if target:
     print(f"\nJSON: {target}")
 PY
 echo
-in_ns "$id-s-1" "$plugin" stats --root "/sys/fs/bpf/$id-s1" | awk 'NR <= 20'
+in_ns "$id-s-1" "$plugin" stats --store-root "/sys/fs/bpf/$id-s1" | awk 'NR <= 20'

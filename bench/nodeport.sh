@@ -74,8 +74,8 @@ done
 sp_b=$(add_pod "$plugin" "$id-s-1" "$id-s-b" "$work/sp1.json")
 sp_c=$(add_pod "$plugin" "$id-s-2" "$id-s-c" "$work/sp2.json")
 for i in 0 1 2; do
-  in_ns "$id-s-1" "$plugin" service set --root "/sys/fs/bpf/$id-s1" --external "10.9.0.1:$((30201 + i))/tcp" "$sp_b:${ports[i]}" >/dev/null
-  in_ns "$id-s-1" "$plugin" service set --root "/sys/fs/bpf/$id-s1" --external "10.9.0.1:$((30301 + i))/tcp" "$sp_c:${ports[i]}" >/dev/null
+  in_ns "$id-s-1" "$plugin" service set --store-root "/sys/fs/bpf/$id-s1" --external "10.9.0.1:$((30201 + i))/tcp" "$sp_b:${ports[i]}" >/dev/null
+  in_ns "$id-s-1" "$plugin" service set --store-root "/sys/fs/bpf/$id-s1" --external "10.9.0.1:$((30301 + i))/tcp" "$sp_c:${ports[i]}" >/dev/null
 done
 serve "$id-s-b" "$sp_b"; serve "$id-s-c" "$sp_c"
 
@@ -138,7 +138,7 @@ for round in $(seq 1 "$rounds"); do
     measure "$name" "$client" "$address" "$p1" "$p2" "$p3"
   done
 done
-in_ns "$id-s-1" "$plugin" service connections --root "/sys/fs/bpf/$id-s1" -o json \
+in_ns "$id-s-1" "$plugin" service connections --store-root "/sys/fs/bpf/$id-s1" -o json \
   | python3 -c 'import json,sys; print(len(json.load(sys.stdin)), "connections in swiftpath'"'"'s table at the end")'
 
 python3 - "$work/samples" "$rounds" "$seconds" <<'PY'

@@ -77,7 +77,7 @@ PY
 for n in 1 1000 10000; do
   last=$((n - 1)); vip="10.96.$((last / 250)).$((last % 250 + 1))"
   services_json "$n" > "$work/services.json"
-  "$plugin" service apply -f "$work/services.json" --root "$store" > /dev/null
+  "$plugin" service apply -f "$work/services.json" --store-root "$store" > /dev/null
   iptables_rules "$n" | nsenter --net="/run/netns/$id-iptclient" iptables-restore
   for round in $(seq 1 "$rounds"); do
     # direct first in odd rounds, last in even ones: drift weighs on baseline and contenders alike.

@@ -49,6 +49,6 @@ podman --runtime runc run --rm -i --privileged --network "ns:/run/netns/$id-node
   --entrypoint /usr/local/bin/swiftpath "$tag" < "$work/check.json"
 CNI_COMMAND=DEL CNI_CONTAINERID="$id" CNI_NETNS="/var/run/netns/$id-pod" CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni \
   nsenter --net="/run/netns/$id-node" "$work/host-cni-bin/swiftpath" < "$work/conf.json"
-nsenter --net="/run/netns/$id-node" "$work/host-cni-bin/swiftpath" datapath unload --root "$store" >/dev/null
+nsenter --net="/run/netns/$id-node" "$work/host-cni-bin/swiftpath" datapath unload --store-root "$store" >/dev/null
 echo "image ok: podman loaded $tag, its install path installed the plugin, which wired pod $address (CNI 1.0.0);"\
   "the pod's netns opened in the image by containerd's path"

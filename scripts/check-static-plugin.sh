@@ -71,4 +71,4 @@ for root in "$debian11" "$bare"; do
   fi
   echo "static plugin ok from $name: ADD wired pod $address, the node reached it, DEL removed it"
 done
-nsenter --net="/run/netns/$id-node" "$plugin" datapath unload --root "$store" >/dev/null
+nsenter --net="/run/netns/$id-node" "$plugin" datapath unload --store-root "$store" >/dev/null

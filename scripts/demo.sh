@@ -62,7 +62,7 @@ ip -n "$id-pod-a" route; ip -n "$id-pod-a" -6 route show default
 ip -n "$id-pod-a" neigh show dev eth0
 
 step "the store's endpoints"
-"$plugin" endpoint list --root "$store"
+"$plugin" endpoint list --store-root "$store"
 
 b4=$(ip -n "$id-pod-b" -4 -br addr show eth0 | awk '{print $3}' | cut -d/ -f1)
 b6=$(ip -n "$id-pod-b" -6 -br addr show eth0 | awk '{print $3}' | cut -d/ -f1)
@@ -81,7 +81,7 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.
 while True:
     c, _ = s.accept(); c.sendall(b"hello from pod-b\n"); c.close()' & server=$!
 sleep 0.3
-"$plugin" service set 10.96.0.10:80/tcp "$b4_addr:8080" --root "$store"
+"$plugin" service set 10.96.0.10:80/tcp "$b4_addr:8080" --store-root "$store"
 sh -c "echo \$\$ > $cgroup/cgroup.procs && exec ip netns exec $id-pod-a python3 -c '
 import socket
 c = socket.create_connection((\"10.96.0.10\", 80), timeout=2)
@@ -89,11 +89,11 @@ print(c.recv(100).decode().strip(), \"(getpeername says\", c.getpeername(), \")\
 kill "$server"; wait "$server" 2>/dev/null || true; server=""
 
 step "the BPF datapath: what is loaded, and which path the packets took"
-in_node "$plugin" datapath status --root "$store"
+in_node "$plugin" datapath status --store-root "$store"
 echo
-in_node "$plugin" stats --root "$store"
+in_node "$plugin" stats --store-root "$store"
 
 step "DEL both pods (twice: DEL is idempotent)"
 for pod in pod-a pod-b pod-a; do cni DEL "$pod" && echo "DEL $pod ok"; done
-"$plugin" endpoint list --root "$store"
-in_node "$plugin" datapath unload --root "$store"
+"$plugin" endpoint list --store-root "$store"
+in_node "$plugin" datapath unload --store-root "$store"

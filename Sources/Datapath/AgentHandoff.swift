@@ -2,13 +2,14 @@
 import NodeStore
 
 /// What the plugin hands to the node agent, and how: the whole of their protocol. The plugin never
-/// depends on the agent. Each handoff is a folder of the store that a plugin run writes only while
-/// it finds the agent present, and that the agent works off; without the agent the plugin does the
-/// work itself, as if there were none.
+/// depends on the agent. It hands work over only while it finds the agent present (a lock the
+/// agent holds), each handoff a folder of the store the plugin writes and the agent works off;
+/// without the agent the plugin does the work itself, as if there were none.
 ///
 /// - **Presence**: the agent keeps the store's `agent` folder locked (flock, exclusive) for as
 ///   long as it runs, and the kernel drops the lock however the agent ends
-///   (`EndpointStore.announceAgent`); a plugin run looks with a shared lock (`isAgentPresent`).
+///   (`EndpointStore.announceAgent`); a plugin run looks with a shared lock
+///   (`EndpointStore.isAgentPresent`, asked before the datapath is opened).
 /// - **Promotions** (`promotions/<host device>`): attaching a tcx program waits for an RCU grace
 ///   period under the RTNL lock (`tcx_entry_sync()`), most of what an ADD would cost. With the
 ///   agent present, ADD attaches the pod program with tc, which waits for none, and asks for the
@@ -29,7 +30,4 @@ public struct AgentHandoff: DatapathPart {
     let pins: DatapathPins
 
     var pods: PodAttachments { PodAttachments(pins: pins) }
-
-    /// Whether a live agent holds the store, to hand work to.
-    public var isAgentPresent: Bool { store.isAgentPresent() }
 }

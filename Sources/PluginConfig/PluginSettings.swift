@@ -31,11 +31,16 @@ public struct PluginSettings: Sendable, Equatable {
 
     public init() {}
 
-    /// The keys `parse` reads, at the top level and in `socketLB`: any other key of the plugin's
-    /// entry is not swiftpath's (the CNI spec's own, or one swiftpath ignores).
-    public static let keys: Set<String> = ["mtu", "bpffsRoot", "logFile", "devices", "attachMode", "ipMasq", "clusterCIDRs",
-                                           "socketLB", "ipamTimeout"]
-    public static let socketLBKeys: Set<String> = ["enabled", "scope", "cgroupRoot", "hostNamespace"]
+    /// The keys of the plugin's entry that are swiftpath's: `parse` reads these and no others,
+    /// `networkConfigKeys` writes them. Any other key is the CNI spec's own, or one swiftpath ignores.
+    public enum Key: String, CaseIterable, Sendable {
+        case mtu, bpffsRoot, logFile, devices, attachMode, ipMasq, clusterCIDRs, socketLB, ipamTimeout
+    }
+
+    /// The keys of `socketLB`.
+    public enum SocketLBKey: String, CaseIterable, Sendable {
+        case enabled, scope, cgroupRoot, hostNamespace
+    }
 
     public struct SocketLB: Sendable, Equatable {
         public var enabled = true
@@ -56,86 +61,88 @@ public struct PluginSettings: Sendable, Equatable {
         var settings = PluginSettings()
         var problems: [CNIError] = []
         func bad(_ key: String, _ why: String) { problems.append(CNIError(.invalidNetworkConfig, "invalid value for key \"\(key)\" in network config", details: why)) }
-        func present(_ key: String, in object: [String: JSONValue] = keys) -> JSONValue? {
+        func bad(_ key: Key, _ why: String) { bad(key.rawValue, why) }
+        func present(_ key: String, in object: [String: JSONValue]) -> JSONValue? {
             guard let value = object[key], value != .null else { return nil }
             return value
         }
+        func present(_ key: Key) -> JSONValue? { present(key.rawValue, in: keys) }
 
-        if let value = present("mtu") {
-            if let mtu = value.integerValue, (68...65535).contains(mtu) { settings.mtu = mtu } else { bad("mtu", "expected an integer in 68...65535") }
+        if let value = present(.mtu) {
+            if let mtu = value.integerValue, (68...65535).contains(mtu) { settings.mtu = mtu } else { bad(.mtu, "expected an integer in 68...65535") }
         }
-        if let value = present("bpffsRoot") {
+        if let value = present(.bpffsRoot) {
             if let root = value.stringValue, isAbsolutePath(root), root.count > 1, !root.contains(".") {
                 settings.storeRoot = root
             } else {
-                bad("bpffsRoot", "expected an absolute path without '.' (bpffs refuses such names)")
+                bad(.bpffsRoot, "expected an absolute path without '.' (bpffs refuses such names)")
             }
         }
-        if let value = present("logFile") {
-            if let file = value.stringValue, isAbsolutePath(file) { settings.logFile = file } else { bad("logFile", "expected an absolute path") }
+        if let value = present(.logFile) {
+            if let file = value.stringValue, isAbsolutePath(file) { settings.logFile = file } else { bad(.logFile, "expected an absolute path") }
         }
-        if let value = present("devices") {
+        if let value = present(.devices) {
             if let names = value.arrayValue?.compactMap(\.stringValue), names.count == value.arrayValue?.count,
                names.allSatisfy(CNIEnvironment.isInterfaceName) {
                 settings.devices = names
             } else {
-                bad("devices", "expected a list of interface names")
+                bad(.devices, "expected a list of interface names")
             }
         }
-        if let value = present("attachMode") {
+        if let value = present(.attachMode) {
             if let policy = value.stringValue.flatMap(AttachPolicy.init(rawValue:)) { settings.attachMode = policy } else {
-                bad("attachMode", "expected auto, tcx or tc")
+                bad(.attachMode, "expected auto, tcx or tc")
             }
         }
-        if let value = present("ipMasq") {
-            if let enabled = value.boolValue { settings.ipMasq = enabled } else { bad("ipMasq", "expected true or false") }
+        if let value = present(.ipMasq) {
+            if let enabled = value.boolValue { settings.ipMasq = enabled } else { bad(.ipMasq, "expected true or false") }
         }
-        if let value = present("clusterCIDRs") {
+        if let value = present(.clusterCIDRs) {
             if let prefixes = value.arrayValue?.compactMap({ $0.stringValue.flatMap(IPPrefix.init) }), prefixes.count == value.arrayValue?.count {
                 settings.clusterCIDRs = prefixes
             } else {
-                bad("clusterCIDRs", "expected a list of CIDRs")
+                bad(.clusterCIDRs, "expected a list of CIDRs")
             }
         }
-        if let value = present("ipamTimeout") {
+        if let value = present(.ipamTimeout) {
             if let seconds = value.integerValue, (1...600).contains(seconds) { settings.ipamTimeout = seconds } else {
-                bad("ipamTimeout", "expected a number of seconds in 1...600")
+                bad(.ipamTimeout, "expected a number of seconds in 1...600")
             }
         }
         if settings.ipMasq, settings.clusterCIDRs.isEmpty {
-            problems.append(CNIError(.invalidNetworkConfig, "missing key \"clusterCIDRs\" in network config",
+            problems.append(CNIError(.invalidNetworkConfig, "missing key \"\(Key.clusterCIDRs.rawValue)\" in network config",
                                      details: "ipMasq needs the cluster's CIDRs, the destinations never masqueraded"))
         }
-        if let value = present("socketLB") {
+        if let value = present(.socketLB) {
             if let object = value.objectValue {
-                settings.socketLB = parseSocketLB(object, present: { present($0, in: object) }, bad: bad)
+                settings.socketLB = parseSocketLB(present: { present($0.rawValue, in: object) },
+                                                  bad: { key, why in bad("\(Key.socketLB.rawValue).\(key.rawValue)", why) })
             } else {
-                bad("socketLB", "expected an object")
+                bad(.socketLB, "expected an object")
             }
         }
         return (settings, problems)
     }
 
-    private static func parseSocketLB(_ object: [String: JSONValue], present: (String) -> JSONValue?,
-                                      bad: (String, String) -> Void) -> SocketLB {
+    private static func parseSocketLB(present: (SocketLBKey) -> JSONValue?, bad: (SocketLBKey, String) -> Void) -> SocketLB {
         var socketLB = SocketLB()
-        if let value = present("enabled") {
-            if let enabled = value.boolValue { socketLB.enabled = enabled } else { bad("socketLB.enabled", "expected true or false") }
+        if let value = present(.enabled) {
+            if let enabled = value.boolValue { socketLB.enabled = enabled } else { bad(.enabled, "expected true or false") }
         }
-        if let value = present("scope") {
+        if let value = present(.scope) {
             switch value.stringValue {
             case "node"?: socketLB.perPod = false
             case "pod"?: socketLB.perPod = true
-            default: bad("socketLB.scope", "expected node or pod")
+            default: bad(.scope, "expected node or pod")
             }
         }
-        if let value = present("cgroupRoot") {
+        if let value = present(.cgroupRoot) {
             if let root = value.stringValue, isAbsolutePath(root) { socketLB.cgroupRoot = root } else {
-                bad("socketLB.cgroupRoot", "expected an absolute path")
+                bad(.cgroupRoot, "expected an absolute path")
             }
         }
-        if let value = present("hostNamespace") {
-            if let enabled = value.boolValue { socketLB.hostNamespace = enabled } else { bad("socketLB.hostNamespace", "expected true or false") }
+        if let value = present(.hostNamespace) {
+            if let enabled = value.boolValue { socketLB.hostNamespace = enabled } else { bad(.hostNamespace, "expected true or false") }
         }
         return socketLB
     }
@@ -143,20 +150,20 @@ public struct PluginSettings: Sendable, Equatable {
     /// The keys as the conflist carries them, for `parse` to read back as they are: the store's
     /// root and masquerading always, every other key where it is not its default.
     public var networkConfigKeys: [String: JSONValue] {
-        var keys: [String: JSONValue] = ["bpffsRoot": .string(storeRoot), "ipMasq": .bool(ipMasq)]
+        var keys: [String: JSONValue] = [Key.bpffsRoot.rawValue: .string(storeRoot), Key.ipMasq.rawValue: .bool(ipMasq)]
         let defaults = PluginSettings()
-        if let mtu { keys["mtu"] = .number(Double(mtu)) }
-        if let logFile { keys["logFile"] = .string(logFile) }
-        if let devices { keys["devices"] = .array(devices.map(JSONValue.string)) }
-        if attachMode != defaults.attachMode { keys["attachMode"] = .string(attachMode.rawValue) }
-        if !clusterCIDRs.isEmpty { keys["clusterCIDRs"] = .array(clusterCIDRs.map { .string($0.description) }) }
-        if ipamTimeout != defaults.ipamTimeout { keys["ipamTimeout"] = .number(Double(ipamTimeout)) }
+        if let mtu { keys[Key.mtu.rawValue] = .number(Double(mtu)) }
+        if let logFile { keys[Key.logFile.rawValue] = .string(logFile) }
+        if let devices { keys[Key.devices.rawValue] = .array(devices.map(JSONValue.string)) }
+        if attachMode != defaults.attachMode { keys[Key.attachMode.rawValue] = .string(attachMode.rawValue) }
+        if !clusterCIDRs.isEmpty { keys[Key.clusterCIDRs.rawValue] = .array(clusterCIDRs.map { .string($0.description) }) }
+        if ipamTimeout != defaults.ipamTimeout { keys[Key.ipamTimeout.rawValue] = .number(Double(ipamTimeout)) }
         var socketLBKeys: [String: JSONValue] = [:]
-        if socketLB.enabled != defaults.socketLB.enabled { socketLBKeys["enabled"] = .bool(socketLB.enabled) }
-        if socketLB.perPod != defaults.socketLB.perPod { socketLBKeys["scope"] = .string(socketLB.perPod ? "pod" : "node") }
-        if let cgroupRoot = socketLB.cgroupRoot { socketLBKeys["cgroupRoot"] = .string(cgroupRoot) }
-        if socketLB.hostNamespace != defaults.socketLB.hostNamespace { socketLBKeys["hostNamespace"] = .bool(socketLB.hostNamespace) }
-        if !socketLBKeys.isEmpty { keys["socketLB"] = .object(socketLBKeys) }
+        if socketLB.enabled != defaults.socketLB.enabled { socketLBKeys[SocketLBKey.enabled.rawValue] = .bool(socketLB.enabled) }
+        if socketLB.perPod != defaults.socketLB.perPod { socketLBKeys[SocketLBKey.scope.rawValue] = .string(socketLB.perPod ? "pod" : "node") }
+        if let cgroupRoot = socketLB.cgroupRoot { socketLBKeys[SocketLBKey.cgroupRoot.rawValue] = .string(cgroupRoot) }
+        if socketLB.hostNamespace != defaults.socketLB.hostNamespace { socketLBKeys[SocketLBKey.hostNamespace.rawValue] = .bool(socketLB.hostNamespace) }
+        if !socketLBKeys.isEmpty { keys[Key.socketLB.rawValue] = .object(socketLBKeys) }
         return keys
     }
 

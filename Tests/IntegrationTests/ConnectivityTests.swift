@@ -40,12 +40,12 @@ final class ConnectivityTests: XCTestCase {
         // The pod never resolves its gateway: the entry is permanent and points at the host end.
         let neighbours = try node.inPod(podA, "ip", "neigh", "show", "dev", "eth0").stdout
         XCTAssertTrue(neighbours.contains("PERMANENT"), neighbours)
-        let hostEnd = resultA.interfaces?.first?.mac
+        let hostEnd = resultA.interfaces.first?.mac
         XCTAssertNotNil(hostEnd)
         XCTAssertTrue(neighbours.contains(hostEnd ?? "-"), "gateway resolves to the host end \(hostEnd ?? "")")
 
         let endpoints = try node.endpoints()
-        XCTAssertEqual(Set(endpoints.compactMap { $0.containerID }), ["ctr-a", "ctr-b"])
+        XCTAssertEqual(Set(endpoints.map(\.containerID)), ["ctr-a", "ctr-b"])
     }
 
     func testResultShapeFollowsTheConfigVersion() throws {
@@ -54,14 +54,14 @@ final class ConnectivityTests: XCTestCase {
             let pod = try node.makePod("v\(index)")
             let result = try node.add("ctr-v\(index)", pod: pod, version: version)
             XCTAssertEqual(result.cniVersion, version)
-            let ips = result.ips ?? []
+            let ips = result.ips
             XCTAssertEqual(ips.count, 2)
             if version.hasPrefix("0.") {
                 XCTAssertEqual(Set(ips.compactMap(\.version)), ["4", "6"], "\(version) results carry ips[].version")
             } else {
                 XCTAssertTrue(ips.allSatisfy { $0.version == nil }, "\(version) results have no ips[].version")
             }
-            let interfaces = result.interfaces ?? []
+            let interfaces = result.interfaces
             XCTAssertEqual(interfaces.count, 2)
             XCTAssertEqual(interfaces.last?.sandbox, pod)
             XCTAssertEqual(interfaces.last?.mtu != nil, version == "1.1.0", "mtu is a 1.1.0 field")

@@ -63,8 +63,9 @@ final class CrossLanguageABITests: XCTestCase {
 
     /// The chaos suite's node (chaos/chaos.py) and the Swift tests' (TestNode) build the plugin's
     /// config each in their language: both must say only what the plugin reads, and keep the
-    /// plugin inside the suite's own store, cgroup and devices. A key the plugin renamed would be
-    /// ignored, and the plugin would fall back to the node's store and the root cgroup.
+    /// plugin inside the suite's own store and cgroup (and chaos off every device: its node netns
+    /// has none of its own). A key the plugin renamed would be ignored, and the plugin would fall
+    /// back to the node's store, the root cgroup and the default route's device.
     func testTheChaosSuitesAndTheTestsConfigsSayOnlyWhatThePluginReads() throws {
         let chaos = URL(fileURLWithPath: testScript("")).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("chaos").path
@@ -83,17 +84,18 @@ final class CrossLanguageABITests: XCTestCase {
         }
         let specKeys: Set<String> = ["cniVersion", "name", "type", "ipam", "dns", "capabilities", "runtimeConfig", "prevResult", "args"]
         let chaosCgroup = try XCTUnwrap(CgroupV2.mountPoint()) + "/spx-abi"
-        for (config, store, cgroup) in chaosConfigs.map({ ($0, "/sys/fs/bpf/spx-abi", chaosCgroup) })
-            + testConfigs.map({ ($0, node.storeRoot, node.cgroup) }) {
+        for (config, store, cgroup, devices) in chaosConfigs.map({ ($0, "/sys/fs/bpf/spx-abi", chaosCgroup, [String]?.some([])) })
+            + testConfigs.map({ ($0, node.storeRoot, node.cgroup, node.devices) }) {
             guard case .object(let keys) = config else { return XCTFail("not an object: \(config)") }
-            XCTAssertEqual(Set(keys.keys).subtracting(specKeys).subtracting(PluginSettings.keys), [], "keys the plugin does not read")
+            XCTAssertEqual(Set(keys.keys).subtracting(specKeys).subtracting(Set(PluginSettings.Key.allCases.map(\.rawValue))), [], "keys the plugin does not read")
             if case .object(let socketLB)? = keys["socketLB"] {
-                XCTAssertEqual(Set(socketLB.keys).subtracting(PluginSettings.socketLBKeys), [], "socketLB keys the plugin does not read")
+                XCTAssertEqual(Set(socketLB.keys).subtracting(Set(PluginSettings.SocketLBKey.allCases.map(\.rawValue))), [], "socketLB keys the plugin does not read")
             }
             let (settings, problems) = PluginSettings.parse(keys)
             XCTAssertEqual(problems.map(\.msg), [])
             XCTAssertEqual(settings.storeRoot, store)
             XCTAssertEqual(settings.socketLB.cgroupRoot, cgroup, "the suite's own cgroup, never the root")
+            XCTAssertEqual(settings.devices, devices)
         }
     }
 }

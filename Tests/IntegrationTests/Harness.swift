@@ -212,7 +212,7 @@ final class TestNode {
     }
 
     func endpoints() throws -> [RecordedEndpoint] {
-        let result = try runProcess([pluginBinary, "endpoint", "list", "--root", storeRoot, "-o", "json"])
+        let result = try runProcess([pluginBinary, "endpoint", "list", "--store-root", storeRoot, "-o", "json"])
         XCTAssertEqual(result.status, 0, result.stderr)
         return try JSONDecoder().decode([RecordedEndpoint].self, from: Data(result.stdout.utf8))
     }
@@ -312,7 +312,7 @@ struct CNIOutcome {
 }
 
 /// A CNI result as the spec lays it out, decoded with types of the tests' own (not the plugin's):
-/// a key the plugin misspells or mistypes fails the decoding.
+/// a required key the plugin misspells, or any key it mistypes, fails the decoding.
 struct CNIResultView: Decodable {
     struct Interface: Decodable, Equatable {
         let name: String
@@ -335,8 +335,8 @@ struct CNIResultView: Decodable {
     }
 
     let cniVersion: String
-    let interfaces: [Interface]?
-    let ips: [IPConfig]?
+    let interfaces: [Interface]
+    let ips: [IPConfig]
     let routes: [Route]?
     /// The result as printed, for a later verb's `prevResult`.
     fileprivate(set) var printed: [String: Any] = [:]
@@ -344,7 +344,7 @@ struct CNIResultView: Decodable {
     private enum CodingKeys: String, CodingKey { case cniVersion, interfaces, ips, routes }
 
     /// The pod addresses, without prefix lengths.
-    var podAddresses: [String] { (ips ?? []).compactMap { $0.address.split(separator: "/").first.map(String.init) } }
+    var podAddresses: [String] { ips.compactMap { $0.address.split(separator: "/").first.map(String.init) } }
 }
 
 /// A CNI error object.

@@ -230,7 +230,7 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
             let outcome = try node.cni("ADD", containerID: id, netns: pod, config: node.config(extra: ["attachMode": "tc"]))
             XCTAssertEqual(outcome.status, 0, outcome.stdout)
         }
-        XCTAssertEqual(try node.endpoints().compactMap { $0.attachment }.filter { $0.hasPrefix("tc prog") }.count, 2)
+        XCTAssertEqual(try node.endpoints().map(\.attachment).filter { $0.hasPrefix("tc prog") }.count, 2)
         let addressB = try XCTUnwrap(node.endpoints().first { $0.containerID == "ctr-b" }?.addresses)
         XCTAssertEqual(try node.inPod(a, "ping", "-c1", "-W2", String(addressB[0].split(separator: "/")[0])).status, 0)
         XCTAssertGreaterThan(try node.stats().packets(role: "endpoint", path: "redirect_peer"), 0)
@@ -242,11 +242,11 @@ final class LifecycleOfTheDatapathTests: XCTestCase {
 
         // An upgrade in place (run in the node's netns, as the plugin and the agent run) swaps the
         // program behind both filters, and the records name it.
-        let before = Set(try node.endpoints().compactMap { $0.attachment })
+        let before = Set(try node.endpoints().map(\.attachment))
         let store = try EndpointStore.open(root: node.storeRoot)
         _ = try node.inNodeNetns { () throws(BPFError) in try Datapath.open(store: store, object: .datapath_variant) }
         let variant = try XCTUnwrap(try BPFProgram.pinned(at: "\(node.storeRoot)/datapath/pod_egress")).id
-        XCTAssertEqual(Set(try node.endpoints().compactMap { $0.attachment }), ["tc prog \(variant)"], "was \(before)")
+        XCTAssertEqual(Set(try node.endpoints().map(\.attachment)), ["tc prog \(variant)"], "was \(before)")
         for device in try node.hostVeths() {
             XCTAssertTrue(try node.exec("tc", "filter", "show", "dev", device, "ingress").contains("id \(variant) "), "\(device) runs the new build")
         }

@@ -119,7 +119,7 @@ final class LifecycleTests: XCTestCase {
             XCTAssertEqual(gc.status, 0, gc.stdout)
 
             XCTAssertEqual(try node.hostVeths().count, 1)
-            XCTAssertEqual(try node.endpoints().compactMap { $0.containerID }, ["ctr-keep"])
+            XCTAssertEqual(try node.endpoints().map(\.containerID), ["ctr-keep"])
             XCTAssertEqual(try node.inPod(drop, "ip", "link", "show", "eth0").status, 1, "the stale pod lost its interface")
             let ping = try runProcess(["nsenter", "--net=/run/netns/\(node.netns)", "ping", "-c1", "-W2", kept.podAddresses[0]])
             XCTAssertEqual(ping.status, 0, "the valid attachment still works")

@@ -31,9 +31,9 @@ final class PluginSettingsTests: XCTestCase {
         let read = try readBack(settings)
         XCTAssertEqual(read.problems.map(\.msg), [])
         XCTAssertEqual(read.settings, settings)
-        XCTAssertEqual(Set(settings.networkConfigKeys.keys), PluginSettings.keys, "every key is written, and known")
+        XCTAssertEqual(Set(settings.networkConfigKeys.keys), Set(PluginSettings.Key.allCases.map(\.rawValue)), "every key is written, and known")
         guard case .object(let socketLB) = settings.networkConfigKeys["socketLB"] else { return XCTFail("no socketLB") }
-        XCTAssertEqual(Set(socketLB.keys), PluginSettings.socketLBKeys)
+        XCTAssertEqual(Set(socketLB.keys), Set(PluginSettings.SocketLBKey.allCases.map(\.rawValue)))
     }
 
     func testDefaultsWriteOnlyTheStoreAndMasquerading() throws {
