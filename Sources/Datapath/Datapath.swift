@@ -14,8 +14,9 @@ import Glibc
 /// The node's BPF datapath as the store holds it: programs and maps pinned under
 /// `<store>/datapath`, per-pod links under `<store>/endpoints/<host device>`, uplink links under
 /// `<store>/uplinks/if<index>`. Each concern is a part of its own over the same pins: the pods'
-/// attachments and endpoints, the service maps, the node-wide attachments and address sets, and the
-/// connections the uplinks translated. This type loads, upgrades and unloads the whole.
+/// attachments and endpoints, the plugin's handoffs to the agent, the service maps, the node-wide
+/// attachments and address sets, and the connections the uplinks translated. This type loads,
+/// upgrades, reports on and unloads the whole.
 ///
 /// Loading and verifying happens once per node (and again only when a different build of the
 /// programs arrives, or a pin went missing); every later run opens just the pins it uses, when it

@@ -8,6 +8,7 @@ import SystemPackage
 import Glibc
 #endif
 
+/// Promotions from tc to tcx: ADD asks, the agent attaches (see `AgentHandoff`).
 extension AgentHandoff {
     var promotionFolder: String { Self.promotionFolder(storeRoot: storeRoot) }
 

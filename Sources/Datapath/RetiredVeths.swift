@@ -7,7 +7,7 @@ import SystemPackage
 import Glibc
 #endif
 
-/// The names a retired veth takes (see `AgentHandoff`).
+/// What marks a retired veth on the node: its device group and its names (see `AgentHandoff`).
 public enum RetiredVeths {
     /// The device group of retired veths ("SPRT"), which nothing else on a node is expected to use.
     public static let deviceGroup: UInt32 = 0x5350_5254

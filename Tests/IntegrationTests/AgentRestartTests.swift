@@ -60,7 +60,7 @@ extension AgentClusterTests {
         try waitFor("the node ports programmed on node 1's addresses and localhost") {
             let listed = try listedServices(1)
             return ["\(address):30080/tcp", "[\(internalIPs(1)[1])]:30053/udp", "127.0.0.1:30080/tcp"]
-                .allSatisfy { (listed[$0]?["backends"] as? [String])?.count == 2 }
+                .allSatisfy { listed[$0]?.backends.count == 2 }
         }
         let fromOutside = try Holder(node: nodes[2], netns: outside, "\(address) 30080 30053 16")
         let fromTheNode = try Holder(node: nodes[0], netns: "/run/netns/\(nodes[0].netns)", "127.0.0.1 30080 30053 8")
@@ -70,7 +70,7 @@ extension AgentClusterTests {
         sleep(3)   // a resync: the table as the agent keeps it
         let programmed = try serviceMaps(1)
         let translated = { () throws -> Set<String> in
-            Set(try self.translatedConnections(1).map { "\($0["proto"] ?? "") \($0["client"] ?? "") \($0["backend"] ?? "")" })
+            Set(try self.translatedConnections(1).map { "\($0.proto) \($0.client) \($0.backend)" })
         }
         let held = try translated()
         XCTAssertEqual(held.count, 17, "16 TCP connections and the UDP flow: \(held)")

@@ -371,3 +371,33 @@ struct RecordedEndpoint: Decodable, Equatable {
     /// "tcx link 12", "tc prog 40", or "none".
     let attachment: String
 }
+
+/// A service as `swiftpath service list -o json` prints it.
+struct ListedService: Decodable, Equatable {
+    let service: String
+    let backends: [String]
+    let affinitySeconds: UInt32?
+    /// "cluster" or "local" where clients from outside the node reach it.
+    let external: String?
+    let localBackends: [String]?
+    let sourceRanges: [String]?
+    /// The pod whose host port this is, when it is one.
+    let hostPortOf: String?
+
+    /// `service list -o json`'s output, by "address:port/proto".
+    static func byKey(_ json: String) throws -> [String: ListedService] {
+        Dictionary(uniqueKeysWithValues: try JSONDecoder().decode([ListedService].self, from: Data(json.utf8)).map { ($0.service, $0) })
+    }
+}
+
+/// A translated connection as `swiftpath service connections -o json` prints it.
+struct ListedConnection: Decodable, Equatable {
+    let proto: String
+    let client: String
+    let service: String
+    let nodeSource: String?
+    let backend: String
+    let idleSeconds: UInt64
+    let closing: Bool
+    let unconfirmed: Bool
+}

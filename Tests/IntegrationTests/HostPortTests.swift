@@ -14,7 +14,7 @@ extension AgentClusterTests {
 
     /// Node 1's services that are host ports, "address:port/proto" to their backends.
     private func hostPorts(_ i: Int) throws -> [String: [String]] {
-        try listedServices(i).filter { $0.value["hostPortOf"] != nil }.mapValues { $0["backends"] as? [String] ?? [] }
+        try listedServices(i).filter { $0.value.hostPortOf != nil }.mapValues(\.backends)
     }
 
     func testHostPortsFromOutsideFromTheNodeAndFromPods() throws {
@@ -192,11 +192,10 @@ final class HostPortAddressTests: XCTestCase {
     }
 
     /// The node's services, "address:port/proto" to their listing.
-    private func services() throws -> [String: [String: Any]] {
+    private func services() throws -> [String: ListedService] {
         let listed = try runProcess([pluginBinary, "service", "list", "--root", node.storeRoot, "-o", "json"])
         XCTAssertEqual(listed.status, 0, listed.stderr)
-        let entries = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
-        return Dictionary(uniqueKeysWithValues: entries.map { ($0["service"] as? String ?? "", $0) })
+        return try ListedService.byKey(listed.stdout)
     }
 
     /// What a process of the node (in the node's cgroup, where the socket hooks are) gets from `address:port`.
@@ -238,9 +237,9 @@ final class HostPortAddressTests: XCTestCase {
         try serve(pod, as: "lo")
         let offered = try services()
         let loopback = try XCTUnwrap(offered["127.0.0.1:18082/tcp"], "\(offered.keys)")
-        XCTAssertNotNil(loopback["hostPortOf"])
-        XCTAssertNil(loopback["external"], "a loopback host port is not answered at the uplinks")
-        XCTAssertEqual(offered["192.0.2.1:18082/tcp"]?["external"] as? String, "cluster")
+        XCTAssertNotNil(loopback.hostPortOf)
+        XCTAssertNil(loopback.external, "a loopback host port is not answered at the uplinks")
+        XCTAssertEqual(offered["192.0.2.1:18082/tcp"]?.external, "cluster")
         XCTAssertEqual(try answerOnTheNode("127.0.0.1", 18082), "lo")
     }
 
@@ -274,8 +273,8 @@ final class HostPortAddressTests: XCTestCase {
         try assertNothingChanged(node)
         let services = try services()
         XCTAssertEqual(Set(services.keys), ["192.0.2.1:18085/tcp"])
-        XCTAssertEqual(services["192.0.2.1:18085/tcp"]?["backends"] as? [String], ["10.9.9.9:80"])
-        XCTAssertNil(services["192.0.2.1:18085/tcp"]?["hostPortOf"])
+        XCTAssertEqual(services["192.0.2.1:18085/tcp"]?.backends, ["10.9.9.9:80"])
+        XCTAssertNil(services["192.0.2.1:18085/tcp"]?.hostPortOf)
     }
 
     /// A Service applied on a pod's host port takes it over: connections go to the Service's
@@ -302,16 +301,16 @@ final class HostPortAddressTests: XCTestCase {
             return applied.stdout
         }
         _ = try apply()
-        XCTAssertEqual(try services()[key]?["backends"] as? [String], ["\(backend):8080"])
-        XCTAssertNil(try services()[key]?["hostPortOf"], "the entry is the Service's now")
+        XCTAssertEqual(try services()[key]?.backends, ["\(backend):8080"])
+        XCTAssertNil(try services()[key]?.hostPortOf, "the entry is the Service's now")
         XCTAssertEqual(try answerOnTheNode("192.0.2.1", 18086), "be")
         XCTAssertTrue(try apply().contains("1 service(s) set, 0 deleted"), "applied again, the Service stays")
 
         // The Service goes: the pod answers on its host port again, as its own.
         let removed = try runProcess([pluginBinary, "service", "delete", key, "--root", node.storeRoot])
         XCTAssertEqual(removed.status, 0, removed.stderr)
-        XCTAssertEqual(try services()[key]?["backends"] as? [String], ["\(try added.result().podAddresses[0]):8080"])
-        XCTAssertNotNil(try services()[key]?["hostPortOf"])
+        XCTAssertEqual(try services()[key]?.backends, ["\(try added.result().podAddresses[0]):8080"])
+        XCTAssertNotNil(try services()[key]?.hostPortOf)
         XCTAssertEqual(try answerOnTheNode("192.0.2.1", 18086), "hp")
         _ = try apply()
         XCTAssertEqual(try answerOnTheNode("192.0.2.1", 18086), "be")
@@ -325,7 +324,7 @@ final class HostPortAddressTests: XCTestCase {
 
         let deleted = try node.cni("DEL", containerID: "ctr-hp", netns: pod, config: config)
         XCTAssertEqual(deleted.status, 0, deleted.stdout)
-        XCTAssertEqual(try services()[key]?["backends"] as? [String], ["\(backend):8080"], "the pod's DEL left the Service")
+        XCTAssertEqual(try services()[key]?.backends, ["\(backend):8080"], "the pod's DEL left the Service")
         XCTAssertEqual(try answerOnTheNode("192.0.2.1", 18086), "be")
         XCTAssertEqual(try node.store().recordedHostPorts().count, 0, "the pod's host port is forgotten")
         // The Service's own removal removes it.

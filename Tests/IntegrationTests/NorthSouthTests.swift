@@ -12,16 +12,14 @@ extension AgentClusterTests {
     var outside: String { "/run/netns/\(nodes[2].netns)" }
 
     /// The connections node `i`'s uplinks hold, as `service connections -o json` lists them.
-    func translatedConnections(_ i: Int) throws -> [[String: Any]] {
+    func translatedConnections(_ i: Int) throws -> [ListedConnection] {
         let listed = try runProcess([pluginBinary, "service", "connections", "--root", nodes[i - 1].storeRoot, "-o", "json"])
-        return try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        return try JSONDecoder().decode([ListedConnection].self, from: Data(listed.stdout.utf8))
     }
 
     /// Node `i`'s services as `service list -o json` lists them, by "address:port/proto".
-    func listedServices(_ i: Int) throws -> [String: [String: Any]] {
-        let listed = try runProcess([pluginBinary, "service", "list", "--root", nodes[i - 1].storeRoot, "-o", "json"])
-        let views = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
-        return Dictionary(uniqueKeysWithValues: views.map { ($0["service"] as? String ?? "", $0) })
+    func listedServices(_ i: Int) throws -> [String: ListedService] {
+        try ListedService.byKey(try runProcess([pluginBinary, "service", "list", "--root", nodes[i - 1].storeRoot, "-o", "json"]).stdout)
     }
 
     /// A datapath counter of node `i`'s uplink, by path name.
@@ -74,7 +72,7 @@ extension AgentClusterTests {
         try nodes[2].exec("ip", "-6", "route", "add", "2001:db8::10/128", "via", internalIPs(1)[1])
         let client = internalIPs(3)
         try waitFor("the node ports programmed for outside clients") {
-            try (1...2).allSatisfy { try listedServices($0)["\(internalIPs($0)[0]):30080/tcp"]?["external"] as? String == "cluster" }
+            try (1...2).allSatisfy { try listedServices($0)["\(internalIPs($0)[0]):30080/tcp"]?.external == "cluster" }
         }
 
         for i in 1...2 {
@@ -107,14 +105,14 @@ extension AgentClusterTests {
         let heldBackends = held["tcp"] as? [String] ?? []
         XCTAssertEqual(heldBackends.count, 64, "\(held)")
         XCTAssertEqual(Set(heldBackends), ["web1", "web2"], "\(held)")
-        XCTAssertGreaterThanOrEqual(try translatedConnections(1).filter { $0["closing"] as? Bool == false }.count, 64)
+        XCTAssertGreaterThanOrEqual(try translatedConnections(1).filter { !$0.closing }.count, 64)
 
         // web2 leaves: its connections go from the table, the client's next packet on each is
         // answered with a reset; web1's carry on; new connections reach web1 only.
         try standIn.putEndpointSlice("default", "np-ipv4", service: "np", addressType: "IPv4", ports: [("http", "TCP", 8080), ("dns", "UDP", 8080)],
                                      endpoints: [.init(web[0].v4, node: "node-1")])
         try waitFor("web2's connections forgotten on node 1") {
-            try translatedConnections(1).allSatisfy { ($0["backend"] as? String)?.hasPrefix(web[1].v4) != true }
+            try translatedConnections(1).allSatisfy { !$0.backend.hasPrefix(web[1].v4) }
         }
         let after = try holder.release()
         let afterTCP = after["tcp"] as? [String] ?? []
@@ -142,11 +140,11 @@ extension AgentClusterTests {
         try putNodePortService("held", tcp: 30082, udp: 30055, policy: "Cluster", externalIPs: [],
                                members: [(web[0], "node-1"), (web[1], "node-2")])
         let address = internalIPs(1)[0]
-        try waitFor("the node port programmed") { try listedServices(1)["\(address):30082/tcp"]?["external"] as? String == "cluster" }
+        try waitFor("the node port programmed") { try listedServices(1)["\(address):30082/tcp"]?.external == "cluster" }
         let holder = try Holder(node: nodes[2], netns: outside, "\(address) 30082 30055 32")
         let held = try holder.nextLine()["tcp"] as? [String] ?? []
         XCTAssertEqual(held.count, 32)
-        let confirmed = try translatedConnections(1).filter { $0["service"] as? String == "\(address):30082" && $0["unconfirmed"] as? Bool == false }
+        let confirmed = try translatedConnections(1).filter { $0.service == "\(address):30082" && !$0.unconfirmed }
         XCTAssertEqual(confirmed.count, 32, "each handshake confirmed its connection")
 
         let flood = try runProcess(["nsenter", "--net=\(outside)", "python3", testScript("flood.py"), "syn", address, "30082", "150000",
@@ -154,7 +152,7 @@ extension AgentClusterTests {
         XCTAssertEqual(flood.status, 0, flood.stderr)
         let figures = try JSONSerialization.jsonObject(with: Data(flood.stdout.utf8)) as? [String: Any] ?? [:]
         let listed = try translatedConnections(1)
-        let unconfirmed = listed.filter { $0["unconfirmed"] as? Bool == true }.count
+        let unconfirmed = listed.filter(\.unconfirmed).count
         print("SYN flood: \(figures); node 1's table after it: \(listed.count - unconfirmed) confirmed, \(unconfirmed) unconfirmed")
         XCTAssertGreaterThan(unconfirmed, 1000, "the flood reached the table")
         try waitFor("the agent's figures show the flood") {
@@ -226,7 +224,7 @@ extension AgentClusterTests {
                                          ports: [("http", "TCP", 8080), ("dns", "UDP", 8080)], endpoints: [.init(web[0][keyPath: family], node: "node-1")])
         }
         try waitFor("node 2 without a local endpoint") {
-            try (listedServices(2)["\(internalIPs(2)[0]):30081/tcp"]?["localBackends"] as? [String])?.isEmpty == true
+            try listedServices(2)["\(internalIPs(2)[0]):30081/tcp"]?.localBackends?.isEmpty == true
         }
         let before = try uplinkPackets(2, "drop_no_local_backend")
         let refused = try runProcess(["nsenter", "--net=\(outside)", "python3", testScript("lbclient.py"), "errno", internalIPs(2)[0], "30081"])
